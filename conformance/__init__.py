@@ -1,0 +1,1 @@
+"""mailconform: a conformance test suite for secure mail gateways."""

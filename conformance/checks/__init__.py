@@ -1,0 +1,1 @@
+"""The suite itself: one check = one test function, one requirement each."""

@@ -1,0 +1,106 @@
+"""The requirement catalogue: every check cites exactly one entry here by ID.
+
+A requirement's level can differ per profile: where standards disagree (legacy TLS on port 25,
+wildcard certificates, mandatory DANE, redundancy), the profile decides, not the check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Level(StrEnum):
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+
+
+PROFILES = ("baseline", "sensitive-data")
+DEFAULT_PROFILE = "baseline"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    title: str
+    source: str
+    level: Level
+    family: str
+    profiles: tuple[str, ...] = PROFILES
+    # Per-profile level where a profile is stricter (or laxer) than the requirement's own level.
+    profile_levels: dict[str, Level] = field(default_factory=dict)
+
+    def level_in(self, profile: str) -> Level | None:
+        """The level this requirement has in a profile, or None when the profile leaves it out."""
+        if profile not in self.profiles:
+            return None
+        return self.profile_levels.get(profile, self.level)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "title": self.title, "source": self.source, "level": str(self.level),
+            "family": self.family, "profiles": list(self.profiles),
+            "profile_levels": {p: str(lv) for p, lv in self.profile_levels.items()},
+        }
+
+
+def _r(id: str, title: str, source: str, level: str, family: str, *,
+       profiles: tuple[str, ...] = PROFILES, **profile_levels: str) -> Requirement:
+    levels = {k.replace("_", "-"): Level(v) for k, v in profile_levels.items()}
+    return Requirement(id, title, source, Level(level), family, profiles, levels)
+
+
+MUST, SHOULD = "MUST", "SHOULD"
+
+# Each family keeps its own block; keep IDs stable (CI history and JUnit consumers key on them).
+_STARTTLS = [
+    _r("STARTTLS-OFFER-01", "MX and submission offer STARTTLS in EHLO",
+       "RFC 3207 §4; BSI TR-03108 v2.0 4.1.3 (TR-03108-03-M); CISA BOD 18-01", MUST, "starttls"),
+    _r("STARTTLS-AUTH-01", "Submission neither advertises nor accepts AUTH before TLS",
+       "RFC 4954 §4; RFC 8314 §4.1; NIST SP 800-52r2 §3", MUST, "starttls"),
+    _r("STARTTLS-IMAP-01", "IMAP advertises LOGINDISABLED and refuses LOGIN before STARTTLS",
+       "RFC 9051 §6.2.3; RFC 3501 §6.2.3; RFC 2595 §3.2", MUST, "starttls"),
+]
+
+_TLS = [
+    _r("TLS-IMPLICIT-01", "Implicit-TLS ports (465, 993) complete a handshake at TLS 1.2 or newer",
+       "RFC 8314 §3.3, §4.1 (updated by RFC 8997); BSI TR-03108 v2.0 4.1.1 (TR-03108-01-M)", MUST, "tls"),
+]
+
+_CERT = [
+    _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",
+       "RFC 8314 §4.4; NIST SP 800-52r2 §3.2", MUST, "tls"),
+    _r("CERT-NAME-01", "The server certificate names the configured host (DNS-ID in SAN)",
+       "RFC 7817 §3; RFC 9525 §6; RFC 8314 §4.4", MUST, "tls"),
+]
+
+_AUTH: list[Requirement] = []
+_LOCKOUT: list[Requirement] = []
+_FAILOVER: list[Requirement] = []
+
+CATALOGUE: dict[str, Requirement] = {
+    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER)
+}
+
+
+def get(requirement_id: str) -> Requirement:
+    """The catalogue entry for an ID; KeyError names the unknown ID."""
+    try:
+        return CATALOGUE[requirement_id]
+    except KeyError:
+        raise KeyError(f"unknown requirement ID {requirement_id!r}") from None
+
+
+def as_json(profile: str | None = None) -> str:
+    reqs = [r for r in CATALOGUE.values() if profile is None or r.level_in(profile)]
+    return json.dumps([r.as_dict() for r in reqs], indent=2)
+
+
+def as_table(profile: str | None = None) -> str:
+    rows = [(r.id, str(r.level_in(profile) if profile else r.level), r.family, r.title, r.source)
+            for r in CATALOGUE.values() if profile is None or r.level_in(profile)]
+    head = ("ID", "LEVEL", "FAMILY", "TITLE", "SOURCE")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
+    lines = ["  ".join(c.ljust(widths[i]) if i < 4 else c for i, c in enumerate(row)) for row in [head, *rows]]
+    return "\n".join(lines)

@@ -1,0 +1,369 @@
+"""target.toml -> a typed, validated ``Target``.
+
+Every error is one ``TargetError`` line naming the file, the key, its line and what was expected,
+so an operator can fix the file without reading a traceback. Passwords come from an environment
+variable or a file, never from the file itself or the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class TargetError(ValueError):
+    """A target file (or the values it points at) is unusable; the message is one actionable line."""
+
+
+class Service(StrEnum):
+    MX = "mx"
+    SUBMISSION = "submission"
+    SUBMISSIONS = "submissions"
+    IMAP = "imap"
+    IMAPS = "imaps"
+
+    @property
+    def protocol(self) -> str:
+        return "imap" if self in (Service.IMAP, Service.IMAPS) else "smtp"
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self in (Service.SUBMISSIONS, Service.IMAPS)
+
+
+class Secret:
+    """A password that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str) -> None:
+        self._value = value
+        self.origin = origin
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(from {self.origin})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Account:
+    role: str
+    username: str
+    password: Secret = field(repr=False)
+    address: str
+
+
+@dataclass(frozen=True)
+class Hook:
+    """An operator command (argv, run without a shell) that takes a node out or brings it back."""
+
+    down: tuple[str, ...]
+    up: tuple[str, ...]
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    host: str
+    address: str | None = None
+    hooks: Hook | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One service on one node: the unit every check is parametrized over."""
+
+    service: Service
+    node: str
+    host: str
+    port: int
+    address: str | None = None
+
+    @property
+    def protocol(self) -> str:
+        return self.service.protocol
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.service.implicit_tls
+
+    @property
+    def connect_host(self) -> str:
+        return self.address or self.host
+
+    @property
+    def id(self) -> str:
+        """Stable, readable test ID: CI history keys on it, so no ephemeral port in it."""
+        return f"{self.service}@{self.node}"
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.host}:{self.port} (node {self.node})"
+
+
+@dataclass(frozen=True)
+class Policy:
+    lockout_threshold: int = 10
+    lockout_window: float = 900.0
+    lockout_duration: float = 900.0
+    cert_expiry_warning_days: int = 30
+    recovery_time_objective: float = 300.0
+    max_outage: float = 120.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    nodes: tuple[Node, ...]
+    endpoints: tuple[Endpoint, ...]
+    accounts: dict[str, Account]
+    policy: Policy = Policy()
+    domain: str | None = None
+    resolver: str | None = None
+    ehlo_name: str = "mailconform.invalid"
+    trust_anchors: tuple[Path, ...] = ()
+    max_connections_per_host: int = 4
+    timeout: float = 10.0
+    relay_sink: str | None = None
+    source: Path | None = None
+
+    def endpoints_for(self, *services: Service | str) -> tuple[Endpoint, ...]:
+        wanted = {Service(s) for s in services}
+        return tuple(e for e in self.endpoints if e.service in wanted)
+
+    def account(self, role: str) -> Account | None:
+        return self.accounts.get(role)
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every password value, so reporters can scrub them from anything they write."""
+        return tuple(a.password.reveal() for a in self.accounts.values() if a.password.reveal())
+
+
+_TOP_KEYS = {"target", "node", "accounts", "policy"}
+_TARGET_KEYS = {
+    "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
+    "relay_sink",
+}
+_NODE_KEYS = {"name", "host", "address", "services", "hooks"}
+_HOOK_KEYS = {"down", "up", "timeout"}
+_ACCOUNT_KEYS = {"username", "password_env", "password_file", "address"}
+_POLICY_FIELDS = {f for f in Policy.__dataclass_fields__}
+
+
+class _Reader:
+    """Typed access to the parsed TOML that reports the file, key path and line of a bad value."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def fail(self, key: str, message: str) -> TargetError:
+        line = self._line_of(key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return TargetError(f"{where}: key '{key}': {message}")
+
+    def _line_of(self, dotted: str) -> int | None:
+        """Best-effort line of a dotted key: tomllib reports lines only for syntax errors."""
+        parts = [p for p in re.split(r"\.|\[\d+\]", dotted) if p]
+        leaf = parts[-1] if parts else dotted
+        tables = [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        table_line = 0
+        for i, raw in enumerate(self.lines, 1):
+            header = re.match(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?", raw)
+            if header and header.group(1) in tables and not table_line:
+                table_line = i
+        for i, raw in enumerate(self.lines[table_line:], table_line + 1):
+            if re.match(rf"\s*(?:[\w.-]+\.)?{re.escape(leaf)}\s*=", raw) or re.match(
+                rf"\s*\[\[?\s*{re.escape(dotted)}\s*\]\]?", raw
+            ):
+                return i
+        return table_line or None
+
+    def table(self, data: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+        value = data
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
+                            f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        return value
+
+    def get(self, data: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
+            default: Any = ..., expected: str = "") -> Any:
+        if key not in data:
+            if default is ...:
+                raise self.fail(f"{where}.{key}" if where else key, f"missing (expected {expected or _name(kind)})")
+            return default
+        value = data[key]
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
+        if not ok:
+            raise self.fail(f"{where}.{key}" if where else key,
+                            f"expected {expected or _name(kind)}, got {type(value).__name__} {value!r}")
+        return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table", bool: "true/false"}
+    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def load_target(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Target:
+    """Read and validate a target file. Raises TargetError (one line) on any bad input."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TargetError(f"{path}: cannot read target file: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"{path}: not valid TOML: {exc}") from None
+    return parse_target(data, _Reader(path, text), os.environ if environ is None else environ)
+
+
+def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
+    reader.table(data, "", _TOP_KEYS)
+    top = reader.table(reader.get(data, "target", "", dict, {}), "target", _TARGET_KEYS)
+    base = reader.path.parent
+    anchors = tuple(_anchor(reader, base, a, i) for i, a in
+                    enumerate(reader.get(top, "trust_anchors", "target", list, [])))
+    nodes, endpoints = _nodes(reader, reader.get(data, "node", "", list, expected="at least one [[node]] table"))
+    accounts = {role: _account(reader, role, spec, base, environ)
+                for role, spec in reader.get(data, "accounts", "", dict, {}).items()}
+    return Target(
+        name=reader.get(top, "name", "target", str, reader.path.stem),
+        nodes=nodes,
+        endpoints=endpoints,
+        accounts=accounts,
+        policy=_policy(reader, reader.get(data, "policy", "", dict, {})),
+        domain=reader.get(top, "domain", "target", str, None),
+        resolver=reader.get(top, "resolver", "target", str, None),
+        ehlo_name=reader.get(top, "ehlo_name", "target", str, "mailconform.invalid"),
+        trust_anchors=anchors,
+        max_connections_per_host=_positive(reader, top, "max_connections_per_host", "target", 4),
+        timeout=float(_positive(reader, top, "timeout", "target", 10.0)),
+        relay_sink=reader.get(top, "relay_sink", "target", str, None),
+        source=reader.path,
+    )
+
+
+def _positive(reader: _Reader, data: dict[str, Any], key: str, where: str, default: float) -> Any:
+    value = reader.get(data, key, where, (int, float), default)
+    if value <= 0:
+        raise reader.fail(f"{where}.{key}", f"expected a positive number, got {value!r}")
+    return value
+
+
+def _anchor(reader: _Reader, base: Path, value: Any, index: int) -> Path:
+    if not isinstance(value, str):
+        raise reader.fail(f"target.trust_anchors[{index}]", f"expected a file path, got {value!r}")
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise reader.fail("target.trust_anchors", f"file not found: {path}")
+    return path
+
+
+def _nodes(reader: _Reader, raw_nodes: list[Any]) -> tuple[tuple[Node, ...], tuple[Endpoint, ...]]:
+    if not raw_nodes:
+        raise reader.fail("node", "expected at least one [[node]] table")
+    nodes: list[Node] = []
+    endpoints: list[Endpoint] = []
+    for index, raw in enumerate(raw_nodes):
+        where = f"node[{index}]"
+        if not isinstance(raw, dict):
+            raise reader.fail("node", "expected [[node]] tables")
+        reader.table(raw, "node", _NODE_KEYS)
+        name = reader.get(raw, "name", where, str, f"node{index + 1}")
+        if any(n.name == name for n in nodes):
+            raise reader.fail("node.name", f"duplicate node name {name!r}")
+        host = reader.get(raw, "host", "node", str)
+        address = reader.get(raw, "address", "node", str, None)
+        hooks = _hooks(reader, reader.get(raw, "hooks", "node", dict, None))
+        nodes.append(Node(name=name, host=host, address=address, hooks=hooks))
+        services = reader.get(raw, "services", "node", dict, expected="a table of service = port")
+        for service_name, port in services.items():
+            try:
+                service = Service(service_name)
+            except ValueError:
+                raise reader.fail(f"node.services.{service_name}",
+                                  f"unknown service (expected one of: {', '.join(s.value for s in Service)})") from None
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise reader.fail(f"node.services.{service_name}", f"port out of range 1-65535: {port!r}")
+            endpoints.append(Endpoint(service=service, node=name, host=host, port=port, address=address))
+    return tuple(nodes), tuple(endpoints)
+
+
+def _hooks(reader: _Reader, raw: dict[str, Any] | None) -> Hook | None:
+    if raw is None:
+        return None
+    reader.table(raw, "node.hooks", _HOOK_KEYS)
+    commands = {}
+    for key in ("down", "up"):
+        argv = reader.get(raw, key, "node.hooks", list, expected="a command as a list of strings")
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise reader.fail(f"node.hooks.{key}", "expected a non-empty list of strings (argv, no shell)")
+        commands[key] = tuple(argv)
+    return Hook(down=commands["down"], up=commands["up"],
+                timeout=float(_positive(reader, raw, "timeout", "node.hooks", 60.0)))
+
+
+def _account(reader: _Reader, role: str, spec: Any, base: Path, environ: Any) -> Account:
+    where = f"accounts.{role}"
+    if not isinstance(spec, dict):
+        raise reader.fail(where, "expected a table with username and password_env or password_file")
+    reader.table(spec, where, _ACCOUNT_KEYS)
+    if "password" in spec:
+        raise reader.fail(f"{where}.password", "passwords are never written in the target file")
+    username = reader.get(spec, "username", where, str)
+    env_name = reader.get(spec, "password_env", where, str, None)
+    file_name = reader.get(spec, "password_file", where, str, None)
+    if env_name is not None and file_name is not None:
+        raise reader.fail(f"{where}.password_file", "give password_env or password_file, not both")
+    if env_name is not None:
+        if env_name not in environ:
+            raise reader.fail(f"{where}.password_env", f"environment variable {env_name} is not set")
+        secret = Secret(environ[env_name], f"${env_name}")
+    elif file_name is not None:
+        secret_path = (base / file_name).resolve()
+        try:
+            secret = Secret(secret_path.read_text(encoding="utf-8").rstrip("\r\n"), str(secret_path))
+        except OSError as exc:
+            raise reader.fail(f"{where}.password_file", f"cannot read {secret_path}: {exc.strerror}") from None
+    else:
+        raise reader.fail(where, "missing password_env or password_file")
+    address = reader.get(spec, "address", where, str, username if "@" in username else None)
+    if address is None:
+        raise reader.fail(f"{where}.address", "missing (username is not an address)")
+    return Account(role=role, username=username, password=secret, address=address)
+
+
+def _policy(reader: _Reader, raw: dict[str, Any]) -> Policy:
+    reader.table(raw, "policy", _POLICY_FIELDS)
+    values = {}
+    for key in _POLICY_FIELDS:
+        if key in raw:
+            values[key] = _positive(reader, raw, key, "policy", 0)
+    if "lockout_threshold" in values and not isinstance(values["lockout_threshold"], int):
+        raise reader.fail("policy.lockout_threshold", "expected an integer")
+    return Policy(**values)

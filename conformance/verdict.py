@@ -1,0 +1,41 @@
+"""Verdicts and the evidence a check collects. No pytest in here: probes and the CLI use it too."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    SKIPPED = "skipped"  # not run: opt-in missing, nothing to test, profile leaves it out
+
+
+class Inconclusive(Exception):
+    """Raised by a check when fitness could not be proven either way (timeout, 421, rate limit, refused
+    connection). The message carries the server's own reply; the plugin turns it into an
+    'inconclusive' verdict, never into a pass."""
+
+
+class FailOn(StrEnum):
+    """Exit-code policy: which verdicts make `mailconform run` / pytest exit non-zero."""
+
+    MUST = "must"                # a failed MUST
+    MUST_PROVEN = "must-proven"  # a failed or inconclusive MUST (default in sensitive-data)
+    SHOULD = "should"            # any failed MUST or SHOULD, and an inconclusive MUST
+    NEVER = "never"              # report only
+
+
+def default_fail_on(profile: str) -> FailOn:
+    return FailOn.MUST_PROVEN if profile == "sensitive-data" else FailOn.MUST
+
+
+def fails_run(policy: FailOn, verdict: Verdict, level: str) -> bool:
+    if policy is FailOn.NEVER:
+        return False
+    if verdict is Verdict.FAIL:
+        return level == "MUST" or policy is FailOn.SHOULD
+    if verdict is Verdict.INCONCLUSIVE:
+        return level == "MUST" and policy in (FailOn.MUST_PROVEN, FailOn.SHOULD)
+    return False
