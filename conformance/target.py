@@ -191,7 +191,7 @@ class _Reader:
             if header and header.group(1) in tables and not table_line:
                 table_line = i
         for i, raw in enumerate(self.lines[table_line:], table_line + 1):
-            if re.match(rf"\s*(?:[\w.-]+\.)?{re.escape(leaf)}\s*=", raw) or re.match(
+            if re.search(rf"(?:^|[\s{{,.]){re.escape(leaf)}\s*=", raw) or re.match(
                 rf"\s*\[\[?\s*{re.escape(dotted)}\s*\]\]?", raw
             ):
                 return i

@@ -1,0 +1,142 @@
+"""mailconform run | demo | serve | requirements | report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from conformance import requirements
+from conformance.report import read_junit, summary_markdown, summary_text
+from conformance.target import TargetError, load_target
+
+DEFAULT_REPORT = "mailconform-report.xml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.handler(args, extra))
+    except TargetError as exc:
+        print(f"mailconform: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mailconform: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailconform", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the suite against a target file (extra args go to pytest)")
+    run.add_argument("target", type=Path)
+    run.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT))
+    run.add_argument("--profile", choices=requirements.PROFILES, default=requirements.DEFAULT_PROFILE)
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="run the whole suite against the embedded reference gateway")
+    demo.add_argument("--flaw", action="append", default=[], metavar="NAME", help="switch on a deliberate flaw")
+    demo.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT))
+    demo.add_argument("--profile", choices=requirements.PROFILES, default=requirements.DEFAULT_PROFILE)
+    demo.set_defaults(handler=_demo)
+
+    serve = commands.add_parser("serve", help="run the reference gateway on loopback in the foreground")
+    serve.add_argument("--flaw", action="append", default=[], metavar="NAME")
+    serve.add_argument("--write-target", type=Path, metavar="FILE", help="write the target file describing it")
+    serve.add_argument("--list-flaws", action="store_true", help="list every flaw and what it breaks")
+    serve.set_defaults(handler=_serve)
+
+    reqs = commands.add_parser("requirements", help="print the requirement catalogue")
+    reqs.add_argument("--format", choices=("table", "json"), default="table")
+    reqs.add_argument("--profile", choices=requirements.PROFILES, default=None)
+    reqs.set_defaults(handler=_requirements)
+
+    report = commands.add_parser("report", help="summarize a JUnit XML file written by a run")
+    report.add_argument("junitxml", type=Path)
+    report.add_argument("--format", choices=("text", "markdown"), default="text")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def run_suite(target: Path, junitxml: Path, profile: str, extra: Sequence[str] = ()) -> int:
+    """Run the checks in-process the way `pytest --pyargs conformance.checks` would, then summarize."""
+    import pytest
+
+    load_target(target)  # one clear line for a bad file, before pytest starts
+    args = ["--pyargs", "conformance.checks", "--mail-target", str(target), "--mail-profile", profile,
+            "--junitxml", str(junitxml), "-p", "no:cacheprovider", "--tb=short", "-q", *extra]
+    code = int(pytest.main(args))
+    if junitxml.exists():
+        print("\n" + summary_text(read_junit(junitxml)))
+        print(f"\nJUnit XML: {junitxml}")
+    return code
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    return run_suite(args.target, args.junitxml, args.profile, extra)
+
+
+def _demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from conformance.reference.gateway import Gateway
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mailconform-demo-") as workdir:
+        with Gateway(args.flaw, workdir=Path(workdir)) as gateway:
+            target = gateway.write_target(Path(workdir) / "target.toml")
+            print(f"mailconform demo: reference gateway on loopback, flaws: {', '.join(args.flaw) or 'none'}")
+            # The reference's lockout account is throw-away and its outages are internal and bounded.
+            code = run_suite(target, args.junitxml, args.profile,
+                             ["--mail-allow-lockout", "--mail-allow-disruption"])
+            gateway.check_errors()
+    print(f"mailconform demo: finished in {time.monotonic() - started:.1f} s, exit {code}")
+    return code
+
+
+def _serve(args: argparse.Namespace, extra: list[str]) -> int:
+    from conformance.reference.flaws import FLAWS, Flaws
+    from conformance.reference.gateway import Gateway
+
+    if args.list_flaws:
+        for info in sorted(FLAWS.values(), key=lambda f: (f.family, f.name)):
+            print(f"{info.name:<28} {info.family:<10} {info.breaks}")
+        return 0
+    try:
+        Flaws.parse(args.flaw)
+    except ValueError as exc:
+        print(f"mailconform: {exc}", file=sys.stderr)
+        return 2
+    with Gateway(args.flaw) as gateway:
+        if args.write_target:
+            gateway.write_target(args.write_target)
+            print(f"target file: {args.write_target}")
+        for (node, service), port in sorted(gateway.ports.items()):
+            print(f"{node:<8} {service:<12} 127.0.0.1:{port}")
+        print("serving; Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _requirements(args: argparse.Namespace, extra: list[str]) -> int:
+    print(requirements.as_json(args.profile) if args.format == "json" else requirements.as_table(args.profile))
+    return 0
+
+
+def _report(args: argparse.Namespace, extra: list[str]) -> int:
+    results = read_junit(args.junitxml)
+    print(summary_markdown(results) if args.format == "markdown" else summary_text(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Readable summaries from the JUnit XML a run wrote.
+
+Reading the JUnit file (not in-process state) means the summary is the same for plain, CLI
+and pytest-xdist runs: the file is the one record of what was proven.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+VERDICT_ORDER = ("pass", "fail", "inconclusive", "skipped")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    verdict: str
+    requirement: str
+    level: str
+    family: str
+    endpoint: str
+    reason: str
+
+
+def read_junit(path: str | Path) -> list[CaseResult]:
+    root = ET.parse(path).getroot()
+    return [_case(case) for case in root.iter("testcase")]
+
+
+def _case(case: ET.Element) -> CaseResult:
+    props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    verdict = props.get("verdict") or _verdict_from_elements(case)
+    reason = props.get("reason") or _first_message(case)
+    return CaseResult(
+        name=case.get("name", ""),
+        verdict=verdict,
+        requirement=props.get("requirement", "-"),
+        level=props.get("level", "-"),
+        family=props.get("family", "other"),
+        endpoint=props.get("endpoint", ""),
+        reason=" ".join(reason.split())[:200],
+    )
+
+
+def _verdict_from_elements(case: ET.Element) -> str:
+    if case.find("failure") is not None or case.find("error") is not None:
+        return "fail"
+    if case.find("skipped") is not None:
+        return "skipped"
+    return "pass"
+
+
+def _first_message(case: ET.Element) -> str:
+    for tag in ("failure", "error", "skipped"):
+        element = case.find(tag)
+        if element is not None:
+            return element.get("message", "")
+    return ""
+
+
+def summary_text(results: list[CaseResult]) -> str:
+    by_family: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results:
+        by_family[result.family][result.verdict] += 1
+    width = max([len(f) for f in by_family] + [6])
+    lines = [f"{'family'.ljust(width)}  " + "  ".join(f"{v:>12}" for v in VERDICT_ORDER)]
+    for family in sorted(by_family):
+        counts = by_family[family]
+        lines.append(f"{family.ljust(width)}  " + "  ".join(f"{counts[v]:>12}" for v in VERDICT_ORDER))
+    problems = [r for r in results if r.verdict in ("fail", "inconclusive")]
+    if problems:
+        lines.append("")
+    for result in sorted(problems, key=lambda r: (r.verdict, r.level != "MUST", r.requirement)):
+        tag = "FAIL" if result.verdict == "fail" else "INCONCLUSIVE"
+        lines.append(f"{tag:<12} {result.requirement} [{result.level}] {result.name}: {result.reason}")
+    skipped_reasons = Counter(r.reason for r in results if r.verdict == "skipped")
+    for reason, count in skipped_reasons.most_common(5):
+        lines.append(f"{'skipped':<12} {count} check(s): {reason}")
+    return "\n".join(lines)
+
+
+def summary_markdown(results: list[CaseResult]) -> str:
+    lines = ["| requirement | level | check | verdict | reason |", "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.requirement} | {r.level} | `{r.name}` | {r.verdict} | {r.reason.replace('|', '/')} |")
+    return "\n".join(lines)
