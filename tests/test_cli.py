@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance import cli, requirements
+
+pytestmark = pytest.mark.unit
+
+
+def test_requirements_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["requirements"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["ID", "LEVEL", "FAMILY"]
+    for requirement_id in requirements.CATALOGUE:
+        assert requirement_id in out
+
+
+def test_requirements_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["requirements", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["id"] for r in rows} == set(requirements.CATALOGUE)
+    assert all(r["level"] in ("MUST", "SHOULD") and r["source"] for r in rows)
+
+
+def test_every_requirement_cites_a_source_and_both_profiles_exist() -> None:
+    for req in requirements.CATALOGUE.values():
+        assert req.source and req.title and req.family
+        assert set(req.profiles) <= set(requirements.PROFILES)
+
+
+def test_run_with_bad_target_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[target]\nname = 3\n[[node]]\nhost='h'\nservices={mx=25}\n")
+    assert cli.main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"mailconform: {bad}:2: key 'target.name': expected a string, got int 3"
