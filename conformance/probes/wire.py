@@ -1,0 +1,93 @@
+"""Bounded, timed line I/O over asyncio streams: the only place probes touch a StreamReader/Writer.
+
+Every read has a per-call timeout and honours an optional overall ``Deadline``, so a tarpit that
+trickles one byte a second cannot hold a probe past either. Lines are bounded by the stream's limit
+(set in ``connect.open_tcp``): an endless line becomes a ``ProtocolViolation``, not a growing buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from conformance.probes.outcome import ProbeTimeout, ProtocolViolation, Unreachable, mapped_errors
+
+# RFC 5321 4.5.3.1.5 allows 512-octet reply lines and IMAP servers send long CAPABILITY lines;
+# 16 KiB is generous for both and still small enough that a hostile server cannot make us hoard memory.
+MAX_LINE = 16 * 1024
+
+
+class Deadline:
+    """An overall time budget shared by several reads (a whole session or a multi-line reply)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._expires = asyncio.get_running_loop().time() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._expires - asyncio.get_running_loop().time())
+
+    def clamp(self, timeout: float) -> float:
+        return min(timeout, self.remaining())
+
+
+def _budget(timeout: float, deadline: Deadline | None) -> float:
+    return deadline.clamp(timeout) if deadline is not None else timeout
+
+
+async def read_line(reader: asyncio.StreamReader, *, timeout: float, deadline: Deadline | None = None,
+                    what: str) -> bytes:
+    """One line including its terminator. Raises ProbeTimeout (no complete line in time), Unreachable
+    (the server closed; the partial line is quoted) or ProtocolViolation (line longer than MAX_LINE)."""
+    budget = _budget(timeout, deadline)
+    if budget <= 0:
+        raise ProbeTimeout(f"overall deadline of {deadline.seconds:g} s passed before {what}")  # type: ignore[union-attr]
+    try:
+        with mapped_errors(what):
+            return await asyncio.wait_for(reader.readuntil(b"\n"), budget)
+    except asyncio.LimitOverrunError:
+        raise ProtocolViolation(f"line longer than {MAX_LINE} bytes while {what}") from None
+    except ProbeTimeout:
+        raise ProbeTimeout(f"no complete line within {budget:.1f} s while {what}") from None
+    except Unreachable as exc:
+        partial = exc.__cause__.partial if isinstance(exc.__cause__, asyncio.IncompleteReadError) else b""
+        if partial:
+            raise Unreachable(f"server closed the connection mid-line while {what}: {quote(partial)}") from None
+        raise Unreachable(f"server closed the connection while {what}") from None
+
+
+async def read_exactly(reader: asyncio.StreamReader, n: int, *, timeout: float,
+                       deadline: Deadline | None = None, what: str) -> bytes:
+    """Exactly n bytes (an IMAP literal), with the same timeout rules as read_line."""
+    budget = _budget(timeout, deadline)
+    with mapped_errors(what):
+        return await asyncio.wait_for(reader.readexactly(n), budget)
+
+
+async def send(writer: asyncio.StreamWriter, data: bytes, *, timeout: float, what: str) -> None:
+    """Write and drain with a timeout: a server that stops reading cannot stall us."""
+    with mapped_errors(what):
+        writer.write(data)
+        await asyncio.wait_for(writer.drain(), timeout)
+
+
+async def close(writer: asyncio.StreamWriter, timeout: float = 2.0) -> None:
+    """Close without ever raising or hanging: teardown must not hide the real outcome."""
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
+        pass  # teardown must not mask the outcome we already have (ssl.SSLError is an OSError)
+
+
+def buffered_bytes(reader: asyncio.StreamReader) -> int:
+    """Bytes the server already sent that nobody has read. After a 220/OK to STARTTLS this must be 0:
+    anything else is plaintext injected ahead of the handshake (CVE-2011-0411 class). StreamReader
+    has no public peek, so the private buffer is read here, in one place."""
+    return len(getattr(reader, "_buffer", b""))
+
+
+def quote(data: bytes, limit: int = 120) -> str:
+    """A server's bytes as one printable, bounded string for a reason or transcript."""
+    text = data.decode("utf-8", "backslashreplace").rstrip("\r\n")
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(data)} bytes)"
