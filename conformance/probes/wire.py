@@ -81,9 +81,14 @@ async def close(writer: asyncio.StreamWriter, timeout: float = 2.0) -> None:
 
 def buffered_bytes(reader: asyncio.StreamReader) -> int:
     """Bytes the server already sent that nobody has read. After a 220/OK to STARTTLS this must be 0:
-    anything else is plaintext injected ahead of the handshake (CVE-2011-0411 class). StreamReader
-    has no public peek, so the private buffer is read here, in one place."""
-    return len(getattr(reader, "_buffer", b""))
+    anything else is plaintext injected ahead of the handshake (CVE-2011-0411 class)."""
+    return len(peek_buffer(reader))
+
+
+def peek_buffer(reader: asyncio.StreamReader) -> bytes:
+    """What the server sent that nobody has read yet. StreamReader has no public peek, so its
+    private buffer is read here, in one place."""
+    return bytes(getattr(reader, "_buffer", b""))
 
 
 def quote(data: bytes, limit: int = 120) -> str:

@@ -1,0 +1,279 @@
+"""An asyncio SMTP client session with a transcript, and the SMTP capability probe.
+
+Hand-written over ``smtp_wire`` because smtplib blocks and cannot show the exchange line by line;
+commands are sent one at a time (no pipelining) unless a caller deliberately uses ``send_raw``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Self
+
+from conformance.probes.config import ProbeConfig, throwaway_credentials
+from conformance.probes.connect import open_tcp
+from conformance.probes.handshake import TlsInfo, probe_context, upgrade
+from conformance.probes.outcome import (
+    Attempt,
+    LocalError,
+    ProbeError,
+    ProtocolViolation,
+    ServerUnavailable,
+    Transcript,
+    attempt,
+)
+from conformance.probes.smtp_wire import EhloResult, SmtpReply, exchange, read_greeting, read_reply
+from conformance.probes.starttls import refuse_injected_plaintext
+from conformance.probes.wire import Deadline, close, send
+from conformance.target import Endpoint, Secret, Service
+
+__all__ = ["CleartextAuth", "EhloResult", "ProbeConfig", "SmtpCapabilities", "SmtpReply", "SmtpSession",
+           "probe_smtp_capabilities"]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _reveal(secret: Secret | str) -> str:
+    return secret.reveal() if isinstance(secret, Secret) else secret
+
+
+class SmtpSession:
+    """One SMTP connection. Commands return the server's reply whatever its code (the caller judges);
+    a 421 raises ServerUnavailable because RFC 5321 3.8 says the server is closing the channel.
+
+    Use as ``async with SmtpSession(endpoint, cfg) as smtp: await smtp.connect() ...``.
+    """
+
+    def __init__(self, endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript | None = None, *,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.endpoint = endpoint
+        self.cfg = cfg
+        self.transcript = transcript if transcript is not None else cfg.transcript(endpoint)
+        self.tls_context = tls_context
+        self.tls: TlsInfo | None = None
+        self.capabilities: EhloResult | None = None
+        self.greeting: SmtpReply | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._deadline: Deadline | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    @property
+    def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            raise LocalError("SMTP session used before connect()")
+        return self._reader, self._writer
+
+    async def connect(self) -> SmtpReply:
+        """TCP (and TLS for submissions/465) then the greeting. Raises ServerUnavailable for a 4xx/554
+        greeting, ProtocolViolation for anything but 220."""
+        self._deadline = Deadline(self.cfg.session_budget)
+        self._reader, self._writer = await open_tcp(self.endpoint, self.cfg.timeout, self.cfg.limiter)
+        self.transcript.note(f"connected to {self.endpoint}")
+        if self.endpoint.implicit_tls:
+            await self._upgrade()
+        self.greeting = await read_greeting(self._reader, timeout=self.cfg.timeout, deadline=self._deadline,
+                                            transcript=self.transcript)
+        return self.greeting
+
+    async def command(self, line: str, *, secret: bool = False) -> SmtpReply:
+        reader, writer = self._streams
+        reply = await exchange(reader, writer, line, timeout=self.cfg.timeout, deadline=self._deadline,
+                               transcript=self.transcript, secret=secret)
+        if reply.code == 421:
+            raise ServerUnavailable(f"server closing the session: {reply}")
+        return reply
+
+    async def ehlo(self, name: str | None = None) -> EhloResult:
+        """EHLO; the parsed capabilities are kept in ``self.capabilities`` (also after a 5xx, empty)."""
+        reply = await self.command(f"EHLO {name or self.cfg.ehlo_name}")
+        self.capabilities = EhloResult.from_reply(reply) if reply.code == 250 else \
+            EhloResult(reply, "", frozenset(), (), frozenset())
+        return self.capabilities
+
+    async def helo(self, name: str | None = None) -> SmtpReply:
+        return await self.command(f"HELO {name or self.cfg.ehlo_name}")
+
+    async def starttls(self, context: ssl.SSLContext | None = None, *, reehlo: bool = True) -> SmtpReply:
+        """STARTTLS; on 220 the stream is upgraded (and EHLO sent again if ``reehlo``, as RFC 3207 4.2
+        requires before relying on capabilities). Any other reply is returned and nothing changes."""
+        reply = await self.command("STARTTLS")
+        if reply.code != 220:
+            return reply
+        refuse_injected_plaintext(self._streams[0], self.transcript)
+        await self._upgrade(context)
+        self.capabilities = None  # RFC 3207 4.2: forget everything learned before TLS
+        if reehlo:
+            await self.ehlo()
+        return reply
+
+    async def _upgrade(self, context: ssl.SSLContext | None = None) -> None:
+        reader, writer = self._streams
+        assert self._deadline is not None
+        self.tls = await upgrade(reader, writer, context or self.tls_context or probe_context(), self.endpoint.host,
+                                 timeout=self._deadline.clamp(self.cfg.timeout))
+        self.transcript.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
+
+    async def auth_plain(self, username: str, password: Secret | str) -> SmtpReply:
+        """AUTH PLAIN with an initial response (RFC 4954 4); the transcript shows only 'AUTH PLAIN <redacted>'."""
+        token = _b64(f"\0{username}\0{_reveal(password)}")
+        reply = await self.command(f"AUTH PLAIN {token}")
+        if reply.code == 334:  # the server ignored the initial response: cancel rather than resend it
+            reply = await self.command("*", secret=True)
+        return reply
+
+    async def auth_login(self, username: str, password: Secret | str) -> SmtpReply:
+        """AUTH LOGIN (draft-murchison-sasl-login): every client line after the verb is redacted."""
+        reply = await self.command("AUTH LOGIN")
+        with self.transcript.redacting():
+            if reply.code == 334:
+                reply = await self.command(_b64(username), secret=True)
+            if reply.code == 334:
+                reply = await self.command(_b64(_reveal(password)), secret=True)
+        return reply
+
+    async def mail(self, sender: str, *params: str) -> SmtpReply:
+        return await self.command(" ".join((f"MAIL FROM:<{sender}>", *params)))
+
+    async def rcpt(self, recipient: str, *params: str) -> SmtpReply:
+        return await self.command(" ".join((f"RCPT TO:<{recipient}>", *params)))
+
+    async def data(self, message: bytes) -> SmtpReply:
+        """DATA; on 354 the message goes out CRLF-normalised and dot-stuffed (RFC 5321 4.5.2).
+        Returns the 354-refusal or the final reply."""
+        reply = await self.command("DATA")
+        if reply.code != 354:
+            return reply
+        lines = message.replace(b"\r\n", b"\n").split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        body = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+        self.transcript.note(f"message of {len(body)} bytes sent")
+        return await self.send_raw(body + b".\r\n", what="the message")
+
+    async def rset(self) -> SmtpReply:
+        return await self.command("RSET")
+
+    async def noop(self) -> SmtpReply:
+        return await self.command("NOOP")
+
+    async def vrfy(self, address: str) -> SmtpReply:
+        return await self.command(f"VRFY {address}")
+
+    async def quit(self) -> SmtpReply | None:
+        """QUIT and close. A server that hangs up first is fine: the reply is then None."""
+        try:
+            return await self.command("QUIT")
+        except ProbeError:  # the session's findings are already in hand; a lost QUIT reply changes none
+            return None
+        finally:
+            await self.close()
+
+    async def send_raw(self, data: bytes, *, what: str = "raw bytes", expect_reply: bool = True) -> SmtpReply:
+        """Deliberately raw bytes (pipelining, injection, bare-LF checks). Logged as client lines;
+        reads one reply unless ``expect_reply`` is False (then call ``read_reply`` per reply expected)."""
+        _, writer = self._streams
+        for line in data.decode("utf-8", "replace").splitlines()[:20]:
+            self.transcript.client(line)
+        await send(writer, data, timeout=self.cfg.timeout, what=f"sending {what}")
+        return await self.read_reply() if expect_reply else SmtpReply(0, None, ())
+
+    async def read_reply(self) -> SmtpReply:
+        reader, _ = self._streams
+        return await read_reply(reader, timeout=self.cfg.timeout, deadline=self._deadline,
+                                transcript=self.transcript)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await close(self._writer)
+            self._writer = None
+
+
+class CleartextAuth(StrEnum):
+    """How a server treated AUTH/LOGIN with throwaway credentials before TLS."""
+
+    NOT_TRIED = "not-tried"                # implicit TLS, or not a submission service and AUTH not offered
+    REFUSED_FOR_TLS = "refused-for-tls"    # 530/538 (SMTP), BAD or [PRIVACYREQUIRED] (IMAP): the right answer
+    REFUSED = "refused"                    # refused, but not naming TLS (e.g. 502/503/504: AUTH not available)
+    CREDENTIALS_CHECKED = "credentials-checked"  # 535 / NO [AUTHENTICATIONFAILED]: the server read them in clear
+    ACCEPTED = "accepted"                  # 235 / OK with random credentials: very wrong
+
+
+def classify_smtp_auth(reply: SmtpReply | None) -> CleartextAuth:
+    if reply is None:
+        return CleartextAuth.NOT_TRIED
+    if reply.code in (235,):
+        return CleartextAuth.ACCEPTED
+    if reply.code in (530, 538) or (reply.enhanced or "").startswith("5.7.11"):
+        return CleartextAuth.REFUSED_FOR_TLS
+    if reply.code in (535, 334):
+        return CleartextAuth.CREDENTIALS_CHECKED
+    return CleartextAuth.REFUSED
+
+
+@dataclass(frozen=True)
+class SmtpCapabilities:
+    greeting: SmtpReply
+    pre_tls: EhloResult | None          # None on implicit-TLS endpoints
+    starttls_offered: bool
+    starttls_reply: SmtpReply | None    # None if not offered or implicit TLS
+    tls: TlsInfo | None                 # None if TLS could not be established
+    tls_error: str | None               # why the handshake after a 220 to STARTTLS failed
+    post_tls: EhloResult | None
+    auth_before_tls: SmtpReply | None   # reply to AUTH PLAIN with throwaway credentials before TLS
+    cleartext_auth: CleartextAuth
+
+    @property
+    def auth_mechanisms_before_tls(self) -> frozenset[str]:
+        return self.pre_tls.auth_mechanisms if self.pre_tls else frozenset()
+
+    @property
+    def auth_mechanisms_after_tls(self) -> frozenset[str]:
+        return self.post_tls.auth_mechanisms if self.post_tls else frozenset()
+
+
+async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_auth_before_tls: bool = True,
+                                  ) -> Attempt[SmtpCapabilities]:
+    """Greeting, EHLO; before TLS optionally AUTH PLAIN with random throwaway credentials (never a real
+    password); STARTTLS and EHLO again. A server refusing STARTTLS still yields a result (with
+    ``tls=None``): the checks decide what that means."""
+    transcript = cfg.transcript(endpoint)
+
+    async def run() -> SmtpCapabilities:
+        async with SmtpSession(endpoint, cfg, transcript) as smtp:
+            greeting = await smtp.connect()
+            first = await smtp.ehlo()
+            if endpoint.implicit_tls:
+                return SmtpCapabilities(greeting, None, False, None, smtp.tls, None, first, None,
+                                        CleartextAuth.NOT_TRIED)
+            auth_reply = None
+            if try_auth_before_tls and (first.auth_mechanisms or endpoint.service is Service.SUBMISSION):
+                auth_reply = await smtp.auth_plain(*throwaway_credentials())
+                if auth_reply.code == 235:  # authenticated as nobody: the session state is unusable
+                    return SmtpCapabilities(greeting, first, first.starttls, None, None, None, None, auth_reply,
+                                            CleartextAuth.ACCEPTED)
+            starttls_reply, tls_error = None, None
+            if first.starttls:
+                try:
+                    starttls_reply = await smtp.starttls()
+                except ProtocolViolation as exc:  # handshake failed or plaintext injected: keep what we saw
+                    tls_error = str(exc)
+            if tls_error is None:
+                await smtp.quit()
+            return SmtpCapabilities(greeting, first, first.starttls, starttls_reply, smtp.tls, tls_error,
+                                    smtp.capabilities if smtp.tls else None, auth_reply,
+                                    classify_smtp_auth(auth_reply))
+
+    return await attempt(endpoint.id, transcript, run())

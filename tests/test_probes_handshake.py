@@ -1,0 +1,136 @@
+"""Full stdlib handshakes: implicit TLS and after STARTTLS; chain captured; trust judged apart from TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from certgen import Issued, Pki, make_pki
+from cryptography.hazmat.primitives.serialization import Encoding
+from hostile import run, script, serving
+
+from conformance.probes.config import ProbeConfig
+from conformance.probes.handshake import HandshakeResult, probe_handshake
+from conformance.probes.outcome import Attempt, Outcome
+from conformance.target import Endpoint, Service
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
+
+
+@pytest.fixture(scope="module")
+def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
+
+
+def context_for(pki: Pki, leaf: Issued, directory: Path) -> ssl.SSLContext:
+    cert, key = leaf.write(directory, "leaf")
+    cert.write_bytes(cert.read_bytes() + pki.intermediate.cert.public_bytes(Encoding.PEM))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextlib.asynccontextmanager
+async def implicit_tls_server(context: ssl.SSLContext) -> AsyncIterator[Endpoint]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            writer.write(b"220 tls.test ESMTP\r\n")
+            await writer.drain()
+            await asyncio.wait_for(reader.read(1), 5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    try:
+        yield Endpoint(Service.SUBMISSIONS, "node1", "localhost", server.sockets[0].getsockname()[1], "127.0.0.1")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def cfg(anchor: Path) -> ProbeConfig:
+    return ProbeConfig(timeout=5, trust_anchors=(anchor,), use_system_store=False)
+
+
+def handshake_implicit(context: ssl.SSLContext, anchor: Path) -> Attempt[HandshakeResult]:
+    async def main() -> Attempt[HandshakeResult]:
+        async with implicit_tls_server(context) as endpoint:
+            return await probe_handshake(endpoint, cfg(anchor))
+    return run(main())
+
+
+def test_implicit_tls_good_chain(pki: Pki, anchor: Path, tmp_path: Path) -> None:
+    result = handshake_implicit(context_for(pki, pki.leaf("localhost"), tmp_path), anchor)
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    hs = result.result
+    assert hs is not None and hs.verified, hs.verify_error
+    assert hs.version in ("TLSv1.2", "TLSv1.3") and hs.cipher
+    assert len(hs.peer_chain_der) == 2 and hs.cert is not None and hs.cert.names_match
+
+
+def test_wrong_name_completes_but_does_not_verify(pki: Pki, anchor: Path, tmp_path: Path) -> None:
+    result = handshake_implicit(context_for(pki, pki.leaf("other.example.test"), tmp_path), anchor)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.result is not None and not result.result.verified
+    assert "localhost not in SAN" in (result.result.verify_error or "")
+
+
+def test_untrusted_root_completes_but_does_not_verify(anchor: Path, tmp_path: Path) -> None:
+    other = make_pki()
+    result = handshake_implicit(context_for(other, other.leaf("localhost"), tmp_path), anchor)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.result is not None and not result.result.verified
+    assert "no valid path" in (result.result.verify_error or "")
+
+
+def test_plaintext_on_implicit_tls_port_is_a_server_error(anchor: Path) -> None:
+    async def plaintext(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 plain.test ESMTP\r\n")
+        while await reader.read(4096):  # keep reading: closing with unread data would RST the greeting away
+            pass
+
+    async def main() -> Attempt[HandshakeResult]:
+        async with serving(plaintext, Service.SUBMISSIONS) as endpoint:
+            return await probe_handshake(endpoint, cfg(anchor))
+    result = run(main())
+    assert result.outcome is Outcome.SERVER_ERROR
+    assert "plaintext" in result.reason or "TLS error" in result.reason  # before or after start_tls: a race
+
+
+def test_silent_server_handshake_times_out(anchor: Path) -> None:
+    async def main() -> Attempt[HandshakeResult]:
+        async with serving(script(), Service.SUBMISSIONS) as endpoint:
+            return await probe_handshake(endpoint, ProbeConfig(timeout=0.5, trust_anchors=(anchor,),
+                                                               use_system_store=False))
+    result = run(main())
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "TLS handshake" in result.reason
+
+
+def test_starttls_handshake_with_aiosmtpd(pki: Pki, anchor: Path, tmp_path: Path) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    context = context_for(pki, pki.leaf("localhost"), tmp_path)
+
+    async def main() -> Attempt[HandshakeResult]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(object(), tls_context=context), "127.0.0.1", 0)
+        endpoint = Endpoint(Service.MX, "node1", "localhost", server.sockets[0].getsockname()[1], "127.0.0.1")
+        try:
+            return await probe_handshake(endpoint, cfg(anchor))
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    result = run(main())
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.verified
+    assert any(line.startswith("-- TLS established") for line in result.transcript)

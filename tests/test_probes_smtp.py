@@ -1,0 +1,231 @@
+"""SMTP wire parsing, the SmtpSession against aiosmtpd (a real server we did not write), the capability
+probe, and redaction of credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from certgen import Pki, make_pki
+from hostile import run, script, serving
+
+from conformance.probes.config import ProbeConfig
+from conformance.probes.outcome import Outcome, ProtocolViolation
+from conformance.probes.smtp import CleartextAuth, SmtpSession, probe_smtp_capabilities
+from conformance.probes.smtp_wire import EhloResult, SmtpReply
+from conformance.target import Endpoint, Secret, Service
+
+pytestmark = pytest.mark.unit
+
+PASSWORD = "Tr0ub4dor&3-known-secret"
+USER = "alice@example.test"
+
+
+# --- wire format -------------------------------------------------------------------------------
+
+def test_reply_parse_multiline_and_enhanced() -> None:
+    reply = SmtpReply.parse(b"250-mx.test greets you\r\n250-SIZE 1000\r\n250 2.0.0 ok\r\n")
+    assert reply.code == 250 and reply.lines == ("mx.test greets you", "SIZE 1000", "2.0.0 ok")
+    assert reply.enhanced is None  # only the first line's text carries the enhanced code
+    assert SmtpReply.parse(b"550 5.7.1 relaying denied\r\n").enhanced == "5.7.1"
+    assert SmtpReply.parse(b"550 4.7.1 class mismatch\r\n").enhanced is None
+
+
+def test_reply_round_trip_and_bare_code() -> None:
+    reply = SmtpReply.parse(b"250\r\n")
+    assert reply.lines == ("",) and reply.to_bytes() == b"250 \r\n"
+    multi = SmtpReply(250, None, ("a", "b"))
+    assert SmtpReply.parse(multi.to_bytes()) == multi
+
+
+@pytest.mark.parametrize("garbage", [b"2500 x\r\n", b"hello\r\n", b"25 x\r\n", b"650 x\r\n"])
+def test_reply_garbage_rejected(garbage: bytes) -> None:
+    with pytest.raises(ProtocolViolation):
+        SmtpReply.parse(garbage)
+
+
+def test_ehlo_capabilities() -> None:
+    reply = SmtpReply.parse(b"250-mx.test hi\r\n250-SIZE 35882577\r\n250-AUTH PLAIN LOGIN\r\n"
+                            b"250-AUTH=CRAM-MD5\r\n250-starttls\r\n250 8BITMIME\r\n")
+    caps = EhloResult.from_reply(reply)
+    assert caps.greeting_name == "mx.test"
+    assert caps.starttls and caps.has("8bitmime")
+    assert caps.auth_mechanisms == {"PLAIN", "LOGIN", "CRAM-MD5"}
+    assert caps.size_limit == 35882577
+
+
+# --- a real server: aiosmtpd with STARTTLS and AUTH --------------------------------------------
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope.original_content or b"")
+        return "250 2.0.0 queued"
+
+
+def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and data.login == USER.encode() and data.password == PASSWORD.encode()
+    return AuthResult(success=ok, handled=False)  # handled defaults to True: aiosmtpd would send nothing
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
+
+
+@pytest.fixture(scope="module")
+def server_context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    directory = tmp_path_factory.mktemp("smtp-tls")
+    leaf = pki.leaf("localhost")
+    cert, key = leaf.write(directory, "leaf")
+    cert.write_bytes(cert.read_bytes() + pki.intermediate.cert.public_bytes(__import__(
+        "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.PEM))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture(scope="module")
+def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
+
+
+@contextlib.asynccontextmanager
+async def aiosmtpd_server(context: ssl.SSLContext, *, auth_require_tls: bool = True,
+                          recorder: Recorder | None = None) -> AsyncIterator[Endpoint]:
+    handler = recorder or Recorder()
+    loop = asyncio.get_running_loop()
+    # loop.create_server directly: aiosmtpd's Controller cannot bind port 0 (aiosmtpd issue #388)
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="mx.test", tls_context=context, auth_require_tls=auth_require_tls,
+                     authenticator=authenticator), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield Endpoint(Service.SUBMISSION, "node1", "localhost", port, "127.0.0.1")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def config(anchor: Path | None = None) -> ProbeConfig:
+    return ProbeConfig(timeout=5, ehlo_name="probe.test", trust_anchors=(anchor,) if anchor else (),
+                       use_system_store=False, secrets=(PASSWORD,))
+
+
+def test_session_starttls_auth_and_mail(server_context: ssl.SSLContext) -> None:
+    recorder = Recorder()
+
+    async def main() -> tuple[list[int], SmtpSession]:
+        async with aiosmtpd_server(server_context, recorder=recorder) as endpoint, \
+                SmtpSession(endpoint, config()) as smtp:
+            codes = [(await smtp.connect()).code]
+            pre = await smtp.ehlo()
+            assert pre.starttls and not pre.auth_mechanisms  # auth_require_tls hides AUTH before TLS
+            codes.append((await smtp.starttls()).code)
+            assert smtp.tls is not None and smtp.tls.version in ("TLSv1.2", "TLSv1.3")
+            assert smtp.capabilities is not None and {"PLAIN", "LOGIN"} <= smtp.capabilities.auth_mechanisms
+            codes.append((await smtp.auth_login(USER, "wrong")).code)
+            codes.append((await smtp.auth_plain(USER, Secret(PASSWORD, "test"))).code)
+            codes.append((await smtp.mail(USER)).code)
+            codes.append((await smtp.rcpt("bob@example.test")).code)
+            codes.append((await smtp.data(b"Subject: t\n\n.leading dot\nbody\n")).code)
+            quit_reply = await smtp.quit()
+            codes.append(quit_reply.code if quit_reply else 0)
+            return codes, smtp
+
+    codes, smtp = run(main())
+    assert codes == [220, 220, 535, 235, 250, 250, 250, 221]
+    assert recorder.messages == [b"Subject: t\r\n\r\n.leading dot\r\nbody\r\n"]
+    assert "C: AUTH PLAIN <redacted>" in smtp.transcript.lines
+
+
+def test_capability_probe_good_server(server_context: ssl.SSLContext, anchor: Path) -> None:
+    async def main() -> Any:
+        async with aiosmtpd_server(server_context) as endpoint:
+            return await probe_smtp_capabilities(endpoint, config(anchor))
+
+    result = run(main())
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    caps = result.result
+    assert caps.starttls_offered and caps.starttls_reply.code == 220
+    assert caps.tls is not None and len(caps.tls.peer_chain_der) == 2
+    assert caps.auth_mechanisms_before_tls == frozenset()
+    assert {"PLAIN", "LOGIN"} <= caps.auth_mechanisms_after_tls
+    assert caps.cleartext_auth is CleartextAuth.REFUSED_FOR_TLS, caps.auth_before_tls
+
+
+def test_capability_probe_auth_before_tls_flaw(server_context: ssl.SSLContext) -> None:
+    async def main() -> Any:
+        async with aiosmtpd_server(server_context, auth_require_tls=False) as endpoint:
+            return await probe_smtp_capabilities(endpoint, config())
+
+    caps = run(main()).result
+    assert {"PLAIN", "LOGIN"} <= caps.auth_mechanisms_before_tls
+    assert caps.cleartext_auth is CleartextAuth.CREDENTIALS_CHECKED
+    assert caps.auth_before_tls.code == 535
+
+
+def test_capability_probe_without_starttls_still_reports() -> None:
+    behaviour = script(b"220 mx.test\r\n", None, b"250-mx.test\r\n250 AUTH PLAIN\r\n", None,
+                       b"235 2.7.0 welcome, whoever you are\r\n")
+
+    async def main() -> Any:
+        async with serving(behaviour) as endpoint:
+            return await probe_smtp_capabilities(endpoint, config())
+
+    result = run(main())
+    assert result.outcome is Outcome.COMPLETED
+    assert not result.result.starttls_offered
+    assert result.result.cleartext_auth is CleartextAuth.ACCEPTED
+
+
+# --- redaction -------------------------------------------------------------------------------------
+
+def _forms(secret: str) -> list[str]:
+    return [secret, base64.b64encode(secret.encode()).decode(),
+            base64.b64encode(f"\0{USER}\0{secret}".encode()).decode()]
+
+
+def test_password_never_in_transcript_reason_or_exception(server_context: ssl.SSLContext) -> None:
+    """AUTH PLAIN and LOGIN, successful and failed, then a server that hangs up mid-AUTH."""
+    async def main() -> tuple[list[str], list[str]]:
+        seen: list[str] = []
+        errors: list[str] = []
+        async with aiosmtpd_server(server_context, auth_require_tls=False) as endpoint:
+            async with SmtpSession(endpoint, config()) as smtp:
+                await smtp.connect()
+                await smtp.ehlo()
+                await smtp.auth_login(USER, Secret(PASSWORD, "test"))
+                seen += smtp.transcript.lines
+            async with SmtpSession(endpoint, config()) as smtp:
+                await smtp.connect()
+                await smtp.ehlo()
+                await smtp.auth_plain(USER, PASSWORD)
+                seen += smtp.transcript.lines
+        hangup = script(b"220 mx.test\r\n", None, b"250 AUTH PLAIN LOGIN\r\n", None, b"334 VXNlcm5hbWU6\r\n",
+                        None, b"334 UGFzc3dvcmQ6\r\n", None, b"")
+        async with serving(hangup) as endpoint, SmtpSession(endpoint, config()) as smtp:
+            await smtp.connect()
+            await smtp.ehlo()
+            try:
+                await smtp.auth_login(USER, Secret(PASSWORD, "test"))
+            except Exception as exc:  # noqa: BLE001 - whatever it is, it must not carry the secret
+                errors += [str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)]
+            seen += smtp.transcript.lines
+        return seen, errors
+
+    seen, errors = run(main())
+    assert errors, "the hang-up should have raised"
+    text = "\n".join(seen + errors)
+    for form in _forms(PASSWORD):
+        assert form not in text
+    assert repr(Secret(PASSWORD, "test")).count(PASSWORD) == 0
