@@ -1,0 +1,401 @@
+"""The raw TLS scanner: versions, cipher suites, preference, groups, DHE size, compression,
+secure renegotiation and TLS_FALLBACK_SCSV of one endpoint address, from ClientHellos we write.
+
+Why not OpenSSL: OpenSSL 3 cannot offer SSL 3.0, RC4 or EXPORT and refuses TLS 1.0/1.1 client-side at
+its default security level, so an OpenSSL-based scan reports "not supported" for what the *client*
+refused. Here every refusal is the server's.
+
+Thrift (a mail gateway rate-limits): one hello offers every suite of a version; the server's choice
+is removed and the rest offered again until it refuses (elimination), in a few interleaved partitions
+per version so the rounds run concurrently inside the per-host connection budget. Every answer is
+used twice: the first flight also tells compression (DEFLATE is always offered), secure renegotiation
+(the SCSV is always offered), the ECDHE group and the DHE prime size.
+
+A probe that times out, cannot connect or meets 421 is retried within the budget, then its item is
+reported in ``TlsScan.inconclusive`` with the reason — never read as "not supported".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from conformance.probes.ciphers import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
+from conformance.probes.connect import HostLimiter
+from conformance.probes.outcome import (
+    Attempt,
+    ProbeError,
+    ProbeTimeout,
+    ServerUnavailable,
+    Transcript,
+    Unreachable,
+    attempt,
+    mapped_errors,
+)
+from conformance.probes.starttls import open_to_tls_point
+from conformance.probes.tlshello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
+from conformance.probes.tlswire import (
+    ALL_GROUPS,
+    COMPRESSION_DEFLATE,
+    AlertDescription,
+    NamedGroup,
+    TlsVersion,
+    describe,
+    legacy_hello,
+    ssl2_hello,
+    tls13_hello,
+)
+from conformance.target import Endpoint
+
+LEGACY_VERSIONS = (TlsVersion.SSL3, TlsVersion.TLS1_0, TlsVersion.TLS1_1, TlsVersion.TLS1_2)
+RETRIES = 2  # extra attempts for a probe that timed out / could not connect / met 421
+BUSY_BACKOFF = 0.2  # seconds, times the attempt number, before retrying after a 421
+
+
+class ScanConfig(Protocol):
+    """What a scan needs from its caller; ``conformance.target.Target`` has it."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def ehlo_name(self) -> str: ...
+
+    @property
+    def max_connections_per_host(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    timeout: float = 10.0
+    ehlo_name: str = "mailconform.invalid"
+    max_connections_per_host: int = 4
+
+
+@dataclass(frozen=True)
+class TlsScan:
+    """Everything one scan of one endpoint address found. ``None`` means "not determined" (see
+    ``inconclusive``) or "not applicable" (e.g. fallback SCSV with a single version)."""
+
+    endpoint_id: str
+    address: str
+    accepted_versions: frozenset[TlsVersion]
+    suites: dict[TlsVersion, tuple[CipherSuite, ...]]
+    server_preference: bool | None
+    groups: frozenset[NamedGroup]
+    dhe_bits: int | None
+    compression: bool | None
+    secure_renegotiation: bool | None
+    fallback_scsv: bool | None
+    connections: int
+    inconclusive: tuple[str, ...]
+    duration_s: float
+
+    @property
+    def all_suites(self) -> frozenset[CipherSuite]:
+        return frozenset(s for per_version in self.suites.values() for s in per_version)
+
+    @property
+    def weakest(self) -> Grade | None:
+        return min((s.grade for s in self.all_suites), default=None)
+
+    def summary(self) -> str:
+        versions = ", ".join(str(v) for v in sorted(self.accepted_versions)) or "none"
+        return (f"{self.endpoint_id} [{self.address}]: {versions}; {len(self.all_suites)} suites; "
+                f"{self.connections} connections in {self.duration_s:.1f} s")
+
+
+Opener = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+async def _open(endpoint: Endpoint, *, timeout: float, ehlo_name: str, transcript: Transcript,
+                limiter: HostLimiter | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await open_to_tls_point(endpoint, timeout=timeout, ehlo_name=ehlo_name, transcript=transcript,
+                                   limiter=limiter)
+
+
+@dataclass
+class _Findings:
+    compression: set[bool] = field(default_factory=set)
+    renegotiation: dict[int, bool] = field(default_factory=dict)
+    groups_by_version: dict[int, set[int]] = field(default_factory=dict)
+    dhe_bits: set[int] = field(default_factory=set)
+
+    def learn(self, flight: ServerFlight) -> None:
+        """Everything a first flight tells besides version and suite (reuse, not re-probe)."""
+        if flight.version < TlsVersion.TLS1_3:
+            self.compression.add(flight.hello.compression_method == COMPRESSION_DEFLATE)
+            self.renegotiation[flight.version] = flight.hello.secure_renegotiation
+        group = flight.hello.key_share_group if flight.version >= TlsVersion.TLS1_3 else flight.ecdhe_group
+        if group is not None:
+            self.groups_by_version.setdefault(flight.version, set()).add(group)
+        if flight.dhe_bits is not None:
+            self.dhe_bits.add(flight.dhe_bits)
+
+
+class _Scan:
+    def __init__(self, endpoint: Endpoint, cfg: ScanConfig, opener: Opener, transcript: Transcript,
+                 limiter: HostLimiter) -> None:
+        self.endpoint, self.cfg, self.opener = endpoint, cfg, opener
+        self.transcript, self.limiter = transcript, limiter
+        self.connections = 0
+        self.inconclusive: list[str] = []
+        self.errors: list[ProbeError] = []
+        self.findings = _Findings()
+        self._preamble_logged = False
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # Only the first connection's STARTTLS preamble goes into the transcript; the rest repeat it.
+        log = self.transcript if not self._preamble_logged else Transcript(self.endpoint.id)
+        self._preamble_logged = True
+        streams = await self.opener(self.endpoint, timeout=self.cfg.timeout, ehlo_name=self.cfg.ehlo_name,
+                                    transcript=log, limiter=self.limiter)
+        self.connections += 1
+        return streams
+
+    async def _once(self, send: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]]) -> Any:
+        # The limiter slot is taken by the opener and given back when the connection is lost.
+        reader, writer = await self._connection()
+        try:
+            with mapped_errors(f"TLS handshake with {self.endpoint}"):
+                return await asyncio.wait_for(send(reader, writer), self.cfg.timeout)
+        finally:
+            writer.transport.abort()
+
+    async def probe(self, item: str, send: Callable[..., Awaitable[Any]]) -> Any | None:
+        """One exchange, retried on timeout/unreachable/421; None (and an inconclusive note) if no answer."""
+        last: ProbeError | None = None
+        for number in range(1 + RETRIES):
+            if isinstance(last, ServerUnavailable):
+                await asyncio.sleep(BUSY_BACKOFF * number)  # a rate-limiting MX needs a pause, not a burst
+            try:
+                return await self._once(send)
+            except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:
+                last = exc
+            except ProbeError as exc:  # a protocol violation or our own error: retrying will not help
+                last = exc
+                break
+        assert last is not None
+        self.errors.append(last)
+        self.inconclusive.append(f"{item}: {last}")
+        self.transcript.note(f"{item}: no answer ({last})")
+        return None
+
+    async def hello(self, item: str, hello_factory: Callable[[], Any]) -> Answer | None:
+        answer: Answer | None = await self.probe(item, lambda r, w: exchange(r, w, hello_factory()))
+        if isinstance(answer, ServerFlight):
+            self.findings.learn(answer)
+            self.transcript.note(f"{item}: {describe(TlsVersion, answer.version)} "
+                                 f"{suite(answer.cipher_suite)}{' (HRR)' if answer.hello.is_retry_request else ''}")
+        elif isinstance(answer, Refusal):
+            self.transcript.note(f"{item}: refused ({answer.reason})")
+        return answer
+
+    def _hello_for(self, version: TlsVersion, suites: tuple[int, ...], **kw: Any) -> Callable[[], Any]:
+        host = self.endpoint.host
+        if version == TlsVersion.TLS1_3:
+            return lambda: tls13_hello(suites, host=host, **kw)
+        return lambda: legacy_hello(version, suites, host=host, **kw)
+
+    # --- versions and suites ------------------------------------------------------------------
+
+    async def eliminate(self, version: TlsVersion, offer: list[int], item: str) -> tuple[list[int], bool]:
+        """Suites the server picks from ``offer`` round after round; the flag says the list is complete."""
+        chosen: list[int] = []
+        remaining = list(offer)
+        while remaining:
+            answer = await self.hello(item, self._hello_for(version, tuple(remaining)))
+            if answer is None:
+                return chosen, False
+            if isinstance(answer, Refusal) or answer.version != version:
+                return chosen, True
+            if answer.cipher_suite not in remaining:
+                self.inconclusive.append(f"{item}: server chose {suite(answer.cipher_suite)}, which was not offered")
+                return chosen, False
+            chosen.append(answer.cipher_suite)
+            remaining.remove(answer.cipher_suite)
+        return chosen, True
+
+    async def version_suites(self, version: TlsVersion) -> tuple[bool | None, list[int]]:
+        """(accepted?, suites in the order found); accepted is None if no probe got an answer."""
+        pool = [s.code for s in (TLS13_SUITES if version == TlsVersion.TLS1_3 else LEGACY_SUITES)]
+        item = f"{version} suites"
+        first = await self.hello(f"{version} support", self._hello_for(version, tuple(pool)))
+        if first is None:
+            self.inconclusive.append(f"{version} support: not determined")
+            return None, []
+        if isinstance(first, Refusal) or first.version != version:
+            return False, []
+        if first.cipher_suite not in pool:
+            self.inconclusive.append(f"{item}: server chose {suite(first.cipher_suite)}, which was not offered")
+            return True, [first.cipher_suite]
+        pool.remove(first.cipher_suite)
+        parts = self._partitions(version, pool)
+        results = await asyncio.gather(*(self.eliminate(version, part, item) for part in parts))
+        found = [first.cipher_suite] + [code for chosen, _ in results for code in chosen]
+        return True, found
+
+    def _partitions(self, version: TlsVersion, pool: list[int]) -> list[list[int]]:
+        # TLS 1.3 has a handful of suites: one chain. Older versions: as many interleaved chains as
+        # the budget allows, so elimination rounds overlap instead of queueing one after another.
+        count = 1 if version == TlsVersion.TLS1_3 else min(4, self.limiter.max_per_host)
+        return [part for part in (pool[i::count] for i in range(count)) if part]
+
+    async def ssl2(self) -> bool | None:
+        return await self.probe("SSL 2.0 support", lambda r, w: exchange_ssl2(r, w, ssl2_hello()))
+
+    # --- properties that need their own hello ---------------------------------------------------
+
+    async def server_preference(self, suites: dict[TlsVersion, list[int]]) -> bool | None:
+        """Offer two accepted suites in the reverse of the order the server picked them: a server
+        that keeps its first pick chooses; one that switches follows the client."""
+        candidates = [v for v in sorted(suites, reverse=True) if len(suites[v]) >= 2]
+        if not candidates:
+            return None
+        version = candidates[0]
+        first, second = suites[version][0], suites[version][1]
+        answer = await self.hello(f"{version} cipher preference", self._hello_for(version, (second, first)))
+        if not isinstance(answer, ServerFlight) or answer.version != version:
+            self.inconclusive.append(f"{version} cipher preference: the server refused suites it had accepted")
+            return None
+        return answer.cipher_suite == first
+
+    async def fallback_scsv(self, accepted: set[TlsVersion], suites: dict[TlsVersion, list[int]]) -> bool | None:
+        """RFC 7507: a hello below the server's best version carrying the SCSV must get inappropriate_fallback."""
+        ordered = sorted(v for v in accepted if v >= TlsVersion.SSL3)
+        if len(ordered) < 2:
+            return None
+        lower = ordered[-2]
+        answer = await self.hello(f"{lower} with TLS_FALLBACK_SCSV",
+                                  self._hello_for(lower, tuple(suites[lower]), fallback=True))
+        if answer is None:
+            return None
+        if isinstance(answer, Refusal):
+            if answer.alert == AlertDescription.INAPPROPRIATE_FALLBACK:
+                return True
+            self.inconclusive.append(f"fallback SCSV: refused with {answer.reason}, not inappropriate_fallback")
+            return None
+        return False
+
+    async def groups(self, version: TlsVersion, suites: list[int]) -> None:
+        """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
+        from key_share/HelloRetryRequest; TLS 1.2 from an ECDHE ServerKeyExchange."""
+        if version < TlsVersion.TLS1_3:
+            suites = [c for c in suites if suite(c).ephemeral_ecdh]
+            if not suites:
+                return
+        item = f"{version} groups"
+        seen = self.findings.groups_by_version.setdefault(version, set())
+        for _ in range(len(ALL_GROUPS)):
+            offer = tuple(g for g in ALL_GROUPS if g not in seen)
+            if not offer:
+                return
+            answer = await self.hello(item, self._hello_for(version, tuple(suites), groups=offer))
+            if not isinstance(answer, ServerFlight) or answer.version != version:
+                return
+            group = answer.hello.key_share_group if version == TlsVersion.TLS1_3 else answer.ecdhe_group
+            if group is None or group not in offer:
+                self.inconclusive.append(f"{item}: server answered with group {group}, which was not offered")
+                return
+            seen.add(group)
+
+
+async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opener,
+                transcript: Transcript, limiter: HostLimiter) -> TlsScan:
+    started = time.monotonic()
+    target = dataclasses.replace(endpoint, address=address)
+    scan = _Scan(target, cfg, opener, transcript, limiter)
+    versions = LEGACY_VERSIONS + (TlsVersion.TLS1_3,)
+    ssl2_job = asyncio.ensure_future(scan.ssl2())
+    per_version = await asyncio.gather(*(scan.version_suites(v) for v in versions))
+    ssl2 = await ssl2_job
+    accepted = {v for v, (ok, _) in zip(versions, per_version) if ok}
+    if ssl2:
+        accepted.add(TlsVersion.SSL2)
+    if not accepted and len(scan.errors) >= len(versions):
+        raise scan.errors[0]  # nothing answered at all: the whole scan has the outcome of its first error
+    found = {v: codes for v, (ok, codes) in zip(versions, per_version) if ok}
+    legacy = [v for v in LEGACY_VERSIONS if v in found]
+    group_jobs = [scan.groups(TlsVersion.TLS1_3, found[TlsVersion.TLS1_3])] if TlsVersion.TLS1_3 in found else []
+    if legacy:
+        group_jobs.append(scan.groups(legacy[-1], found[legacy[-1]]))
+    preference_job = asyncio.ensure_future(scan.server_preference(found))
+    fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted, found))
+    await asyncio.gather(*group_jobs)
+    preference, fallback = await preference_job, await fallback_job
+    f = scan.findings
+    return TlsScan(
+        endpoint_id=endpoint.id,
+        address=address,
+        accepted_versions=frozenset(accepted),
+        suites={v: tuple(suite(c) for c in codes) for v, codes in found.items()},
+        server_preference=preference,
+        groups=frozenset(NamedGroup(g) for per in f.groups_by_version.values() for g in per
+                         if g in NamedGroup._value2member_map_),
+        dhe_bits=min(f.dhe_bits, default=None),
+        compression=(True in f.compression) if f.compression else None,
+        secure_renegotiation=f.renegotiation[max(f.renegotiation)] if f.renegotiation else None,
+        fallback_scsv=fallback,
+        connections=scan.connections,
+        inconclusive=tuple(scan.inconclusive),
+        duration_s=time.monotonic() - started,
+    )
+
+
+async def scan_endpoint(endpoint: Endpoint, cfg_like: ScanConfig | None = None, *, address: str | None = None,
+                        opener: Opener = _open, limiter: HostLimiter | None = None,
+                        secrets: tuple[str, ...] = ()) -> Attempt[TlsScan]:
+    """Scan one address of ``endpoint`` (default: its connect host) within ``limiter``'s per-host
+    budget (a fresh one of ``cfg.max_connections_per_host`` if not given). Never raises for network
+    or server trouble: the Attempt carries the outcome and the reason."""
+    cfg = cfg_like or ScanSettings()
+    address = address or endpoint.connect_host
+    transcript = Transcript(endpoint.id, secrets)
+    limiter = limiter or HostLimiter(cfg.max_connections_per_host)
+    return await attempt(endpoint.id, transcript, _scan(endpoint, cfg, address, opener, transcript, limiter))
+
+
+async def addresses_of(endpoint: Endpoint, timeout: float) -> list[str]:
+    """Every A and AAAA address of the endpoint's host (its pinned address if the target gives one)."""
+    if endpoint.address:
+        return [endpoint.address]
+    loop = asyncio.get_running_loop()
+    with mapped_errors(f"resolving {endpoint.host}"):
+        infos = await asyncio.wait_for(loop.getaddrinfo(endpoint.host, endpoint.port, type=1), timeout)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def scan_all(endpoints: Iterable[Endpoint], cfg_like: ScanConfig | None = None, *,
+                   opener: Opener = _open, limiter: HostLimiter | None = None,
+                   secrets: tuple[str, ...] = ()) -> dict[str, Attempt[TlsScan]]:
+    """Scan every address of every endpoint concurrently. Keys are endpoint IDs, with ``[address]``
+    appended when a host has several addresses, so a weak AAAA cannot hide behind a strong A."""
+    cfg = cfg_like or ScanSettings()
+    limiter = limiter or HostLimiter(cfg.max_connections_per_host)
+    jobs: dict[str, Awaitable[Attempt[TlsScan]]] = {}
+    for endpoint in endpoints:
+        try:
+            addresses = await addresses_of(endpoint, cfg.timeout)
+        except ProbeError as exc:
+            jobs[endpoint.id] = _failed(endpoint, exc)
+            continue
+        for address in addresses:
+            key = endpoint.id if len(addresses) == 1 else f"{endpoint.id}[{address}]"
+            transcript = Transcript(endpoint.id, secrets)
+            jobs[key] = attempt(endpoint.id, transcript,
+                                _scan(endpoint, cfg, address, opener, transcript, limiter))
+    results = await asyncio.gather(*jobs.values())
+    return dict(zip(jobs, results))
+
+
+async def _failed(endpoint: Endpoint, error: ProbeError) -> Attempt[TlsScan]:
+    return await attempt(endpoint.id, Transcript(endpoint.id), _raise(error))
+
+
+async def _raise(error: ProbeError) -> TlsScan:
+    raise error
+

@@ -1,0 +1,169 @@
+"""The raw TLS scanner against real TLS stacks on loopback: OpenSSL (Python's ssl) and tlslite-ng.
+
+Expected suites are exact. For OpenSSL the oracle is the server context's own cipher list, narrowed
+to what an RSA certificate without DH parameters can serve; for tlslite-ng they are spelled out.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from hostile import run
+from tls_servers import Served, openssl_server, tlslite_server
+
+from conformance.probes.ciphers import REGISTRY, by_name
+from conformance.probes.outcome import Outcome
+from conformance.probes.tls import ScanSettings, TlsScan, scan_all, scan_endpoint
+from conformance.probes.tlswire import NamedGroup, TlsVersion
+
+pytestmark = pytest.mark.reference
+
+V = TlsVersion
+SETTINGS = ScanSettings(timeout=5.0, max_connections_per_host=4)
+
+
+def scan(served: Served) -> TlsScan:
+    attempt = run(scan_endpoint(served.endpoint, SETTINGS))
+    assert attempt.ok, attempt.reason
+    assert attempt.result is not None
+    assert attempt.result.connections == served.accepted  # our count is the server's count
+    return attempt.result
+
+
+def names(result: TlsScan, version: TlsVersion) -> set[str]:
+    return {s.name for s in result.suites.get(version, ())}
+
+
+def servable(ctx: ssl.SSLContext, version: TlsVersion) -> set[str]:
+    """What an RSA-certificate OpenSSL server with this context can negotiate at ``version``."""
+    usable_kex = {("kx-ecdhe", "auth-rsa"), ("kx-rsa", "auth-rsa"), ("kx-ecdhe", "auth-null"), ("kx-any", "auth-any")}
+    protocols = {V.TLS1_3: {"TLSv1.3"}, V.TLS1_2: {"SSLv3", "TLSv1.0", "TLSv1.2"}}.get(version, {"SSLv3", "TLSv1.0"})
+    return {REGISTRY[c["id"] & 0xFFFF].name for c in ctx.get_ciphers()
+            if (c["kea"], c["auth"]) in usable_kex and c["protocol"] in protocols}
+
+
+def tls12_aead(ctx: ssl.SSLContext) -> None:
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE+AESGCM")
+
+
+def test_tls12_only_aead_server() -> None:
+    with openssl_server(tls12_aead) as served:
+        result = scan(served)
+    assert result.accepted_versions == {V.TLS1_2}
+    assert names(result, V.TLS1_2) == {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"}
+    assert result.server_preference is True  # Python's server contexts set OP_CIPHER_SERVER_PREFERENCE
+    assert result.compression is False and result.secure_renegotiation is True
+    assert result.fallback_scsv is None  # one version: nothing to fall back to
+    assert {NamedGroup.X25519, NamedGroup.SECP256R1} <= result.groups
+    assert result.inconclusive == ()
+    assert result.connections < 40  # vs 358 registry suites x 5 versions for one-hello-per-suite
+
+
+def test_client_order_server_is_told_apart() -> None:
+    def follow_client(ctx: ssl.SSLContext) -> None:
+        tls12_aead(ctx)
+        ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+
+    with openssl_server(follow_client) as served:
+        assert scan(served).server_preference is False
+
+
+def test_legacy_openssl_server_with_tls10_and_seclevel0() -> None:
+    holder: list[ssl.SSLContext] = []
+
+    def legacy(ctx: ssl.SSLContext) -> None:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1  # deprecated on purpose: it is the server under test
+        ctx.set_ciphers("@SECLEVEL=0:ALL")
+        holder.append(ctx)
+
+    with pytest.warns(DeprecationWarning), openssl_server(legacy) as served:
+        result = scan(served)
+    ctx = holder[0]
+    assert result.accepted_versions == {V.TLS1_0, V.TLS1_1, V.TLS1_2, V.TLS1_3}
+    for version in (V.TLS1_0, V.TLS1_1, V.TLS1_2, V.TLS1_3):
+        assert names(result, version) == servable(ctx, version), version
+    assert "TLS_ECDH_anon_WITH_AES_128_CBC_SHA" in names(result, V.TLS1_0)  # anonymous: graded insecure
+    assert result.fallback_scsv is True
+    assert result.inconclusive == ()
+    offered_one_by_one = sum(len(servable(ctx, v)) for v in result.accepted_versions)
+    assert result.connections < 5 * offered_one_by_one  # one per accepted suite plus a few, not one per offer
+
+
+def test_tls13_only_server() -> None:
+    def tls13(ctx: ssl.SSLContext) -> None:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+
+    with openssl_server(tls13) as served:
+        result = scan(served)
+    assert result.accepted_versions == {V.TLS1_3}
+    assert names(result, V.TLS1_3) == {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                       "TLS_CHACHA20_POLY1305_SHA256"}
+    assert {NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1} <= result.groups
+    assert result.secure_renegotiation is None and result.compression is None
+
+
+TLSLITE_SSL3 = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_DHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_RC4_128_SHA", "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+}
+TLSLITE_TLS12 = TLSLITE_SSL3 | {
+    "TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+}
+
+
+def assert_tlslite_legacy(result: TlsScan) -> None:
+    assert result.accepted_versions == {V.SSL3, V.TLS1_0, V.TLS1_1, V.TLS1_2}
+    for version in (V.SSL3, V.TLS1_0, V.TLS1_1):
+        assert names(result, version) == TLSLITE_SSL3, version
+    assert names(result, V.TLS1_2) == TLSLITE_TLS12
+    assert by_name("TLS_RSA_WITH_RC4_128_SHA") in result.suites[V.SSL3]
+    assert result.dhe_bits is not None and result.dhe_bits >= 1024
+    assert result.inconclusive == ()
+
+
+def test_tlslite_legacy_server_ssl3_rc4_3des_for_real() -> None:
+    with tlslite_server() as served:
+        result = scan(served)
+    assert_tlslite_legacy(result)
+    assert result.fallback_scsv is True
+    offered_one_by_one = len(TLSLITE_TLS12) + 3 * len(TLSLITE_SSL3)
+    assert result.connections < offered_one_by_one + 40
+
+
+def test_tlslite_behind_smtp_starttls() -> None:
+    with tlslite_server(smtp=True) as served:
+        attempt = run(scan_endpoint(served.endpoint, SETTINGS))
+    assert attempt.ok, attempt.reason
+    assert attempt.result is not None
+    assert_tlslite_legacy(attempt.result)
+    assert any("STARTTLS" in line for line in attempt.transcript)
+
+
+def test_421_busy_server_is_retried_not_read_as_unsupported() -> None:
+    # Two 421s in the whole scan: fewer than a probe's attempts, wherever they land.
+    with tlslite_server(smtp=True, busy=lambda n: n in (2, 9)) as served:
+        attempt = run(scan_endpoint(served.endpoint, SETTINGS))
+    assert attempt.ok, attempt.reason
+    assert attempt.result is not None
+    assert_tlslite_legacy(attempt.result)
+
+
+def test_always_busy_server_is_inconclusive_with_its_reason() -> None:
+    with tlslite_server(smtp=True, busy=lambda n: True) as served:
+        attempt = run(scan_endpoint(served.endpoint, SETTINGS))
+    assert attempt.outcome is Outcome.INCONCLUSIVE
+    assert "421" in attempt.reason
+
+
+def test_scan_all_keys_by_endpoint() -> None:
+    with openssl_server(tls12_aead) as first, tlslite_server() as second:
+        results = run(scan_all([first.endpoint, second.endpoint.__class__(
+            second.endpoint.service, "node2", "localhost", second.endpoint.port, "127.0.0.1")], SETTINGS))
+    assert set(results) == {"submissions@node1", "submissions@node2"}
+    assert all(a.outcome is Outcome.COMPLETED for a in results.values())
+    node2 = results["submissions@node2"].result
+    assert node2 is not None and V.SSL3 in node2.accepted_versions

@@ -1,0 +1,81 @@
+"""A hostile or broken server gives the TLS scanner a typed outcome, never a hang or a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from hostile import run, serving, trickle
+
+from conformance.probes.outcome import Outcome
+from conformance.probes.tls import ScanSettings, scan_endpoint
+from conformance.probes.tlswire import ContentType, Record
+from conformance.target import Endpoint, Service
+
+pytestmark = pytest.mark.reference
+
+FAST = ScanSettings(timeout=0.5, max_connections_per_host=4)
+
+
+def reply(data: bytes):  # type: ignore[no-untyped-def]
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(5)
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    return behaviour
+
+
+async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(60)  # reads nothing, answers nothing, keeps the connection: cancelled on exit
+
+
+def scan_of(behaviour):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        async with serving(behaviour, Service.SUBMISSIONS) as endpoint:
+            return await scan_endpoint(endpoint, FAST)
+    return run(go())
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (b"220 mx.example.test ESMTP\r\n", "not a TLS record"),
+    (bytes([22, 3, 3, 0xFF, 0xFF]), "exceeds"),
+    (Record(ContentType.HANDSHAKE, 0x0303, b"\x02\x00\x00\x04\x03\x03").to_bytes(), "handshake message"),
+    (Record(ContentType.HANDSHAKE, 0x0303, b"\x02\x00\x00\x02\x03\x03").to_bytes(), "ServerHello: random"),
+    (Record(ContentType.HANDSHAKE, 0x0303, b"\x0b\x00\x00\x00").to_bytes(), "expected ServerHello"),
+    (bytes([22, 3, 3, 0, 10]) + b"short", "closed"),
+])
+def test_garbage_is_a_server_error(answer: bytes, reason: str) -> None:
+    attempt = scan_of(reply(answer))
+    assert attempt.outcome is Outcome.SERVER_ERROR
+    assert reason in attempt.reason
+
+
+def test_silent_server_is_inconclusive_not_unsupported() -> None:
+    attempt = scan_of(mute)
+    assert attempt.outcome is Outcome.INCONCLUSIVE
+    assert "timed out" in attempt.reason
+
+
+def test_slow_drip_is_bounded_by_the_deadline() -> None:
+    attempt = scan_of(trickle(bytes([22, 3, 3, 0, 60]) + b"\x02" * 60, interval=0.2))
+    assert attempt.outcome is Outcome.INCONCLUSIVE
+    assert "timed out" in attempt.reason
+
+
+def test_closed_port_is_inconclusive() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = Endpoint(Service.SUBMISSIONS, "node1", "localhost", port, "127.0.0.1")
+    attempt = run(scan_endpoint(endpoint, FAST))
+    assert attempt.outcome is Outcome.INCONCLUSIVE
+    assert attempt.reason
+
+
+def test_alert_to_everything_means_nothing_accepted() -> None:
+    attempt = scan_of(reply(Record(ContentType.ALERT, 0x0303, b"\x02\x28").to_bytes()))
+    assert attempt.ok and attempt.result is not None
+    assert attempt.result.accepted_versions == frozenset()
+    assert attempt.result.suites == {}

@@ -1,0 +1,154 @@
+"""Real TLS servers on 127.0.0.1 for scanner tests: Python's ssl (OpenSSL 3) and tlslite-ng, the
+independent stack that still speaks SSL 3.0, RC4 and 3DES. Each runs in a thread with blocking
+sockets, so the server's alerts reach the wire exactly as its TLS stack writes them, and counts the
+connections it accepted (the scanner's own count is checked against it).
+
+An optional SMTP front (greeting, EHLO with STARTTLS, 220) puts the TLS stack behind STARTTLS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certgen import Issued, issue
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conformance.target import Endpoint, Service
+
+IO_TIMEOUT = 10.0
+
+
+@dataclass
+class Served:
+    endpoint: Endpoint
+    accepted: int = 0
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def rsa_leaf() -> Issued:
+    return issue("localhost", dns=("localhost",), key=rsa.generate_private_key(65537, 2048))
+
+
+def _smtp_front(conn: socket.socket, busy: bool = False) -> bool:
+    """A minimal RFC 3207 dialogue up to '220 ready to start TLS'; False if the client went away.
+    ``busy``: answer 421 and hang up instead, as a rate-limiting MX does."""
+    if busy:
+        conn.sendall(b"421 4.7.0 localhost too many connections, try later\r\n")
+        return False
+    stream = conn.makefile("rb")
+    conn.sendall(b"220 localhost ESMTP test\r\n")
+    while True:
+        line = stream.readline(1024)
+        if not line:
+            return False
+        verb = line.strip().upper()
+        if verb.startswith(b"EHLO"):
+            conn.sendall(b"250-localhost\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+        elif verb == b"STARTTLS":
+            conn.sendall(b"220 2.0.0 ready to start TLS\r\n")
+            return True
+        else:
+            conn.sendall(b"502 5.5.1 not here\r\n")
+
+
+@contextlib.contextmanager
+def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, busy: Callable[[int], bool] = lambda n: False,
+                   ) -> Iterator[Served]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    service = Service.SUBMISSION if smtp else Service.SUBMISSIONS
+    served = Served(Endpoint(service, "node1", "localhost", port, "127.0.0.1"))
+    stop = threading.Event()
+    workers: list[threading.Thread] = []
+
+    def one(conn: socket.socket, number: int) -> None:
+        with conn:
+            conn.settimeout(IO_TIMEOUT)
+            try:
+                if smtp and not _smtp_front(conn, busy=busy(number)):
+                    return
+                handshake(conn)
+            except (OSError, EOFError):
+                pass  # the scanner hangs up after the ServerHello: expected
+            except Exception as exc:  # noqa: BLE001 - tlslite raises its own types for refusals
+                if type(exc).__module__.startswith("tlslite"):
+                    return
+                served.errors.append(exc)
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            served.accepted += 1
+            worker = threading.Thread(target=one, args=(conn, served.accepted), daemon=True)
+            worker.start()
+            workers.append(worker)
+
+    acceptor = threading.Thread(target=accept_loop, daemon=True)
+    acceptor.start()
+    try:
+        yield served
+    finally:
+        stop.set()
+        acceptor.join(5)
+        listener.close()
+        for worker in workers:
+            worker.join(IO_TIMEOUT)
+    if served.errors:
+        raise served.errors[0]
+
+
+@contextlib.contextmanager
+def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False) -> Iterator[Served]:
+    """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = rsa_leaf().write(Path(tmp), "leaf")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        configure(ctx)
+
+    def handshake(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)
+
+    with _thread_server(handshake, smtp=smtp) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[int, int] = (3, 3),
+                   cipher_names: tuple[str, ...] = ("aes128gcm", "aes128", "3des", "rc4"),
+                   key_exchange_names: tuple[str, ...] = ("rsa", "dhe_rsa", "ecdhe_rsa"),
+                   smtp: bool = False, busy: Callable[[int], bool] = lambda n: False,
+                   ) -> Iterator[Served]:
+    """tlslite-ng as the server: an independent TLS stack with SSL 3.0, RC4 and 3DES.
+    ``busy(n)``: the n-th connection meets a 421 greeting instead (needs ``smtp``)."""
+    from tlslite.api import HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = rsa_leaf().write(Path(tmp), "leaf")
+        chain = X509CertChain()
+        chain.parsePemList(cert_path.read_text())
+        key = parsePEMKey(key_path.read_text(), private=True)
+    settings = HandshakeSettings()
+    settings.minVersion, settings.maxVersion = min_version, max_version
+    settings.cipherNames = list(cipher_names)
+    settings.keyExchangeNames = list(key_exchange_names)
+
+    def handshake(conn: socket.socket) -> None:
+        TLSConnection(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)
+
+    with _thread_server(handshake, smtp=smtp, busy=busy) as served:
+        yield served
