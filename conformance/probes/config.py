@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets as _random
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from conformance.probes.connect import HostLimiter
@@ -42,3 +43,13 @@ def throwaway_credentials() -> tuple[str, str]:
     """A random username and password for probing how a server treats cleartext authentication:
     never a real account's password, so nothing of value crosses the wire in clear."""
     return f"mailconform-probe-{_random.token_hex(4)}", _random.token_urlsafe(18)
+
+
+class CleartextAuth(StrEnum):
+    """How a server treated AUTH/LOGIN with throwaway credentials before TLS."""
+
+    NOT_TRIED = "not-tried"                # implicit TLS, or not a submission service and AUTH not offered
+    REFUSED_FOR_TLS = "refused-for-tls"    # 530/538 (SMTP), BAD or [PRIVACYREQUIRED] (IMAP): the right answer
+    REFUSED = "refused"                    # refused, but not naming TLS (e.g. 502/503/504: AUTH not available)
+    CREDENTIALS_CHECKED = "credentials-checked"  # 535 / NO [AUTHENTICATIONFAILED]: the server read them in clear
+    ACCEPTED = "accepted"                  # 235 / OK with random credentials: very wrong

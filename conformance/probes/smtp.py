@@ -10,11 +10,10 @@ import asyncio
 import base64
 import ssl
 from dataclasses import dataclass
-from enum import StrEnum
 from types import TracebackType
 from typing import Self
 
-from conformance.probes.config import ProbeConfig, throwaway_credentials
+from conformance.probes.config import CleartextAuth, ProbeConfig, throwaway_credentials
 from conformance.probes.connect import open_tcp
 from conformance.probes.handshake import TlsInfo, probe_context, upgrade
 from conformance.probes.outcome import (
@@ -199,16 +198,6 @@ class SmtpSession:
         if self._writer is not None:
             await close(self._writer)
             self._writer = None
-
-
-class CleartextAuth(StrEnum):
-    """How a server treated AUTH/LOGIN with throwaway credentials before TLS."""
-
-    NOT_TRIED = "not-tried"                # implicit TLS, or not a submission service and AUTH not offered
-    REFUSED_FOR_TLS = "refused-for-tls"    # 530/538 (SMTP), BAD or [PRIVACYREQUIRED] (IMAP): the right answer
-    REFUSED = "refused"                    # refused, but not naming TLS (e.g. 502/503/504: AUTH not available)
-    CREDENTIALS_CHECKED = "credentials-checked"  # 535 / NO [AUTHENTICATIONFAILED]: the server read them in clear
-    ACCEPTED = "accepted"                  # 235 / OK with random credentials: very wrong
 
 
 def classify_smtp_auth(reply: SmtpReply | None) -> CleartextAuth:

@@ -1,0 +1,227 @@
+"""An asyncio IMAP client session with a transcript, and the IMAP capability probe.
+
+Hand-written over ``imap_wire`` because imaplib/imapclient block and hide the exchange; this session
+only does what the conformance checks need before and around authentication. Mailbox reading for
+delivery checks is imapclient's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import ssl
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from conformance.probes import imap_wire
+from conformance.probes.config import CleartextAuth, ProbeConfig, throwaway_credentials
+from conformance.probes.connect import open_tcp
+from conformance.probes.handshake import TlsInfo, probe_context, upgrade
+from conformance.probes.imap_wire import ImapResponse, StatusLine
+from conformance.probes.outcome import Attempt, LocalError, ProbeError, ProtocolViolation, Transcript, attempt
+from conformance.probes.starttls import refuse_injected_plaintext
+from conformance.probes.wire import Deadline, close, read_line, send
+from conformance.target import Endpoint, Secret
+
+__all__ = ["ImapCapabilities", "ImapResponse", "ImapSession", "classify_imap_login", "probe_imap_capabilities"]
+
+
+def _reveal(secret: Secret | str) -> str:
+    return secret.reveal() if isinstance(secret, Secret) else secret
+
+
+class ImapSession:
+    """One IMAP connection; every command gets a unique tag. Commands return the tagged response
+    whatever its status (the caller judges). Use as ``async with ImapSession(endpoint, cfg) as imap:``."""
+
+    def __init__(self, endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript | None = None, *,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.endpoint = endpoint
+        self.cfg = cfg
+        self.transcript = transcript if transcript is not None else cfg.transcript(endpoint)
+        self.tls_context = tls_context
+        self.tls: TlsInfo | None = None
+        self.greeting: StatusLine | None = None
+        self.capabilities: frozenset[str] | None = None
+        self._tags = (f"M{n}" for n in itertools.count(1))
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._deadline: Deadline | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    @property
+    def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            raise LocalError("IMAP session used before connect()")
+        return self._reader, self._writer
+
+    async def connect(self) -> StatusLine:
+        """TCP (and TLS for imaps) then the greeting: OK or PREAUTH returned; BYE raises ServerUnavailable."""
+        self._deadline = Deadline(self.cfg.session_budget)
+        self._reader, self._writer = await open_tcp(self.endpoint, self.cfg.timeout, self.cfg.limiter)
+        self.transcript.note(f"connected to {self.endpoint}")
+        if self.endpoint.implicit_tls:
+            await self._upgrade()
+        self.greeting = await imap_wire.read_greeting(self._reader, timeout=self.cfg.timeout,
+                                                      deadline=self._deadline, transcript=self.transcript)
+        if self.greeting.status == "PREAUTH":
+            self.transcript.note("server greeted with PREAUTH: the session is already authenticated")
+        self.capabilities = imap_wire.capabilities_in((), self.greeting.code)
+        return self.greeting
+
+    async def command(self, line: str, *, secret: bool = False) -> ImapResponse:
+        reader, writer = self._streams
+        response = await imap_wire.command(reader, writer, next(self._tags), line, timeout=self.cfg.timeout,
+                                           deadline=self._deadline, transcript=self.transcript, secret=secret)
+        caps = imap_wire.capabilities_in(response.untagged, response.code)
+        if caps is not None:
+            self.capabilities = caps
+        return response
+
+    async def capability(self) -> frozenset[str]:
+        response = await self.command("CAPABILITY")
+        if not response.ok:
+            raise ProtocolViolation(f"CAPABILITY failed: {response}")
+        return self.capabilities or frozenset()
+
+    async def starttls(self, context: ssl.SSLContext | None = None) -> ImapResponse:
+        """STARTTLS; on OK the stream is upgraded and CAPABILITY fetched again (RFC 9051 6.2.1: the
+        client must discard what it learned before TLS). Any other response is returned unchanged."""
+        response = await self.command("STARTTLS")
+        if not response.ok:
+            return response
+        refuse_injected_plaintext(self._streams[0], self.transcript)
+        await self._upgrade(context)
+        self.capabilities = None
+        await self.capability()
+        return response
+
+    async def _upgrade(self, context: ssl.SSLContext | None = None) -> None:
+        reader, writer = self._streams
+        assert self._deadline is not None
+        self.tls = await upgrade(reader, writer, context or self.tls_context or probe_context(), self.endpoint.host,
+                                 timeout=self._deadline.clamp(self.cfg.timeout))
+        self.transcript.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
+
+    async def login(self, username: str, password: Secret | str) -> ImapResponse:
+        """LOGIN with quoted strings; the transcript shows only 'LOGIN <redacted>'."""
+        try:
+            line = f"LOGIN {imap_wire.quote_string(username)} {imap_wire.quote_string(_reveal(password))}"
+        except ValueError:
+            raise LocalError("username or password contains CR/LF and cannot be sent with LOGIN") from None
+        return await self.command(line)
+
+    async def authenticate_plain(self, username: str, password: Secret | str) -> ImapResponse:
+        """AUTHENTICATE PLAIN, with SASL-IR (RFC 4959) when offered, else after the '+' continuation."""
+        token = base64.b64encode(f"\0{username}\0{_reveal(password)}".encode()).decode("ascii")
+        if "SASL-IR" in (self.capabilities or frozenset()):
+            return await self.command(f"AUTHENTICATE PLAIN {token}")
+        reader, writer = self._streams
+        tag = next(self._tags)
+        self.transcript.client(f"{tag} AUTHENTICATE PLAIN")
+        await send(writer, f"{tag} AUTHENTICATE PLAIN\r\n".encode(), timeout=self.cfg.timeout,
+                   what="sending AUTHENTICATE")
+        line = await read_line(reader, timeout=self.cfg.timeout, deadline=self._deadline,
+                               what="waiting for the AUTHENTICATE continuation")
+        self.transcript.server(line.decode("utf-8", "replace"))
+        if line.startswith(b"+"):
+            with self.transcript.redacting():
+                self.transcript.client(token)
+                await send(writer, token.encode() + b"\r\n", timeout=self.cfg.timeout,
+                           what="sending the SASL response")
+            return await imap_wire.read_response(reader, tag, timeout=self.cfg.timeout, deadline=self._deadline,
+                                                 transcript=self.transcript, what="reading the response to AUTHENTICATE")
+        status = imap_wire.parse_status(line.decode("utf-8", "replace").partition(" ")[2].rstrip("\r\n"))
+        if not line.startswith(tag.encode() + b" ") or status is None:
+            raise ProtocolViolation("unexpected answer to AUTHENTICATE PLAIN")
+        return ImapResponse(tag, status.status, status.code, status.text)
+
+    async def noop(self) -> ImapResponse:
+        return await self.command("NOOP")
+
+    async def logout(self) -> ImapResponse | None:
+        """LOGOUT and close; a server that hangs up first is fine (None)."""
+        try:
+            return await self.command("LOGOUT")
+        except ProbeError:
+            return None
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await close(self._writer)
+            self._writer = None
+
+
+def classify_imap_login(response: ImapResponse | None, logindisabled: bool) -> CleartextAuth:
+    """How the server treated LOGIN with throwaway credentials before TLS. BAD or NO [PRIVACYREQUIRED]
+    (RFC 9051 7.1) is the refusal for TLS reasons; NO [AUTHENTICATIONFAILED] means it checked them."""
+    if response is None:
+        return CleartextAuth.NOT_TRIED
+    code = (response.code or "").split(" ", 1)[0].upper()
+    if response.ok:
+        return CleartextAuth.ACCEPTED
+    if code == "PRIVACYREQUIRED" or response.status == "BAD" or (logindisabled and code != "AUTHENTICATIONFAILED"):
+        return CleartextAuth.REFUSED_FOR_TLS
+    return CleartextAuth.CREDENTIALS_CHECKED
+
+
+@dataclass(frozen=True)
+class ImapCapabilities:
+    greeting: StatusLine
+    pre_tls: frozenset[str] | None         # None on imaps
+    starttls_offered: bool
+    starttls_response: ImapResponse | None
+    tls: TlsInfo | None
+    tls_error: str | None
+    post_tls: frozenset[str] | None
+    login_before_tls: ImapResponse | None  # LOGIN with a random user and throwaway password
+    cleartext_login: CleartextAuth
+
+    @property
+    def logindisabled_before_tls(self) -> bool:
+        return "LOGINDISABLED" in (self.pre_tls or frozenset())
+
+    @property
+    def preauth(self) -> bool:
+        return self.greeting.status == "PREAUTH"
+
+
+async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_login_before_tls: bool = True,
+                                  ) -> Attempt[ImapCapabilities]:
+    """Greeting and CAPABILITY; before TLS optionally LOGIN with a random user and a throwaway password
+    (never a real password in cleartext); STARTTLS and CAPABILITY again."""
+    transcript = cfg.transcript(endpoint)
+
+    async def run() -> ImapCapabilities:
+        async with ImapSession(endpoint, cfg, transcript) as imap:
+            greeting = await imap.connect()
+            caps = imap.capabilities or await imap.capability()
+            if endpoint.implicit_tls:
+                return ImapCapabilities(greeting, None, False, None, imap.tls, None, caps, None,
+                                        CleartextAuth.NOT_TRIED)
+            login = None
+            if try_login_before_tls and greeting.status != "PREAUTH":
+                login = await imap.login(*throwaway_credentials())
+            verdict = classify_imap_login(login, "LOGINDISABLED" in caps)
+            starttls_response, tls_error = None, None
+            if "STARTTLS" in caps and verdict is not CleartextAuth.ACCEPTED:
+                try:
+                    starttls_response = await imap.starttls()
+                except ProtocolViolation as exc:  # handshake failed or plaintext injected: keep what we saw
+                    tls_error = str(exc)
+            if tls_error is None:
+                await imap.logout()
+            return ImapCapabilities(greeting, caps, "STARTTLS" in caps, starttls_response, imap.tls, tls_error,
+                                    imap.capabilities if imap.tls else None, login, verdict)
+
+    return await attempt(endpoint.id, transcript, run())
