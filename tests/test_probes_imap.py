@@ -98,26 +98,26 @@ def test_classify_login() -> None:
 
 # --- session and probe ---------------------------------------------------------------------------
 
-def test_session_starttls_then_login_and_authenticate(tls_context: ssl.SSLContext) -> None:
-    for sasl_ir in (False, True):
-        fake = FakeImap(tls_context, user="alice", password=PASSWORD, sasl_ir=sasl_ir)
+@pytest.mark.parametrize("sasl_ir", [False, True])
+def test_session_starttls_then_login_and_authenticate(tls_context: ssl.SSLContext, sasl_ir: bool) -> None:
+    fake = FakeImap(tls_context, user="alice", password=PASSWORD, sasl_ir=sasl_ir)
 
-        async def main() -> tuple[list[str], list[str]]:
-            async with serving(fake, Service.IMAP) as endpoint, ImapSession(endpoint, cfg()) as imap:
-                await imap.connect()
-                assert imap.capabilities is not None and "LOGINDISABLED" in imap.capabilities
-                assert (await imap.starttls()).ok
-                assert imap.tls is not None and "LOGINDISABLED" not in (imap.capabilities or ())
-                statuses = [(await imap.login("alice", "wrong")).status,
-                            (await imap.authenticate_plain("alice", Secret(PASSWORD, "t"))).status]
-                await imap.logout()
-                return statuses, imap.transcript.lines
+    async def main() -> tuple[list[str], list[str]]:
+        async with serving(fake, Service.IMAP) as endpoint, ImapSession(endpoint, cfg()) as imap:
+            await imap.connect()
+            assert imap.capabilities is not None and "LOGINDISABLED" in imap.capabilities
+            assert (await imap.starttls()).ok
+            assert imap.tls is not None and "LOGINDISABLED" not in (imap.capabilities or ())
+            statuses = [(await imap.login("alice", "wrong")).status,
+                        (await imap.authenticate_plain("alice", Secret(PASSWORD, "t"))).status]
+            await imap.logout()
+            return statuses, imap.transcript.lines
 
-        statuses, lines = run(main())
-        assert statuses == ["NO", "OK"]
-        text = "\n".join(lines)
-        token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
-        assert PASSWORD not in text and token not in text and "wrong" not in text
+    statuses, lines = run(main())
+    assert statuses == ["NO", "OK"]
+    text = "\n".join(lines)
+    token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+    assert PASSWORD not in text and token not in text and "wrong" not in text
 
 
 def probe(fake: Any, service: Service = Service.IMAP) -> Any:
