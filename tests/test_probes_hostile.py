@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hostile import CLOSE, Behaviour, endless_line, run, script, serving, silent, trickle
 
+from conformance.probes.config import ProbeConfig, scrubbed, secret_forms
 from conformance.probes.connect import HostLimiter, open_tcp
-from conformance.probes.outcome import Attempt, Outcome, Transcript, attempt
+from conformance.probes.imap import ImapCapabilities, probe_imap_capabilities
+from conformance.probes.outcome import Attempt, Outcome, ProbeError, Transcript, attempt
+from conformance.probes.smtp import SmtpCapabilities, SmtpSession, probe_smtp_capabilities
 from conformance.probes.starttls import open_to_tls_point
 from conformance.probes.wire import close
-from conformance.target import Endpoint, Service
+from conformance.target import Endpoint, Service, load_target
 
 pytestmark = pytest.mark.unit
 
@@ -160,3 +166,175 @@ def test_host_limiter_caps_concurrent_connections_and_counts() -> None:
     opened, peak, reason = run(main())
     assert (opened, peak) == (3, 2)
     assert "no free connection slot" in reason
+
+
+# --- whole probes (sessions) against hostile servers ----------------------------------------------
+
+SECRET = "hunter2-Correct-Secret"
+
+
+def probe_cfg(timeout: float = TIMEOUT, session_timeout: float | None = None) -> ProbeConfig:
+    return ProbeConfig(timeout=timeout, ehlo_name="probe.test", use_system_store=False, secrets=(SECRET,),
+                       session_timeout=session_timeout)
+
+
+def smtp_probe(behaviour: Behaviour, cfg: ProbeConfig | None = None,
+               service: Service = Service.SUBMISSION) -> Attempt[SmtpCapabilities]:
+    async def main() -> Attempt[SmtpCapabilities]:
+        async with serving(behaviour, service) as endpoint:
+            return await probe_smtp_capabilities(endpoint, cfg or probe_cfg())
+    return run(main())
+
+
+async def continuation_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"220 ok\r\n")
+    await reader.readline()
+    for _ in range(100_000):  # bounded, and far beyond MAX_REPLY_LINES
+        writer.write(b"250-more\r\n")
+        await writer.drain()
+
+
+async def slow_continuation(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Each line arrives well within the per-line timeout, but the reply never ends."""
+    writer.write(b"220 ok\r\n")
+    await reader.readline()
+    for _ in range(1000):
+        writer.write(b"250-more\r\n")
+        await writer.drain()
+        await asyncio.sleep(TIMEOUT / 5)
+
+
+async def slow_but_polite(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Every reply comes within the per-read timeout; together they overrun the session deadline."""
+    await asyncio.sleep(0.3)
+    writer.write(b"220 ok\r\n")
+    while await reader.readline():
+        await asyncio.sleep(0.3)
+        writer.write(b"250-mx.test\r\n250 STARTTLS\r\n")
+
+
+SESSION_CASES = {
+    "no-greeting": (silent, Outcome.INCONCLUSIVE, "no complete line"),
+    "tarpit": (trickle(b"220 slow.test ESMTP\r\n"), Outcome.INCONCLUSIVE, "no complete line"),
+    "421-greeting": (script(b"421 4.3.2 busy\r\n"), Outcome.INCONCLUSIVE, "421 4.3.2 busy"),
+    "garbage": (script(b"SSH-2.0-OpenSSH_9.2\r\n"), Outcome.SERVER_ERROR, "SSH-2.0-OpenSSH_9.2"),
+    "endless-line": (endless_line, Outcome.SERVER_ERROR, "line longer than"),
+    "close-mid-reply": (script(b"220 ok\r\n", None, b"250-mx.test\r\n250-AU", CLOSE), Outcome.INCONCLUSIVE,
+                        "250-AU"),
+    "421-mid-session": (script(b"220 ok\r\n", None, b"421 4.7.0 too many errors\r\n"), Outcome.INCONCLUSIVE,
+                        "421 4.7.0 too many errors"),
+    "continuation-forever": (continuation_forever, Outcome.SERVER_ERROR, "reply exceeds"),
+    "slow-continuation": (slow_continuation, Outcome.INCONCLUSIVE, "while reading the reply to EHLO"),
+    "echoes-secret": (script(b"220 ok\r\n", None, f"999 {SECRET}\r\n".encode()), Outcome.SERVER_ERROR,
+                      "not an SMTP reply"),
+}
+
+
+@pytest.mark.parametrize("case", SESSION_CASES)
+def test_smtp_capability_probe_hostile(case: str) -> None:
+    behaviour, outcome, words = SESSION_CASES[case]
+    result = smtp_probe(behaviour)
+    assert result.outcome is outcome, result
+    assert words in result.reason
+    assert SECRET not in result.reason and SECRET not in "\n".join(result.transcript)
+
+
+def test_smtp_probe_session_deadline() -> None:
+    result = smtp_probe(slow_but_polite, probe_cfg(timeout=2, session_timeout=0.5))
+    assert result.outcome is Outcome.INCONCLUSIVE
+    assert "deadline" in result.reason or "no complete line" in result.reason
+
+
+def test_smtp_probe_starttls_454_is_kept_as_the_servers_answer() -> None:
+    """The capability probe reports the 454 (checks decide); open_to_tls_point calls it inconclusive."""
+    result = smtp_probe(script(b"220 ok\r\n", None, EHLO_OK, None, b"454 4.7.0 TLS not available\r\n", None,
+                               b"221 bye\r\n"), service=Service.MX)  # MX: no AUTH attempt before STARTTLS
+    assert result.outcome is Outcome.COMPLETED
+    assert result.result is not None and result.result.starttls_reply is not None
+    assert str(result.result.starttls_reply) == "454 4.7.0 TLS not available"
+    assert result.result.tls is None
+
+
+IMAP_SESSION_CASES = {
+    "bye-greeting": (script(b"* BYE [UNAVAILABLE] maintenance\r\n"), Outcome.INCONCLUSIVE, "maintenance"),
+    "garbage": (script(b"\x16\x03\x01\x00\x05hello\r\n"), Outcome.SERVER_ERROR, "not an IMAP greeting"),
+    "tarpit": (trickle(b"* OK slow\r\n"), Outcome.INCONCLUSIVE, "no complete line"),
+    "close-after-greeting": (script(b"* OK hi\r\n", None, b"* CAPABILITY IMAP4rev1", CLOSE),
+                             Outcome.INCONCLUSIVE, "* CAPABILITY IMAP4rev1"),
+    "wrong-tag": (script(b"* OK hi\r\n", None, b"X9 OK whatever\r\n"), Outcome.SERVER_ERROR, "X9 OK whatever"),
+}
+
+
+@pytest.mark.parametrize("case", IMAP_SESSION_CASES)
+def test_imap_capability_probe_hostile(case: str) -> None:
+    behaviour, outcome, words = IMAP_SESSION_CASES[case]
+
+    async def main() -> Attempt[ImapCapabilities]:
+        async with serving(behaviour, Service.IMAP) as endpoint:
+            return await probe_imap_capabilities(endpoint, probe_cfg())
+
+    result = run(main())
+    assert result.outcome is outcome, result
+    assert words in result.reason
+
+
+# --- redaction: a run with a known password --------------------------------------------------------
+
+def _decoded(word: bytes) -> bytes:
+    try:
+        return base64.b64decode(word + b"=" * (-len(word) % 4)).replace(b"\0", b" ")
+    except ValueError:
+        return b""
+
+
+async def echo_everything(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The worst case: a server that quotes back every line it gets, decoded too, and finally hangs
+    up with the secret in a 421 (so it lands in an exception message and the attempt's reason)."""
+    writer.write(b"220 echo.test\r\n")
+    sasl_lines = 0
+    for _ in range(10):
+        line = (await reader.readline()).strip()
+        if not line:
+            return
+        decoded = _decoded(line.split()[-1])
+        if line.upper().startswith(b"EHLO"):
+            writer.write(b"250-echo.test\r\n250 AUTH PLAIN LOGIN\r\n")
+        elif line.upper() == b"AUTH LOGIN" or sasl_lines == 1:
+            sasl_lines += 1
+            writer.write(b"334 you said " + line + b" = " + decoded + b"\r\n")
+        else:
+            writer.write(b"421 4.7.0 you said " + line + b" = " + decoded + b"\r\n")
+        await writer.drain()
+
+
+def test_known_password_never_leaks(minimal_target: Path) -> None:
+    target = load_target(minimal_target)
+    account = target.account("test")
+    assert account is not None
+    password = account.password.reveal()
+    seen: list[str] = []
+
+    async def session(endpoint: Endpoint, cfg: ProbeConfig, how: str, transcript: Transcript | None = None,
+                      ) -> None:
+        async with SmtpSession(endpoint, cfg, transcript) as smtp:
+            await smtp.connect()
+            await smtp.ehlo()
+            await (smtp.auth_plain if how == "plain" else smtp.auth_login)(account.username, account.password)
+
+    async def main() -> None:
+        cfg = replace(ProbeConfig.from_target(target, timeout=2), use_system_store=False)
+        async with serving(echo_everything) as endpoint:
+            for how in ("plain", "login"):
+                transcript = cfg.transcript(endpoint)
+                try:
+                    await session(endpoint, cfg, how)
+                except ProbeError as exc:
+                    seen.extend([str(exc), repr(exc)])
+                result = scrubbed(await attempt(endpoint.id, transcript, session(endpoint, cfg, how, transcript)), cfg)
+                seen.extend([result.reason, repr(result), *result.transcript, str(target), repr(account)])
+
+    run(main())
+    text = "\n".join(seen)
+    assert "421" in text and "<redacted>" in text  # the server did echo, and the echo was caught
+    for form in secret_forms(account.username, password):
+        assert form not in text, form

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import secrets as _random
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from conformance.probes.connect import HostLimiter
-from conformance.probes.outcome import Transcript
+from conformance.probes.outcome import Attempt, ProbeError, Transcript
 from conformance.target import Endpoint, Target
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,9 @@ class ProbeConfig:
     @classmethod
     def from_target(cls, target: Target, *, timeout: float | None = None) -> ProbeConfig:
         return cls(timeout=timeout or target.timeout, ehlo_name=target.ehlo_name,
-                   trust_anchors=target.trust_anchors, secrets=target.secrets(),
+                   trust_anchors=target.trust_anchors,
+                   secrets=tuple(form for account in target.accounts.values()
+                                 for form in secret_forms(account.username, account.password.reveal())),
                    limiter=HostLimiter.from_target(target))
 
     @property
@@ -53,3 +61,43 @@ class CleartextAuth(StrEnum):
     REFUSED = "refused"                    # refused, but not naming TLS (e.g. 502/503/504: AUTH not available)
     CREDENTIALS_CHECKED = "credentials-checked"  # 535 / NO [AUTHENTICATIONFAILED]: the server read them in clear
     ACCEPTED = "accepted"                  # 235 / OK with random credentials: very wrong
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Remove known secret values from text a server may have echoed (a reason, an evidence value)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def scrubbed(result: Attempt[R], cfg: ProbeConfig) -> Attempt[R]:
+    """The attempt with known secrets removed from its reason: a hostile server can echo anything
+    into the words we quote (the transcript scrubs its own lines)."""
+    reason = scrub(result.reason, cfg.secrets)
+    return result if reason == result.reason else replace(result, reason=reason)
+
+
+@contextlib.contextmanager
+def scrubbing_errors(secrets: tuple[str, ...]) -> Iterator[None]:
+    """Re-raise a ProbeError whose message quotes a known secret (a server echoing what we sent)
+    as the same error type with the secret removed, its context suppressed."""
+    try:
+        yield
+    except ProbeError as exc:
+        text = scrub(str(exc), secrets)
+        if text == str(exc):
+            raise
+        raise type(exc)(text) from None
+
+
+def secret_forms(username: str, password: str) -> tuple[str, ...]:
+    """The password and the encodings in which SMTP/IMAP carry it (SASL PLAIN token, AUTH LOGIN line),
+    so the transcript's backstop also catches a server echoing the encoded form."""
+    if not password:
+        return ()
+    return (password, _b64(password), _b64(f"\0{username}\0{password}"))
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")

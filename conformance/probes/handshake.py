@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 from conformance.probes.certs import CertReport, ChainError, analyze_chain
-from conformance.probes.config import ProbeConfig
+from conformance.probes.config import ProbeConfig, scrubbed
 from conformance.probes.outcome import Attempt, ProbeTimeout, ProtocolViolation, attempt, mapped_errors
 from conformance.probes.starttls import open_to_tls_point
 from conformance.probes.wire import Deadline, close, peek_buffer, quote
@@ -127,4 +127,4 @@ async def probe_handshake(endpoint: Endpoint, cfg: ProbeConfig, *, context: ssl.
                         + (f": {result.verify_error}" if result.verify_error else ""))
         return result
 
-    return await attempt(endpoint.id, transcript, run())
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)

@@ -16,7 +16,13 @@ from types import TracebackType
 from typing import Self
 
 from conformance.probes import imap_wire
-from conformance.probes.config import CleartextAuth, ProbeConfig, throwaway_credentials
+from conformance.probes.config import (
+    CleartextAuth,
+    ProbeConfig,
+    scrubbed,
+    scrubbing_errors,
+    throwaway_credentials,
+)
 from conformance.probes.connect import open_tcp
 from conformance.probes.handshake import TlsInfo, probe_context, upgrade
 from conformance.probes.imap_wire import ImapResponse, StatusLine
@@ -79,8 +85,9 @@ class ImapSession:
 
     async def command(self, line: str, *, secret: bool = False) -> ImapResponse:
         reader, writer = self._streams
-        response = await imap_wire.command(reader, writer, next(self._tags), line, timeout=self.cfg.timeout,
-                                           deadline=self._deadline, transcript=self.transcript, secret=secret)
+        with scrubbing_errors(self.cfg.secrets):
+            response = await imap_wire.command(reader, writer, next(self._tags), line, timeout=self.cfg.timeout,
+                                               deadline=self._deadline, transcript=self.transcript, secret=secret)
         caps = imap_wire.capabilities_in(response.untagged, response.code)
         if caps is not None:
             self.capabilities = caps
@@ -124,6 +131,10 @@ class ImapSession:
         token = base64.b64encode(f"\0{username}\0{_reveal(password)}".encode()).decode("ascii")
         if "SASL-IR" in (self.capabilities or frozenset()):
             return await self.command(f"AUTHENTICATE PLAIN {token}")
+        with scrubbing_errors(self.cfg.secrets + (token,)):
+            return await self._authenticate_after_continuation(token)
+
+    async def _authenticate_after_continuation(self, token: str) -> ImapResponse:
         reader, writer = self._streams
         tag = next(self._tags)
         self.transcript.client(f"{tag} AUTHENTICATE PLAIN")
@@ -224,4 +235,4 @@ async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_l
             return ImapCapabilities(greeting, caps, "STARTTLS" in caps, starttls_response, imap.tls, tls_error,
                                     imap.capabilities if imap.tls else None, login, verdict)
 
-    return await attempt(endpoint.id, transcript, run())
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from conformance.probes.config import CleartextAuth, ProbeConfig, throwaway_credentials
+from conformance.probes.config import (
+    CleartextAuth,
+    ProbeConfig,
+    scrubbed,
+    scrubbing_errors,
+    throwaway_credentials,
+)
 from conformance.probes.connect import open_tcp
 from conformance.probes.handshake import TlsInfo, probe_context, upgrade
 from conformance.probes.outcome import (
@@ -89,10 +95,11 @@ class SmtpSession:
 
     async def command(self, line: str, *, secret: bool = False) -> SmtpReply:
         reader, writer = self._streams
-        reply = await exchange(reader, writer, line, timeout=self.cfg.timeout, deadline=self._deadline,
-                               transcript=self.transcript, secret=secret)
-        if reply.code == 421:
-            raise ServerUnavailable(f"server closing the session: {reply}")
+        with scrubbing_errors(self.cfg.secrets):
+            reply = await exchange(reader, writer, line, timeout=self.cfg.timeout, deadline=self._deadline,
+                                   transcript=self.transcript, secret=secret)
+            if reply.code == 421:
+                raise ServerUnavailable(f"server closing the session: {reply}")
         return reply
 
     async def ehlo(self, name: str | None = None) -> EhloResult:
@@ -191,8 +198,9 @@ class SmtpSession:
 
     async def read_reply(self) -> SmtpReply:
         reader, _ = self._streams
-        return await read_reply(reader, timeout=self.cfg.timeout, deadline=self._deadline,
-                                transcript=self.transcript)
+        with scrubbing_errors(self.cfg.secrets):
+            return await read_reply(reader, timeout=self.cfg.timeout, deadline=self._deadline,
+                                    transcript=self.transcript)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -265,4 +273,4 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
                                     smtp.capabilities if smtp.tls else None, auth_reply,
                                     classify_smtp_auth(auth_reply))
 
-    return await attempt(endpoint.id, transcript, run())
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
