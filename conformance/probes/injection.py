@@ -1,0 +1,152 @@
+"""STARTTLS command injection (CVE-2011-0411 class; RFC 3207 4.2, RFC 9051 6.2.1).
+
+A command pipelined in the same packet as STARTTLS arrives as plaintext; a server that keeps it in
+its input buffer and executes it inside the TLS session lets a man-in-the-middle inject commands.
+We send ``STARTTLS`` and ``NOOP`` in one write, complete the handshake, then send ``QUIT``/``LOGOUT``:
+if the first answer inside TLS belongs to the injected NOOP, the server executed it. No waiting on
+silence is needed, so the verdict does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from conformance.probes import imap_wire, smtp_wire
+from conformance.probes.config import ProbeConfig, scrubbed
+from conformance.probes.connect import open_tcp
+from conformance.probes.handshake import probe_context, upgrade
+from conformance.probes.outcome import (
+    Attempt,
+    LocalError,
+    ProtocolViolation,
+    ServerUnavailable,
+    Transcript,
+    Unreachable,
+    attempt,
+)
+from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.wire import Deadline, close, peek_buffer, quote, read_line, send
+from conformance.target import Endpoint
+
+INJECTED_TAG = "X1"
+
+
+@dataclass(frozen=True)
+class InjectionResult:
+    starttls_reply: str                # "(connection closed)" if the server hung up instead
+    answered_in_plaintext: str | None  # what the server sent after its go-ahead, before TLS (quoted)
+    executed_after_tls: bool           # the injected command was answered inside TLS: vulnerable
+    first_answer_after_tls: str | None
+    closed_connection: bool            # the server hung up on the pipelined STARTTLS (a safe reaction)
+    tls_started: bool = True           # False if the server refused the pipelined STARTTLS (also safe)
+
+
+async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[InjectionResult]:
+    """Does the server execute a command pipelined behind STARTTLS? SMTP and IMAP; not for implicit TLS
+    (a LOCAL_ERROR attempt)."""
+    transcript = cfg.transcript(endpoint)
+
+    async def run() -> InjectionResult:
+        if endpoint.implicit_tls:
+            raise LocalError(f"{endpoint} uses implicit TLS: there is no STARTTLS to inject behind")
+        deadline = Deadline(cfg.session_budget)
+        reader, writer = await open_tcp(endpoint, cfg.timeout, cfg.limiter)
+        transcript.note(f"connected to {endpoint}")
+        try:
+            smtp = endpoint.protocol == "smtp"
+            try:
+                go_ahead = await (_smtp_go_ahead if smtp else _imap_go_ahead)(reader, writer, cfg, transcript,
+                                                                             deadline)
+            except Unreachable:
+                transcript.note("the server hung up on the pipelined STARTTLS")
+                return InjectionResult("(connection closed)", None, False, None, True, False)
+            except StartTlsRefused as exc:
+                return InjectionResult(str(exc), None, False, None, False, False)
+            pending = peek_buffer(reader)
+            if pending:
+                transcript.note("the server answered the injected command before TLS")
+                return InjectionResult(go_ahead, quote(pending), False, None, False)
+            try:
+                await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
+            except Unreachable:
+                return InjectionResult(go_ahead, None, False, None, True)
+            transcript.note("TLS established; asking the server to end the session")
+            first = await (_smtp_first_answer if smtp else _imap_first_answer)(reader, writer, cfg, transcript,
+                                                                                deadline)
+        finally:
+            await close(writer)
+        if first is None:
+            return InjectionResult(go_ahead, None, False, None, True)
+        executed = first.startswith("250") if smtp else first.startswith(INJECTED_TAG + " ")
+        return InjectionResult(go_ahead, None, executed, first, False)
+
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+async def _raw(writer: asyncio.StreamWriter, lines: list[str], cfg: ProbeConfig, transcript: Transcript) -> None:
+    for line in lines:
+        transcript.client(line)
+    await send(writer, "".join(f"{line}\r\n" for line in lines).encode(), timeout=cfg.timeout,
+               what="sending STARTTLS with a pipelined command")
+
+
+async def _smtp_go_ahead(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
+                         transcript: Transcript, deadline: Deadline) -> str:
+    await smtp_wire.read_greeting(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript)
+    ehlo = await smtp_wire.exchange(reader, writer, f"EHLO {cfg.ehlo_name}", timeout=cfg.timeout,
+                                    deadline=deadline, transcript=transcript)
+    if not smtp_wire.EhloResult.from_reply(ehlo).starttls:
+        raise StartTlsNotOffered("STARTTLS not offered in the EHLO reply")
+    await _raw(writer, ["STARTTLS", "NOOP"], cfg, transcript)
+    reply = await smtp_wire.read_reply(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript,
+                                       what="reading the reply to STARTTLS")
+    if reply.transient:
+        raise ServerUnavailable(f"STARTTLS answered {reply}")
+    if reply.code != 220:
+        raise StartTlsRefused(f"STARTTLS answered {reply}")
+    return str(reply)
+
+
+async def _smtp_first_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
+                             transcript: Transcript, deadline: Deadline) -> str | None:
+    try:
+        reply = await smtp_wire.exchange(reader, writer, "QUIT", timeout=cfg.timeout, deadline=deadline,
+                                         transcript=transcript)
+    except Unreachable:
+        return None
+    return str(reply)
+
+
+async def _imap_go_ahead(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
+                         transcript: Transcript, deadline: Deadline) -> str:
+    greeting = await imap_wire.read_greeting(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript)
+    caps = imap_wire.capabilities_in((), greeting.code)
+    if caps is None:
+        response = await imap_wire.command(reader, writer, "S1", "CAPABILITY", timeout=cfg.timeout,
+                                           deadline=deadline, transcript=transcript)
+        caps = imap_wire.capabilities_in(response.untagged, response.code) or frozenset()
+    if "STARTTLS" not in caps:
+        raise StartTlsNotOffered("STARTTLS not in the IMAP capabilities")
+    await _raw(writer, ["S2 STARTTLS", f"{INJECTED_TAG} NOOP"], cfg, transcript)
+    response = await imap_wire.read_response(reader, "S2", timeout=cfg.timeout, deadline=deadline,
+                                             transcript=transcript, what="reading the response to STARTTLS")
+    if not response.ok:
+        raise StartTlsRefused(f"STARTTLS refused: {response}")
+    return str(response)
+
+
+async def _imap_first_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
+                             transcript: Transcript, deadline: Deadline) -> str | None:
+    """The first tagged line inside TLS: ours (Q1) or the injected one (X1). Untagged lines are skipped."""
+    transcript.client("Q1 LOGOUT")
+    try:
+        await send(writer, b"Q1 LOGOUT\r\n", timeout=cfg.timeout, what="sending LOGOUT")
+        for _ in range(50):
+            line = await read_line(reader, timeout=cfg.timeout, deadline=deadline, what="reading after TLS")
+            transcript.server(line.decode("utf-8", "replace"))
+            if not line.startswith(b"* "):
+                return line.decode("utf-8", "replace").rstrip("\r\n")
+    except Unreachable:
+        return None
+    raise ProtocolViolation("no tagged response to LOGOUT within 50 lines")
