@@ -18,9 +18,12 @@ reported in ``TlsScan.inconclusive`` with the reason — never read as "not supp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import heapq
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +57,17 @@ from conformance.target import Endpoint
 LEGACY_VERSIONS = (TlsVersion.SSL3, TlsVersion.TLS1_0, TlsVersion.TLS1_1, TlsVersion.TLS1_2)
 RETRIES = 2  # extra attempts for a probe that timed out / could not connect / met 421
 BUSY_BACKOFF = 0.2  # seconds, times the attempt number, before retrying after a 421
+
+
+def _pool(version: TlsVersion) -> tuple[int, ...]:
+    return _TLS13_POOL if version == TlsVersion.TLS1_3 else _LEGACY_POOL
+
+
+EC_GROUPS = tuple(g for g in ALL_GROUPS if g < 256 or g > 511)
+FFDHE_GROUPS = tuple(g for g in ALL_GROUPS if 256 <= g <= 511)
+_TLS13_POOL = tuple(s.code for s in TLS13_SUITES)
+_LEGACY_POOL = tuple(s.code for s in LEGACY_SUITES)
+_ECDHE_POOL = tuple(s.code for s in LEGACY_SUITES if s.ephemeral_ecdh)
 
 
 class ScanConfig(Protocol):
@@ -118,6 +132,44 @@ async def _open(endpoint: Endpoint, *, timeout: float, ehlo_name: str, transcrip
                                    limiter=limiter)
 
 
+FIRST, LONG_CHAIN, CHAIN, LAST = 0, 1, 2, 3  # probe priorities: who gets the next free connection
+
+
+class _PriorityGate:
+    """A semaphore that wakes the waiter with the lowest priority number first (FIFO within one)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: int) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (priority, next(self._order), future))
+            try:
+                await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._release()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
+
+
 @dataclass
 class _Findings:
     compression: set[bool] = field(default_factory=set)
@@ -147,6 +199,9 @@ class _Scan:
         self.errors: list[ProbeError] = []
         self.findings = _Findings()
         self._preamble_logged = False
+        self.gate = _PriorityGate(limiter.max_per_host)
+        # Resolved by the first elimination round of a version: the preference probe needs no more.
+        self.second_suite: dict[TlsVersion, asyncio.Future[int]] = {}
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         # Only the first connection's STARTTLS preamble goes into the transcript; the rest repeat it.
@@ -157,23 +212,26 @@ class _Scan:
         self.connections += 1
         return streams
 
-    async def _once(self, send: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]]) -> Any:
-        # The limiter slot is taken by the opener and given back when the connection is lost.
-        reader, writer = await self._connection()
-        try:
-            with mapped_errors(f"TLS handshake with {self.endpoint}"):
-                return await asyncio.wait_for(send(reader, writer), self.cfg.timeout)
-        finally:
-            writer.transport.abort()
+    async def _once(self, send: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]],
+                    priority: int) -> Any:
+        # The limiter slot is taken by the opener and given back when the connection is lost; the gate
+        # in front of it decides which waiting probe goes next (long sequential chains first).
+        async with self.gate.slot(priority):
+            reader, writer = await self._connection()
+            try:
+                with mapped_errors(f"TLS handshake with {self.endpoint}"):
+                    return await asyncio.wait_for(send(reader, writer), self.cfg.timeout)
+            finally:
+                writer.transport.abort()
 
-    async def probe(self, item: str, send: Callable[..., Awaitable[Any]]) -> Any | None:
+    async def probe(self, item: str, send: Callable[..., Awaitable[Any]], priority: int = 1) -> Any | None:
         """One exchange, retried on timeout/unreachable/421; None (and an inconclusive note) if no answer."""
         last: ProbeError | None = None
         for number in range(1 + RETRIES):
             if isinstance(last, ServerUnavailable):
                 await asyncio.sleep(BUSY_BACKOFF * number)  # a rate-limiting MX needs a pause, not a burst
             try:
-                return await self._once(send)
+                return await self._once(send, priority)
             except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:
                 last = exc
             except ProbeError as exc:  # a protocol violation or our own error: retrying will not help
@@ -185,8 +243,8 @@ class _Scan:
         self.transcript.note(f"{item}: no answer ({last})")
         return None
 
-    async def hello(self, item: str, hello_factory: Callable[[], Any]) -> Answer | None:
-        answer: Answer | None = await self.probe(item, lambda r, w: exchange(r, w, hello_factory()))
+    async def hello(self, item: str, hello_factory: Callable[[], Any], priority: int = 1) -> Answer | None:
+        answer: Answer | None = await self.probe(item, lambda r, w: exchange(r, w, hello_factory()), priority)
         if isinstance(answer, ServerFlight):
             self.findings.learn(answer)
             self.transcript.note(f"{item}: {describe(TlsVersion, answer.version)} "
@@ -208,7 +266,7 @@ class _Scan:
         chosen: list[int] = []
         remaining = list(offer)
         while remaining:
-            answer = await self.hello(item, self._hello_for(version, tuple(remaining)))
+            answer = await self.hello(item, self._hello_for(version, tuple(remaining)), CHAIN)
             if answer is None:
                 return chosen, False
             if isinstance(answer, Refusal) or answer.version != version:
@@ -218,60 +276,78 @@ class _Scan:
                 return chosen, False
             chosen.append(answer.cipher_suite)
             remaining.remove(answer.cipher_suite)
+            second = self.second_suite.get(version)
+            if second is not None and not second.done():
+                second.set_result(answer.cipher_suite)
         return chosen, True
 
-    async def version_suites(self, version: TlsVersion) -> tuple[bool | None, list[int]]:
-        """(accepted?, suites in the order found); accepted is None if no probe got an answer."""
-        pool = [s.code for s in (TLS13_SUITES if version == TlsVersion.TLS1_3 else LEGACY_SUITES)]
-        item = f"{version} suites"
-        first = await self.hello(f"{version} support", self._hello_for(version, tuple(pool)))
+    async def first_contact(self, version: TlsVersion) -> tuple[bool | None, int | None]:
+        """(accepted?, the suite chosen from every one we know); accepted is None if nothing answered."""
+        first = await self.hello(f"{version} support", self._hello_for(version, _pool(version)), FIRST)
         if first is None:
             self.inconclusive.append(f"{version} support: not determined")
-            return None, []
+            return None, None
         if isinstance(first, Refusal) or first.version != version:
-            return False, []
-        if first.cipher_suite not in pool:
-            self.inconclusive.append(f"{item}: server chose {suite(first.cipher_suite)}, which was not offered")
-            return True, [first.cipher_suite]
-        pool.remove(first.cipher_suite)
-        parts = self._partitions(version, pool)
-        results = await asyncio.gather(*(self.eliminate(version, part, item) for part in parts))
-        found = [first.cipher_suite] + [code for chosen, _ in results for code in chosen]
-        return True, found
+            return False, None
+        if first.cipher_suite not in _pool(version):
+            self.inconclusive.append(f"{version} suites: server chose {suite(first.cipher_suite)}, "
+                                     "which was not offered")
+            return True, None
+        return True, first.cipher_suite
 
-    def _partitions(self, version: TlsVersion, pool: list[int]) -> list[list[int]]:
-        # TLS 1.3 has a handful of suites: one chain. Older versions: as many interleaved chains as
-        # the budget allows, so elimination rounds overlap instead of queueing one after another.
-        count = 1 if version == TlsVersion.TLS1_3 else min(4, self.limiter.max_per_host)
+    async def enumerate_suites(self, version: TlsVersion, first: int, main: bool) -> list[int]:
+        """Every suite the server accepts at ``version``, in the order found, ``first`` first."""
+        pool = [code for code in _pool(version) if code != first]
+        parts = self._partitions(version, pool, main)
+        results = await asyncio.gather(*(self.eliminate(version, part, f"{version} suites") for part in parts))
+        return [first] + [code for chosen, _ in results for code in chosen]
+
+    def _partitions(self, version: TlsVersion, pool: list[int], main: bool) -> list[list[int]]:
+        # Each chain costs one refusal, and chains beyond the connection budget only queue. TLS 1.3
+        # has a handful of suites: one chain. The best legacy version usually has the most suites:
+        # most of the budget; older versions (shorter lists, running alongside) fewer.
+        budget = self.limiter.max_per_host
+        if version == TlsVersion.TLS1_3:
+            count = 1
+        elif main:
+            count = min(4, max(1, budget - 2))
+        else:
+            count = 2 if budget >= 5 else 1
         return [part for part in (pool[i::count] for i in range(count)) if part]
 
     async def ssl2(self) -> bool | None:
-        return await self.probe("SSL 2.0 support", lambda r, w: exchange_ssl2(r, w, ssl2_hello()))
+        return await self.probe("SSL 2.0 support", lambda r, w: exchange_ssl2(r, w, ssl2_hello()), LAST)
 
     # --- properties that need their own hello ---------------------------------------------------
 
-    async def server_preference(self, suites: dict[TlsVersion, list[int]]) -> bool | None:
-        """Offer two accepted suites in the reverse of the order the server picked them: a server
-        that keeps its first pick chooses; one that switches follows the client."""
-        candidates = [v for v in sorted(suites, reverse=True) if len(suites[v]) >= 2]
-        if not candidates:
-            return None
-        version = candidates[0]
-        first, second = suites[version][0], suites[version][1]
-        answer = await self.hello(f"{version} cipher preference", self._hello_for(version, (second, first)))
+    async def server_preference(self, firsts: dict[TlsVersion, int],
+                                enumerations: Mapping[TlsVersion, asyncio.Future[list[int]]]) -> bool | None:
+        """At the best version with two accepted suites, offer the second-found before the first: a
+        server that keeps its first pick chooses; one that switches follows the client. Starts as soon
+        as that second suite is known, alongside the rest of the enumeration."""
+        for version in sorted(firsts, reverse=True):
+            second = self.second_suite[version]
+            either: set[asyncio.Future[Any]] = {second, enumerations[version]}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if second.done():
+                return await self._preference_at(version, firsts[version], second.result())
+        return None
+
+    async def _preference_at(self, version: TlsVersion, first: int, second: int) -> bool | None:
+        answer = await self.hello(f"{version} cipher preference", self._hello_for(version, (second, first)), CHAIN)
         if not isinstance(answer, ServerFlight) or answer.version != version:
             self.inconclusive.append(f"{version} cipher preference: the server refused suites it had accepted")
             return None
         return answer.cipher_suite == first
 
-    async def fallback_scsv(self, accepted: set[TlsVersion], suites: dict[TlsVersion, list[int]]) -> bool | None:
+    async def fallback_scsv(self, accepted: set[TlsVersion]) -> bool | None:
         """RFC 7507: a hello below the server's best version carrying the SCSV must get inappropriate_fallback."""
         ordered = sorted(v for v in accepted if v >= TlsVersion.SSL3)
         if len(ordered) < 2:
             return None
         lower = ordered[-2]
         answer = await self.hello(f"{lower} with TLS_FALLBACK_SCSV",
-                                  self._hello_for(lower, tuple(suites[lower]), fallback=True))
+                                  self._hello_for(lower, _pool(lower), fallback=True), LAST)
         if answer is None:
             return None
         if isinstance(answer, Refusal):
@@ -281,20 +357,18 @@ class _Scan:
             return None
         return False
 
-    async def groups(self, version: TlsVersion, suites: list[int]) -> None:
+    async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
         """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
-        from key_share/HelloRetryRequest; TLS 1.2 from an ECDHE ServerKeyExchange."""
-        if version < TlsVersion.TLS1_3:
-            suites = [c for c in suites if suite(c).ephemeral_ecdh]
-            if not suites:
-                return
+        from key_share/HelloRetryRequest; older versions from an ECDHE ServerKeyExchange, so they offer
+        only ECDHE suites (a server without any refuses the first hello)."""
+        suites = _pool(version) if version == TlsVersion.TLS1_3 else _ECDHE_POOL
         item = f"{version} groups"
         seen = self.findings.groups_by_version.setdefault(version, set())
-        for _ in range(len(ALL_GROUPS)):
-            offer = tuple(g for g in ALL_GROUPS if g not in seen)
+        for _ in range(len(family)):
+            offer = tuple(g for g in family if g not in seen)
             if not offer:
                 return
-            answer = await self.hello(item, self._hello_for(version, tuple(suites), groups=offer))
+            answer = await self.hello(item, self._hello_for(version, tuple(suites), groups=offer), LONG_CHAIN)
             if not isinstance(answer, ServerFlight) or answer.version != version:
                 return
             group = answer.hello.key_share_group if version == TlsVersion.TLS1_3 else answer.ecdhe_group
@@ -311,22 +385,30 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     scan = _Scan(target, cfg, opener, transcript, limiter)
     versions = LEGACY_VERSIONS + (TlsVersion.TLS1_3,)
     ssl2_job = asyncio.ensure_future(scan.ssl2())
-    per_version = await asyncio.gather(*(scan.version_suites(v) for v in versions))
+    contacts = dict(zip(versions, await asyncio.gather(*(scan.first_contact(v) for v in versions))))
     ssl2 = await ssl2_job
-    accepted = {v for v, (ok, _) in zip(versions, per_version) if ok}
+    accepted = {v for v, (ok, _) in contacts.items() if ok}
     if ssl2:
         accepted.add(TlsVersion.SSL2)
     if not accepted and len(scan.errors) >= len(versions):
         raise scan.errors[0]  # nothing answered at all: the whole scan has the outcome of its first error
-    found = {v: codes for v, (ok, codes) in zip(versions, per_version) if ok}
-    legacy = [v for v in LEGACY_VERSIONS if v in found]
-    group_jobs = [scan.groups(TlsVersion.TLS1_3, found[TlsVersion.TLS1_3])] if TlsVersion.TLS1_3 in found else []
-    if legacy:
-        group_jobs.append(scan.groups(legacy[-1], found[legacy[-1]]))
-    preference_job = asyncio.ensure_future(scan.server_preference(found))
-    fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted, found))
-    await asyncio.gather(*group_jobs)
-    preference, fallback = await preference_job, await fallback_job
+    # Everything below needs only the accepted versions, so it all runs at once within the budget.
+    firsts = {v: first for v, (ok, first) in contacts.items() if ok and first is not None}
+    legacy = [v for v in LEGACY_VERSIONS if v in accepted]
+    loop = asyncio.get_running_loop()
+    scan.second_suite = {v: loop.create_future() for v in firsts}
+    suite_jobs = {v: asyncio.ensure_future(scan.enumerate_suites(v, first, main=v in legacy[-1:]))
+                  for v, first in firsts.items()}
+    preference_job = asyncio.ensure_future(scan.server_preference(firsts, suite_jobs))
+    side_jobs = [scan.groups(v, family) for v in legacy[-1:] for family in (EC_GROUPS,)]
+    if TlsVersion.TLS1_3 in accepted:  # two chains: elliptic curves and RFC 7919 finite fields
+        side_jobs += [scan.groups(TlsVersion.TLS1_3, family) for family in (EC_GROUPS, FFDHE_GROUPS)]
+    fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
+    found = {v: await job for v, job in suite_jobs.items()}
+    found.update({v: [] for v in accepted if v not in found and v != TlsVersion.SSL2})
+    preference = await preference_job
+    await asyncio.gather(*side_jobs)
+    fallback = await fallback_job
     f = scan.findings
     return TlsScan(
         endpoint_id=endpoint.id,

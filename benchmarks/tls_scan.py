@@ -1,0 +1,282 @@
+"""Our raw TLS scan vs sslyze's default scan, on one SMTP STARTTLS endpoint, on loopback.
+
+    python benchmarks/tls_scan.py [--sslyze /tmp/sslyze-venv/bin/sslyze] [--rtt-ms 50]
+
+Starts an SMTP front with STARTTLS over OpenSSL (TLS 1.0-1.3, '@SECLEVEL=0:ALL') on 127.0.0.1 and,
+for each of raw loopback and a delaying TCP proxy (``--rtt-ms`` round trip), runs both scanners
+against it, counting at the proxy the connections each opened. Prints the wall-time ratio, the
+connection counts, and every disagreement on accepted versions and cipher suites.
+sslyze lives in its own venv (it pins a cryptography version the project must not be downgraded to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from conformance.probes.tls import ScanSettings, TlsScan, scan_endpoint
+from conformance.probes.tlswire import TlsVersion
+from conformance.target import Endpoint, Service
+
+SSLYZE_KEYS = {
+    TlsVersion.SSL2: "ssl_2_0_cipher_suites", TlsVersion.SSL3: "ssl_3_0_cipher_suites",
+    TlsVersion.TLS1_0: "tls_1_0_cipher_suites", TlsVersion.TLS1_1: "tls_1_1_cipher_suites",
+    TlsVersion.TLS1_2: "tls_1_2_cipher_suites", TlsVersion.TLS1_3: "tls_1_3_cipher_suites",
+}
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _smtp_session(conn: socket.socket, ctx: ssl.SSLContext) -> None:
+    with conn:
+        conn.settimeout(15)
+        stream = conn.makefile("rb")
+        conn.sendall(b"220 localhost ESMTP bench\r\n")
+        try:
+            while line := stream.readline(1024):
+                verb = line.strip().upper()
+                if verb.startswith((b"EHLO", b"HELO")):
+                    conn.sendall(b"250-localhost\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+                elif verb == b"STARTTLS":
+                    conn.sendall(b"220 2.0.0 go ahead\r\n")
+                    with ctx.wrap_socket(conn, server_side=True) as tls:
+                        tls_stream = tls.makefile("rb")
+                        while tls_line := tls_stream.readline(1024):
+                            tls.sendall(b"221 bye\r\n" if tls_line.strip().upper() == b"QUIT" else b"250 ok\r\n")
+                    return
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+        except (OSError, ssl.SSLError):
+            return
+
+
+@contextmanager
+def smtp_server() -> Iterator[int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = _self_signed(Path(tmp))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers("@SECLEVEL=0:ALL")
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=_smtp_session, args=(conn, ctx), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+class DelayProxy:
+    """A TCP proxy in its own thread and loop that delays each direction by rtt/2 and counts connections."""
+
+    def __init__(self, upstream_port: int, rtt: float) -> None:
+        self.upstream_port, self.delay = upstream_port, rtt / 2
+        self.connections = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._ready.wait(5):
+            raise RuntimeError("delay proxy did not start within 5 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=128))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        queue.put_nowait((time.monotonic() + self.delay, b""))
+        try:
+            await sender
+        except OSError:
+            pass
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+
+
+@dataclass
+class Run:
+    tool: str
+    seconds: float
+    connections: int
+    suites: dict[TlsVersion, set[str]]
+
+
+def run_ours(port: int) -> tuple[float, TlsScan]:
+    endpoint = Endpoint(Service.SUBMISSION, "bench", "localhost", port, "127.0.0.1")
+    started = time.monotonic()
+    attempt = asyncio.run(scan_endpoint(endpoint, ScanSettings(timeout=10, max_connections_per_host=5)))
+    elapsed = time.monotonic() - started
+    if attempt.result is None:
+        raise SystemExit(f"our scan failed: {attempt.outcome} {attempt.reason}")
+    return elapsed, attempt.result
+
+
+def run_sslyze(sslyze: str, port: int) -> tuple[float, dict[TlsVersion, set[str]]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sslyze.json"
+        started = time.monotonic()
+        # Exit status 1 means "not compliant with Mozilla's config", expected for this legacy server.
+        done = subprocess.run([sslyze, "--starttls", "smtp", f"127.0.0.1:{port}", f"--json_out={out}"],
+                              check=False, capture_output=True, text=True, timeout=1800)
+        elapsed = time.monotonic() - started
+        if not out.exists():
+            raise SystemExit(f"sslyze failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        report = json.loads(out.read_text())
+    result = report["server_scan_results"][0]["scan_result"]
+    suites = {}
+    for version, key in SSLYZE_KEYS.items():
+        accepted = ((result.get(key) or {}).get("result") or {}).get("accepted_cipher_suites", [])
+        if accepted:
+            suites[version] = {entry["cipher_suite"]["name"] for entry in accepted}
+    return elapsed, suites
+
+
+def compare(ours: dict[TlsVersion, set[str]], theirs: dict[TlsVersion, set[str]]) -> list[str]:
+    differences = []
+    if set(ours) != set(theirs):
+        differences.append(f"versions: ours {sorted(map(str, ours))} vs sslyze {sorted(map(str, theirs))}")
+    for version in sorted(set(ours) | set(theirs)):
+        only_ours, only_theirs = ours.get(version, set()) - theirs.get(version, set()), \
+            theirs.get(version, set()) - ours.get(version, set())
+        if only_ours:
+            differences.append(f"{version}: only we found {sorted(only_ours)}")
+        if only_theirs:
+            differences.append(f"{version}: only sslyze found {sorted(only_theirs)}")
+    return differences
+
+
+def bench(sslyze: str, upstream: int, rtt: float) -> None:
+    label = f"{rtt * 1000:.0f} ms RTT proxy" if rtt else "raw loopback (via counting proxy)"
+    runs = []
+    with DelayProxy(upstream, rtt) as proxy:
+        seconds, scan = run_ours(proxy.port)
+        ours = Run("mailconform", seconds, proxy.connections,
+                   {v: {s.name for s in suites} for v, suites in scan.suites.items()})
+        before = proxy.connections
+        seconds, theirs = run_sslyze(sslyze, proxy.port)
+        runs = [ours, Run("sslyze", seconds, proxy.connections - before, theirs)]
+    print(f"\n== {label}")
+    for r in runs:
+        print(f"{r.tool:12s} {r.seconds:7.2f} s  {r.connections:5d} connections  "
+              f"{sum(map(len, r.suites.values()))} suite/version pairs")
+    print(f"speed-up: {runs[1].seconds / runs[0].seconds:.1f}x; connections: "
+          f"{runs[0].connections} vs {runs[1].connections}; scanner self-count {scan.connections}")
+    differences = compare(runs[0].suites, runs[1].suites)
+    print("findings: identical" if not differences else "DISAGREEMENTS:\n  " + "\n  ".join(differences))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sslyze", default="/tmp/sslyze-venv/bin/sslyze", help="sslyze executable (own venv)")
+    parser.add_argument("--rtt-ms", type=float, default=50.0, help="round-trip time the proxy adds")
+    args = parser.parse_args()
+    if not Path(args.sslyze).exists():
+        sys.exit(f"--sslyze {args.sslyze}: not found; python -m venv /tmp/sslyze-venv && "
+                 "/tmp/sslyze-venv/bin/pip install sslyze")
+    with smtp_server() as port:
+        bench(args.sslyze, port, 0.0)
+        bench(args.sslyze, port, args.rtt_ms / 1000)
+
+
+if __name__ == "__main__":
+    main()
