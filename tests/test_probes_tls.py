@@ -87,8 +87,10 @@ def test_legacy_openssl_server_with_tls10_and_seclevel0() -> None:
     assert "TLS_ECDH_anon_WITH_AES_128_CBC_SHA" in names(result, V.TLS1_0)  # anonymous: graded insecure
     assert result.fallback_scsv is True
     assert result.inconclusive == ()
-    offered_one_by_one = sum(len(servable(ctx, v)) for v in result.accepted_versions)
-    assert result.connections < 5 * offered_one_by_one  # one per accepted suite plus a few, not one per offer
+    pairs = sum(len(servable(ctx, v)) for v in result.accepted_versions)
+    # One connection per accepted suite plus a bounded overhead, not one per suite offered (358 x 5).
+    print(f"{result.connections} connections for {pairs} accepted suite/version pairs")
+    assert result.connections <= pairs + 35
 
 
 def test_tls13_only_server() -> None:
@@ -130,8 +132,9 @@ def test_tlslite_legacy_server_ssl3_rc4_3des_for_real() -> None:
         result = scan(served)
     assert_tlslite_legacy(result)
     assert result.fallback_scsv is True
-    offered_one_by_one = len(TLSLITE_TLS12) + 3 * len(TLSLITE_SSL3)
-    assert result.connections < offered_one_by_one + 40
+    pairs = len(TLSLITE_TLS12) + 3 * len(TLSLITE_SSL3)
+    print(f"{result.connections} connections for {pairs} accepted suite/version pairs")
+    assert result.connections <= pairs + 35
 
 
 def test_tlslite_behind_smtp_starttls() -> None:

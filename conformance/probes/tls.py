@@ -400,15 +400,21 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     suite_jobs = {v: asyncio.ensure_future(scan.enumerate_suites(v, first, main=v in legacy[-1:]))
                   for v, first in firsts.items()}
     preference_job = asyncio.ensure_future(scan.server_preference(firsts, suite_jobs))
-    side_jobs = [scan.groups(v, family) for v in legacy[-1:] for family in (EC_GROUPS,)]
+    chains = [(v, EC_GROUPS) for v in legacy[-1:]]
     if TlsVersion.TLS1_3 in accepted:  # two chains: elliptic curves and RFC 7919 finite fields
-        side_jobs += [scan.groups(TlsVersion.TLS1_3, family) for family in (EC_GROUPS, FFDHE_GROUPS)]
+        chains += [(TlsVersion.TLS1_3, EC_GROUPS), (TlsVersion.TLS1_3, FFDHE_GROUPS)]
+    side_jobs = [asyncio.ensure_future(scan.groups(v, family)) for v, family in chains]
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
-    found = {v: await job for v, job in suite_jobs.items()}
+    jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job]
+    try:
+        found = {v: await job for v, job in suite_jobs.items()}
+        preference = await preference_job
+        await asyncio.gather(*side_jobs)
+        fallback = await fallback_job
+    finally:  # a bug or a cancellation in one job must not leave the others running
+        for job in jobs:
+            job.cancel()
     found.update({v: [] for v in accepted if v not in found and v != TlsVersion.SSL2})
-    preference = await preference_job
-    await asyncio.gather(*side_jobs)
-    fallback = await fallback_job
     f = scan.findings
     return TlsScan(
         endpoint_id=endpoint.id,
