@@ -14,8 +14,9 @@ from tls_servers import Served, openssl_server, tlslite_server
 
 from conformance.probes.ciphers import REGISTRY, by_name
 from conformance.probes.outcome import Outcome
-from conformance.probes.tls import ScanSettings, TlsScan, scan_all, scan_endpoint
+from conformance.probes.tls import ScanSettings, TlsScan, addresses_of, scan_all, scan_endpoint
 from conformance.probes.tlswire import NamedGroup, TlsVersion
+from conformance.target import Endpoint, Service
 
 pytestmark = pytest.mark.reference
 
@@ -146,6 +147,23 @@ def test_tlslite_behind_smtp_starttls() -> None:
     assert any("STARTTLS" in line for line in attempt.transcript)
 
 
+def test_tlslite_behind_imap_starttls() -> None:
+    with tlslite_server(imap=True) as served:
+        attempt = run(scan_endpoint(served.endpoint, SETTINGS))
+    assert attempt.ok, attempt.reason
+    assert attempt.result is not None
+    assert_tlslite_legacy(attempt.result)
+    assert any("STARTTLS" in line for line in attempt.transcript)
+
+
+def test_openssl_behind_smtp_starttls_matches_implicit_tls() -> None:
+    with openssl_server(tls12_aead) as implicit, openssl_server(tls12_aead, smtp=True) as starttls:
+        direct, upgraded = scan(implicit), scan(starttls)
+    assert upgraded.accepted_versions == direct.accepted_versions
+    assert upgraded.suites == direct.suites
+    assert upgraded.groups == direct.groups
+
+
 def test_421_busy_server_is_retried_not_read_as_unsupported() -> None:
     # Two 421s in the whole scan: fewer than a probe's attempts, wherever they land.
     with tlslite_server(smtp=True, busy=lambda n: n in (2, 9)) as served:
@@ -162,11 +180,18 @@ def test_always_busy_server_is_inconclusive_with_its_reason() -> None:
     assert "421" in attempt.reason
 
 
+def test_addresses_of_pinned_and_literal_hosts() -> None:
+    pinned = Endpoint(Service.MX, "n1", "mx.example.test", 25, "127.0.0.1")
+    literal = Endpoint(Service.MX, "n1", "127.0.0.1", 25)
+    assert run(addresses_of(pinned, 2.0)) == ["127.0.0.1"]
+    assert run(addresses_of(literal, 2.0)) == ["127.0.0.1"]
+
+
 def test_scan_all_keys_by_endpoint() -> None:
     with openssl_server(tls12_aead) as first, tlslite_server() as second:
-        results = run(scan_all([first.endpoint, second.endpoint.__class__(
-            second.endpoint.service, "node2", "localhost", second.endpoint.port, "127.0.0.1")], SETTINGS))
+        node2 = Endpoint(second.endpoint.service, "node2", "localhost", second.endpoint.port, "127.0.0.1")
+        results = run(scan_all([first.endpoint, node2], SETTINGS))
     assert set(results) == {"submissions@node1", "submissions@node2"}
     assert all(a.outcome is Outcome.COMPLETED for a in results.values())
-    node2 = results["submissions@node2"].result
-    assert node2 is not None and V.SSL3 in node2.accepted_versions
+    legacy = results["submissions@node2"].result
+    assert legacy is not None and V.SSL3 in legacy.accepted_versions

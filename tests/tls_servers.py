@@ -58,13 +58,31 @@ def _smtp_front(conn: socket.socket, busy: bool = False) -> bool:
             conn.sendall(b"502 5.5.1 not here\r\n")
 
 
+def _imap_front(conn: socket.socket) -> bool:
+    """RFC 9051 6.2.1 up to the tagged OK for STARTTLS, capabilities in the greeting."""
+    stream = conn.makefile("rb")
+    conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] test ready\r\n")
+    while True:
+        line = stream.readline(1024)
+        if not line:
+            return False
+        tag, _, command = line.strip().partition(b" ")
+        if command.upper() == b"STARTTLS":
+            conn.sendall(tag + b" OK begin TLS negotiation now\r\n")
+            return True
+        if command.upper() == b"CAPABILITY":
+            conn.sendall(b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n" + tag + b" OK done\r\n")
+        else:
+            conn.sendall(tag + b" BAD not here\r\n")
+
+
 @contextlib.contextmanager
-def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, busy: Callable[[int], bool] = lambda n: False,
-                   ) -> Iterator[Served]:
+def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, imap: bool = False,
+                   busy: Callable[[int], bool] = lambda n: False) -> Iterator[Served]:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
-    service = Service.SUBMISSION if smtp else Service.SUBMISSIONS
+    service = Service.SUBMISSION if smtp else Service.IMAP if imap else Service.SUBMISSIONS
     served = Served(Endpoint(service, "node1", "localhost", port, "127.0.0.1"))
     stop = threading.Event()
     workers: list[threading.Thread] = []
@@ -74,6 +92,8 @@ def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, bu
             conn.settimeout(IO_TIMEOUT)
             try:
                 if smtp and not _smtp_front(conn, busy=busy(number)):
+                    return
+                if imap and not _imap_front(conn):
                     return
                 handshake(conn)
             except (OSError, EOFError):
@@ -111,7 +131,8 @@ def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, bu
 
 
 @contextlib.contextmanager
-def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False) -> Iterator[Served]:
+def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False,
+                   imap: bool = False) -> Iterator[Served]:
     """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``."""
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = rsa_leaf().write(Path(tmp), "leaf")
@@ -123,7 +144,7 @@ def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = 
         with ctx.wrap_socket(conn, server_side=True) as tls:
             tls.recv(1)
 
-    with _thread_server(handshake, smtp=smtp) as served:
+    with _thread_server(handshake, smtp=smtp, imap=imap) as served:
         yield served
 
 
@@ -131,7 +152,7 @@ def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = 
 def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[int, int] = (3, 3),
                    cipher_names: tuple[str, ...] = ("aes128gcm", "aes128", "3des", "rc4"),
                    key_exchange_names: tuple[str, ...] = ("rsa", "dhe_rsa", "ecdhe_rsa"),
-                   smtp: bool = False, busy: Callable[[int], bool] = lambda n: False,
+                   smtp: bool = False, imap: bool = False, busy: Callable[[int], bool] = lambda n: False,
                    ) -> Iterator[Served]:
     """tlslite-ng as the server: an independent TLS stack with SSL 3.0, RC4 and 3DES.
     ``busy(n)``: the n-th connection meets a 421 greeting instead (needs ``smtp``)."""
@@ -150,5 +171,5 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
     def handshake(conn: socket.socket) -> None:
         TLSConnection(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)
 
-    with _thread_server(handshake, smtp=smtp, busy=busy) as served:
+    with _thread_server(handshake, smtp=smtp, imap=imap, busy=busy) as served:
         yield served
