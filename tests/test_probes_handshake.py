@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hostile import run, script, serving
 
 from conformance.probes.config import ProbeConfig
+from conformance.probes.connect import HostLimiter
 from conformance.probes.handshake import HandshakeResult, probe_handshake
 from conformance.probes.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Service
@@ -134,3 +135,17 @@ def test_starttls_handshake_with_aiosmtpd(pki: Pki, anchor: Path, tmp_path: Path
     assert result.outcome is Outcome.COMPLETED, result.reason
     assert result.result is not None and result.result.verified
     assert any(line.startswith("-- TLS established") for line in result.transcript)
+
+
+def test_limiter_slot_released_after_tls_session(pki: Pki, anchor: Path, tmp_path: Path) -> None:
+    """The slot comes back through asyncio's SSLProtocol, which forwards connection_lost to ours."""
+    limiter = HostLimiter(1, slot_timeout=3)
+    config = ProbeConfig(timeout=5, trust_anchors=(anchor,), use_system_store=False, limiter=limiter)
+    context = context_for(pki, pki.leaf("localhost"), tmp_path)
+
+    async def main() -> list[Outcome]:
+        async with implicit_tls_server(context) as endpoint:
+            return [(await probe_handshake(endpoint, config)).outcome for _ in range(3)]
+
+    assert run(main()) == [Outcome.COMPLETED] * 3
+    assert limiter.total_opened == 3 and limiter.peak["127.0.0.1"] == 1
