@@ -173,3 +173,13 @@ def test_ssl2_hello_shape() -> None:
     hello = ssl2_hello()
     assert hello[0] & 0x80 and hello[2] == 1
     assert int.from_bytes(hello[:2], "big") & 0x7FFF == len(hello) - 2
+
+
+@pytest.mark.parametrize("hello", [
+    tls13_hello((0x1301, 0x1302, 0x1303)),
+    legacy_hello(TlsVersion.TLS1_2, tuple(range(0x2F, 0x2F + 60))),
+])
+def test_hellos_avoid_the_256_to_511_byte_range(hello: ClientHello) -> None:
+    length = len(Handshake(HandshakeType.CLIENT_HELLO, hello.to_bytes()).to_bytes())
+    assert not 256 <= length < 512
+    assert ClientHello.parse(hello.to_bytes()) == hello

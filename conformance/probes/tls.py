@@ -126,12 +126,6 @@ class TlsScan:
 Opener = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
-async def _open(endpoint: Endpoint, *, timeout: float, ehlo_name: str, transcript: Transcript,
-                limiter: HostLimiter | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await open_to_tls_point(endpoint, timeout=timeout, ehlo_name=ehlo_name, transcript=transcript,
-                                   limiter=limiter)
-
-
 FIRST, LONG_CHAIN, CHAIN, LAST = 0, 1, 2, 3  # probe priorities: who gets the next free connection
 
 
@@ -435,7 +429,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
 
 
 async def scan_endpoint(endpoint: Endpoint, cfg_like: ScanConfig | None = None, *, address: str | None = None,
-                        opener: Opener = _open, limiter: HostLimiter | None = None,
+                        opener: Opener = open_to_tls_point, limiter: HostLimiter | None = None,
                         secrets: tuple[str, ...] = ()) -> Attempt[TlsScan]:
     """Scan one address of ``endpoint`` (default: its connect host) within ``limiter``'s per-host
     budget (a fresh one of ``cfg.max_connections_per_host`` if not given). Never raises for network
@@ -458,7 +452,7 @@ async def addresses_of(endpoint: Endpoint, timeout: float) -> list[str]:
 
 
 async def scan_all(endpoints: Iterable[Endpoint], cfg_like: ScanConfig | None = None, *,
-                   opener: Opener = _open, limiter: HostLimiter | None = None,
+                   opener: Opener = open_to_tls_point, limiter: HostLimiter | None = None,
                    secrets: tuple[str, ...] = ()) -> dict[str, Attempt[TlsScan]]:
     """Scan every address of every endpoint concurrently. Keys are endpoint IDs, with ``[address]``
     appended when a host has several addresses, so a weak AAAA cannot hide behind a strong A."""

@@ -12,6 +12,7 @@ are rendered ``unknown(0x2a)``, never a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -63,6 +64,7 @@ class ExtensionType(IntEnum):
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
     EXTENDED_MASTER_SECRET = 23
+    PADDING = 21
     SUPPORTED_VERSIONS = 43
     KEY_SHARE = 51
     RENEGOTIATION_INFO = 0xFF01
@@ -478,6 +480,16 @@ def _server_name(host: str | None) -> tuple[Extension, ...]:
     return (Extension(ExtensionType.SERVER_NAME, _vec(2, entry)),)
 
 
+def _padded(hello: ClientHello) -> ClientHello:
+    """RFC 7685 padding: some deployed stacks hang on hellos of 256-511 bytes (the "F5 bug"), which
+    would turn a scan result into a timeout; pad such a hello to 512 bytes."""
+    length = len(Handshake(HandshakeType.CLIENT_HELLO, hello.to_bytes()).to_bytes())
+    if not hello.extensions or not 256 <= length < 512:
+        return hello
+    padding = Extension(ExtensionType.PADDING, bytes(max(0, 512 - length - 4)))
+    return dataclasses.replace(hello, extensions=hello.extensions + (padding,))
+
+
 def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = None,
                  groups: tuple[int, ...] = ALL_GROUPS, fallback: bool = False) -> ClientHello:
     """An SSL 3.0 - TLS 1.2 ClientHello. It always offers DEFLATE (the ServerHello then tells whether
@@ -492,8 +504,8 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
         )
         if version >= TlsVersion.TLS1_2:
             extensions += (Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),)
-    return ClientHello(version, tuple(suites) + signalling, extensions,
-                       (COMPRESSION_DEFLATE, COMPRESSION_NULL))
+    return _padded(ClientHello(version, tuple(suites) + signalling, extensions,
+                               (COMPRESSION_DEFLATE, COMPRESSION_NULL)))
 
 
 def tls13_hello(suites: tuple[int, ...], *, host: str | None = None,
@@ -507,8 +519,8 @@ def tls13_hello(suites: tuple[int, ...], *, host: str | None = None,
         Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),
         Extension(ExtensionType.KEY_SHARE, _vec(2, shares)),
     )
-    return ClientHello(TlsVersion.TLS1_2, tuple(suites), extensions, (COMPRESSION_NULL,),
-                       session_id=os.urandom(32))  # RFC 8446 D.4: middlebox compatibility
+    return _padded(ClientHello(TlsVersion.TLS1_2, tuple(suites), extensions, (COMPRESSION_NULL,),
+                               session_id=os.urandom(32)))  # RFC 8446 D.4: middlebox compatibility
 
 
 def ssl2_hello(specs: tuple[int, ...] = SSL2_CIPHER_SPECS) -> bytes:
