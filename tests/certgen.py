@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +103,12 @@ def sha1_leaf(pki: Pki, directory: Path, cn: str = "mx.example.test") -> bytes |
                     "-outform", "DER", "-out", str(directory / "leaf.der")],
                    check=True, capture_output=True, timeout=30)
     return (directory / "leaf.der").read_bytes()
+
+
+def server_context(pki: Pki, leaf: Issued, directory: Path) -> ssl.SSLContext:
+    """A TLS server context presenting leaf + intermediate."""
+    cert, key = leaf.write(directory, "leaf")
+    cert.write_bytes(cert.read_bytes() + pki.intermediate.cert.public_bytes(serialization.Encoding.PEM))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context

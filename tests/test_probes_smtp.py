@@ -3,29 +3,25 @@ probe, and redaction of credentials."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import certgen
 import pytest
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from certgen import Pki, make_pki
 from hostile import run, script, serving
+from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
 from conformance.probes.config import ProbeConfig
 from conformance.probes.outcome import Outcome, ProtocolViolation
 from conformance.probes.smtp import CleartextAuth, SmtpSession, probe_smtp_capabilities
 from conformance.probes.smtp_wire import EhloResult, SmtpReply
-from conformance.target import Endpoint, Secret, Service
+from conformance.target import Secret
 
 pytestmark = pytest.mark.unit
 
-PASSWORD = "Tr0ub4dor&3-known-secret"
-USER = "alice@example.test"
 
 
 # --- wire format -------------------------------------------------------------------------------
@@ -63,20 +59,6 @@ def test_ehlo_capabilities() -> None:
 
 # --- a real server: aiosmtpd with STARTTLS and AUTH --------------------------------------------
 
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.messages.append(envelope.original_content or b"")
-        return "250 2.0.0 queued"
-
-
-def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and data.login == USER.encode() and data.password == PASSWORD.encode()
-    return AuthResult(success=ok, handled=False)  # handled defaults to True: aiosmtpd would send nothing
-
-
 @pytest.fixture(scope="module")
 def pki() -> Pki:
     return make_pki()
@@ -84,36 +66,12 @@ def pki() -> Pki:
 
 @pytest.fixture(scope="module")
 def server_context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    directory = tmp_path_factory.mktemp("smtp-tls")
-    leaf = pki.leaf("localhost")
-    cert, key = leaf.write(directory, "leaf")
-    cert.write_bytes(cert.read_bytes() + pki.intermediate.cert.public_bytes(__import__(
-        "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.PEM))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
+    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("smtp-tls"))
 
 
 @pytest.fixture(scope="module")
 def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
-
-
-@contextlib.asynccontextmanager
-async def aiosmtpd_server(context: ssl.SSLContext, *, auth_require_tls: bool = True,
-                          recorder: Recorder | None = None) -> AsyncIterator[Endpoint]:
-    handler = recorder or Recorder()
-    loop = asyncio.get_running_loop()
-    # loop.create_server directly: aiosmtpd's Controller cannot bind port 0 (aiosmtpd issue #388)
-    server = await loop.create_server(
-        lambda: SMTP(handler, hostname="mx.test", tls_context=context, auth_require_tls=auth_require_tls,
-                     authenticator=authenticator), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield Endpoint(Service.SUBMISSION, "node1", "localhost", port, "127.0.0.1")
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def config(anchor: Path | None = None) -> ProbeConfig:

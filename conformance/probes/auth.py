@@ -1,0 +1,114 @@
+"""One authentication attempt with real (or deliberately wrong) credentials, over TLS only.
+
+The building block of authentication, lockout and failover checks. Safety rails: a password is
+sent only inside TLS (STARTTLS first where the service needs it), and by default only to a server
+whose certificate verifies for the endpoint's host name, so a man in the middle never receives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from conformance.probes.config import ProbeConfig, scrubbed
+from conformance.probes.handshake import TlsInfo, judge
+from conformance.probes.imap import ImapSession
+from conformance.probes.outcome import Attempt, LocalError, ServerUnavailable, attempt
+from conformance.probes.smtp import SmtpSession
+from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
+from conformance.target import Endpoint, Secret
+
+
+class LoginOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"        # 535 / NO [AUTHENTICATIONFAILED]: wrong credentials (or a silent lock)
+    TEMPORARY = "temporary"      # 4xx / 421 / NO [UNAVAILABLE]: throttled, temporarily locked, backend down
+    REFUSED = "refused"          # any other refusal (mechanism not offered, policy)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    outcome: LoginOutcome
+    reply: str                   # the server's own words
+    mechanism: str
+    tls: TlsInfo | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is LoginOutcome.ACCEPTED
+
+
+def classify_smtp(code: int) -> LoginOutcome:
+    if code == 235:
+        return LoginOutcome.ACCEPTED
+    if code == 535:
+        return LoginOutcome.REJECTED
+    if 400 <= code < 500:
+        return LoginOutcome.TEMPORARY
+    return LoginOutcome.REFUSED
+
+
+def classify_imap(status: str, code: str | None) -> LoginOutcome:
+    first = (code or "").split(" ", 1)[0].upper()
+    if status == "OK":
+        return LoginOutcome.ACCEPTED
+    if first in ("UNAVAILABLE", "LIMIT", "INUSE"):  # RFC 5530 response codes for "not now"
+        return LoginOutcome.TEMPORARY
+    if status == "NO":
+        return LoginOutcome.REJECTED
+    return LoginOutcome.REFUSED
+
+
+async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, password: Secret | str, *,
+                      mechanism: str = "PLAIN", require_verified_tls: bool = True) -> Attempt[LoginResult]:
+    """One login over TLS. mechanism: SMTP 'PLAIN' or 'LOGIN'; IMAP 'PLAIN' (AUTHENTICATE) or 'LOGIN'.
+    An endpoint without working TLS, or (with ``require_verified_tls``) whose certificate does not
+    verify, gets a LOCAL_ERROR attempt and never sees the password."""
+    transcript = cfg.transcript(endpoint)
+    mechanism = mechanism.upper()
+
+    async def run() -> LoginResult:
+        if endpoint.protocol == "smtp":
+            async with SmtpSession(endpoint, cfg, transcript) as smtp:
+                await smtp.connect()
+                await smtp.ehlo()
+                if not endpoint.implicit_tls:
+                    reply = await smtp.starttls()
+                    if reply.transient:
+                        raise ServerUnavailable(f"not sending credentials: STARTTLS answered {reply}")
+                    if smtp.tls is None:
+                        raise StartTlsRefused(f"not sending credentials: STARTTLS answered {reply}")
+                _guard(smtp.tls, endpoint, cfg, require_verified_tls)
+                try:
+                    reply = await (smtp.auth_login if mechanism == "LOGIN" else smtp.auth_plain)(username, password)
+                except ServerUnavailable as exc:  # a 421 after failures is throttling: a result, not a dead end
+                    return LoginResult(LoginOutcome.TEMPORARY, str(exc), mechanism, smtp.tls)
+                await smtp.quit()
+                return LoginResult(classify_smtp(reply.code), str(reply), mechanism, smtp.tls)
+        async with ImapSession(endpoint, cfg, transcript) as imap:
+            await imap.connect()
+            if not endpoint.implicit_tls:
+                caps = imap.capabilities or await imap.capability()
+                if "STARTTLS" not in caps:
+                    raise StartTlsNotOffered("not sending credentials: STARTTLS not offered")
+                response = await imap.starttls()
+                if imap.tls is None:
+                    raise StartTlsRefused(f"not sending credentials: STARTTLS answered {response}")
+            _guard(imap.tls, endpoint, cfg, require_verified_tls)
+            try:
+                response = await (imap.login if mechanism == "LOGIN" else imap.authenticate_plain)(username, password)
+            except ServerUnavailable as exc:  # BYE after failures
+                return LoginResult(LoginOutcome.TEMPORARY, str(exc), mechanism, imap.tls)
+            await imap.logout()
+            return LoginResult(classify_imap(response.status, response.code), str(response), mechanism, imap.tls)
+
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+def _guard(tls: TlsInfo | None, endpoint: Endpoint, cfg: ProbeConfig, require_verified: bool) -> None:
+    if tls is None:
+        raise LocalError("not sending credentials without TLS")
+    if require_verified:
+        verdict = judge(tls, endpoint, cfg)
+        if not verdict.verified:
+            raise LocalError(f"not sending credentials: the certificate does not verify ({verdict.verify_error})")

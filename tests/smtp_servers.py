@@ -1,0 +1,52 @@
+"""aiosmtpd (a real SMTP server nobody here wrote) on 127.0.0.1 port 0, with STARTTLS and AUTH."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from conformance.target import Endpoint, Service
+
+USER = "alice@example.test"
+PASSWORD = "Tr0ub4dor&3-known-secret"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.logins: list[bool] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope.original_content or b"")
+        return "250 2.0.0 queued"
+
+
+def authenticator(recorder: Recorder) -> Any:
+    def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.login == USER.encode() and data.password == PASSWORD.encode()
+        recorder.logins.append(ok)
+        return AuthResult(success=ok, handled=False)  # handled defaults to True: aiosmtpd would send nothing
+    return check
+
+
+@contextlib.asynccontextmanager
+async def aiosmtpd_server(context: ssl.SSLContext, *, auth_require_tls: bool = True,
+                          recorder: Recorder | None = None, service: Service = Service.SUBMISSION,
+                          ) -> AsyncIterator[Endpoint]:
+    handler = recorder or Recorder()
+    loop = asyncio.get_running_loop()
+    # loop.create_server directly: aiosmtpd's Controller cannot bind port 0 (aiosmtpd issue #388)
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="mx.test", tls_context=context, auth_require_tls=auth_require_tls,
+                     authenticator=authenticator(handler)), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield Endpoint(service, "node1", "localhost", port, "127.0.0.1")
+    finally:
+        server.close()
+        await server.wait_closed()
