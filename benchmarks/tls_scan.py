@@ -1,12 +1,18 @@
 """Our raw TLS scan vs sslyze's default scan, on one SMTP STARTTLS endpoint, on loopback.
 
-    python benchmarks/tls_scan.py [--sslyze /tmp/sslyze-venv/bin/sslyze] [--rtt-ms 50]
+    python benchmarks/tls_scan.py [--sslyze /tmp/sslyze-venv/bin/sslyze] [--rtt-ms 50] [--server tlslite]
 
-Starts an SMTP front with STARTTLS over OpenSSL (TLS 1.0-1.3, '@SECLEVEL=0:ALL') on 127.0.0.1 and,
+Starts an SMTP front with STARTTLS over OpenSSL (TLS 1.0-1.3, '@SECLEVEL=0:ALL'), or with
+``--server tlslite`` over tlslite-ng (SSL 3.0-TLS 1.2 with RC4/3DES, the tests' legacy server), on
+127.0.0.1 and,
 for each of raw loopback and a delaying TCP proxy (``--rtt-ms`` round trip), runs both scanners
 against it, counting at the proxy the connections each opened. Prints the wall-time ratio, the
 connection counts, and every disagreement on accepted versions and cipher suites.
 sslyze lives in its own venv (it pins a cryptography version the project must not be downgraded to).
+
+Known disagreement: against tlslite-ng, sslyze reports only SSL 3.0 (its TLS 1.0-1.2 probes end in
+"wrong version number" / illegal_parameter with that stack), while ``openssl s_client -tls1``,
+``-tls1_1`` and ``-tls1_2`` negotiate each version with it, as our scan reports.
 """
 
 from __future__ import annotations
@@ -269,13 +275,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sslyze", default="/tmp/sslyze-venv/bin/sslyze", help="sslyze executable (own venv)")
     parser.add_argument("--rtt-ms", type=float, default=50.0, help="round-trip time the proxy adds")
+    parser.add_argument("--server", choices=("openssl", "tlslite"), default="openssl", help="TLS stack served")
     args = parser.parse_args()
     if not Path(args.sslyze).exists():
         sys.exit(f"--sslyze {args.sslyze}: not found; python -m venv /tmp/sslyze-venv && "
                  "/tmp/sslyze-venv/bin/pip install sslyze")
-    with smtp_server() as port:
+    with serve(args.server) as port:
         bench(args.sslyze, port, 0.0)
         bench(args.sslyze, port, args.rtt_ms / 1000)
+
+
+@contextmanager
+def serve(stack: str) -> Iterator[int]:
+    if stack == "openssl":
+        with smtp_server() as port:
+            yield port
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from tls_servers import tlslite_server  # the tests' tlslite-ng server: needs the [test] extra
+
+    with tlslite_server(smtp=True) as served:
+        yield served.endpoint.port
 
 
 if __name__ == "__main__":
