@@ -10,7 +10,7 @@ from hostile import run, serving, trickle
 
 from conformance.probes.outcome import Outcome
 from conformance.probes.tls import ScanSettings, scan_endpoint
-from conformance.probes.tlswire import ContentType, Record
+from conformance.probes.tlswire import ContentType, Record, TlsVersion
 from conformance.target import Endpoint, Service
 
 pytestmark = pytest.mark.reference
@@ -79,3 +79,21 @@ def test_alert_to_everything_means_nothing_accepted() -> None:
     assert attempt.ok and attempt.result is not None
     assert attempt.result.accepted_versions == frozenset()
     assert attempt.result.suites == {}
+
+
+async def sslv2_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers an SSLv2 CLIENT-HELLO with a SERVER-HELLO and every TLS hello with an alert. Crafted
+    bytes: no SSLv2 stack exists here to serve it for real."""
+    first = await reader.read(2)
+    if first and first[0] & 0x80:
+        body = bytes([4, 0, 1]) + (2).to_bytes(2, "big") + bytes(6) + bytes(16)  # type, hit, cert type...
+        writer.write((0x8000 | len(body)).to_bytes(2, "big") + body)
+    else:
+        writer.write(Record(ContentType.ALERT, 0x0301, b"\x02\x46").to_bytes())
+    await writer.drain()
+
+
+def test_sslv2_server_hello_is_detected() -> None:
+    attempt = scan_of(sslv2_only)
+    assert attempt.ok and attempt.result is not None
+    assert attempt.result.accepted_versions == {TlsVersion.SSL2}

@@ -93,7 +93,12 @@ class ScanSettings:
 @dataclass(frozen=True)
 class TlsScan:
     """Everything one scan of one endpoint address found. ``None`` means "not determined" (see
-    ``inconclusive``) or "not applicable" (e.g. fallback SCSV with a single version)."""
+    ``inconclusive``) or "not applicable" (e.g. fallback SCSV with a single version).
+
+    ``suites`` lists each version's accepted suites in the order found (the first is the server's
+    pick from everything offered). ``server_preference`` is measured at the best version with two
+    accepted suites; ``groups`` joins the TLS 1.3 groups and the best legacy version's ECDHE curves;
+    ``dhe_bits`` is the smallest DHE prime seen; ``connections`` counts TCP connections opened."""
 
     endpoint_id: str
     address: str
