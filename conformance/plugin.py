@@ -22,6 +22,9 @@ FIXTURE_MODULES = (
     "conformance.fixtures.core",
     "conformance.fixtures.smtp",
     "conformance.fixtures.tls",
+    "conformance.fixtures.auth",
+    "conformance.fixtures.lockout",
+    "conformance.fixtures.failover",
 )
 
 
