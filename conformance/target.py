@@ -77,12 +77,24 @@ class Hook:
     timeout: float = 60.0
 
 
+# What an outage hook takes down: the whole node (``hooks``) or one component of it (``outages.<kind>``).
+OUTAGE_KINDS = ("node", "delivery", "auth", "directory", "stall")
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
     host: str
     address: str | None = None
     hooks: Hook | None = None
+    # Per-component outage hooks as (kind, Hook) pairs: a tuple, so a frozen Node stays hashable.
+    outages: tuple[tuple[str, Hook], ...] = ()
+
+    def outage_hook(self, kind: str) -> Hook | None:
+        """The hook that takes ``kind`` down ("node" is the whole-node ``hooks``), or None."""
+        if kind == "node" and self.hooks is not None:
+            return self.hooks
+        return dict(self.outages).get(kind)
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,7 @@ _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
     "relay_sink",
 }
-_NODE_KEYS = {"name", "host", "address", "services", "hooks"}
+_NODE_KEYS = {"name", "host", "address", "services", "hooks", "outages"}
 _HOOK_KEYS = {"down", "up", "timeout"}
 _ACCOUNT_KEYS = {"username", "password_env", "password_file", "address"}
 _POLICY_FIELDS = {f for f in Policy.__dataclass_fields__}
@@ -185,11 +197,13 @@ class _Reader:
         parts = [p for p in re.split(r"\.|\[\d+\]", dotted) if p]
         leaf = parts[-1] if parts else dotted
         tables = [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
-        table_line = 0
+        headers: dict[str, int] = {}
         for i, raw in enumerate(self.lines, 1):
             header = re.match(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?", raw)
-            if header and header.group(1) in tables and not table_line:
-                table_line = i
+            if header:
+                headers.setdefault(header.group(1), i)
+        # the most specific table header wins ([node.outages.auth] over [[node]])
+        table_line = next((headers[t] for t in tables if t in headers), 0)
         for i, raw in enumerate(self.lines[table_line:], table_line + 1):
             if re.search(rf"(?:^|[\s{{,.]){re.escape(leaf)}\s*=", raw) or re.match(
                 rf"\s*\[\[?\s*{re.escape(dotted)}\s*\]\]?", raw
@@ -300,7 +314,8 @@ def _nodes(reader: _Reader, raw_nodes: list[Any]) -> tuple[tuple[Node, ...], tup
         host = reader.get(raw, "host", "node", str)
         address = reader.get(raw, "address", "node", str, None)
         hooks = _hooks(reader, reader.get(raw, "hooks", "node", dict, None))
-        nodes.append(Node(name=name, host=host, address=address, hooks=hooks))
+        outages = _outages(reader, reader.get(raw, "outages", "node", dict, {}), hooks)
+        nodes.append(Node(name=name, host=host, address=address, hooks=hooks, outages=outages))
         services = reader.get(raw, "services", "node", dict, expected="a table of service = port")
         for service_name, port in services.items():
             try:
@@ -314,18 +329,37 @@ def _nodes(reader: _Reader, raw_nodes: list[Any]) -> tuple[tuple[Node, ...], tup
     return tuple(nodes), tuple(endpoints)
 
 
-def _hooks(reader: _Reader, raw: dict[str, Any] | None) -> Hook | None:
+def _hooks(reader: _Reader, raw: dict[str, Any] | None, where: str = "node.hooks",
+           default_timeout: float = 60.0) -> Hook | None:
     if raw is None:
         return None
-    reader.table(raw, "node.hooks", _HOOK_KEYS)
+    reader.table(raw, where, _HOOK_KEYS)
     commands = {}
     for key in ("down", "up"):
-        argv = reader.get(raw, key, "node.hooks", list, expected="a command as a list of strings")
+        argv = reader.get(raw, key, where, list, expected="a command as a list of strings")
         if not argv or not all(isinstance(a, str) for a in argv):
-            raise reader.fail(f"node.hooks.{key}", "expected a non-empty list of strings (argv, no shell)")
+            raise reader.fail(f"{where}.{key}", "expected a non-empty list of strings (argv, no shell)")
         commands[key] = tuple(argv)
     return Hook(down=commands["down"], up=commands["up"],
-                timeout=float(_positive(reader, raw, "timeout", "node.hooks", 60.0)))
+                timeout=float(_positive(reader, raw, "timeout", where, default_timeout)))
+
+
+def _outages(reader: _Reader, raw: dict[str, Any], hooks: Hook | None) -> tuple[tuple[str, Hook], ...]:
+    """``outages = { delivery = { down = [...], up = [...] }, ... }``: one hook pair per component.
+    A component's timeout defaults to the node's ``hooks.timeout``; ``node`` here is the same as ``hooks``."""
+    found: list[tuple[str, Hook]] = []
+    for kind, spec in raw.items():
+        where = f"node.outages.{kind}"
+        if kind not in OUTAGE_KINDS:
+            raise reader.fail(where, f"unknown outage kind (expected one of: {', '.join(OUTAGE_KINDS)})")
+        if kind == "node" and hooks is not None:
+            raise reader.fail(where, "the whole-node outage is already given by node.hooks: give one of them")
+        if not isinstance(spec, dict):
+            raise reader.fail(where, "expected a table { down = [...], up = [...], timeout = N }")
+        hook = _hooks(reader, spec, where, hooks.timeout if hooks else 60.0)
+        assert hook is not None
+        found.append((kind, hook))
+    return tuple(found)
 
 
 def _account(reader: _Reader, role: str, spec: Any, base: Path, environ: Any) -> Account:

@@ -63,3 +63,46 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, body: str, expected: str) -
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TargetError, match="cannot read target file"):
         load_target(tmp_path / "absent.toml")
+
+
+# --- failover family: per-component outage hooks (issue 8) ---
+
+_OUTAGE_NODE = '[[node]]\nname="a"\nhost="h"\nservices={mx=25}\n'
+
+
+def test_outage_hooks_per_component(tmp_path: Path) -> None:
+    body = _OUTAGE_NODE + (
+        'hooks = { down = ["stop"], up = ["start"], timeout = 30 }\n'
+        '[node.outages.delivery]\ndown = ["stop-lmtp"]\nup = ["start-lmtp"]\n'
+        '[node.outages.auth]\ndown = ["stop-auth"]\nup = ["start-auth"]\ntimeout = 5\n')
+    node = load_target(write(tmp_path, body)).nodes[0]
+    assert node.outage_hook("node") == node.hooks
+    delivery = node.outage_hook("delivery")
+    assert delivery is not None and delivery.down == ("stop-lmtp",) and delivery.timeout == 30.0
+    auth = node.outage_hook("auth")
+    assert auth is not None and auth.timeout == 5.0
+    assert node.outage_hook("directory") is None
+    hash(node)  # frozen and hashable, like every other target value
+
+
+def test_outage_hooks_inline_table_and_no_hooks(tmp_path: Path) -> None:
+    body = _OUTAGE_NODE + 'outages = { stall = { down = ["s"], up = ["u"] } }\n'
+    node = load_target(write(tmp_path, body)).nodes[0]
+    assert node.hooks is None and node.outage_hook("node") is None
+    stall = node.outage_hook("stall")
+    assert stall is not None and stall.timeout == 60.0
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ('[node.outages.power]\ndown=["x"]\nup=["y"]\n', r"t.toml:5: key 'node.outages.power': unknown outage kind"),
+    ('[node.outages.auth]\ndown=["x"]\n', r"t.toml:5: key 'node.outages.auth.up': missing"),
+    ('[node.outages.auth]\ndown="stop"\nup=["y"]\n', r"t.toml:6: key 'node.outages.auth.down': expected a command"),
+    ('[node.outages.auth]\ndown=["x"]\nup=["y"]\ntimeout=0\n', r"t.toml:8: key 'node.outages.auth.timeout': expected a positive"),
+    ('[node.outages.auth]\ndown=["x"]\nup=["y"]\nshell=true\n', r"key 'node.outages.auth.shell': unknown key"),
+    ('hooks={down=["x"],up=["y"]}\n[node.outages.node]\ndown=["x"]\nup=["y"]\n',
+     r"key 'node.outages.node': the whole-node outage is already given by node.hooks"),
+])
+def test_bad_outage_hooks_are_one_clear_line(tmp_path: Path, extra: str, expected: str) -> None:
+    with pytest.raises(TargetError, match=expected) as info:
+        load_target(write(tmp_path, _OUTAGE_NODE + extra))
+    assert "\n" not in str(info.value)
