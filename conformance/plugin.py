@@ -202,7 +202,8 @@ def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Ve
         req = mark.requirement
         props += [("requirement", req.id), ("title", req.title), ("source", req.source),
                   ("level", str(mark.level or req.level)), ("family", req.family)]
-    endpoint = getattr(item, "callspec", None) and item.callspec.params.get("endpoint")
+    callspec = getattr(item, "callspec", None)
+    endpoint = callspec.params.get("endpoint") if callspec is not None else None
     if endpoint is not None:
         props.append(("endpoint", f"{endpoint.service} {endpoint.host}:{endpoint.port} ({endpoint.node})"))
     if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.SKIPPED):

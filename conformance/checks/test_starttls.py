@@ -1,0 +1,101 @@
+"""STARTTLS enforcement: offered where it must be, AUTH/LOGIN never before it, capabilities re-read after it."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.evidence import Evidence
+from conformance.fixtures.tls import Certificates
+from conformance.probes.config import CleartextAuth
+from conformance.probes.imap import ImapCapabilities
+from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.smtp import SmtpCapabilities
+from conformance.target import Endpoint
+
+# A server that checked (or accepted) credentials sent in clear has already exposed them.
+_EXPOSED = (CleartextAuth.ACCEPTED, CleartextAuth.CREDENTIALS_CHECKED)
+
+
+@pytest.mark.requirement("STARTTLS-OFFER-01")
+@pytest.mark.service("mx", "submission")
+def test_starttls_offered(endpoint: Endpoint, smtp_capabilities: dict[str, Attempt[SmtpCapabilities]],
+                          evidence: Evidence) -> None:
+    caps = evidence.require(smtp_capabilities[endpoint.id])
+    evidence.add("ehlo_before_tls", caps.pre_tls.extensions if caps.pre_tls else "none")
+    assert caps.starttls_offered, (
+        f"{endpoint}: EHLO does not offer STARTTLS, so mail to it travels in clear; enable STARTTLS "
+        f"(Postfix: smtpd_tls_security_level = may|encrypt)")
+    reply = caps.starttls_reply
+    assert reply is not None and reply.code == 220, (
+        f"{endpoint}: STARTTLS is advertised but refused: {reply.text if reply else 'no reply'}")
+    assert caps.tls is not None, f"{endpoint}: STARTTLS accepted but the TLS handshake failed: {caps.tls_error}"
+    evidence.add("negotiated", f"{caps.tls.version} {caps.tls.cipher}")
+
+
+@pytest.mark.requirement("STARTTLS-AUTH-01")
+@pytest.mark.service("submission")
+def test_no_auth_before_tls(endpoint: Endpoint, smtp_capabilities: dict[str, Attempt[SmtpCapabilities]],
+                            evidence: Evidence) -> None:
+    caps = evidence.require(smtp_capabilities[endpoint.id])
+    reply = caps.auth_before_tls
+    evidence.add("auth_before_tls_reply", f"{reply.code} {reply.text}" if reply else "not sent")
+    evidence.add("auth_mechanisms_before_tls", caps.auth_mechanisms_before_tls)
+    assert not caps.auth_mechanisms_before_tls, (
+        f"{endpoint}: EHLO advertises AUTH {' '.join(sorted(caps.auth_mechanisms_before_tls))} before STARTTLS; "
+        f"clients may send passwords in clear (Postfix: smtpd_tls_auth_only = yes)")
+    assert caps.cleartext_auth not in _EXPOSED, (
+        f"{endpoint}: AUTH PLAIN before STARTTLS was {caps.cleartext_auth} "
+        f"({reply.code if reply else '-'} {reply.text if reply else ''}); it must be refused (530 5.7.0)")
+
+
+@pytest.mark.requirement("STARTTLS-IMAP-01")
+@pytest.mark.service("imap")
+def test_imap_login_disabled_before_tls(endpoint: Endpoint, imap_capabilities: dict[str, Attempt[ImapCapabilities]],
+                                        evidence: Evidence) -> None:
+    caps = evidence.require(imap_capabilities[endpoint.id])
+    evidence.add("capability_before_tls", caps.pre_tls or "none")
+    login = caps.login_before_tls
+    evidence.add("login_before_tls", f"{login.status} {login.text}" if login else "not sent")
+    assert not caps.preauth, f"{endpoint}: greets with PREAUTH before TLS: anyone is logged in without a password"
+    assert caps.cleartext_login not in _EXPOSED, (
+        f"{endpoint}: LOGIN before STARTTLS was {caps.cleartext_login} "
+        f"({login.status if login else '-'} {login.text if login else ''}); passwords cross the wire in clear "
+        f"(Dovecot: disable_plaintext_auth = yes)")
+    assert caps.logindisabled_before_tls, (
+        f"{endpoint}: CAPABILITY before STARTTLS lacks LOGINDISABLED, so clients will try LOGIN in clear")
+
+
+@pytest.mark.requirement("STARTTLS-RECAP-01")
+@pytest.mark.service("mx", "submission", "imap")
+def test_capabilities_refreshed_after_starttls(endpoint: Endpoint,
+                                               smtp_capabilities: dict[str, Attempt[SmtpCapabilities]],
+                                               imap_capabilities: dict[str, Attempt[ImapCapabilities]],
+                                               evidence: Evidence) -> None:
+    if endpoint.protocol == "imap":
+        icaps = evidence.require(imap_capabilities[endpoint.id])
+        if icaps.tls is None:
+            pytest.skip(f"{endpoint}: no TLS session to look into (see STARTTLS-OFFER-01 / STARTTLS-IMAP-01)")
+        after = icaps.post_tls or frozenset()
+        evidence.add("capability_after_tls", after or "none")
+        assert after, f"{endpoint}: no CAPABILITY answer after STARTTLS"
+        assert "STARTTLS" not in after, f"{endpoint}: CAPABILITY still offers STARTTLS inside TLS"
+        return
+    scaps = evidence.require(smtp_capabilities[endpoint.id])
+    if scaps.tls is None:
+        pytest.skip(f"{endpoint}: no TLS session to look into (see STARTTLS-OFFER-01)")
+    assert scaps.post_tls is not None, f"{endpoint}: no EHLO answer after STARTTLS"
+    evidence.add("ehlo_after_tls", scaps.post_tls.extensions)
+    assert not scaps.post_tls.starttls, f"{endpoint}: EHLO still offers STARTTLS inside TLS"
+
+
+@pytest.mark.requirement("TLS-IMPLICIT-01")
+@pytest.mark.service("submissions", "imaps")
+def test_implicit_tls_served(endpoint: Endpoint, certificates: dict[str, Certificates], evidence: Evidence) -> None:
+    handshake = certificates[endpoint.id].default
+    if handshake.outcome is Outcome.SERVER_ERROR:
+        evidence.attach(handshake)  # type: ignore[arg-type]
+        pytest.fail(f"{endpoint}: no TLS handshake on an implicit-TLS port: {handshake.reason}", pytrace=False)
+    result = evidence.require(handshake)
+    evidence.add("negotiated", f"{result.version} {result.cipher}")
+    assert result.version in ("TLSv1.2", "TLSv1.3"), (
+        f"{endpoint}: implicit TLS negotiated {result.version}; TLS 1.2 or newer is required")

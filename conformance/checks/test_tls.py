@@ -1,0 +1,117 @@
+"""TLS protocol versions, cipher suites and extensions, from one raw scan per endpoint address.
+
+The scan writes its own ClientHellos, so a version or suite the local OpenSSL refuses to offer is
+still found if the server accepts it: a refusal in these checks is always the server's.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.evidence import Evidence
+from conformance.fixtures.tls import scans_of
+from conformance.probes.ciphers import Grade
+from conformance.probes.outcome import Attempt
+from conformance.probes.tls import TlsScan
+from conformance.probes.tlswire import TlsVersion
+from conformance.target import Endpoint
+from conformance.verdict import Inconclusive
+
+ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+LEGACY_VERSIONS = frozenset({TlsVersion.SSL2, TlsVersion.SSL3, TlsVersion.TLS1_0, TlsVersion.TLS1_1})
+
+
+def _completed_scans(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> list[TlsScan]:
+    """Every address's scan, with its summary as evidence; inconclusive if any address could not be scanned."""
+    scans = [evidence.require(a) for a in scans_of(tls_scans, endpoint)]
+    if not scans:
+        pytest.skip(f"{endpoint}: no scan")
+    for scan in scans:
+        evidence.add(f"scan[{scan.address}]", scan.summary())
+        evidence.add(f"versions[{scan.address}]", [str(v) for v in scan.accepted_versions])
+        evidence.add(f"suites[{scan.address}]", [s.name for s in scan.all_suites])
+    if not any(scan.accepted_versions for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS at all (see STARTTLS-OFFER-01 / TLS-IMPLICIT-01)")
+    return scans
+
+
+def _undetermined(scan: TlsScan, what: str) -> None:
+    raise Inconclusive(f"{scan.endpoint_id} [{scan.address}]: could not determine {what}: "
+                       + ("; ".join(scan.inconclusive) or "no answer"))
+
+
+def _versions(versions: frozenset[TlsVersion]) -> str:
+    return ", ".join(str(v) for v in sorted(versions))
+
+
+@pytest.mark.requirement("TLS-VER-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_protocol_below_tls_1_2(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]],
+                                   evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        legacy = scan.accepted_versions & LEGACY_VERSIONS
+        assert not legacy, (f"{endpoint} [{scan.address}]: accepts {_versions(legacy)}; disable every protocol "
+                            f"below TLS 1.2 (RFC 8996)")
+
+
+@pytest.mark.requirement("TLS-VER-02")
+@pytest.mark.service(*ALL_SERVICES)
+def test_tls_1_2_supported(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        assert TlsVersion.TLS1_2 in scan.accepted_versions, (
+            f"{endpoint} [{scan.address}]: does not accept TLS 1.2 (accepts {_versions(scan.accepted_versions)}); "
+            f"senders without TLS 1.3 will fall back to cleartext or fail")
+
+
+@pytest.mark.requirement("TLS-VER-03")
+@pytest.mark.service(*ALL_SERVICES)
+def test_tls_1_3_supported(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        assert TlsVersion.TLS1_3 in scan.accepted_versions, (
+            f"{endpoint} [{scan.address}]: does not accept TLS 1.3 (accepts {_versions(scan.accepted_versions)})")
+
+
+@pytest.mark.requirement("TLS-SUITE-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_broken_cipher_suites(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]],
+                                 evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        broken = sorted((s for s in scan.all_suites if s.grade is Grade.INSECURE), key=lambda s: s.name)
+        assert not broken, (f"{endpoint} [{scan.address}]: accepts broken suites: "
+                            + "; ".join(f"{s.name} ({', '.join(w.value for w in s.weaknesses)})" for s in broken))
+
+
+@pytest.mark.requirement("TLS-SUITE-02")
+@pytest.mark.service(*ALL_SERVICES)
+def test_only_forward_secret_aead(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]],
+                                  evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        legacy = sorted((s for s in scan.all_suites if s.grade is not Grade.STRONG), key=lambda s: s.name)
+        assert not legacy, (f"{endpoint} [{scan.address}]: accepts suites without forward-secret AEAD: "
+                            + "; ".join(f"{s.name} ({', '.join(w.value for w in s.weaknesses)})" for s in legacy))
+
+
+@pytest.mark.requirement("TLS-COMP-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_tls_compression(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        if scan.accepted_versions <= {TlsVersion.TLS1_3}:
+            continue  # TLS 1.3 has no compression at all
+        if scan.compression is None:
+            _undetermined(scan, "whether TLS compression is accepted")
+        evidence.add(f"compression[{scan.address}]", scan.compression)
+        assert not scan.compression, f"{endpoint} [{scan.address}]: accepts TLS compression (CRIME); disable it"
+
+
+@pytest.mark.requirement("TLS-RENEG-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_secure_renegotiation(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        if scan.accepted_versions <= {TlsVersion.TLS1_3}:
+            continue  # TLS 1.3 has no renegotiation
+        if scan.secure_renegotiation is None:
+            _undetermined(scan, "secure renegotiation support")
+        evidence.add(f"secure_renegotiation[{scan.address}]", scan.secure_renegotiation)
+        assert scan.secure_renegotiation, (
+            f"{endpoint} [{scan.address}]: no renegotiation_info in the ServerHello (RFC 5746): "
+            f"open to renegotiation prefix injection (CVE-2009-3555)")

@@ -1,0 +1,78 @@
+"""Every check can fail: the reference gateway with one deliberate flaw on makes exactly the checks
+that flaw declares (``FlawInfo.fails``) fail, with a message that names the endpoint, and nothing else.
+
+Passive flaws run the suite without the active opt-ins (lockout and failover checks then skip), so a
+flaw test costs seconds; lockout and failover flaws run with their family's opt-in switched on.
+The good gateway is run once with every opt-in: everything that runs must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conformance.reference.gateway import Gateway
+
+from conformance.reference.flaws import FLAWS, FlawInfo
+from tests.suite_runner import ALL_OPT_INS, SuiteRun, run_suite
+
+pytestmark = pytest.mark.reference
+
+OPT_INS = {"lockout": ("--mail-allow-lockout",), "failover": ("--mail-allow-disruption",)}
+
+
+def _run_with(flaws: tuple[str, ...], workdir: Path, extra: tuple[str, ...]) -> SuiteRun:
+    with Gateway(flaws, workdir=workdir) as gateway:
+        target = gateway.write_target(workdir / "target.toml")
+        run = run_suite(target, workdir, extra=extra)
+        gateway.check_errors()
+    return run
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
+    yield _run_with((), tmp_path_factory.mktemp("good"), ALL_OPT_INS)
+
+
+def test_good_gateway_passes_everything(good_run: SuiteRun) -> None:
+    assert good_run.cases, good_run.output[-2000:]
+    not_passing = [c for c in good_run.cases if c.verdict in ("fail", "inconclusive")]
+    assert not not_passing, "the good reference gateway must pass every check:\n" + good_run.describe()
+    assert good_run.returncode == 0, good_run.output[-2000:]
+
+
+def test_good_gateway_runs_every_requirement(good_run: SuiteRun) -> None:
+    """With every opt-in on, no check of the catalogue is left without a passing case."""
+    from conformance.requirements import CATALOGUE
+
+    passed = {c.requirement for c in good_run.with_verdict("pass")}
+    assert set(CATALOGUE) - passed == set(), good_run.describe(("skipped",))
+
+
+def test_every_requirement_has_a_flaw() -> None:
+    from conformance.requirements import CATALOGUE
+
+    covered = {rid for info in FLAWS.values() for rid in info.fails}
+    assert set(CATALOGUE) - covered == set(), "requirements no reference flaw can make fail"
+    assert covered - set(CATALOGUE) == set(), "flaws citing unknown requirement IDs"
+
+
+@pytest.mark.parametrize("info", sorted(FLAWS.values(), key=lambda f: (f.family, f.name)), ids=lambda f: f.name)
+def test_flaw_fails_exactly_its_checks(info: FlawInfo, tmp_path: Path) -> None:
+    run = _run_with((info.name,), tmp_path, OPT_INS.get(info.family, ()))
+    assert run.failing_requirements == set(info.fails), (
+        f"flaw {info.name} ({info.breaks}) should fail exactly {sorted(info.fails)}:\n{run.describe()}")
+    assert not run.with_verdict("inconclusive"), run.describe()
+    for case in run.with_verdict("fail"):
+        assert len(case.reason) > 25 and ("@" in case.reason or ".example.test" in case.reason
+                                          or "node" in case.reason), (
+            f"{case.name}: failure message does not tell an operator where and what: {case.reason!r}")
+    assert run.returncode != 0 or all(_is_should(rid) for rid in info.fails), run.output[-2000:]
+
+
+def _is_should(requirement_id: str) -> bool:
+    """A failed SHOULD is reported but does not fail a baseline run."""
+    from conformance.requirements import Level, get
+
+    return get(requirement_id).level_in("baseline") is Level.SHOULD
