@@ -41,7 +41,7 @@ def _case(case: ET.Element) -> CaseResult:
         level=props.get("level", "-"),
         family=props.get("family", "other"),
         endpoint=props.get("endpoint", ""),
-        reason=" ".join(reason.split())[:200],
+        reason=" ".join(reason.split()),
     )
 
 
@@ -75,7 +75,7 @@ def summary_text(results: list[CaseResult]) -> str:
         lines.append("")
     for result in sorted(problems, key=lambda r: (r.verdict, r.level != "MUST", r.requirement)):
         tag = "FAIL" if result.verdict == "fail" else "INCONCLUSIVE"
-        lines.append(f"{tag:<12} {result.requirement} [{result.level}] {result.name}: {result.reason}")
+        lines.append(f"{tag:<12} {result.requirement} [{result.level}] {result.name}: {_short(result.reason)}")
     skipped_reasons = Counter(r.reason for r in results if r.verdict == "skipped")
     for reason, count in skipped_reasons.most_common(5):
         lines.append(f"{'skipped':<12} {count} check(s): {reason}")
@@ -85,5 +85,10 @@ def summary_text(results: list[CaseResult]) -> str:
 def summary_markdown(results: list[CaseResult]) -> str:
     lines = ["| requirement | level | check | verdict | reason |", "|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.requirement} | {r.level} | `{r.name}` | {r.verdict} | {r.reason.replace('|', '/')} |")
+        lines.append(f"| {r.requirement} | {r.level} | `{r.name}` | {r.verdict} | {_short(r.reason).replace('|', '/')} |")
     return "\n".join(lines)
+
+
+def _short(reason: str, limit: int = 240) -> str:
+    """Summaries stay one line per check; the JUnit file keeps the whole reason."""
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"

@@ -55,24 +55,48 @@ MUST, SHOULD = "MUST", "SHOULD"
 
 # Each family keeps its own block; keep IDs stable (CI history and JUnit consumers key on them).
 _STARTTLS = [
-    _r("STARTTLS-OFFER-01", "MX and submission offer STARTTLS in EHLO",
+    _r("STARTTLS-OFFER-01", "MX and submission offer STARTTLS in EHLO and complete the handshake",
        "RFC 3207 §4; BSI TR-03108 v2.0 4.1.3 (TR-03108-03-M); CISA BOD 18-01", MUST, "starttls"),
     _r("STARTTLS-AUTH-01", "Submission neither advertises nor accepts AUTH before TLS",
        "RFC 4954 §4; RFC 8314 §4.1; NIST SP 800-52r2 §3", MUST, "starttls"),
     _r("STARTTLS-IMAP-01", "IMAP advertises LOGINDISABLED and refuses LOGIN before STARTTLS",
        "RFC 9051 §6.2.3; RFC 3501 §6.2.3; RFC 2595 §3.2", MUST, "starttls"),
+    _r("STARTTLS-RECAP-01", "After STARTTLS the capabilities are fetched again and STARTTLS is not offered twice",
+       "RFC 3207 §4.2; RFC 9051 §6.2.1; RFC 2595 §3.1", MUST, "starttls"),
 ]
 
 _TLS = [
     _r("TLS-IMPLICIT-01", "Implicit-TLS ports (465, 993) complete a handshake at TLS 1.2 or newer",
        "RFC 8314 §3.3, §4.1 (updated by RFC 8997); BSI TR-03108 v2.0 4.1.1 (TR-03108-01-M)", MUST, "tls"),
+    _r("TLS-VER-01", "No protocol older than TLS 1.2 is accepted (SSL 2.0/3.0, TLS 1.0, TLS 1.1)",
+       "RFC 8996 §2-§5; RFC 9325 §3.1.1; NIST SP 800-52r2 §3.1; BSI TR-03116-4 2.1.1", MUST, "tls"),
+    _r("TLS-VER-02", "TLS 1.2 is supported", "RFC 9325 §3.1.1; NIST SP 800-52r2 §3.1; BSI TR-03116-4 2.1.1",
+       MUST, "tls"),
+    _r("TLS-VER-03", "TLS 1.3 is supported", "RFC 9325 §3.1.1 (SHOULD); NIST SP 800-52r2 §3.1 (shall by 2024); "
+       "BSI TR-03116-4 2.1.1 (recommended)", SHOULD, "tls"),
+    _r("TLS-SUITE-01", "No cipher suite of a broken class (NULL, anonymous, EXPORT, RC4, DES/3DES, MD5)",
+       "RFC 9325 §4.1; RFC 7465 §2; RFC 8996; NIST SP 800-52r2 §3.3.1", MUST, "tls"),
+    _r("TLS-SUITE-02", "Only forward-secret AEAD cipher suites are accepted",
+       "RFC 9325 §4.2; NIST SP 800-52r2 §3.3.1; BSI TR-03116-4 2.2.1.2 / TR-02102-2 Tab. 1", SHOULD, "tls",
+       sensitive_data=MUST),
+    _r("TLS-COMP-01", "TLS compression is not accepted (CRIME)", "RFC 9325 §3.3; BSI TR-02102-2 3.3.4.3", MUST, "tls"),
+    _r("TLS-RENEG-01", "Secure renegotiation (RFC 5746) is supported on TLS 1.2 and older",
+       "RFC 5746 §3.6, §4.3; RFC 9325 §3.5; NIST SP 800-52r2 §3.4.1.4", MUST, "tls"),
 ]
 
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",
-       "RFC 8314 §4.4; NIST SP 800-52r2 §3.2", MUST, "tls"),
+       "RFC 8314 §4.4; RFC 5280 §6; NIST SP 800-52r2 §3.2", MUST, "tls"),
     _r("CERT-NAME-01", "The server certificate names the configured host (DNS-ID in SAN)",
        "RFC 7817 §3; RFC 9525 §6; RFC 8314 §4.4", MUST, "tls"),
+    _r("CERT-EXPIRY-01", "The server certificate is within its validity period",
+       "RFC 5280 §4.1.2.5, §6.1.3; NIST SP 800-52r2 §3.2", MUST, "tls"),
+    _r("CERT-EXPIRY-02", "The server certificate does not expire within the profile's warning period",
+       "operational: NIST SP 1800-16 (certificate management); policy cert_expiry_warning_days", SHOULD, "tls"),
+    _r("CERT-KEY-01", "Certificate keys are RSA >= 2048 bit or EC >= 256 bit",
+       "NIST SP 800-52r2 §3.2; NIST SP 800-57 Pt 1 Tab. 2; BSI TR-02102-2 3.6.1", MUST, "tls"),
+    _r("CERT-SIG-01", "No certificate in the chain is signed with SHA-1 or MD5",
+       "RFC 9155; NIST SP 800-131A r2 §3; BSI TR-03116-4 6.1.4", MUST, "tls"),
 ]
 
 _AUTH: list[Requirement] = []

@@ -153,7 +153,7 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
                    cipher_names: tuple[str, ...] = ("aes128gcm", "aes128", "3des", "rc4"),
                    key_exchange_names: tuple[str, ...] = ("rsa", "dhe_rsa", "ecdhe_rsa"),
                    smtp: bool = False, imap: bool = False, busy: Callable[[int], bool] = lambda n: False,
-                   ) -> Iterator[Served]:
+                   connection: type | None = None) -> Iterator[Served]:
     """tlslite-ng as the server: an independent TLS stack with SSL 3.0, RC4 and 3DES.
     ``busy(n)``: the n-th connection meets a 421 greeting instead (needs ``smtp``)."""
     from tlslite.api import HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
@@ -169,7 +169,7 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
     settings.keyExchangeNames = list(key_exchange_names)
 
     def handshake(conn: socket.socket) -> None:
-        TLSConnection(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)
+        (connection or TLSConnection)(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)
 
     with _thread_server(handshake, smtp=smtp, imap=imap, busy=busy) as served:
         yield served
