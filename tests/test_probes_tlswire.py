@@ -183,3 +183,17 @@ def test_hellos_avoid_the_256_to_511_byte_range(hello: ClientHello) -> None:
     length = len(Handshake(HandshakeType.CLIENT_HELLO, hello.to_bytes()).to_bytes())
     assert not 256 <= length < 512
     assert ClientHello.parse(hello.to_bytes()) == hello
+
+
+def test_a_server_hello_choosing_deflate_is_recorded_as_compression() -> None:
+    """No TLS stack here compresses (OpenSSL 3 without zlib, tlslite-ng without compression), so the
+    one place TLS-COMP-01's evidence comes from is proven on the ServerHello's wire bytes."""
+    from conformance.probes.tls import _Findings
+    from conformance.probes.tlshello import ServerFlight
+
+    deflate = ServerHello.parse(_server_hello(compression_method=1).to_bytes())
+    findings = _Findings()
+    findings.learn(ServerFlight(deflate))
+    assert findings.compression == {True}
+    findings.learn(ServerFlight(_server_hello()))
+    assert True in findings.compression and False in findings.compression
