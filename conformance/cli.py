@@ -85,17 +85,23 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from conformance.reference.flaws import Flaws
     from conformance.reference.gateway import Gateway
 
+    try:
+        Flaws.parse(args.flaw)
+    except ValueError as exc:
+        print(f"mailconform: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="mailconform-demo-") as workdir:
-        with Gateway(args.flaw, workdir=Path(workdir)) as gateway:
-            target = gateway.write_target(Path(workdir) / "target.toml")
-            print(f"mailconform demo: reference gateway on loopback, flaws: {', '.join(args.flaw) or 'none'}")
-            # The reference's lockout account is throw-away and its outages are internal and bounded.
-            code = run_suite(target, args.junitxml, args.profile,
-                             ["--mail-allow-lockout", "--mail-allow-disruption"])
-            gateway.check_errors()
+    with tempfile.TemporaryDirectory(prefix="mailconform-demo-") as workdir, \
+            Gateway(args.flaw, workdir=Path(workdir)) as gateway:
+        target = gateway.write_target(Path(workdir) / "target.toml")
+        print(f"mailconform demo: reference gateway on loopback, flaws: {', '.join(args.flaw) or 'none'}")
+        # The reference's lockout account is throw-away and its outages are internal and bounded.
+        code = run_suite(target, args.junitxml, args.profile,
+                         ["--mail-allow-lockout", "--mail-allow-disruption"])
+        gateway.check_errors()
     print(f"mailconform demo: finished in {time.monotonic() - started:.1f} s, exit {code}")
     return code
 

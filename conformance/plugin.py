@@ -6,9 +6,10 @@ Every value written into a report is a plain string, so pytest-xdist can carry i
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 
@@ -106,8 +107,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return ["mailconform: no --mail-target given"]
     optins = [name for name, on in (("lockout", opts.allow_lockout), ("disruption", opts.allow_disruption)) if on]
     return [
-        f"mailconform: target {opts.target.name!r} from {opts.target.source} "
-        f"({len(opts.target.endpoints)} endpoints on {len(opts.target.nodes)} nodes)",
+        (f"mailconform: target {opts.target.name!r} from {opts.target.source} "
+        f"({len(opts.target.endpoints)} endpoints on {len(opts.target.nodes)} nodes)"),
         f"mailconform: profile {opts.profile}, fail-on {opts.fail_on}, opt-ins: {', '.join(optins) or 'none'}",
     ]
 

@@ -21,7 +21,7 @@ def run_concurrently(endpoints: Iterable[Endpoint], probe: Probe[R], deadline: f
     async def one(endpoint: Endpoint) -> Attempt[R]:
         try:
             return await asyncio.wait_for(probe(endpoint), deadline)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Attempt(endpoint.id, Outcome.INCONCLUSIVE, None, f"probe did not finish within {deadline:.0f} s")
 
     async def all_of() -> list[Attempt[R]]:

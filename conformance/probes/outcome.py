@@ -143,7 +143,7 @@ def mapped_errors(what: str) -> Iterator[None]:
         yield
     except ProbeError:
         raise
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise ProbeTimeout(f"timed out while {what}") from exc
     except ssl.SSLError as exc:
         raise ProtocolViolation(f"TLS error while {what}: {exc.reason or exc}") from exc
@@ -153,7 +153,7 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise Unreachable(f"network error while {what}: {exc.strerror or exc}") from exc
 
 
-async def attempt(endpoint: str, transcript: Transcript, coro: "asyncio.Future[R] | object") -> Attempt[R]:
+async def attempt(endpoint: str, transcript: Transcript, coro: asyncio.Future[R] | object) -> Attempt[R]:
     """Await a probe coroutine and fold its result or ProbeError into an Attempt."""
     try:
         result = await coro  # type: ignore[misc]
