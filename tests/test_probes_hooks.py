@@ -117,7 +117,7 @@ def test_watchdog_ends_an_outage_after_max_outage(tmp_path: Path) -> None:
     node = Node("node1", "mx1.example.test", hooks=flag_hook(state))
     with outage(node, "node", max_outage=0.3) as record:
         deadline = time.monotonic() + 10
-        while state.exists() and time.monotonic() < deadline:
+        while record.is_down and time.monotonic() < deadline:  # is_down ends once `up` has returned
             time.sleep(0.05)
         assert not state.exists(), "the outage outlasted max_outage"
         assert record.expired
