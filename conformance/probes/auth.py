@@ -7,6 +7,8 @@ whose certificate verifies for the endpoint's host name, so a man in the middle 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,6 +34,11 @@ class LoginResult:
     reply: str                   # the server's own words
     mechanism: str
     tls: TlsInfo | None
+    # The answer without its free text ("535 5.7.8", "NO [AUTHENTICATIONFAILED]"): what a client acts on,
+    # and what lockout/enumeration checks compare between accounts.
+    code: str = ""
+    # Seconds from sending the credentials to the final answer (not connect or TLS): throttling shows here.
+    elapsed: float = 0.0
 
     @property
     def accepted(self) -> bool:
@@ -60,10 +67,12 @@ def classify_imap(status: str, code: str | None) -> LoginOutcome:
 
 
 async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, password: Secret | str, *,
-                      mechanism: str = "PLAIN", require_verified_tls: bool = True) -> Attempt[LoginResult]:
+                      mechanism: str = "PLAIN", require_verified_tls: bool = True,
+                      ready: Callable[[], Awaitable[None]] | None = None) -> Attempt[LoginResult]:
     """One login over TLS. mechanism: SMTP 'PLAIN' or 'LOGIN'; IMAP 'PLAIN' (AUTHENTICATE) or 'LOGIN'.
     An endpoint without working TLS, or (with ``require_verified_tls``) whose certificate does not
-    verify, gets a LOCAL_ERROR attempt and never sees the password."""
+    verify, gets a LOCAL_ERROR attempt and never sees the password. ``ready`` is awaited just before
+    the credentials go out (a barrier, so a burst of logins reaches the server at the same moment)."""
     transcript = cfg.transcript(endpoint)
     mechanism = mechanism.upper()
 
@@ -79,12 +88,18 @@ async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, passw
                     if smtp.tls is None:
                         raise StartTlsRefused(f"not sending credentials: STARTTLS answered {reply}")
                 _guard(smtp.tls, endpoint, cfg, require_verified_tls)
+                if ready is not None:
+                    await ready()
+                started = time.monotonic()
                 try:
                     reply = await (smtp.auth_login if mechanism == "LOGIN" else smtp.auth_plain)(username, password)
                 except ServerUnavailable as exc:  # a 421 after failures is throttling: a result, not a dead end
-                    return LoginResult(LoginOutcome.TEMPORARY, str(exc), mechanism, smtp.tls)
+                    return LoginResult(LoginOutcome.TEMPORARY, str(exc), mechanism, smtp.tls, "421",
+                                       time.monotonic() - started)
+                elapsed = time.monotonic() - started
                 await smtp.quit()
-                return LoginResult(classify_smtp(reply.code), str(reply), mechanism, smtp.tls)
+                code = f"{reply.code} {reply.enhanced}" if reply.enhanced else str(reply.code)
+                return LoginResult(classify_smtp(reply.code), str(reply), mechanism, smtp.tls, code, elapsed)
         async with ImapSession(endpoint, cfg, transcript) as imap:
             await imap.connect()
             if not endpoint.implicit_tls:
@@ -95,12 +110,20 @@ async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, passw
                 if imap.tls is None:
                     raise StartTlsRefused(f"not sending credentials: STARTTLS answered {response}")
             _guard(imap.tls, endpoint, cfg, require_verified_tls)
+            if ready is not None:
+                await ready()
+            started = time.monotonic()
             try:
                 response = await (imap.login if mechanism == "LOGIN" else imap.authenticate_plain)(username, password)
             except ServerUnavailable as exc:  # BYE after failures
-                return LoginResult(LoginOutcome.TEMPORARY, str(exc), mechanism, imap.tls)
+                return LoginResult(LoginOutcome.TEMPORARY, str(exc), mechanism, imap.tls, "BYE",
+                                   time.monotonic() - started)
+            elapsed = time.monotonic() - started
             await imap.logout()
-            return LoginResult(classify_imap(response.status, response.code), str(response), mechanism, imap.tls)
+            # the tag differs per connection; the status and the RFC 5530 code are what a client reads
+            code = response.status + (f" [{response.code.split(' ', 1)[0].upper()}]" if response.code else "")
+            return LoginResult(classify_imap(response.status, response.code), str(response), mechanism, imap.tls,
+                               code, elapsed)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
 
