@@ -86,6 +86,9 @@ def _read_options(config: pytest.Config) -> MailOptions:
             target = load_target(Path(path))
         except TargetError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if target.domain:  # every MX host of the mail domain is checked too (a DNS failure changes nothing)
+            from conformance.probes.dns import expand_target
+            target, _ = expand_target(target)
     fail_on = config.getoption("mail_fail_on")
     return MailOptions(
         target=target,
