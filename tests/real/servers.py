@@ -1,0 +1,409 @@
+"""Private Postfix and Dovecot instances from Debian's packages, in a good and several weak configurations.
+
+No pytest here: ``MailServers`` renders ``fixtures/postfix`` and ``fixtures/dovecot`` into a temporary
+directory, makes a test CA and certificates, starts ``dovecot -c FILE`` and ``postfix -c DIR start`` on
+free high ports of a loopback address, waits until every port answers, writes a ``target.toml`` and stops
+both with their own stop commands. The system's instances (/etc/postfix, /etc/dovecot, ports 25, 143,
+587, 993) are never read or touched.
+
+Why 127.0.0.2 and not 127.0.0.1: Dovecot treats a connection whose remote address equals its local
+address as "secured" (login-common/client-common.c: ``secured = ... || remote_ip == local_ip``) and then
+allows LOGIN without TLS and hides LOGINDISABLED. Listening on 127.0.0.2 makes the client's source
+address (127.0.0.1) differ, so Dovecot judges a plaintext client as what it is. It is still loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import grp
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conformance.target import Target
+from tests.certgen import Issued, issue
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+LOOPBACK = "127.0.0.2"
+DOMAIN = "example.test"
+HOST = "mx1.example.test"
+SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+BINARIES = ("postfix", "postconf", "dovecot", "doveadm")
+START_TIMEOUT = 30.0   # seconds for both servers to answer on every port (a loaded CI box is slow)
+STOP_TIMEOUT = 20.0
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+# Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
+STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# Everything OpenSSL 3 still has except anonymous and NULL suites, at the level that allows TLS 1.0/1.1.
+LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:@SECLEVEL=0"
+
+
+class ServerError(RuntimeError):
+    """A server did not start or stop; the message carries the command's output and the log's tail."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration: the good one, or the good one with exactly one weakness switched on."""
+
+    name: str
+    weakness: str = ""                    # operator-facing sentence; empty for the good configuration
+    legacy_tls: bool = False              # TLS 1.0/1.1 at SECLEVEL=0, CBC and static-RSA suites
+    auth_before_tls: bool = False         # submission offers AUTH before STARTTLS
+    imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
+    open_relay: bool = False              # loopback clients may relay to any domain on the MX
+    cert: str = "valid"                   # valid | expired | wrong-name
+
+
+GOOD = Config("good")
+CONFIGS: dict[str, Config] = {c.name: c for c in (
+    GOOD,
+    replace(GOOD, name="weak-tls", legacy_tls=True,
+            weakness="TLS 1.0 and 1.1 enabled at SECLEVEL=0, with CBC and static-RSA suites"),
+    replace(GOOD, name="auth-before-tls", auth_before_tls=True,
+            weakness="submission offers AUTH before STARTTLS"),
+    replace(GOOD, name="imap-cleartext", imap_cleartext_login=True,
+            weakness="Dovecot accepts IMAP LOGIN before STARTTLS"),
+    replace(GOOD, name="open-relay", open_relay=True,
+            weakness="the MX relays for loopback clients to any domain"),
+    replace(GOOD, name="expired-cert", cert="expired",
+            weakness="the certificate expired yesterday"),
+    replace(GOOD, name="wrong-name-cert", cert="wrong-name",
+            weakness="the certificate names another host"),
+)}
+
+
+@dataclass(frozen=True)
+class Account:
+    role: str
+    username: str
+    password: str = field(repr=False)
+
+
+def unavailable_reason() -> str | None:
+    """Why the real servers cannot run here (a skip reason), or None."""
+    missing = missing_binaries()
+    if missing:
+        return (f"Postfix/Dovecot not installed (missing: {', '.join(missing)}); "
+                "install them with `bash ci/install-real-servers.sh`")
+    if os.geteuid() != 0:
+        return "the real-server tier starts private Postfix and Dovecot instances, which needs root"
+    return None
+
+
+def missing_binaries() -> list[str]:
+    """The server programs not on PATH (or in /usr/sbin, which a non-root PATH may lack)."""
+    return [b for b in BINARIES if _which(b) is None]
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def free_port(address: str) -> int:
+    """A port the kernel just handed out on ``address`` (port 0, read back). Postfix and Dovecot
+    cannot report a port they chose themselves, so this is as close to port 0 as they allow."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def render(template: Path, values: dict[str, str]) -> str:
+    """Fill ``{{name}}`` placeholders; an unknown or unfilled placeholder is an error naming the file."""
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise ValueError(f"{template}: placeholder {{{{{key}}}}} has no value")
+        return values[key]
+
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", fill, template.read_text(encoding="utf-8"))
+
+
+def _write_issued(issued: Issued, cert_path: Path, key_path: Path, *extra: x509.Certificate) -> None:
+    pem = issued.cert.public_bytes(serialization.Encoding.PEM)
+    cert_path.write_bytes(pem + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in extra))
+    key_path.write_bytes(issued.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    key_path.chmod(0o600)
+
+
+class MailServers:
+    """Postfix (MX, submission, submissions) and Dovecot (IMAP, IMAPS, LMTP, SASL) for one ``Config``.
+
+    Use as a context manager, or ``start()``/``stop()``. ``ports`` maps service names to ports once
+    started; ``write_target(path)`` describes the running instance as a target.toml."""
+
+    def __init__(self, config: Config, workdir: Path | None = None, *, address: str = LOOPBACK) -> None:
+        self.config = config
+        self.address = address
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"mailconform-{config.name}-"))
+        # Postfix and Dovecot processes run as postfix, dovecot, dovenull and mail: they must traverse it.
+        self.workdir.chmod(0o755)
+        self.ports: dict[str, int] = {}
+        self.accounts = {
+            "test": Account("test", f"alice@{DOMAIN}", secrets.token_urlsafe(16)),
+            "lockout": Account("lockout", f"locky@{DOMAIN}", secrets.token_urlsafe(16)),
+        }
+        self.ca_path = self.workdir / "ca.pem"
+        self.postfix_dir = self.workdir / "postfix"
+        self.dovecot_conf = self.workdir / "dovecot" / "dovecot.conf"
+        self.postfix_log = self.workdir / "log" / "postfix.log"
+        self.dovecot_log = self.workdir / "log" / "dovecot.log"
+        self._postfix_started = False
+        self._dovecot_started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Render, start Dovecot then Postfix (it needs Dovecot's sockets), wait for every port.
+        Raises ServerError with the servers' own output and log tails; stops what started first."""
+        missing = missing_binaries()
+        if missing:
+            raise ServerError(f"not installed: {', '.join(missing)} (run ci/install-real-servers.sh)")
+        try:
+            self._prepare()
+            # Marked started first: a start command that fails late may have left a daemon behind.
+            self._dovecot_started = True
+            self._run(["dovecot", "-c", str(self.dovecot_conf)], "starting Dovecot")
+            self._postfix_started = True
+            self._run(["postfix", "-c", str(self.postfix_dir), "start"], "starting Postfix")
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop both servers with their own stop commands, waiting for their master processes to go.
+        Safe to call twice; removes the temporary directory it made."""
+        errors = []
+        if self._postfix_started:
+            self._postfix_started = False
+            errors += self._stop(["postfix", "-c", str(self.postfix_dir), "stop"],
+                                 self.workdir / "spool" / "pid" / "master.pid", "Postfix")
+        if self._dovecot_started:
+            self._dovecot_started = False
+            errors += self._stop(["doveadm", "-c", str(self.dovecot_conf), "stop"],
+                                 self.workdir / "run" / "master.pid", "Dovecot")
+        if errors:
+            raise ServerError("; ".join(errors))
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop(self, argv: list[str], pid_file: Path, what: str) -> list[str]:
+        pid = _read_pid(pid_file)
+        try:
+            self._run(argv, f"stopping {what}", timeout=STOP_TIMEOUT)
+        except ServerError as exc:
+            if pid is not None and _alive(pid):  # otherwise it was not running: nothing to stop
+                return [str(exc)]
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a process that is on its way out; bounded by the deadline
+        if pid is not None and _alive(pid):
+            os.kill(pid, 9)  # our own master, by its PID: never by name
+            return [f"{what} did not stop within {STOP_TIMEOUT:.0f} s; killed its master, PID {pid}"]
+        return []
+
+    def _run(self, argv: list[str], what: str, timeout: float = START_TIMEOUT) -> str:
+        """Run a server's control command. Its output goes to a file, not a pipe: the daemon it starts
+        inherits the descriptors, and a pipe would stay open (and ``run`` wait) for the daemon's life."""
+        binary = _which(argv[0])
+        if binary is None:
+            raise ServerError(f"{what}: {argv[0]} is not installed")
+        out = self.workdir / "log" / "commands.log"
+        with out.open("a+", encoding="utf-8") as sink:
+            start = sink.tell()
+            try:
+                result = subprocess.run([binary, *argv[1:]], stdin=subprocess.DEVNULL, stdout=sink,
+                                        stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise ServerError(f"{what}: {' '.join(argv)} did not return within {timeout:.0f} s\n"
+                                  + self.log_tail()) from None
+            sink.seek(start)
+            output = sink.read().strip()
+        if result.returncode != 0:
+            raise ServerError(f"{what}: {' '.join(argv)} exited {result.returncode}: {output}\n{self.log_tail()}")
+        return output
+
+    def _wait_ready(self) -> None:
+        """Poll every port until it accepts a connection, within one deadline (no fixed sleeps)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        pending = dict(self.ports)
+        while pending:
+            for service, port in list(pending.items()):
+                try:
+                    with socket.create_connection((self.address, port), timeout=1.0):
+                        del pending[service]
+                except OSError:
+                    pass
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.config.name}: no answer within {START_TIMEOUT:.0f} s on "
+                                  + ", ".join(f"{s} {self.address}:{p}" for s, p in pending.items())
+                                  + "\n" + self.log_tail())
+            time.sleep(0.05)  # between polls of a port that is not listening yet
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of both servers' logs, for error messages."""
+        parts = []
+        for path in (self.postfix_log, self.dovecot_log):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            except OSError:
+                text = ["(no log yet)"]
+            parts.append(f"--- {path.name} ---\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    # -- configuration -----------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        for sub in ("postfix", "dovecot", "run", "state", "log", "spool", "data", "mail", "sockets"):
+            (self.workdir / sub).mkdir(exist_ok=True)
+        mail_user = pwd.getpwnam("mail")
+        os.chown(self.workdir / "mail", mail_user.pw_uid, mail_user.pw_gid)
+        postfix_user = pwd.getpwnam("postfix")
+        os.chown(self.workdir / "data", postfix_user.pw_uid, 0)  # the queue directory stays root's
+        self.ports = {service: free_port(self.address) for service in SERVICES}
+        self._write_pki()
+        self._write_accounts()
+        values = self._values(mail_user.pw_uid, mail_user.pw_gid)
+        for name in ("main.cf", "master.cf"):
+            (self.postfix_dir / name).write_text(render(FIXTURES / "postfix" / f"{name}.in", values))
+        self.dovecot_conf.write_text(render(FIXTURES / "dovecot" / "dovecot.conf.in", values))
+
+    def _values(self, uid: int, gid: int) -> dict[str, str]:
+        cfg, w = self.config, self.workdir
+        values = {
+            "config": cfg.name, "address": self.address, "host": HOST, "domain": DOMAIN,
+            "queue_directory": str(w / "spool"), "data_directory": str(w / "data"),
+            "postfix_log": str(self.postfix_log), "log_dir": str(w / "log"), "dovecot_log": str(self.dovecot_log), "mailboxes": str(w / "postfix" / "mailboxes"),
+            "sender_logins": str(w / "postfix" / "sender_logins"),
+            "lmtp_socket": str(w / "sockets" / "lmtp"), "auth_socket": str(w / "sockets" / "auth"),
+            "key": str(w / "server.key"), "cert_chain": str(w / "server.pem"),
+            "dh_params": "/usr/share/dovecot/dh.pem",
+            "mynetworks": "127.0.0.0/8" if cfg.open_relay else "",
+            "relay_restrictions": ("permit_mynetworks, reject_unauth_destination" if cfg.open_relay
+                                   else "reject_unauth_destination"),
+            "submission_tls_level": "may" if cfg.auth_before_tls else "encrypt",
+            "submission_tls_auth_only": "no" if cfg.auth_before_tls else "yes",
+            "postfix_tls_protocols": ">=TLSv1" if cfg.legacy_tls else ">=TLSv1.2",
+            "dovecot_min_protocol": "TLSv1" if cfg.legacy_tls else "TLSv1.2",
+            "cipherlist": LEGACY_CIPHERS if cfg.legacy_tls else STRONG_CIPHERS,
+            "dovecot_ssl": "yes" if cfg.imap_cleartext_login else "required",
+            "disable_plaintext_auth": "no" if cfg.imap_cleartext_login else "yes",
+            "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),
+            "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
+        }
+        values.update({f"port_{service}": str(port) for service, port in self.ports.items()})
+        return values
+
+    def _write_pki(self) -> None:
+        """A root CA and an RSA-2048 leaf (RSA so static-RSA key exchange exists when a config enables
+        it) for the configuration's certificate case."""
+        root = issue("mailconform real-server test CA", ca=True, days=3650, start=NOW - dt.timedelta(days=30))
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if self.config.cert == "expired":
+            leaf = issue(HOST, root, dns=(HOST,), key=key, start=NOW - dt.timedelta(days=91), days=90)
+        elif self.config.cert == "wrong-name":
+            leaf = issue("other.example.org", root, dns=("other.example.org",), key=key)
+        else:
+            leaf = issue(HOST, root, dns=(HOST,), key=key)
+        self.ca_path.write_bytes(root.cert.public_bytes(serialization.Encoding.PEM))
+        _write_issued(leaf, self.workdir / "server.pem", self.workdir / "server.key")
+
+    def _write_accounts(self) -> None:
+        passwd = self.workdir / "dovecot" / "passwd"
+        passwd.write_text("".join(f"{a.username}:{{PLAIN}}{a.password}::::::\n" for a in self.accounts.values()))
+        passwd.chmod(0o640)  # read by Dovecot's auth process, which runs as user dovecot
+        os.chown(passwd, 0, grp.getgrnam("dovecot").gr_gid)
+        (self.postfix_dir / "mailboxes").write_text("".join(f"{a.username} ok\n" for a in self.accounts.values()))
+        (self.postfix_dir / "sender_logins").write_text(
+            "".join(f"{a.username} {a.username}\n" for a in self.accounts.values()))
+        for account in self.accounts.values():
+            path = self.workdir / f"{account.role}.pw"
+            path.write_text(account.password + "\n")
+            path.chmod(0o600)
+
+    # -- target ------------------------------------------------------------------------------------
+
+    def write_target(self, path: Path | None = None) -> Path:
+        """A target.toml for the running instance (trust anchor: the test CA; passwords in files)."""
+        path = path or self.workdir / "target.toml"
+        services = ", ".join(f"{service} = {port}" for service, port in self.ports.items())
+        accounts = "".join(
+            f'\n[accounts.{a.role}]\nusername = "{a.username}"\npassword_file = "{self.workdir / (a.role + ".pw")}"\n'
+            for a in self.accounts.values())
+        path.write_text(f'''# Written by tests/real/servers.py for the "{self.config.name}" configuration.
+[target]
+name = "real-{self.config.name}"
+trust_anchors = ["{self.ca_path}"]
+max_connections_per_host = 8
+timeout = 5
+
+[[node]]
+name = "node1"
+host = "{HOST}"
+address = "{self.address}"
+services = {{ {services} }}
+{accounts}
+[policy]
+lockout_threshold = 5
+cert_expiry_warning_days = 30
+''')
+        return path
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); a stopped master is reaped by init, so look at its state too.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class RealTarget:
+    """A running configuration: its servers, the target.toml written for them, and that file loaded."""
+
+    name: str
+    servers: MailServers
+    path: Path
+    target: Target
