@@ -1,0 +1,205 @@
+"""The catalogue of deliberate flaws of the reference gateway, and the typed switches that turn them on.
+
+Every check of the suite has a flaw here that makes exactly that check fail: ``FlawInfo.fails`` lists
+the requirement IDs a flaw must make fail (tests/test_flaws.py holds the gateway to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class FlawInfo:
+    name: str
+    family: str                        # starttls, tls, cert, auth, lockout, failover
+    breaks: str                        # one operator-facing sentence: what is wrong
+    fails: tuple[str, ...]             # requirement IDs this flaw must make fail, and only those
+    services: tuple[str, ...] = ()     # services affected (empty: every service it can touch)
+    nodes: tuple[str, ...] = ()        # nodes affected (empty: every node)
+
+
+def _f(name: str, family: str, breaks: str, *fails: str, services: tuple[str, ...] = (),
+       nodes: tuple[str, ...] = ()) -> FlawInfo:
+    return FlawInfo(name, family, breaks, tuple(fails), services, nodes)
+
+
+_SMTP_ALL = ("mx", "submission", "submissions")
+_FLAW_LIST = [
+    # starttls
+    _f("no_starttls", "starttls", "the MX does not offer STARTTLS", "STARTTLS-OFFER-01", services=("mx",)),
+    _f("auth_before_tls", "starttls", "submission advertises and accepts AUTH before STARTTLS",
+       "STARTTLS-AUTH-01", services=("submission",)),
+    _f("imap_login_before_tls", "starttls", "IMAP accepts LOGIN in cleartext (no LOGINDISABLED)",
+       "STARTTLS-IMAP-01", services=("imap",)),
+    _f("starttls_offered_twice", "starttls", "STARTTLS is advertised again inside TLS (SMTP and IMAP)",
+       "STARTTLS-RECAP-01", services=("mx", "submission", "imap")),
+    _f("no_implicit_tls", "starttls", "submissions and imaps speak plaintext instead of implicit TLS",
+       "TLS-IMPLICIT-01", services=("submissions", "imaps")),
+    _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS",
+       "STARTTLS-RESET-01", services=("mx", "submission")),
+    _f("starttls_injection", "auth", "commands pipelined behind STARTTLS are executed inside TLS (CVE-2011-0411)",
+       "STARTTLS-INJECT-01", services=("mx", "submission", "imap")),
+    _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS go-ahead",
+       "STARTTLS-INJECT-02", services=("mx",)),
+    _f("imap_preauth", "auth", "imaps greets with PREAUTH: a session without any login", "STARTTLS-PREAUTH-01",
+       services=("imaps",)),
+    # tls
+    _f("tls1_0", "tls", "TLS 1.0 is accepted", "TLS-VER-01"),
+    _f("tls13_only", "tls", "only TLS 1.3 is accepted: TLS 1.2 peers cannot connect", "TLS-VER-02"),
+    _f("no_tls13", "tls", "TLS 1.3 is not offered", "TLS-VER-03"),
+    _f("anon_suites", "tls", "anonymous (unauthenticated) cipher suites are accepted", "TLS-SUITE-01"),
+    _f("static_rsa", "tls", "a cipher suite without forward secrecy (static RSA) is accepted", "TLS-SUITE-02"),
+    # cert
+    _f("untrusted_cert", "cert", "the certificate is self-signed (does not chain to the trust anchor)",
+       "CERT-CHAIN-01"),
+    _f("wrong_hostname", "cert", "the certificate does not name the host", "CERT-NAME-01"),
+    _f("expired_cert", "cert", "the certificate has expired", "CERT-EXPIRY-01"),
+    _f("expiring_cert", "cert", "the certificate expires in 5 days", "CERT-EXPIRY-02"),
+    _f("weak_key", "cert", "the certificate has a 1024-bit RSA key", "CERT-KEY-01"),
+    _f("sha1_cert", "cert", "the certificate is signed with SHA-1", "CERT-SIG-01"),
+    # auth, relay, enumeration, smuggling
+    _f("accept_any_password", "auth", "any password is accepted for an existing user", "AUTH-WRONG-01"),
+    _f("anonymous_login", "auth", "AUTH ANONYMOUS is offered and accepted", "AUTH-ANON-01",
+       services=("submission", "submissions")),
+    _f("broken_mechanism", "auth", "CRAM-MD5 is advertised but always fails", "AUTH-MECH-01",
+       services=("submission", "submissions")),
+    _f("open_relay", "auth", "the MX relays to foreign domains without authentication", "RELAY-OPEN-01",
+       services=("mx",)),
+    _f("percent_hack_relay", "auth", "the MX relays the percent-hack form user%other@local", "RELAY-FORMS-01",
+       services=("mx",)),
+    _f("unauth_submission", "auth", "submission accepts MAIL/RCPT without authentication", "RELAY-SUBMIT-01",
+       services=("submission", "submissions")),
+    _f("sender_spoofing", "auth", "an authenticated user may send as any address", "RELAY-SPOOF-01",
+       services=("submission", "submissions")),
+    _f("vrfy_enabled", "auth", "VRFY confirms which users exist", "ENUM-VRFY-01", services=("mx",)),
+    _f("auth_user_enumeration", "auth", "a login with an unknown user gets a different answer", "ENUM-AUTH-01"),
+    _f("auth_timing_oracle", "auth", "a known user's wrong password is answered ~150 ms slower",
+       "ENUM-TIMING-01"),
+    _f("unlimited_rcpt", "auth", "unknown recipients are answered without limit (directory harvesting)",
+       "ENUM-RCPT-01", services=("mx",)),
+    _f("bare_lf_end_of_data", "auth", "<LF>.<LF> ends DATA (SMTP smuggling)", "SMUGGLE-01", services=_SMTP_ALL),
+    # lockout
+    _f("no_lockout", "lockout", "accounts are never locked, whatever the failures", "LOCK-THRESHOLD-01"),
+    _f("per_protocol_lockout", "lockout", "SMTP and IMAP count failures separately", "LOCK-CROSS-01"),
+    _f("permanent_lockout", "lockout", "a locked account never unlocks by itself", "LOCK-RECOVER-01"),
+    _f("success_no_reset", "lockout", "a successful login does not reset the failure count", "LOCK-RESET-01"),
+    _f("lockout_oracle", "lockout", "unknown users never lock, so a lock reveals that a user exists",
+       "LOCK-ORACLE-01"),
+    _f("locked_says_wrong_password", "lockout", "a locked account is answered as a wrong password",
+       "LOCK-TEMPFAIL-01"),
+    _f("outage_counts_failures", "lockout", "logins while the auth backend is down count as failures",
+       "LOCK-OUTAGE-01"),
+    _f("burst_login_limit", "lockout", "more than 3 concurrent logins of one user fail and count as failures",
+       "LOCK-BURST-01"),
+    _f("stale_password_counted", "lockout", "every repeat of the same wrong password counts again",
+       "LOCK-STALE-01"),
+    _f("lockout_collateral", "lockout", "locking one account locks every account", "LOCK-COLLATERAL-01"),
+    # failover
+    _f("single_node", "failover", "only one node serves mail", "FAIL-REDUNDANT-01"),
+    _f("weak_backup_node", "failover", "the backup node still accepts TLS 1.0", "FAIL-PARITY-01", "TLS-VER-01",
+       nodes=("node2",)),
+    _f("permfail_during_outage", "failover", "mail is rejected permanently (5xx) while delivery is down",
+       "FAIL-TEMP-01", services=_SMTP_ALL),
+    _f("auth_down_says_wrong_password", "failover", "an auth backend outage is answered as a wrong password",
+       "FAIL-AUTHDOWN-01"),
+    _f("directory_down_550", "failover", "valid users are rejected as unknown (550) while the directory is down",
+       "FAIL-DIR-01", services=_SMTP_ALL),
+    _f("lose_mail_during_outage", "failover", "mail accepted while delivery is down is lost", "FAIL-NOLOSS-01",
+       services=_SMTP_ALL),
+    _f("duplicate_after_recovery", "failover", "mail accepted while delivery is down is delivered twice",
+       "FAIL-NOLOSS-01", services=_SMTP_ALL),
+    _f("slow_data_reply", "failover", "a stalled backend delays the reply to DATA beyond the client's patience",
+       "FAIL-DATA-01", services=_SMTP_ALL),
+    _f("reset_on_shutdown", "failover", "a node going down resets connections instead of answering 421",
+       "FAIL-SHUTDOWN-01"),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in _FLAW_LIST}
+
+
+@dataclass(frozen=True)
+class Flaws:
+    """Which flaws are on: one typed switch per flaw. ``"name" in flaws`` works too."""
+
+    no_starttls: bool = False
+    auth_before_tls: bool = False
+    imap_login_before_tls: bool = False
+    starttls_offered_twice: bool = False
+    no_implicit_tls: bool = False
+    no_state_reset: bool = False
+    starttls_injection: bool = False
+    starttls_response_injection: bool = False
+    imap_preauth: bool = False
+    tls1_0: bool = False
+    tls13_only: bool = False
+    no_tls13: bool = False
+    anon_suites: bool = False
+    static_rsa: bool = False
+    untrusted_cert: bool = False
+    wrong_hostname: bool = False
+    expired_cert: bool = False
+    expiring_cert: bool = False
+    weak_key: bool = False
+    sha1_cert: bool = False
+    accept_any_password: bool = False
+    anonymous_login: bool = False
+    broken_mechanism: bool = False
+    open_relay: bool = False
+    percent_hack_relay: bool = False
+    unauth_submission: bool = False
+    sender_spoofing: bool = False
+    vrfy_enabled: bool = False
+    auth_user_enumeration: bool = False
+    auth_timing_oracle: bool = False
+    unlimited_rcpt: bool = False
+    bare_lf_end_of_data: bool = False
+    no_lockout: bool = False
+    per_protocol_lockout: bool = False
+    permanent_lockout: bool = False
+    success_no_reset: bool = False
+    lockout_oracle: bool = False
+    locked_says_wrong_password: bool = False
+    outage_counts_failures: bool = False
+    burst_login_limit: bool = False
+    stale_password_counted: bool = False
+    lockout_collateral: bool = False
+    single_node: bool = False
+    weak_backup_node: bool = False
+    permfail_during_outage: bool = False
+    auth_down_says_wrong_password: bool = False
+    directory_down_550: bool = False
+    lose_mail_during_outage: bool = False
+    duplicate_after_recovery: bool = False
+    slow_data_reply: bool = False
+    reset_on_shutdown: bool = False
+
+    @classmethod
+    def parse(cls, names: Iterable[str]) -> Flaws:
+        """Switch on the named flaws. Raises ValueError naming an unknown flaw and listing the valid ones."""
+        wanted = list(names)
+        for name in wanted:
+            if name not in FLAWS:
+                raise ValueError(f"unknown flaw {name!r} (valid flaws: {', '.join(sorted(FLAWS))})")
+        return cls(**{name: True for name in wanted})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self) if getattr(self, f.name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in FLAWS and bool(getattr(self, name))
+
+    def tls1_0_on(self, node: str) -> bool:
+        """TLS 1.0 on this node: everywhere with tls1_0, on the backup node with weak_backup_node."""
+        return self.tls1_0 or (self.weak_backup_node and node in FLAWS["weak_backup_node"].nodes)
+
+
+def _check_catalogue() -> None:
+    # a flaw in FLAWS without a switch (or the reverse) is a typo that would silently do nothing
+    switches = {f.name for f in fields(Flaws)}
+    if switches != set(FLAWS):
+        raise RuntimeError(f"flaw catalogue and switches differ: {sorted(switches ^ set(FLAWS))}")
+
+
+_check_catalogue()

@@ -1,0 +1,336 @@
+"""The embedded reference gateway: two nodes of SMTP (mx, submission, submissions) and IMAP (imap, imaps)
+on 127.0.0.1, one shared mail store and lockout engine, switchable flaws, and a loopback control channel.
+
+A synchronous API over one background thread that runs its own event loop:
+
+    with Gateway(flaws=("no_starttls",), workdir=tmp) as gw:
+        gw.ports[("node1", "mx")]; gw.write_target(tmp / "target.toml")
+        gw.outage("node1", "delivery", down=True); gw.mailbox("alice@example.test"); gw.check_errors()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import ssl
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from conformance.reference.control import serve_control
+from conformance.reference.flaws import Flaws
+from conformance.reference.imap import serve_imap
+from conformance.reference.lockout import AuthEngine
+from conformance.reference.outage import Component, Outages
+from conformance.reference.pki import Pki
+from conformance.reference.runtime import ErrorLog, NodeRuntime, Settings
+from conformance.reference.smtp import GatewaySMTP
+from conformance.reference.store import MailStore
+from conformance.reference.tlsconf import server_context
+
+T = TypeVar("T")
+NODES = {"node1": "mx1.example.test", "node2": "mx2.example.test"}
+SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+IMPLICIT_TLS = ("submissions", "imaps")
+ACCOUNT_ADDRESSES = {"test": "alice@example.test", "lockout": "locky@example.test", "other": "bob@example.test"}
+EXTRA_LOCAL = ("postmaster@example.test",)   # a mailbox nobody logs into: RFC 5321 4.5.1
+LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, LOCKOUT_DURATION = 5, 3.0, 3.0
+
+
+class GatewayError(RuntimeError):
+    """The gateway could not start or stop, or a server raised: the message says which and why."""
+
+
+class Gateway:
+    """The reference gateway. Not thread-safe itself: drive it from one thread (a test, the CLI)."""
+
+    def __init__(self, flaws: Iterable[str] = (), workdir: Path | None = None, *,
+                 settings: Settings | None = None, start_timeout: float = 30.0) -> None:
+        self.flaws = Flaws.parse(flaws)
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="mailconform-gw-"))
+        self.settings = settings or Settings()
+        self.start_timeout = start_timeout
+        self.accounts: dict[str, tuple[str, str]] = {role: (address, secrets.token_urlsafe(18))
+                                                     for role, address in ACCOUNT_ADDRESSES.items()}
+        self.store = MailStore(tuple(ACCOUNT_ADDRESSES.values()) + EXTRA_LOCAL)
+        self.auth = AuthEngine(dict(self.accounts.values()), self.flaws, threshold=LOCKOUT_THRESHOLD,
+                               window=LOCKOUT_WINDOW, duration=LOCKOUT_DURATION)
+        self.outages = Outages(tuple(NODES))
+        self.errors = ErrorLog()
+        self.ports: dict[tuple[str, str], int] = {}
+        self.control_port = 0
+        self._token = secrets.token_urlsafe(24)
+        self._pki: Pki | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._control: asyncio.AbstractServer | None = None
+        self._runtimes: dict[str, NodeRuntime] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return ("node1",) if self.flaws.single_node else tuple(NODES)
+
+    @property
+    def ca_path(self) -> Path:
+        if self._pki is None:
+            raise GatewayError("the gateway is not started: no CA yet")
+        return self._pki.ca_path
+
+    def start(self) -> None:
+        """Generate the PKI, start the server thread and every listener. Raises GatewayError (or the
+        bind/TLS error itself) if the gateway is not serving within ``start_timeout`` seconds."""
+        if self._loop is not None:
+            raise GatewayError("the gateway is already started")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pki = Pki.create(self.workdir / "pki")
+        self._write_secrets()
+        contexts = self._contexts()  # built here, so a TLS configuration error raises in the caller
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(self._loop_exception)
+        ready = threading.Event()
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run_loop, args=(loop, ready), name="mailconform-gateway",
+                                        daemon=True)
+        self._thread.start()
+        if not ready.wait(self.start_timeout):
+            raise GatewayError(f"the gateway's event loop did not start within {self.start_timeout} s")
+        try:
+            self._call(self._listen(contexts, {}), self.start_timeout, "starting the listeners")
+            self.control_port = self._call(self._listen_control(), self.start_timeout, "starting the control server")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every listener and session, stop the thread. Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            if loop.is_running():
+                self._call(self._close_all(), timeout, "stopping the servers")
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            if not thread.is_alive():
+                loop.close()
+            self._loop, self._thread = None, None
+            self._servers, self._control = [], None
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
+        if self._loop is None:
+            coro.close()
+            raise GatewayError(f"{what}: the gateway is not started")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise GatewayError(f"{what} took longer than {timeout} s") from None
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, (OSError, asyncio.CancelledError, asyncio.IncompleteReadError)):
+            return  # clients hang up and scanners send garbage: that is their business, not a gateway bug
+        self.errors.add(error if isinstance(error, BaseException) else GatewayError(str(context.get("message"))))
+
+    # --- listeners ----------------------------------------------------------------------------------------
+    def _contexts(self) -> dict[str, ssl.SSLContext]:
+        assert self._pki is not None
+        return {node: server_context(self._pki, self.flaws, node) for node in self.nodes}
+
+    def _runtime(self, node: str) -> NodeRuntime:
+        return NodeRuntime(node=node, host=NODES[node], flaws=self.flaws, store=self.store, auth=self.auth,
+                           outages=self.outages, errors=self.errors, settings=self.settings,
+                           preauth_user=self.accounts["test"][0])
+
+    async def _listen(self, contexts: dict[str, ssl.SSLContext], ports: dict[tuple[str, str], int]) -> None:
+        loop = asyncio.get_running_loop()
+        self._runtimes = {node: self._runtime(node) for node in self.nodes}
+        new_ports: dict[tuple[str, str], int] = {}
+        for node, runtime in self._runtimes.items():
+            context = contexts[node]
+            for service in SERVICES:
+                implicit = service in IMPLICIT_TLS
+                listen_tls = context if implicit and not self.flaws.no_implicit_tls else None
+                starttls = None if implicit or (service == "mx" and self.flaws.no_starttls) else context
+                port = ports.get((node, service), 0)
+                server: asyncio.AbstractServer
+                if service.startswith("imap"):
+                    server = await asyncio.start_server(
+                        _imap_callback(runtime, service, starttls, implicit), "127.0.0.1", port, ssl=listen_tls,
+                        ssl_handshake_timeout=self.settings.handshake_timeout if listen_tls else None)
+                else:
+                    server = await loop.create_server(
+                        _smtp_factory(runtime, service, starttls, implicit), "127.0.0.1", port, ssl=listen_tls,
+                        ssl_handshake_timeout=self.settings.handshake_timeout if listen_tls else None)
+                self._servers.append(server)
+                new_ports[(node, service)] = server.sockets[0].getsockname()[1]
+        self.ports = new_ports
+
+    async def _listen_control(self) -> int:
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await serve_control(self._apply_outage, self._token, reader, writer)
+
+        self._control = await asyncio.start_server(client, "127.0.0.1", self.control_port)
+        return int(self._control.sockets[0].getsockname()[1])
+
+    async def _close_servers(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for runtime in self._runtimes.values():
+            for session in list(runtime.sessions):
+                session.shutdown(reset=False)
+        for server in servers:
+            await server.wait_closed()
+
+    async def _close_all(self) -> None:
+        await self._close_servers()
+        if self._control is not None:
+            self._control.close()
+            await self._control.wait_closed()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    # --- runtime control ----------------------------------------------------------------------------------
+    def set_flaws(self, names: Iterable[str]) -> None:
+        """Switch to another flaw set on the running gateway; ports stay the same where they can."""
+        flaws = Flaws.parse(names)
+        self.flaws = flaws
+        self.auth.flaws = flaws
+        if self._loop is None:
+            return
+        contexts = self._contexts()
+        self._call(self._close_servers(), self.start_timeout, "closing the listeners")
+        self._call(self._listen(contexts, dict(self.ports)), self.start_timeout, "restarting the listeners")
+
+    def reset(self) -> None:
+        """Forget lockout state, delivered mail and outages (between tests on one gateway)."""
+        self.auth.reset()
+        self.store.clear()
+        self.outages.clear()
+        for runtime in self._runtimes.values():
+            runtime.held.clear()
+
+    def outage(self, node: str, component: str, down: bool) -> None:
+        """Take a node's component down or bring it back. Raises ValueError on an unknown name."""
+        self.outages.check(node, component)
+        if self._loop is None:
+            self._apply_outage(node, component, down)
+            return
+
+        async def apply() -> None:
+            self._apply_outage(node, component, down)
+
+        self._call(apply(), self.start_timeout, f"setting {component} of {node} {'down' if down else 'up'}")
+
+    def _apply_outage(self, node: str, component: str, down: bool) -> None:
+        """On the server thread (or before start): change the state and act on it."""
+        comp = self.outages.check(node, component)
+        self.outages.set(node, comp, down)
+        runtime = self._runtimes.get(node)
+        if runtime is None:
+            return
+        if comp is Component.NODE and down:
+            for session in list(runtime.sessions):
+                session.shutdown(reset=self.flaws.reset_on_shutdown)
+        if comp is Component.DELIVERY and not down and runtime.held:
+            held, runtime.held = runtime.held, []
+            for recipients, message in held:  # duplicate_after_recovery: queued copy plus a retried copy
+                self.store.deliver(recipients, message)
+                self.store.deliver(recipients, message)
+
+    def mailbox(self, username: str) -> list[bytes]:
+        return self.store.messages(username)
+
+    def check_errors(self) -> None:
+        """Re-raise the first error raised inside the servers (the others are attached as notes)."""
+        errors = self.errors.take()
+        if errors:
+            first = errors[0]
+            for other in errors[1:]:
+                first.add_note(f"also raised in the gateway: {type(other).__name__}: {other}")
+            raise first
+
+    # --- target file --------------------------------------------------------------------------------------
+    def _write_secrets(self) -> None:
+        for role, (_, password) in self.accounts.items():
+            path = self.workdir / f"{role}.password"
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_text(password + "\n", encoding="utf-8")
+        token = self.workdir / "control.token"
+        token.touch(mode=0o600)
+        token.chmod(0o600)
+        token.write_text(self._token + "\n", encoding="utf-8")
+
+    def hook_argv(self, node: str, action: str) -> list[str]:
+        """The command a target hook runs to take ``node`` down or up (argv, no shell)."""
+        return [sys.executable, "-m", "conformance.reference.control", "--port", str(self.control_port),
+                "--token-file", str(self.workdir / "control.token"), action, node]
+
+    def write_target(self, path: Path | str) -> Path:
+        """Write a target.toml describing the running gateway; returns its path."""
+        if self._loop is None:
+            raise GatewayError("write_target needs a started gateway (the ports are not known before)")
+        path = Path(path)
+        q = json.dumps  # a JSON string is a valid TOML basic string
+        lines = ["[target]", 'name = "reference"', 'domain = "example.test"',
+                 'ehlo_name = "client.mailconform.invalid"', f"trust_anchors = [{q(str(self.ca_path))}]",
+                 "timeout = 5", "max_connections_per_host = 8", ""]
+        for node in self.nodes:
+            services = ", ".join(f"{s} = {self.ports[(node, s)]}" for s in SERVICES)
+            down = ", ".join(q(a) for a in self.hook_argv(node, "down"))
+            up = ", ".join(q(a) for a in self.hook_argv(node, "up"))
+            lines += ["[[node]]", f"name = {q(node)}", f"host = {q(NODES[node])}", 'address = "127.0.0.1"',
+                      f"services = {{ {services} }}", f"hooks = {{ down = [{down}], up = [{up}], timeout = 10 }}", ""]
+        for role, (address, _) in self.accounts.items():
+            lines += [f"[accounts.{role}]", f"username = {q(address)}",
+                      f"password_file = {q(str(self.workdir / f'{role}.password'))}", f"address = {q(address)}", ""]
+        lines += ["[policy]", f"lockout_threshold = {LOCKOUT_THRESHOLD}", f"lockout_window = {LOCKOUT_WINDOW:g}",
+                  f"lockout_duration = {LOCKOUT_DURATION:g}", "cert_expiry_warning_days = 30",
+                  "recovery_time_objective = 10", "max_outage = 10", ""]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return path
+
+
+def _smtp_factory(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,
+                  implicit: bool) -> Callable[[], GatewaySMTP]:
+    return lambda: GatewaySMTP(runtime, service, starttls=starttls, implicit_tls=implicit)
+
+
+def _imap_callback(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,
+                   implicit: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+    async def callback(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_imap(runtime, service, reader, writer, starttls, implicit)
+    return callback

@@ -1,0 +1,48 @@
+"""Server ssl.SSLContext per node and flaw set.
+
+Good: TLS 1.2 with ECDHE AEAD suites only, and TLS 1.3; no compression, no renegotiation. Flaws widen or
+narrow that. Debian's OpenSSL 3 refuses TLS 1.0, anonymous suites, RSA-1024 keys and SHA-1 signatures
+at its default security level; "@SECLEVEL=0" in the cipher string lets the deliberately weak
+configurations load and negotiate.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from conformance.reference.flaws import Flaws
+from conformance.reference.pki import CertVariant, Pki, variant_for
+
+GOOD_TLS12_SUITES = "ECDHE+AESGCM:ECDHE+CHACHA20"
+LEGACY_CBC_SUITES = "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA"   # TLS 1.0 has no AEAD suite
+ANON_SUITES = "AECDH-AES128-SHA:AECDH-AES256-SHA:ADH-AES128-GCM-SHA256"
+STATIC_RSA_SUITES = "AES128-GCM-SHA256"
+
+
+def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
+    """The context a node's listeners and STARTTLS use. Raises ssl.SSLError if OpenSSL refuses it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
+    suites = [GOOD_TLS12_SUITES]
+    weak_level = False
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if flaws.tls1_0_on(node):
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        suites.append(LEGACY_CBC_SUITES)
+        weak_level = True
+    if flaws.tls13_only:
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if flaws.no_tls13:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if flaws.anon_suites:
+        suites.append(ANON_SUITES)
+        weak_level = True
+    if flaws.static_rsa:
+        suites.append(STATIC_RSA_SUITES)
+    variant = variant_for(flaws)
+    if variant in (CertVariant.WEAK_KEY, CertVariant.SHA1):
+        weak_level = True
+    context.set_ciphers(":".join(suites) + (":@SECLEVEL=0" if weak_level else ""))
+    chain, key = pki.leaf(variant)
+    context.load_cert_chain(chain, key)
+    return context
