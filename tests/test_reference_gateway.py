@@ -4,6 +4,7 @@ imapclient clients, and each deliberate flaw switched on alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import ssl
 import subprocess
@@ -25,7 +26,8 @@ from conformance.reference.flaws import FLAWS, Flaws
 from conformance.reference.gateway import Gateway
 from conformance.target import Endpoint, Target, load_target
 
-pytestmark = pytest.mark.reference
+# TLS 1.0 clients are what the tls1_0 flaw is about: the stdlib's deprecation warning is expected
+pytestmark = [pytest.mark.reference, pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated")]
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +57,24 @@ def endpoint(target: Target, service: str, node: str = "node1") -> Endpoint:
     return next(e for e in target.endpoints if e.service == service and e.node == node)
 
 
-def run(coro: Any) -> Attempt[Any]:
+def run(coro: Any) -> Any:
+    """A probe's result; fails the test if the probe had none."""
     attempt: Attempt[Any] = asyncio.run(coro)
     assert attempt.ok, attempt.reason
-    return attempt
+    return attempt.result
 
 
-def flawed(tmp_path: Path, *names: str) -> tuple[Gateway, Target, ProbeConfig]:
-    """Start a gateway with flaws (the caller stops it)."""
-    gateway = Gateway(names, workdir=tmp_path)
-    gateway.start()
-    target = load_target(gateway.write_target(tmp_path / "target.toml"))
-    return gateway, target, ProbeConfig.from_target(target)
+def attempt_of(coro: Any) -> Attempt[Any]:
+    return asyncio.run(coro)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def flawed(tmp_path: Path, *names: str) -> Iterator[tuple[Gateway, Target, ProbeConfig]]:
+    """A gateway with flaws on, its target and a probe configuration; server errors fail the test."""
+    with Gateway(names, workdir=tmp_path) as gateway:
+        target = load_target(gateway.write_target(tmp_path / "target.toml"))
+        yield gateway, target, ProbeConfig.from_target(target)
+        gateway.check_errors()
 
 
 def unverified() -> ssl.SSLContext:
@@ -85,29 +93,29 @@ def test_target_file_loads_with_both_nodes_and_hooks(target: Target, good: Gatew
 
 
 def test_smtp_capabilities_of_the_good_gateway(target: Target, cfg: ProbeConfig) -> None:
-    mx = run(probe_smtp_capabilities(endpoint(target, "mx"), cfg)).result
+    mx = run(probe_smtp_capabilities(endpoint(target, "mx"), cfg))
     assert mx.starttls_offered and mx.tls is not None and not mx.auth_mechanisms_after_tls
-    sub = run(probe_smtp_capabilities(endpoint(target, "submission", "node2"), cfg)).result
+    sub = run(probe_smtp_capabilities(endpoint(target, "submission", "node2"), cfg))
     assert sub.starttls_offered and not sub.auth_mechanisms_before_tls
     assert sub.cleartext_auth is CleartextAuth.REFUSED_FOR_TLS
     assert {"PLAIN", "LOGIN"} <= sub.auth_mechanisms_after_tls and "STARTTLS" not in str(sub.post_tls)
-    subs = run(probe_smtp_capabilities(endpoint(target, "submissions"), cfg)).result
+    subs = run(probe_smtp_capabilities(endpoint(target, "submissions"), cfg))
     assert subs.tls is not None and "PLAIN" in subs.auth_mechanisms_after_tls
 
 
 def test_imap_capabilities_of_the_good_gateway(target: Target, cfg: ProbeConfig) -> None:
-    imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg)).result
+    imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
     assert imap.logindisabled_before_tls and imap.starttls_offered
     assert imap.cleartext_login is CleartextAuth.REFUSED_FOR_TLS
     assert imap.post_tls is not None and "STARTTLS" not in imap.post_tls and "AUTH=PLAIN" in imap.post_tls
-    imaps = run(probe_imap_capabilities(endpoint(target, "imaps", "node2"), cfg)).result
+    imaps = run(probe_imap_capabilities(endpoint(target, "imaps", "node2"), cfg))
     assert imaps.tls is not None and not imaps.preauth
 
 
 @pytest.mark.parametrize("service", ["mx", "submission", "submissions", "imap", "imaps"])
 def test_handshake_verifies_on_every_service(target: Target, cfg: ProbeConfig, service: str) -> None:
     for node in ("node1", "node2"):
-        result = run(probe_handshake(endpoint(target, service, node), cfg)).result
+        result = run(probe_handshake(endpoint(target, service, node), cfg))
         assert result.verified, result.verify_error
         assert result.version in ("TLSv1.3", "TLSv1.2")
 
@@ -115,10 +123,10 @@ def test_handshake_verifies_on_every_service(target: Target, cfg: ProbeConfig, s
 @pytest.mark.parametrize("service", ["submission", "submissions", "imap", "imaps"])
 def test_login_right_and_wrong_password(gw: Gateway, target: Target, cfg: ProbeConfig, service: str) -> None:
     account = target.accounts["test"]
-    ok = run(probe_login(endpoint(target, service), cfg, account.username, account.password)).result
+    ok = run(probe_login(endpoint(target, service), cfg, account.username, account.password))
     assert ok.outcome is LoginOutcome.ACCEPTED, ok.reply
-    bad = run(probe_login(endpoint(target, service), cfg, account.username, "not-the-password")).result
-    unknown = run(probe_login(endpoint(target, service), cfg, "nobody@example.test", "not-the-password")).result
+    bad = run(probe_login(endpoint(target, service), cfg, account.username, "not-the-password"))
+    unknown = run(probe_login(endpoint(target, service), cfg, "nobody@example.test", "not-the-password"))
     assert bad.outcome is unknown.outcome is LoginOutcome.REJECTED
     assert bad.reply == unknown.reply  # no user enumeration
 
@@ -152,3 +160,112 @@ def test_cli_lists_flaws() -> None:
     out = subprocess.run([sys.executable, "-m", "conformance.cli", "serve", "--list-flaws"], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert all(name in out for name in FLAWS)
+
+
+# --- STARTTLS and implicit TLS flaws -----------------------------------------------------------------------
+def test_no_starttls_hides_starttls_on_the_mx_only(tmp_path: Path) -> None:
+    with flawed(tmp_path, "no_starttls") as (_, target, cfg):
+        assert not run(probe_smtp_capabilities(endpoint(target, "mx"), cfg)).starttls_offered
+        assert run(probe_smtp_capabilities(endpoint(target, "submission"), cfg)).starttls_offered
+
+
+def test_auth_before_tls(tmp_path: Path) -> None:
+    with flawed(tmp_path, "auth_before_tls") as (_, target, cfg):
+        sub = run(probe_smtp_capabilities(endpoint(target, "submission"), cfg))
+        assert sub.auth_mechanisms_before_tls and sub.cleartext_auth is CleartextAuth.CREDENTIALS_CHECKED
+
+
+def test_imap_login_before_tls(tmp_path: Path) -> None:
+    with flawed(tmp_path, "imap_login_before_tls") as (_, target, cfg):
+        imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
+        assert not imap.logindisabled_before_tls
+        assert imap.cleartext_login is CleartextAuth.CREDENTIALS_CHECKED
+
+
+def test_starttls_offered_twice(tmp_path: Path) -> None:
+    with flawed(tmp_path, "starttls_offered_twice") as (_, target, cfg):
+        sub = run(probe_smtp_capabilities(endpoint(target, "submission"), cfg))
+        assert sub.post_tls is not None and sub.post_tls.starttls
+        imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
+        assert imap.post_tls is not None and "STARTTLS" in imap.post_tls
+
+
+def test_no_implicit_tls(tmp_path: Path) -> None:
+    with flawed(tmp_path, "no_implicit_tls") as (gw, target, cfg):
+        assert not attempt_of(probe_handshake(endpoint(target, "submissions"), cfg)).ok
+        assert not attempt_of(probe_handshake(endpoint(target, "imaps"), cfg)).ok
+        with smtplib.SMTP("127.0.0.1", gw.ports[("node1", "submissions")], timeout=5) as smtp:
+            assert smtp.ehlo()[0] == 250 and smtp.has_extn("auth")  # AUTH offered in plaintext
+
+
+# --- TLS and certificate flaws ---------------------------------------------------------------------------
+def tls_client(minimum: ssl.TLSVersion = ssl.TLSVersion.MINIMUM_SUPPORTED,
+               maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED, ciphers: str | None = None,
+               ) -> ssl.SSLContext:
+    context = unverified()
+    context.minimum_version, context.maximum_version = minimum, maximum
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context
+
+
+def handshake(port: int, context: ssl.SSLContext) -> tuple[str, str] | None:
+    """(version, cipher) of a handshake with an imaps port, None if it failed."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="mx1.example.test") as tls:
+            return tls.version() or "", (tls.cipher() or ("",))[0]
+    except (ssl.SSLError, OSError):
+        return None
+
+
+TLS10: dict[str, Any] = {"minimum": ssl.TLSVersion.TLSv1, "maximum": ssl.TLSVersion.TLSv1, "ciphers": "DEFAULT:@SECLEVEL=0"}
+TLS12: dict[str, Any] = {"maximum": ssl.TLSVersion.TLSv1_2}
+
+
+def test_good_tls_posture(good: Gateway) -> None:
+    port = good.ports[("node2", "imaps")]
+    assert handshake(port, tls_client(**TLS10)) is None
+    assert handshake(port, tls_client(**TLS12)) is not None
+    assert (handshake(port, tls_client()) or ("",))[0] == "TLSv1.3"
+    assert handshake(port, tls_client(ciphers="aNULL:@SECLEVEL=0", **TLS12)) is None
+    assert handshake(port, tls_client(ciphers="AES128-GCM-SHA256", **TLS12)) is None
+
+
+@pytest.mark.parametrize(("flaw", "client", "expect"), [
+    ("tls1_0", TLS10, "TLSv1"),
+    ("tls13_only", TLS12, None),
+    ("no_tls13", {}, "TLSv1.2"),
+    ("anon_suites", {"ciphers": "aNULL:@SECLEVEL=0", **TLS12}, "AECDH"),
+    ("static_rsa", {"ciphers": "AES128-GCM-SHA256", **TLS12}, "AES128-GCM-SHA256"),
+])
+def test_tls_flaws(tmp_path: Path, flaw: str, client: dict[str, Any], expect: str | None) -> None:
+    with flawed(tmp_path, flaw) as (gw, _, _):
+        got = handshake(gw.ports[("node1", "imaps")], tls_client(**client))
+        if expect is None:
+            assert got is None
+        else:
+            assert got is not None and (got[0] == expect or got[1].startswith(expect)), got
+
+
+def test_weak_backup_node_accepts_tls1_0_on_node2_only(tmp_path: Path) -> None:
+    with flawed(tmp_path, "weak_backup_node") as (gw, _, _):
+        assert handshake(gw.ports[("node1", "imaps")], tls_client(**TLS10)) is None
+        assert handshake(gw.ports[("node2", "imaps")], tls_client(**TLS10)) is not None
+
+
+@pytest.mark.parametrize(("flaw", "defect"), [
+    ("untrusted_cert", lambda r: not r.verified and not r.cert.chains_to_trust),
+    ("wrong_hostname", lambda r: not r.verified and not r.cert.names_match),
+    ("expired_cert", lambda r: not r.verified and r.cert.expired),
+    ("expiring_cert", lambda r: r.verified and r.cert.days_to_expiry <= 5),
+    ("weak_key", lambda r: r.cert.key_bits == 1024),
+    ("sha1_cert", lambda r: r.cert.weak_signatures),  # the probe also finds no trusted path (cryptography)
+])
+def test_certificate_flaws(tmp_path: Path, flaw: str, defect: Any) -> None:
+    with flawed(tmp_path, flaw) as (_, target, cfg):
+        for service in ("mx", "imaps"):
+            result = run(probe_handshake(endpoint(target, service, "node2"), cfg))
+            assert result.cert is not None and defect(result), result

@@ -84,7 +84,12 @@ class ImapSession:
         if reset:
             reset_transport(self.writer.transport)
             return
-        self.writer.write(S.I_BYE_NODE_DOWN.encode() + b"\r\n")
+        if self.writer.is_closing():
+            return
+        try:
+            self.writer.write(S.I_BYE_NODE_DOWN.encode() + b"\r\n")
+        except (AttributeError, RuntimeError, OSError):
+            pass  # asyncio tears the TLS layer down under us when the client left at the same moment
         self.writer.close()
 
     async def _send(self, line: str | bytes) -> None:

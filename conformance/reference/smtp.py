@@ -100,8 +100,14 @@ class GatewaySMTP(SMTP):
         if reset:
             reset_transport(self._original_transport or self.transport)
             return
-        self.transport.write(S.S421_NODE_DOWN.encode() + b"\r\n")  # type: ignore[attr-defined]
-        self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        try:
+            transport.write(S.S421_NODE_DOWN.encode() + b"\r\n")  # type: ignore[attr-defined]
+        except (AttributeError, RuntimeError, OSError):
+            pass  # asyncio tears the TLS layer down under us when the client left at the same moment
+        transport.close()
 
     async def _handle_client(self) -> None:
         if self.runtime.down(Component.NODE):
