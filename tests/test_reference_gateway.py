@@ -9,6 +9,7 @@ import smtplib
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,13 @@ from conformance.probes.auth import LoginOutcome, probe_login
 from conformance.probes.config import CleartextAuth, ProbeConfig
 from conformance.probes.handshake import probe_handshake
 from conformance.probes.imap import probe_imap_capabilities
+from conformance.probes.injection import probe_starttls_injection
 from conformance.probes.outcome import Attempt
 from conformance.probes.smtp import probe_smtp_capabilities
+from conformance.probes.smtp_abuse import probe_bare_lf_end_of_data, probe_open_relay
 from conformance.reference.flaws import FLAWS, Flaws
 from conformance.reference.gateway import Gateway
+from conformance.reference.runtime import Settings
 from conformance.target import Endpoint, Target, load_target
 
 # TLS 1.0 clients are what the tls1_0 flaw is about: the stdlib's deprecation warning is expected
@@ -269,3 +273,162 @@ def test_certificate_flaws(tmp_path: Path, flaw: str, defect: Any) -> None:
         for service in ("mx", "imaps"):
             result = run(probe_handshake(endpoint(target, service, "node2"), cfg))
             assert result.cert is not None and defect(result), result
+
+
+# --- SMTP policy: relay, enumeration, smuggling, STARTTLS state --------------------------------------------
+@contextlib.contextmanager
+def smtp(gw: Gateway, service: str = "mx", node: str = "node1", *, tls: bool = True,
+         login: str | None = None) -> Iterator[smtplib.SMTP]:
+    """An smtplib session (STARTTLS, optionally logged in as an account role)."""
+    port = gw.ports[(node, service)]
+    client = (smtplib.SMTP_SSL("127.0.0.1", port, timeout=5, context=unverified()) if service == "submissions"
+              else smtplib.SMTP("127.0.0.1", port, timeout=5))
+    with client:
+        client.ehlo()
+        if tls and service != "submissions":
+            client.starttls(context=unverified())
+            client.ehlo()
+        if login is not None:
+            client.login(*gw.accounts[login])
+        yield client
+
+
+RELAY_FORMS = ["user@other.example", "user%other.example@example.test", "other.example!user@example.test",
+               "@example.test:user@other.example", '"user@other.example"@example.test']
+
+
+def test_good_mx_policy(gw: Gateway) -> None:
+    with smtp(gw) as client:
+        assert client.mail("someone@elsewhere.example")[0] == 250
+        for recipient in RELAY_FORMS:
+            assert client.rcpt(f"<{recipient}>")[0] == 554, recipient
+        assert client.rcpt("alice@example.test")[0] == 250
+        assert client.verify("alice@example.test")[0] == 252
+        assert client.docmd("EXPN", "staff")[0] == 502
+        assert client.docmd("AUTH", "PLAIN")[0] == 502
+        assert not client.has_extn("auth")
+    with smtp(gw) as client:
+        client.mail("someone@elsewhere.example")
+        codes = [client.rcpt(f"nobody{i}@example.test")[0] for i in range(21)]
+        assert codes == [550] * 20 + [421]
+
+
+def test_good_submission_policy(gw: Gateway) -> None:
+    with smtp(gw, "submission", tls=False) as client:
+        assert not client.has_extn("auth")
+        assert client.docmd("AUTH", "PLAIN")[0] == 530
+        assert client.mail("alice@example.test")[0] == 530
+    with smtp(gw, "submission") as client:
+        assert client.mail("alice@example.test")[0] == 530  # authentication required
+        assert client.docmd("AUTH", "ANONYMOUS")[0] == 504
+        assert "CRAM-MD5" not in client.esmtp_features["auth"]
+    with smtp(gw, "submissions", login="test") as client:
+        assert client.mail("bob@example.test")[0] == 553  # not the user's own address
+        assert client.rset()[0] == 250
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("someone@other.example")[0] == 250  # authenticated relay is what submission is for
+
+
+def test_good_starttls_resets_the_session(gw: Gateway) -> None:
+    with smtp(gw, tls=False) as client:
+        client.starttls(context=unverified())
+        assert client.mail("someone@elsewhere.example")[0] == 503  # EHLO needed again (RFC 3207 4.2)
+
+
+def test_good_gateway_resists_injection_and_smuggling(target: Target, cfg: ProbeConfig, gw: Gateway) -> None:
+    for service in ("mx", "submission", "imap"):
+        result = run(probe_starttls_injection(endpoint(target, service), cfg))
+        assert not result.executed_after_tls and result.answered_in_plaintext is None, result
+    smuggling = run(probe_bare_lf_end_of_data(endpoint(target, "mx"), cfg, sender="probe@elsewhere.example",
+                                              recipient="alice@example.test"))
+    assert not smuggling.bare_lf_ends_data and smuggling.data_reply.startswith("250")
+    assert b"NOOP smuggled" in gw.mailbox("alice@example.test")[0]
+
+
+@pytest.mark.parametrize("flaw", ["starttls_injection", "no_state_reset"])
+def test_starttls_state_flaws(tmp_path: Path, flaw: str) -> None:
+    with flawed(tmp_path, flaw) as (gw, target, cfg):
+        if flaw == "starttls_injection":
+            for service in ("mx", "submission", "imap"):
+                assert run(probe_starttls_injection(endpoint(target, service), cfg)).executed_after_tls, service
+        else:
+            with smtp(gw, tls=False) as client:
+                client.starttls(context=unverified())
+                assert client.mail("someone@elsewhere.example")[0] == 250
+
+
+def test_starttls_response_injection(tmp_path: Path) -> None:
+    with flawed(tmp_path, "starttls_response_injection") as (_, target, cfg):
+        result = run(probe_starttls_injection(endpoint(target, "mx"), cfg))
+        assert result.answered_in_plaintext is not None and "go-ahead" in result.answered_in_plaintext
+
+
+def test_imap_preauth(tmp_path: Path) -> None:
+    with flawed(tmp_path, "imap_preauth") as (_, target, cfg):
+        assert run(probe_imap_capabilities(endpoint(target, "imaps"), cfg)).preauth
+        assert not run(probe_imap_capabilities(endpoint(target, "imap"), cfg)).preauth
+
+
+def test_relay_flaws(tmp_path: Path) -> None:
+    with flawed(tmp_path, "open_relay") as (_, target, cfg):
+        assert run(probe_open_relay(endpoint(target, "mx", "node2"), cfg)).accepted
+    with flawed(tmp_path, "percent_hack_relay") as (gw, target, cfg):
+        assert not run(probe_open_relay(endpoint(target, "mx"), cfg)).accepted
+        with smtp(gw) as client:
+            client.mail("someone@elsewhere.example")
+            assert [client.rcpt(f"<{r}>")[0] for r in RELAY_FORMS] == [554, 250, 554, 554, 554]
+
+
+def test_submission_flaws(tmp_path: Path) -> None:
+    with flawed(tmp_path, "unauth_submission", "sender_spoofing", "anonymous_login", "broken_mechanism") \
+            as (gw, _, _):
+        with smtp(gw, "submission") as client:
+            assert client.mail("anyone@example.test")[0] == 250
+            assert client.rcpt("someone@other.example")[0] == 250
+        with smtp(gw, "submissions", login="test") as client:
+            assert client.mail("bob@example.test")[0] == 250
+        with smtp(gw, "submission") as client:
+            assert {"ANONYMOUS", "CRAM-MD5"} <= set(client.esmtp_features["auth"].split())
+            assert client.docmd("AUTH", "ANONYMOUS dHJhY2U=")[0] == 235
+        with smtp(gw, "submission") as client:
+            assert client.docmd("AUTH", "CRAM-MD5")[0] == 334
+            assert client.docmd("YWxpY2UgMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA=")[0] == 535
+
+
+def test_enumeration_flaws(tmp_path: Path) -> None:
+    with flawed(tmp_path, "vrfy_enabled", "unlimited_rcpt") as (gw, _, _), smtp(gw) as client:
+        assert client.verify("alice@example.test")[0] == 250
+        assert client.verify("nobody@example.test")[0] == 550
+        client.mail("someone@elsewhere.example")
+        assert {client.rcpt(f"nobody{i}@example.test")[0] for i in range(25)} == {550}
+
+
+def test_login_flaws(tmp_path: Path) -> None:
+    with flawed(tmp_path, "accept_any_password", "auth_user_enumeration") as (_, target, cfg):
+        account = target.accounts["other"]
+        for service in ("submissions", "imaps"):
+            wrong = run(probe_login(endpoint(target, service), cfg, account.username, "wrong"))
+            unknown = run(probe_login(endpoint(target, service), cfg, "nobody@example.test", "wrong"))
+            assert wrong.accepted and not unknown.accepted and "No such user" in unknown.reply
+
+
+def test_auth_timing_oracle(tmp_path: Path) -> None:
+    settings = Settings(timing_oracle_delay=0.3)
+    with Gateway(["auth_timing_oracle"], workdir=tmp_path, settings=settings) as gw:
+        target = load_target(gw.write_target(tmp_path / "target.toml"))
+        cfg = ProbeConfig.from_target(target)
+        for service in ("submissions", "imaps"):
+            started = time.monotonic()
+            run(probe_login(endpoint(target, service), cfg, "nobody@example.test", "wrong"))
+            unknown = time.monotonic() - started
+            started = time.monotonic()
+            run(probe_login(endpoint(target, service), cfg, "bob@example.test", "wrong"))
+            assert time.monotonic() - started > unknown + 0.2
+
+
+def test_bare_lf_end_of_data(tmp_path: Path) -> None:
+    with flawed(tmp_path, "bare_lf_end_of_data") as (_, target, cfg):
+        for node in ("node1", "node2"):
+            result = run(probe_bare_lf_end_of_data(endpoint(target, "mx", node), cfg, sender="probe@elsewhere.example",
+                                                   recipient="alice@example.test"))
+            assert result.bare_lf_ends_data
