@@ -100,7 +100,35 @@ _CERT = [
 ]
 
 _AUTH: list[Requirement] = []
-_LOCKOUT: list[Requirement] = []
+_LOCKOUT = [
+    _r("LOCK-THRESHOLD-01", "After the policy's number of consecutive failed logins the account is locked or "
+       "throttled, against the correct password too", "NIST SP 800-63B §5.2.2 (at most 100 consecutive failures); "
+       "RFC 4954 §4 (v)", MUST, "lockout"),
+    _r("LOCK-CROSS-01", "One failure count and one lock per account across protocols, ports and nodes "
+       "(SMTP AUTH and IMAP)", "NIST SP 800-63B §5.2.2 (the limit is per account)", MUST, "lockout"),
+    _r("LOCK-RECOVER-01", "A lock lifts by itself within the policy's lock duration",
+       "NIST SP 800-63B §5.2.2 (rate limiting, not a standing denial of service); NHS support "
+       "'Account Lockout Guide' (stale device credentials lock users out)", MUST, "lockout"),
+    _r("LOCK-RESET-01", "A successful login resets the failure count",
+       "NIST SP 800-63B §5.2.2 (consecutive failed attempts)", MUST, "lockout"),
+    _r("LOCK-ORACLE-01", "After the same failures an existing and a non-existent account answer alike "
+       "(reply code, enhanced code, RFC 5530 response code, timing)",
+       "RFC 4954 §6; RFC 5530 §3; NIST SP 800-63B §5.2.2", MUST, "lockout"),
+    _r("LOCK-TEMPFAIL-01", "While locked, the correct password gets success or a temporary answer "
+       "(454 4.7.0, NO [UNAVAILABLE]), never 535 or [AUTHENTICATIONFAILED]",
+       "RFC 4954 §6 (454 4.7.0 vs 535 5.7.8); RFC 5530 §3 (UNAVAILABLE vs AUTHENTICATIONFAILED)", MUST, "lockout"),
+    _r("LOCK-OUTAGE-01", "Logins refused while the auth backend is down are not counted: after recovery the "
+       "correct password works at once", "RFC 4954 §6 (454 4.7.0 is temporary); RFC 5530 §3 (UNAVAILABLE); "
+       "NIST SP 800-63B §5.2.2 (only failed authentication attempts count)", MUST, "lockout"),
+    _r("LOCK-BURST-01", "A burst of concurrent correct-password logins (clients reconnecting after an outage) "
+       "all succeed and lock nothing", "NIST SP 800-63B §5.2.2 (only failed attempts count); RFC 4954 §6",
+       MUST, "lockout"),
+    _r("LOCK-STALE-01", "The same wrong password retried counts as one failure",
+       "industry practice: Dovecot auth penalty (repeats of the last ten user+password pairs), Microsoft Entra "
+       "smart lockout; NHS support 'Account Lockout Guide' (stale stored credentials)", SHOULD, "lockout"),
+    _r("LOCK-COLLATERAL-01", "Locking one account does not lock another",
+       "NIST SP 800-63B §5.2.2 (the limit is per subscriber account)", MUST, "lockout"),
+]
 _FAILOVER: list[Requirement] = []
 
 CATALOGUE: dict[str, Requirement] = {

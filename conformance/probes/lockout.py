@@ -233,10 +233,10 @@ def _done(endpoint: str, result: object, *keep: Login) -> Attempt[object]:
 
 
 async def lock_episode(driver: LockoutDriver, via: Endpoint, others: Sequence[Endpoint],
-                       collateral: Account | None = None, *, start_bound: float | None = None,
+                       collateral: Account | None = None, *, twin: bool = True, start_bound: float | None = None,
                        ) -> Attempt[Episode]:
     """Lock the account with ``budget`` consecutive wrong passwords on ``via``, the same number for
-    a user that does not exist (interleaved, so both see the same conditions), then try the correct
+    a user that does not exist (with ``twin``; interleaved, so both see the same conditions), then try the correct
     password on ``via`` and on every endpoint of ``others`` (concurrently), log ``collateral`` in
     once, and poll until the lock lifts."""
     blocked = await ensure_unlocked(driver, via, start_bound)
@@ -248,7 +248,8 @@ async def lock_episode(driver: LockoutDriver, via: Endpoint, others: Sequence[En
     nobody = driver.unknown_user()
     for _ in range(plan.budget):
         failures.append(await driver.wrong(via))
-        unknown.append(await driver.wrong(via, username=nobody, label="unknown-user"))
+        if twin:
+            unknown.append(await driver.wrong(via, username=nobody, label="unknown-user"))
     locked_correct = await driver.correct(via)
     elsewhere = tuple(await asyncio.gather(*(driver.correct(e, "elsewhere") for e in others)))
     other = None
@@ -350,3 +351,19 @@ async def after_recovery(driver: LockoutDriver, endpoints: Sequence[Endpoint], b
             await asyncio.sleep(driver.plan.poll_interval)
         results.append(login)
     return tuple(results)
+
+
+def summarize(logins: Sequence[Login]) -> str:
+    """Answers in order, runs of the same answer folded: '535 5.7.8 x5, 454 4.7.0'."""
+    runs: list[list[object]] = []
+    for login in logins:
+        if runs and runs[-1][0] == login.code:
+            runs[-1][1] = int(runs[-1][1]) + 1  # type: ignore[call-overload]
+        else:
+            runs.append([login.code, 1])
+    return ", ".join(f"{code} x{n}" if n != 1 else str(code) for code, n in runs) or "none"
+
+
+def delays(logins: Sequence[Login]) -> str:
+    """Answer delays in milliseconds, in order: where throttling shows."""
+    return " ".join(f"{login.elapsed * 1000:.0f}" for login in logins) + " ms"

@@ -1,0 +1,232 @@
+"""Lockout: brute force is stopped, and legitimate users survive failures, outages and recoveries.
+
+These checks lock the target's dedicated ``lockout`` account: they run only with
+``--mail-allow-lockout`` (LOCK-OUTAGE-01 also with ``--mail-allow-disruption``). They share that
+account, so under pytest-xdist run them with ``--dist loadgroup`` (they are one xdist group).
+Every check reports what was sent and answered (attempts, answer codes, delays, unlock time).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from conformance.evidence import Evidence
+from conformance.fixtures.lockout import LockoutContext
+from conformance.probes.auth import LoginOutcome
+from conformance.probes.lockout import Episode, Login, LoginRun, delays, summarize
+from conformance.probes.lockout_outage import OutageRun
+from conformance.probes.outcome import Attempt
+from conformance.verdict import Inconclusive
+
+pytestmark = pytest.mark.xdist_group("lockout")
+
+# A server that delays failures instead of locking meets the threshold when guessing is slowed to at
+# most one try per this many seconds per connection (Dovecot's auth_failure_delay defaults to 2 s).
+THROTTLE_FLOOR = 1.0
+# Locked answers of an existing and an unknown account may differ in time by at most this (seconds).
+ORACLE_TIMING = 0.25
+
+
+def _episode_evidence(evidence: Evidence, ep: Episode, prefix: str = "") -> None:
+    evidence.add(f"{prefix}via", ep.via)
+    evidence.add(f"{prefix}attempts", f"{len(ep.failures)} wrong passwords (policy threshold {ep.threshold})")
+    evidence.add(f"{prefix}failure_answers", summarize(ep.failures))
+    evidence.add(f"{prefix}failure_delays", delays(ep.failures))
+    evidence.add(f"{prefix}correct_while_locked", ep.locked_correct.brief())
+    evidence.add(f"{prefix}unlock", ep.unlock.brief())
+
+
+def _require_lock(ep: Episode, what: str) -> None:
+    if not ep.locked:
+        raise Inconclusive(f"the account did not lock after {len(ep.failures)} failures on {ep.via} "
+                           f"(see LOCK-THRESHOLD-01), so {what} cannot be judged")
+
+
+def _where(logins: list[Login] | tuple[Login, ...]) -> str:
+    return "; ".join(f"{x.endpoint}: {x.code}" for x in logins)
+
+
+@pytest.mark.requirement("LOCK-THRESHOLD-01")
+def test_lockout_after_threshold(lockout_episode: Attempt[Episode], lockout_context: LockoutContext,
+                                 evidence: Evidence) -> None:
+    ep = evidence.require(lockout_episode)
+    _episode_evidence(evidence, ep)
+    if ep.locked:
+        evidence.add("verdict_basis", "locked")
+        return
+    # throttling instead of a lock: acceptable when every failure past the threshold is slowed down
+    past = ep.failures[ep.threshold - 1:]
+    slowest_floor = min(x.elapsed for x in past) if past else 0.0
+    evidence.add("verdict_basis", f"not locked; slowest-failure floor {slowest_floor * 1000:.0f} ms")
+    assert slowest_floor >= THROTTLE_FLOOR, (
+        f"{lockout_context.account.username}: after {len(ep.failures)} consecutive wrong passwords on {ep.via} "
+        f"(policy threshold {ep.threshold}) the correct password is still accepted ({ep.locked_correct.code}) and "
+        f"failures are answered in {delays(ep.failures)}: nothing stops password guessing. Lock the account after "
+        f"the threshold (NIST SP 800-63B §5.2.2: at most 100) or delay failures by at least {THROTTLE_FLOOR:g} s")
+
+
+@pytest.mark.requirement("LOCK-CROSS-01")
+def test_lockout_shared_across_protocols(lockout_episode: Attempt[Episode],
+                                         lockout_episode_reverse: Attempt[Episode] | None,
+                                         evidence: Evidence) -> None:
+    episodes = [evidence.require(lockout_episode)]
+    if lockout_episode_reverse is not None:
+        episodes.append(evidence.require(lockout_episode_reverse))
+    locked = [ep for ep in episodes if ep.locked]
+    if not locked:
+        _require_lock(episodes[0], "a lock across protocols")
+    bypasses = []
+    for ep in locked:
+        evidence.add(f"locked_via_{ep.via}", f"{summarize(ep.failures)}; elsewhere: {_where(ep.elsewhere)}")
+        bypasses += [f"locked via {ep.via}, {x.endpoint} accepted the correct password" for x in ep.elsewhere
+                     if x.accepted]
+    assert not bypasses, (
+        f"the lock does not hold across protocols, ports and nodes: {'; '.join(bypasses)}. An attacker switches "
+        f"protocol or node and keeps guessing; keep one failure count per account for SMTP AUTH and IMAP")
+
+
+@pytest.mark.requirement("LOCK-RECOVER-01")
+def test_lock_lifts_by_itself(lockout_episode: Attempt[Episode], lockout_context: LockoutContext,
+                              evidence: Evidence) -> None:
+    ep = evidence.require(lockout_episode)
+    _episode_evidence(evidence, ep)
+    _require_lock(ep, "recovery")
+    policy = lockout_context.target.policy
+    evidence.add("unlock_seconds", f"{ep.unlock.seconds:.1f}" if ep.unlock.seconds is not None else "never")
+    assert ep.unlock.unlocked, (
+        f"{lockout_context.account.username} is {ep.unlock.brief()} (policy lockout_duration "
+        f"{policy.lockout_duration:g} s): a lock that does not lift by itself turns every attack, and every "
+        f"client retrying an old password, into a standing lockout of the real user")
+
+
+@pytest.mark.requirement("LOCK-RESET-01")
+def test_success_resets_failure_count(lockout_reset: Attempt[LoginRun], lockout_context: LockoutContext,
+                                      evidence: Evidence) -> None:
+    run = evidence.require(lockout_reset)
+    evidence.add("sequence", summarize(run.logins))
+    evidence.add("final", "; ".join(x.brief() for x in run.final))
+    if run.unlock is not None:
+        evidence.add("unlock", run.unlock.brief())
+    reset = next((x for x in run.logins if x.label == "reset"), None)
+    if reset is not None and not reset.accepted:
+        raise Inconclusive(f"the correct password was refused ({reset.code}) after only "
+                           f"{lockout_context.plan.threshold - 1} failures, below the policy threshold: "
+                           f"the target's lockout_threshold does not match the server")
+    below = lockout_context.plan.threshold - 1
+    final = run.final[-1]
+    assert run.final_accepted, (
+        f"{below} wrong passwords, a successful login, {below} more wrong passwords: the correct password is then "
+        f"refused ({final.code}). The success did not reset the failure count, so a user who mistypes now and "
+        f"then is locked out over days")
+
+
+@pytest.mark.requirement("LOCK-ORACLE-01")
+def test_lock_reveals_no_account(lockout_episode: Attempt[Episode], evidence: Evidence) -> None:
+    ep = evidence.require(lockout_episode)
+    evidence.add("existing_answers", summarize(ep.failures))
+    evidence.add("unknown_answers", summarize(ep.unknown))
+    evidence.add("existing_delays", delays(ep.failures))
+    evidence.add("unknown_delays", delays(ep.unknown))
+    if not ep.unknown:
+        raise Inconclusive("no unknown-user sequence was made")
+    # Compare past the threshold: both accounts have then had the same number of failures.
+    # Earlier answers for unknown users are ENUM-AUTH-01's business.
+    past = slice(ep.threshold, None)
+    existing = [x.code for x in ep.failures[past]]
+    unknown = [x.code for x in ep.unknown[past]]
+    assert existing == unknown, (
+        f"after {ep.threshold} failures the existing account answers {', '.join(existing)} but a non-existent "
+        f"one answers {', '.join(unknown)} on {ep.via}: the lock itself tells an attacker which accounts exist. "
+        f"Count and lock unknown user names exactly like real ones")
+    answered = [(a.elapsed, b.elapsed) for a, b in zip(ep.failures[past], ep.unknown[past])
+                if a.outcome is not None and b.outcome is not None]
+    if answered:
+        gap = statistics.median(a for a, _ in answered) - statistics.median(b for _, b in answered)
+        evidence.add("locked_timing_gap_ms", f"{gap * 1000:.0f}")
+        assert abs(gap) <= ORACLE_TIMING, (
+            f"past the threshold the existing account is answered {gap * 1000:+.0f} ms apart from a non-existent "
+            f"one on {ep.via}: the timing reveals which accounts exist")
+
+
+@pytest.mark.requirement("LOCK-TEMPFAIL-01")
+def test_locked_correct_password_is_not_wrong_password(lockout_episode: Attempt[Episode],
+                                                       lockout_episode_reverse: Attempt[Episode] | None,
+                                                       evidence: Evidence) -> None:
+    episodes = [evidence.require(lockout_episode)]
+    if lockout_episode_reverse is not None:
+        episodes.append(evidence.require(lockout_episode_reverse))
+    locked = [ep for ep in episodes if ep.locked]
+    if not locked:
+        _require_lock(episodes[0], "the answer to the correct password while locked")
+    answers = [x for ep in locked for x in ep.answers_while_locked if x.outcome is not None]
+    evidence.add("answers_while_locked", summarize(answers))
+    bad = [x for x in answers if x.outcome in (LoginOutcome.REJECTED, LoginOutcome.REFUSED)]
+    assert not bad, (
+        f"while the account was locked the correct password was answered as a failure ({_where(bad[:4])}): "
+        f"a mail client takes 535 / [AUTHENTICATIONFAILED] to mean the password is wrong and asks its user for a "
+        f"new one. Answer 454 4.7.0 (RFC 4954 §6) and NO [UNAVAILABLE] (RFC 5530) while locked")
+
+
+@pytest.mark.requirement("LOCK-OUTAGE-01")
+def test_outage_retries_not_counted(lockout_outage: Attempt[OutageRun], lockout_context: LockoutContext,
+                                    evidence: Evidence) -> None:
+    run = evidence.require(lockout_outage)
+    evidence.add("during_outage", summarize(run.during))
+    evidence.add("after_recovery", "; ".join(x.brief() for x in run.after))
+    evidence.add("hooks", " | ".join(run.hooks))
+    evidence.add("outage", "; ".join(run.outages))
+    if run.unlock is not None:
+        evidence.add("unlock", run.unlock.brief())
+    if not run.outage_seen:
+        raise Inconclusive("every login during the outage was accepted: the auth outage hook did not take "
+                           "authentication down")
+    refused = [x for x in run.after if not x.accepted]
+    assert not refused, (
+        f"{len(run.during)} correct-password retries during an auth backend outage (answered "
+        f"{summarize(run.during)}), then after recovery: {_where(refused)}. The server counted logins it could "
+        f"not check as the user's failures, so every user whose client retried is locked out after the outage")
+
+
+@pytest.mark.requirement("LOCK-BURST-01")
+def test_burst_of_relogins_succeeds(lockout_burst: Attempt[LoginRun], evidence: Evidence) -> None:
+    run = evidence.require(lockout_burst)
+    evidence.add("burst", f"{len(run.logins)} concurrent logins: {summarize(sorted(run.logins, key=lambda x: x.code))}")
+    evidence.add("notes", "; ".join(run.notes))
+    evidence.add("after_burst", "; ".join(x.brief() for x in run.final))
+    if run.unlock is not None:
+        evidence.add("unlock", run.unlock.brief())
+    failed = [x for x in run.logins if not x.accepted]
+    assert not failed and run.final_accepted, (
+        f"of {len(run.logins)} concurrent logins with the correct password, {len(failed)} failed "
+        f"({_where(failed[:4])}); the next login got {run.final[-1].code}. After an outage every client of a user "
+        f"reconnects at once: they must all get in, and none may count as a failure")
+
+
+@pytest.mark.requirement("LOCK-STALE-01")
+def test_repeated_password_counts_once(lockout_stale: Attempt[LoginRun], evidence: Evidence) -> None:
+    run = evidence.require(lockout_stale)
+    evidence.add("repeats", f"{len(run.logins)} x the same wrong password: {summarize(run.logins)}")
+    evidence.add("final", "; ".join(x.brief() for x in run.final))
+    if run.unlock is not None:
+        evidence.add("unlock", run.unlock.brief())
+    assert run.final_accepted, (
+        f"the same wrong password {len(run.logins)} times (a phone still holding an old password), then the "
+        f"correct one: refused ({run.final[-1].code}). Every repeat counted, so one stale device locks its user "
+        f"out; count a repeat of a recent wrong password once (as Dovecot and Microsoft Entra do)")
+
+
+@pytest.mark.requirement("LOCK-COLLATERAL-01")
+def test_no_collateral_lock(lockout_episode: Attempt[Episode], evidence: Evidence) -> None:
+    ep = evidence.require(lockout_episode)
+    if ep.collateral is None:
+        pytest.skip("target has no [accounts.test] to check for collateral locking")
+    _require_lock(ep, "collateral locking")
+    evidence.add("locked_account", summarize(ep.failures))
+    evidence.add("other_account", ep.collateral.brief())
+    if ep.collateral.outcome is None:
+        raise Inconclusive(f"the test account's login got no answer: {ep.collateral.reply}")
+    assert ep.collateral.accepted, (
+        f"while the lockout account was locked, the test account's correct password was refused on "
+        f"{ep.collateral.endpoint} ({ep.collateral.code}): attacking one account locks others out")
