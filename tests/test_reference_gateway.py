@@ -27,6 +27,8 @@ from conformance.probes.smtp import probe_smtp_capabilities
 from conformance.probes.smtp_abuse import probe_bare_lf_end_of_data, probe_open_relay
 from conformance.reference.flaws import FLAWS, Flaws
 from conformance.reference.gateway import Gateway
+from conformance.reference.lockout import AuthEngine, Verdict
+from conformance.reference.outage import Component
 from conformance.reference.runtime import Settings
 from conformance.target import Endpoint, Target, load_target
 
@@ -432,3 +434,234 @@ def test_bare_lf_end_of_data(tmp_path: Path) -> None:
             result = run(probe_bare_lf_end_of_data(endpoint(target, "mx", node), cfg, sender="probe@elsewhere.example",
                                                    recipient="alice@example.test"))
             assert result.bare_lf_ends_data
+
+
+# --- the lockout engine (fake clock: no sleeping) ------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> bool:
+        self.now += seconds
+        return True
+
+
+def engine(*flaws: str) -> tuple[AuthEngine, Clock]:
+    clock = Clock()
+    return AuthEngine({"alice@example.test": "right", "bob@example.test": "right"}, Flaws.parse(flaws),
+                      threshold=5, window=3.0, duration=3.0, clock=clock), clock
+
+
+def fail(auth: AuthEngine, clock: Clock, user: str, times: int, protocol: str = "smtp",
+         prefix: str = "wrong") -> list[Verdict]:
+    verdicts = []
+    for i in range(times):
+        clock.now += 0.1
+        verdicts.append(auth.login(protocol, user, f"{prefix}{i}").verdict)
+    return verdicts
+
+
+def test_lockout_engine_good_behaviour() -> None:
+    auth, clock = engine()
+    assert fail(auth, clock, "alice@example.test", 5) == [Verdict.REJECTED] * 5
+    assert auth.login("imap", "alice@example.test", "right").verdict is Verdict.LOCKED  # shared across protocols
+    assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.ACCEPTED  # no collateral
+    clock.now += 3.1
+    assert auth.login("smtp", "alice@example.test", "right").verdict is Verdict.ACCEPTED  # unlocked by itself
+    # unknown users lock exactly like real ones: no oracle
+    assert fail(auth, clock, "nobody@example.test", 6)[-1] is Verdict.LOCKED
+    # a success resets the count
+    fail(auth, clock, "bob@example.test", 4)
+    assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.ACCEPTED
+    assert fail(auth, clock, "bob@example.test", 4, prefix="again") == [Verdict.REJECTED] * 4
+    assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.ACCEPTED
+    # a stale password repeated counts once; attempts while the backend is down do not count
+    for _ in range(10):
+        clock.now += 0.1
+        assert auth.login("smtp", "bob@example.test", "old-password").verdict is Verdict.REJECTED
+        assert auth.login("smtp", "bob@example.test", "x", backend_up=False).verdict is Verdict.UNAVAILABLE
+    assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.ACCEPTED
+    for _ in range(5):
+        auth.session_started("bob@example.test")
+    assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.ACCEPTED  # no concurrency limit
+
+
+def test_lockout_window_forgets_old_failures() -> None:
+    auth, clock = engine()
+    fail(auth, clock, "alice@example.test", 4)
+    clock.now += 3.5
+    assert fail(auth, clock, "alice@example.test", 4, prefix="later") == [Verdict.REJECTED] * 4
+    assert auth.login("smtp", "alice@example.test", "right").verdict is Verdict.ACCEPTED
+
+
+@pytest.mark.parametrize(("flaw", "scenario"), [
+    ("no_lockout", lambda a, c: fail(a, c, "alice@example.test", 8)[-1] is Verdict.REJECTED),
+    ("per_protocol_lockout", lambda a, c: fail(a, c, "alice@example.test", 5) and
+     a.login("imap", "alice@example.test", "right").verdict is Verdict.ACCEPTED),
+    ("permanent_lockout", lambda a, c: fail(a, c, "alice@example.test", 5) and c.advance(1e6) and
+     a.login("smtp", "alice@example.test", "right").verdict is Verdict.LOCKED),
+    ("success_no_reset", lambda a, c: fail(a, c, "alice@example.test", 4) and
+     a.login("smtp", "alice@example.test", "right").verdict is Verdict.ACCEPTED and
+     fail(a, c, "alice@example.test", 1, prefix="x") and
+     a.login("smtp", "alice@example.test", "right").verdict is Verdict.LOCKED),
+    ("lockout_oracle", lambda a, c: fail(a, c, "nobody@example.test", 8)[-1] is Verdict.REJECTED),
+    ("outage_counts_failures", lambda a, c: [a.login("smtp", "alice@example.test", "right", backend_up=False)
+                                             for _ in range(5)] and
+     a.login("smtp", "alice@example.test", "right").verdict is Verdict.LOCKED),
+    ("burst_login_limit", lambda a, c: [a.session_started("alice@example.test") for _ in range(3)] and
+     a.login("smtp", "alice@example.test", "right").verdict is Verdict.REJECTED),
+    ("stale_password_counted", lambda a, c: [a.login("smtp", "alice@example.test", "old") for _ in range(5)] and
+     a.login("smtp", "alice@example.test", "right").verdict is Verdict.LOCKED),
+    ("lockout_collateral", lambda a, c: fail(a, c, "alice@example.test", 5) and
+     a.login("smtp", "bob@example.test", "right").verdict is Verdict.LOCKED),
+])
+def test_lockout_flaws(flaw: str, scenario: Any) -> None:
+    good, good_clock = engine()
+    bad, bad_clock = engine(flaw)
+    assert scenario(bad, bad_clock)
+    assert not scenario(good, good_clock)
+
+
+def test_lockout_through_smtp_and_imap(gw: Gateway, target: Target, cfg: ProbeConfig) -> None:
+    account = target.accounts["lockout"]
+    for i in range(5):
+        assert run(probe_login(endpoint(target, "submissions", f"node{i % 2 + 1}"), cfg, account.username,
+                               f"wrong-{i}")).outcome is LoginOutcome.REJECTED
+    for service in ("submission", "imaps", "imap"):
+        locked = run(probe_login(endpoint(target, service, "node2"), cfg, account.username, account.password))
+        assert locked.outcome is LoginOutcome.TEMPORARY, locked.reply
+    assert "454 4.7.0" in locked.reply or "[UNAVAILABLE]" in locked.reply
+
+
+# --- outages and failover -----------------------------------------------------------------------------------
+def send(gw: Gateway, node: str, subject: str, *, service: str = "mx") -> tuple[int, bytes]:
+    """Send one message to alice over the mx (or submission as alice); (code, text) of the DATA reply."""
+    with smtp(gw, service, node, login="test" if service != "mx" else None) as client:
+        client.mail("alice@example.test")
+        client.rcpt("alice@example.test")
+        return client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+
+
+def test_delivery_outage_is_temporary_and_the_other_node_stores_once(gw: Gateway) -> None:
+    gw.outage("node1", "delivery", down=True)
+    assert send(gw, "node1", "outage")[0] == 451
+    assert send(gw, "node2", "outage")[0] == 250
+    gw.outage("node1", "delivery", down=False)
+    assert send(gw, "node1", "after")[0] == 250
+    assert len(gw.mailbox("alice@example.test")) == 2
+
+
+def test_directory_auth_and_stall_outages(gw: Gateway, target: Target, cfg: ProbeConfig) -> None:
+    gw.outage("node1", "directory", down=True)
+    with smtp(gw) as client:
+        client.mail("someone@elsewhere.example")
+        assert client.rcpt("alice@example.test")[0] == 451
+    gw.outage("node1", "auth", down=True)
+    account = target.accounts["test"]
+    for service in ("submission", "imap"):
+        for _ in range(6):  # more than the threshold: not counted
+            down = run(probe_login(endpoint(target, service), cfg, account.username, account.password))
+            assert down.outcome is LoginOutcome.TEMPORARY, down.reply
+    gw.outage("node1", "auth", down=False)
+    assert run(probe_login(endpoint(target, "imap"), cfg, account.username, account.password)).accepted
+    gw.outage("node2", "stall", down=True)
+    started = time.monotonic()
+    assert send(gw, "node2", "stalled")[0] == 250
+    assert time.monotonic() - started < 2
+
+
+def test_node_down_answers_421_and_comes_back(gw: Gateway) -> None:
+    with smtp(gw, "submission", "node2") as client:
+        gw.outage("node2", "node", down=True)
+        assert client.noop()[0] == 421  # the 421 sent at shutdown, inside TLS
+    with pytest.raises(smtplib.SMTPConnectError, match="421"):
+        smtplib.SMTP("127.0.0.1", gw.ports[("node2", "mx")], timeout=5)
+    with pytest.raises(IMAPClient.Error):
+        IMAPClient("127.0.0.1", port=gw.ports[("node2", "imap")], ssl=False, timeout=5)
+    assert send(gw, "node1", "still up")[0] == 250
+    gw.outage("node2", "node", down=False)
+    assert send(gw, "node2", "back")[0] == 250
+
+
+def test_hooks_in_the_target_take_a_node_down_and_up(gw: Gateway, target: Target) -> None:
+    hooks = target.node("node1").hooks
+    assert hooks is not None
+    subprocess.run(hooks.down, check=True, timeout=hooks.timeout, capture_output=True)
+    assert gw.outages.is_down("node1", Component.NODE)
+    subprocess.run(hooks.up, check=True, timeout=hooks.timeout, capture_output=True)
+    assert not gw.outages.is_down("node1", Component.NODE)
+    bad = subprocess.run([*hooks.down[:-1], "node9"], timeout=hooks.timeout, capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown node 'node9'" in bad.stderr
+    with pytest.raises(ValueError, match="unknown component"):
+        gw.outage("node1", "disk", down=True)
+
+
+def test_delivery_outage_flaws(tmp_path: Path) -> None:
+    with flawed(tmp_path, "permfail_during_outage") as (gw, _, _):
+        gw.outage("node1", "delivery", down=True)
+        assert send(gw, "node1", "x")[0] == 554
+    with flawed(tmp_path, "lose_mail_during_outage") as (gw, _, _):
+        gw.outage("node1", "delivery", down=True)
+        assert send(gw, "node1", "x")[0] == 250
+        gw.outage("node1", "delivery", down=False)
+        assert gw.mailbox("alice@example.test") == []
+    with flawed(tmp_path, "duplicate_after_recovery") as (gw, _, _):
+        gw.outage("node1", "delivery", down=True)
+        assert send(gw, "node1", "x", service="submission")[0] == 250
+        assert gw.mailbox("alice@example.test") == []
+        gw.outage("node1", "delivery", down=False)
+        assert len(gw.mailbox("alice@example.test")) == 2
+
+
+def test_backend_outage_flaws(tmp_path: Path) -> None:
+    with flawed(tmp_path, "directory_down_550", "auth_down_says_wrong_password") as (gw, target, cfg):
+        gw.outage("node2", "directory", down=True)
+        gw.outage("node2", "auth", down=True)
+        with smtp(gw, node="node2") as client:
+            client.mail("someone@elsewhere.example")
+            assert client.rcpt("alice@example.test")[0] == 550
+        account = target.accounts["test"]
+        for service in ("submissions", "imaps"):
+            down = run(probe_login(endpoint(target, service, "node2"), cfg, account.username, account.password))
+            assert down.outcome is LoginOutcome.REJECTED
+
+
+def test_slow_data_reply(tmp_path: Path) -> None:
+    with Gateway(["slow_data_reply"], workdir=tmp_path, settings=Settings(stall_delay=0.5)) as gw:
+        gw.outage("node1", "stall", down=True)
+        started = time.monotonic()
+        assert send(gw, "node1", "slow")[0] == 250
+        assert time.monotonic() - started >= 0.5
+        gw.check_errors()
+
+
+def test_reset_on_shutdown(tmp_path: Path) -> None:
+    import socket
+
+    with flawed(tmp_path, "reset_on_shutdown") as (gw, _, _):
+        with socket.create_connection(("127.0.0.1", gw.ports[("node1", "mx")]), timeout=5) as sock:
+            assert sock.recv(1024).startswith(b"220")
+            gw.outage("node1", "node", down=True)
+            with pytest.raises(ConnectionResetError):
+                sock.recv(1024)
+                sock.recv(1024)
+
+
+def test_single_node(tmp_path: Path) -> None:
+    with flawed(tmp_path, "single_node") as (gw, target, _):
+        assert [n.name for n in target.nodes] == ["node1"] and len(gw.ports) == 5
+
+
+def test_set_flaws_and_reset_keep_the_ports(gw: Gateway) -> None:
+    ports = dict(gw.ports)
+    try:
+        gw.set_flaws(["vrfy_enabled"])
+        assert gw.ports == ports
+        with smtp(gw) as client:
+            assert client.verify("alice@example.test")[0] == 250
+    finally:
+        gw.set_flaws([])
+    assert gw.ports == ports

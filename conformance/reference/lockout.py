@@ -76,8 +76,8 @@ class AuthEngine:
             if self._locked(key, now):
                 return Decision(Verdict.LOCKED, known, user)
             if not backend_up:
-                if self.flaws.outage_counts_failures:
-                    self._fail(key, user, password, known, now)
+                if self.flaws.outage_counts_failures:  # the flaw: a client retrying its right password locks
+                    self._fail(key, user, password, known, now, stale_counts=True)
                 return Decision(Verdict.UNAVAILABLE, known, user)
             correct = known and (self.flaws.accept_any_password or password == self._passwords[user])
             if correct and self.flaws.burst_login_limit and self._active.get(user, 0) >= BURST_LIMIT:
@@ -108,7 +108,8 @@ class AuthEngine:
         account = self._accounts.get(key)
         return account is not None and account.locked_until > now
 
-    def _fail(self, key: tuple[str, str], user: str, password: str, known: bool, now: float) -> None:
+    def _fail(self, key: tuple[str, str], user: str, password: str, known: bool, now: float, *,
+              stale_counts: bool = False) -> None:
         if not known and self.flaws.lockout_oracle:
             return  # the flaw: unknown users are never tracked, so they never lock
         account = self._accounts.setdefault(key, _Account())
@@ -118,7 +119,7 @@ class AuthEngine:
         account.last_failure = now
         # a digest, so no password is kept in memory longer than the attempt
         pair = hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
-        if pair in account.recent and not self.flaws.stale_password_counted:
+        if pair in account.recent and not (self.flaws.stale_password_counted or stale_counts):
             return
         if pair not in account.recent:
             account.recent.append(pair)
