@@ -593,7 +593,8 @@ def test_hooks_in_the_target_take_a_node_down_and_up(gw: Gateway, target: Target
     assert gw.outages.is_down("node1", Component.NODE)
     subprocess.run(hooks.up, check=True, timeout=hooks.timeout, capture_output=True)
     assert not gw.outages.is_down("node1", Component.NODE)
-    bad = subprocess.run([*hooks.down[:-1], "node9"], timeout=hooks.timeout, capture_output=True, text=True)
+    bad = subprocess.run([*hooks.down[:-1], "node9"], check=False, timeout=hooks.timeout, capture_output=True,
+                         text=True)
     assert bad.returncode == 1 and "unknown node 'node9'" in bad.stderr
     with pytest.raises(ValueError, match="unknown component"):
         gw.outage("node1", "disk", down=True)
@@ -641,13 +642,13 @@ def test_slow_data_reply(tmp_path: Path) -> None:
 def test_reset_on_shutdown(tmp_path: Path) -> None:
     import socket
 
-    with flawed(tmp_path, "reset_on_shutdown") as (gw, _, _):
-        with socket.create_connection(("127.0.0.1", gw.ports[("node1", "mx")]), timeout=5) as sock:
-            assert sock.recv(1024).startswith(b"220")
-            gw.outage("node1", "node", down=True)
-            with pytest.raises(ConnectionResetError):
-                sock.recv(1024)
-                sock.recv(1024)
+    with flawed(tmp_path, "reset_on_shutdown") as (gw, _, _), \
+            socket.create_connection(("127.0.0.1", gw.ports[("node1", "mx")]), timeout=5) as sock:
+        assert sock.recv(1024).startswith(b"220")
+        gw.outage("node1", "node", down=True)
+        with pytest.raises(ConnectionResetError):
+            sock.recv(1024)
+            sock.recv(1024)
 
 
 def test_single_node(tmp_path: Path) -> None:
