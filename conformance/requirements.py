@@ -99,7 +99,42 @@ _CERT = [
        "RFC 9155; NIST SP 800-131A r2 §3; BSI TR-03116-4 6.1.4", MUST, "tls"),
 ]
 
-_AUTH: list[Requirement] = []
+_AUTH = [
+    _r("STARTTLS-RESET-01", "After STARTTLS the server forgets the pre-TLS session: EHLO is required again "
+       "and no TLS-dependent pre-TLS state survives",
+       "RFC 3207 §4.2; RFC 9051 §6.2.1; RFC 2595 §3.1", MUST, "auth"),
+    _r("STARTTLS-INJECT-01", "A command pipelined behind STARTTLS is never executed inside the TLS session",
+       "RFC 3207 §4.2; RFC 9051 §6.2.1; CVE-2011-0411; Poddebniak et al., USENIX Security 2021", MUST, "auth"),
+    _r("STARTTLS-INJECT-02", "The server sends nothing after its STARTTLS go-ahead before the TLS handshake",
+       "RFC 3207 §4; RFC 9051 §6.2.1; Poddebniak et al., USENIX Security 2021 (response injection)", MUST, "auth"),
+    _r("STARTTLS-PREAUTH-01", "No IMAP port greets with PREAUTH and implicit-TLS ports never fall back to plaintext",
+       "RFC 8314 §3.3, §4.1; RFC 9051 §7.1.4; Poddebniak et al., USENIX Security 2021", MUST, "auth"),
+    _r("AUTH-WRONG-01", "A wrong password is refused (SMTP 535 5.7.8; IMAP NO [AUTHENTICATIONFAILED])",
+       "RFC 4954 §6; RFC 5530 §3; RFC 9051 §6.2.3", MUST, "auth"),
+    _r("AUTH-ANON-01", "No anonymous login (SASL ANONYMOUS) is accepted on submission or IMAP",
+       "RFC 6409 §4.3; RFC 4505 §4 (v); BSI TR-03108 v2.0 4.1.1 (TR-03108-01-M)", MUST, "auth"),
+    _r("AUTH-MECH-01", "Every advertised authentication mechanism works with valid credentials over TLS",
+       "RFC 4954 §3, §4; RFC 9051 §6.2.2; RFC 8314 §4.1", MUST, "auth"),
+    _r("RELAY-OPEN-01", "Mail to a foreign domain is refused without authentication (no open relay)",
+       "RFC 5321 §3.6.2, §7.1; RFC 2505 §2 (BCP 30)", MUST, "auth"),
+    _r("RELAY-FORMS-01", "Classic relay address forms (percent hack, bang path, source route, quoted local part) "
+       "are not relayed", "RFC 5321 §3.6.1, §4.1.1.3; RFC 2505 §2.2 (v)", MUST, "auth"),
+    _r("RELAY-SUBMIT-01", "Submission refuses mail from unauthenticated clients (530 5.7.0)",
+       "RFC 6409 §4.3; RFC 4954 §6; NHS DCB1596 (nhsmail-like profile, NHS-07)", MUST, "auth"),
+    _r("RELAY-SPOOF-01", "An authenticated user cannot send as another user's address",
+       "RFC 6409 §6.1 (v); NHS-07 (From must equal the account); BSI TR-03182 4.1.7", SHOULD, "auth",
+       sensitive_data=MUST),
+    _r("ENUM-VRFY-01", "VRFY and EXPN are disabled or non-committal (252) and never confirm a user",
+       "RFC 5321 §7.3, §3.5.3", MUST, "auth"),
+    _r("ENUM-AUTH-01", "SMTP AUTH and IMAP LOGIN answer an unknown user and a known user's wrong password alike",
+       "RFC 4954 §4, §6; NIST SP 800-63B §5.2.2", MUST, "auth"),
+    _r("ENUM-TIMING-01", "Unknown-user and wrong-password logins take the same time (bounded statistical test)",
+       "RFC 4954 §4, §6; NIST SP 800-63B §5.2.2", MUST, "auth"),
+    _r("ENUM-RCPT-01", "One MX session cannot probe unknown recipients without limit",
+       "RFC 5321 §7.3, §7.8", SHOULD, "auth"),
+    _r("SMUGGLE-01", "Only <CRLF>.<CRLF> ends DATA: bare LF/CR end-of-data forms are not honoured (SMTP smuggling)",
+       "RFC 5321 §4.1.1.4, §2.3.8; CVE-2023-51764/51765/51766 (SEC Consult, Dec 2023)", MUST, "auth"),
+]
 _LOCKOUT = [
     _r("LOCK-THRESHOLD-01", "After the policy's number of consecutive failed logins the account is locked or "
        "throttled, against the correct password too", "NIST SP 800-63B §5.2.2 (at most 100 consecutive failures); "

@@ -65,21 +65,26 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
                 return InjectionResult(str(exc), None, False, None, False, False)
             pending = peek_buffer(reader)
             if pending:
-                transcript.note("the server answered the injected command before TLS")
-                return InjectionResult(go_ahead, quote(pending), False, None, False)
+                # Set aside (STARTTLS-INJECT-02 judges them), so the handshake can still show whether
+                # the pipelined command is replayed inside TLS.
+                transcript.note(f"{len(pending)} bytes arrived after the STARTTLS go-ahead, before TLS: set aside")
+                await reader.readexactly(len(pending))
+            plaintext = quote(pending) if pending else None
             try:
                 await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
             except Unreachable:
-                return InjectionResult(go_ahead, None, False, None, True)
+                return InjectionResult(go_ahead, plaintext, False, None, True)
             transcript.note("TLS established; asking the server to end the session")
             first = await (_smtp_first_answer if smtp else _imap_first_answer)(reader, writer, cfg, transcript,
                                                                                 deadline)
         finally:
             await close(writer)
         if first is None:
-            return InjectionResult(go_ahead, None, False, None, True)
-        executed = first.startswith("250") if smtp else first.startswith(INJECTED_TAG + " ")
-        return InjectionResult(go_ahead, None, executed, first, False)
+            return InjectionResult(go_ahead, plaintext, False, None, True)
+        # Decided by position, not by a substring like "250": inside TLS we sent only QUIT (SMTP has no
+        # tags), so any first reply other than QUIT's 221 answers the injected command; IMAP tags decide.
+        executed = not first.startswith("221") if smtp else first.startswith(INJECTED_TAG + " ")
+        return InjectionResult(go_ahead, plaintext, executed, first, False)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
 

@@ -1,0 +1,300 @@
+"""SASL exchanges over SMTP AUTH and IMAP AUTHENTICATE/LOGIN, inside TLS only, and the probe of
+an endpoint's authentication posture: every advertised mechanism with the test account, a wrong
+password, and an anonymous login.
+
+Safety rails: credentials go out only inside TLS to a certificate that verifies for the endpoint's
+host name (see ``tls_session``); every client line of a SASL exchange is redacted in the transcript.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from conformance.probes import imap_wire
+from conformance.probes.auth import LoginOutcome, classify_imap, classify_smtp
+from conformance.probes.config import ProbeConfig, scrubbed, scrubbing_errors
+from conformance.probes.handshake import judge
+from conformance.probes.imap import ImapSession
+from conformance.probes.outcome import (
+    Attempt,
+    LocalError,
+    ProbeError,
+    ProtocolViolation,
+    ServerUnavailable,
+    Transcript,
+    attempt,
+)
+from conformance.probes.smtp import SmtpSession
+from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.wire import read_line, send
+from conformance.target import Endpoint, Secret
+
+# Mechanisms we can run with a username and password; others (SCRAM, OAuth, GSSAPI, EXTERNAL) are reported
+# as advertised but not exercised.
+TESTABLE = ("PLAIN", "LOGIN", "CRAM-MD5")
+MAX_SASL_ROUNDS = 4
+ANONYMOUS_TRACE = "mailconform-conformance-probe"
+
+Responder = Callable[[bytes], str]
+Session = SmtpSession | ImapSession
+
+
+def _b64(data: str | bytes) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _reveal(secret: Secret | str) -> str:
+    return secret.reveal() if isinstance(secret, Secret) else secret
+
+
+def responder(mechanism: str, username: str, password: Secret | str) -> tuple[str | None, Responder]:
+    """The initial response (None: wait for the first challenge) and the answer to each challenge."""
+    mechanism = mechanism.upper()
+    if mechanism == "PLAIN":
+        token = _b64(f"\0{username}\0{_reveal(password)}")
+        return token, lambda challenge: token
+    if mechanism == "LOGIN":  # draft-murchison-sasl-login: "Username:" then "Password:"
+        return None, lambda challenge: _b64(
+            _reveal(password) if b"pass" in challenge.lower() else username)
+    if mechanism == "CRAM-MD5":  # RFC 2195: "user hex(HMAC-MD5(password, challenge))"
+        def cram(challenge: bytes) -> str:
+            digest = hmac.new(_reveal(password).encode("utf-8"), challenge, hashlib.md5).hexdigest()
+            return _b64(f"{username} {digest}")
+        return None, cram
+    if mechanism == "ANONYMOUS":  # RFC 4505: an optional trace string, no credentials
+        return _b64(ANONYMOUS_TRACE), lambda challenge: _b64(ANONYMOUS_TRACE)
+    raise LocalError(f"mechanism {mechanism} cannot be exercised with a username and password")
+
+
+@dataclass(frozen=True)
+class SaslReply:
+    outcome: LoginOutcome
+    reply: str          # the server's own final words
+    text: str           # those words without code or tag
+    code: str           # SMTP "535 5.7.8"; IMAP "NO [AUTHENTICATIONFAILED]": what enumeration compares
+
+
+async def smtp_sasl(smtp: SmtpSession, mechanism: str, username: str, password: Secret | str) -> SaslReply:
+    initial, answer = responder(mechanism, username, password)
+    # the transcript shows "AUTH PLAIN <redacted>": it redacts every AUTH argument by itself
+    reply = await smtp.command(f"AUTH {mechanism}" + (f" {initial}" if initial else ""))
+    for _ in range(MAX_SASL_ROUNDS):
+        if reply.code != 334:
+            break
+        challenge = _decode(reply.text)
+        reply = await smtp.command(answer(challenge), secret=True)
+    else:
+        if reply.code == 334:
+            reply = await smtp.command("*", secret=True)
+    code = f"{reply.code} {reply.enhanced or ''}".strip()
+    text = reply.text
+    if reply.enhanced and text.startswith(reply.enhanced):
+        text = text[len(reply.enhanced):].strip()
+    return SaslReply(classify_smtp(reply.code), str(reply), text, code)
+
+
+async def imap_sasl(imap: ImapSession, mechanism: str, username: str, password: Secret | str) -> SaslReply:
+    """AUTHENTICATE <mechanism>, or the LOGIN command for mechanism "LOGIN-COMMAND"."""
+    if mechanism == "LOGIN-COMMAND":
+        response = await imap.login(username, _reveal(password))
+    else:
+        response = await _imap_authenticate(imap, mechanism, username, password)
+    code = f"{response.status} [{(response.code or '').split(' ', 1)[0]}]" if response.code else response.status
+    return SaslReply(classify_imap(response.status, response.code), str(response), response.text, code)
+
+
+async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
+                             password: Secret | str) -> imap_wire.ImapResponse:
+    initial, answer = responder(mechanism, username, password)
+    reader, writer = imap._streams
+    tag = next(imap._tags)
+    use_ir = initial is not None and "SASL-IR" in (imap.capabilities or frozenset())
+    line = f"{tag} AUTHENTICATE {mechanism}" + (f" {initial}" if use_ir else "")
+    imap.transcript.client(line)
+    secrets = imap.cfg.secrets + ((initial,) if initial else ())
+    with scrubbing_errors(secrets):
+        await send(writer, line.encode() + b"\r\n", timeout=imap.cfg.timeout, what="sending AUTHENTICATE")
+        for _ in range(MAX_SASL_ROUNDS + 1):
+            raw = await read_line(reader, timeout=imap.cfg.timeout, what="reading the AUTHENTICATE exchange")
+            imap.transcript.server(raw.decode("utf-8", "replace"))
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if text.startswith("+"):
+                response = answer(_decode(text[1:].strip()))
+                imap.transcript.client(response, secret=True)
+                await send(writer, response.encode() + b"\r\n", timeout=imap.cfg.timeout,
+                           what="sending a SASL response")
+                continue
+            head, _, rest = text.partition(" ")
+            if head == "*":
+                continue
+            status = imap_wire.parse_status(rest)
+            if head != tag or status is None:
+                raise ProtocolViolation(f"unexpected answer to AUTHENTICATE {mechanism}")
+            return imap_wire.ImapResponse(tag, status.status, status.code, status.text)
+    raise ProtocolViolation(f"AUTHENTICATE {mechanism} did not finish within {MAX_SASL_ROUNDS} rounds")
+
+
+def _decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip() or b"", validate=False)
+    except ValueError:
+        return b""
+
+
+@asynccontextmanager
+async def tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, *,
+                      require_verified_tls: bool = True) -> AsyncIterator[Session]:
+    """A session ready for credentials: connected, inside TLS (STARTTLS where needed), EHLO/CAPABILITY
+    fetched again, certificate verified. Raises LocalError rather than expose a password."""
+    session: Session
+    if endpoint.protocol == "smtp":
+        smtp = SmtpSession(endpoint, cfg, transcript)
+        session = smtp
+        try:
+            await smtp.connect()
+            await smtp.ehlo()
+            if not endpoint.implicit_tls:
+                reply = await smtp.starttls()
+                if reply.transient:
+                    raise ServerUnavailable(f"not sending credentials: STARTTLS answered {reply}")
+                if smtp.tls is None:
+                    raise StartTlsRefused(f"not sending credentials: STARTTLS answered {reply}")
+        except BaseException:
+            await smtp.close()
+            raise
+    else:
+        imap = ImapSession(endpoint, cfg, transcript)
+        session = imap
+        try:
+            await imap.connect()
+            caps = imap.capabilities or await imap.capability()
+            if not endpoint.implicit_tls:
+                if "STARTTLS" not in caps:
+                    raise StartTlsNotOffered("not sending credentials: STARTTLS not offered")
+                response = await imap.starttls()
+                if imap.tls is None:
+                    raise StartTlsRefused(f"not sending credentials: STARTTLS answered {response}")
+        except BaseException:
+            await imap.close()
+            raise
+    try:
+        tls = session.tls
+        if tls is None:
+            raise LocalError("not sending credentials without TLS")
+        if require_verified_tls:
+            verdict = judge(tls, endpoint, cfg)
+            if not verdict.verified:
+                raise LocalError(f"not sending credentials: the certificate does not verify ({verdict.verify_error})")
+        yield session
+    finally:
+        await session.close()
+
+
+def advertised_mechanisms(session: Session) -> frozenset[str]:
+    """SASL mechanisms advertised inside TLS; for IMAP, LOGIN-COMMAND stands for the LOGIN command."""
+    if isinstance(session, SmtpSession):
+        return session.capabilities.auth_mechanisms if session.capabilities else frozenset()
+    caps = session.capabilities or frozenset()
+    found = {c.split("=", 1)[1] for c in caps if c.startswith("AUTH=")}
+    if "LOGINDISABLED" not in caps and caps:
+        found.add("LOGIN-COMMAND")
+    return frozenset(found)
+
+
+def is_preauth(session: Session) -> bool:
+    """An IMAP session that began authenticated (RFC 9051 7.1.4): LOGIN would only get BAD."""
+    return isinstance(session, ImapSession) and session.greeting is not None and session.greeting.status == "PREAUTH"
+
+
+async def login_once(session: Session, mechanism: str, username: str, password: Secret | str) -> SaslReply:
+    """One login attempt in an open TLS session; a 421/BYE mid-login is a TEMPORARY answer."""
+    try:
+        if isinstance(session, SmtpSession):
+            return await smtp_sasl(session, mechanism, username, password)
+        return await imap_sasl(session, mechanism, username, password)
+    except ServerUnavailable as exc:
+        return SaslReply(LoginOutcome.TEMPORARY, str(exc), str(exc), "closed")
+
+
+async def end_session(session: Session) -> None:
+    try:
+        if isinstance(session, SmtpSession):
+            await session.quit()
+        else:
+            await session.logout()
+    except ProbeError:
+        pass  # what we learnt stands even if the goodbye fails
+
+
+@dataclass(frozen=True)
+class MechanismResult:
+    mechanism: str
+    outcome: LoginOutcome | None   # None: advertised but not testable with a password
+    reply: str
+
+
+@dataclass(frozen=True)
+class AuthPosture:
+    advertised: frozenset[str]                 # inside TLS
+    mechanisms: tuple[MechanismResult, ...]    # every advertised one, valid credentials
+    wrong_password: SaslReply | None           # the known account with a wrong password (PLAIN / LOGIN)
+    wrong_mechanism: str | None
+    anonymous: SaslReply | None                # None: not advertised and not tried
+    preauth: bool = False                      # IMAP greeted with PREAUTH: no login to test (nothing else ran)
+
+    def mechanism(self, name: str) -> MechanismResult | None:
+        return next((m for m in self.mechanisms if m.mechanism == name), None)
+
+
+async def probe_auth_posture(endpoint: Endpoint, cfg: ProbeConfig, username: str, password: Secret | str, *,
+                             wrong_username: str, wrong_password: str, try_anonymous: bool = True,
+                             require_verified_tls: bool = True) -> Attempt[AuthPosture]:
+    """Each advertised mechanism with the valid credentials (one session each, so a success cannot
+    colour the next try), then an anonymous login, then ``wrong_username`` with ``wrong_password``.
+    The valid logins come first: a server that counts the wrong one cannot then spoil them."""
+    transcript = cfg.transcript(endpoint)
+
+    async def run() -> AuthPosture:
+        async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as first:
+            advertised = advertised_mechanisms(first)
+            preauth = is_preauth(first)
+            await end_session(first)
+        if preauth:
+            return AuthPosture(advertised, (), None, None, None, preauth=True)
+        results = []
+        for mechanism in sorted(advertised):
+            if mechanism not in TESTABLE and mechanism != "LOGIN-COMMAND":
+                results.append(MechanismResult(mechanism, None, "not exercised (needs more than a password)"))
+                continue
+            async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as s:
+                answer = await login_once(s, mechanism, username, password)
+                await end_session(s)
+            results.append(MechanismResult(mechanism, answer.outcome, answer.reply))
+        anonymous = None
+        if try_anonymous and (endpoint.protocol == "smtp" or "ANONYMOUS" in advertised):
+            async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as s:
+                anonymous = await login_once(s, "ANONYMOUS", "", "")
+                await end_session(s)
+        wrong_mech = _plain_choice(advertised, endpoint.protocol)
+        wrong = None
+        if wrong_mech is not None:
+            async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as s:
+                wrong = await login_once(s, wrong_mech, wrong_username, wrong_password)
+                await end_session(s)
+        return AuthPosture(advertised, tuple(results), wrong, wrong_mech, anonymous)
+
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+def _plain_choice(advertised: frozenset[str], protocol: str) -> str | None:
+    """The mechanism for password checks: PLAIN where offered, else LOGIN (IMAP: the LOGIN command)."""
+    for mechanism in ("PLAIN", "LOGIN") if protocol == "smtp" else ("PLAIN", "LOGIN-COMMAND"):
+        if mechanism in advertised:
+            return mechanism
+    return None

@@ -1,0 +1,266 @@
+"""What survives a STARTTLS, what the server says around it, and how implicit-TLS ports greet.
+
+Three probes for the STARTTLS state family (RFC 3207 4.2, RFC 9051 6.2.1, RFC 8314 3.3):
+
+* ``probe_starttls_state``: STARTTLS sent alone; did the server send anything after its go-ahead
+  and before our ClientHello (response injection)? Then, inside TLS and *without* a new EHLO,
+  ``MAIL FROM:<>``: a server that forgot the pre-TLS session answers 503 (send EHLO first). IMAP:
+  the CAPABILITY inside TLS must not still say LOGINDISABLED (pre-TLS state kept).
+* ``probe_implicit_greeting``: the greeting of an implicit-TLS port and of the IMAP STARTTLS port
+  (PREAUTH means a session without any login), and whether an implicit-TLS port answers a client
+  that speaks plaintext first (plaintext fallback).
+
+Safety: no credentials are sent; an SMTP session never reaches DATA (RSET, QUIT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from enum import StrEnum
+
+from conformance.probes import smtp_wire
+from conformance.probes.config import ProbeConfig, scrubbed
+from conformance.probes.connect import open_tcp
+from conformance.probes.handshake import probe_context, upgrade
+from conformance.probes.imap import ImapSession
+from conformance.probes.outcome import (
+    Attempt,
+    ProbeError,
+    ProtocolViolation,
+    ServerUnavailable,
+    Transcript,
+    Unreachable,
+    attempt,
+    mapped_errors,
+)
+from conformance.probes.smtp import SmtpSession
+from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.wire import Deadline, close, quote, send
+from conformance.target import Endpoint
+
+# How long to watch for bytes after a STARTTLS go-ahead. A conforming server sends nothing at all
+# (the client speaks first in TLS), so a longer window can only catch more, never misjudge a good server.
+INJECTION_WINDOW = 0.5
+
+
+class EhloState(StrEnum):
+    """What the server remembered of the pre-TLS EHLO, judged from MAIL FROM without a new EHLO."""
+
+    FORGOTTEN = "forgotten"            # 503: send EHLO first (RFC 3207 4.2)
+    KEPT = "kept"                      # MAIL (or AUTH) accepted as if EHLO had been sent inside TLS
+    NEVER_REQUIRED = "never-required"  # the server takes MAIL without EHLO even before TLS: cannot tell
+    UNKNOWN = "unknown"                # some other answer: no conclusion
+
+
+@dataclass(frozen=True)
+class StartTlsState:
+    protocol: str
+    go_ahead: str                        # the server's answer to STARTTLS
+    injected: str | None                 # bytes after the go-ahead, before the handshake (quoted), or None
+    tls_version: str | None              # None: the handshake failed (see tls_error)
+    tls_error: str | None
+    probe_command: str | None            # what we sent inside TLS without EHLO
+    probe_reply: str | None              # the server's reply to it
+    ehlo_state: EhloState                # SMTP only (IMAP: UNKNOWN)
+    control_reply: str | None = None     # MAIL FROM without EHLO before TLS (only asked when KEPT)
+    capabilities_after_tls: frozenset[str] | None = None  # IMAP only
+    logindisabled_after_tls: bool = False
+
+    @property
+    def response_injected(self) -> bool:
+        return self.injected is not None
+
+
+async def _watch_for_bytes(reader: asyncio.StreamReader, window: float) -> bytes:
+    """Whatever the server sends within ``window`` seconds (nothing, for a conforming server)."""
+    try:
+        with mapped_errors("watching for bytes after the STARTTLS go-ahead"):
+            return await asyncio.wait_for(reader.read(4096), window)
+    except ProbeError:  # timeout: nothing came (the expected case); a reset shows up at the handshake
+        return b""
+
+
+async def probe_starttls_state(endpoint: Endpoint, cfg: ProbeConfig, *, window: float = INJECTION_WINDOW,
+                               ) -> Attempt[StartTlsState]:
+    """STARTTLS alone, a watch for injected bytes, the handshake, then the state check inside TLS.
+    STARTTLS not offered or refused is a SERVER_ERROR attempt (STARTTLS-OFFER-01 reports it)."""
+    transcript = cfg.transcript(endpoint)
+    smtp = endpoint.protocol == "smtp"
+    run = _smtp_state if smtp else _imap_state
+    return scrubbed(await attempt(endpoint.id, transcript, run(endpoint, cfg, transcript, window)), cfg)
+
+
+async def _smtp_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, window: float) -> StartTlsState:
+    async with SmtpSession(endpoint, cfg, transcript) as smtp:
+        await smtp.connect()
+        caps = await smtp.ehlo()
+        if not caps.starttls:
+            raise StartTlsNotOffered(f"{endpoint}: STARTTLS not offered in the EHLO reply")
+        reply = await smtp.command("STARTTLS")
+        if reply.transient:
+            raise ServerUnavailable(f"STARTTLS answered {reply}")
+        if reply.code != 220:
+            raise StartTlsRefused(f"STARTTLS answered {reply}")
+        reader, writer = smtp._streams
+        injected = await _watch_for_bytes(reader, window)
+        if injected:
+            transcript.note(f"{len(injected)} bytes arrived after the STARTTLS go-ahead: {quote(injected)}")
+            return StartTlsState("smtp", str(reply), quote(injected), None, None, None, None, EhloState.UNKNOWN)
+        try:
+            tls = await upgrade(reader, writer, probe_context(), endpoint.host, timeout=cfg.timeout)
+        except ProtocolViolation as exc:
+            return StartTlsState("smtp", str(reply), None, None, str(exc), None, None, EhloState.UNKNOWN)
+        transcript.note(f"TLS established: {tls.version} {tls.cipher}; no EHLO sent inside TLS on purpose")
+        command, answer, state = await _ehlo_state(smtp)
+        await _end(smtp)
+    control = None
+    if state is EhloState.KEPT:
+        control = await _mail_without_ehlo_in_clear(endpoint, cfg, transcript)
+        if control is not None and control.positive:
+            state = EhloState.NEVER_REQUIRED
+    return StartTlsState("smtp", str(reply), None, tls.version, None, command, answer, state,
+                         str(control) if control else None)
+
+
+async def _ehlo_state(smtp: SmtpSession) -> tuple[str, str, EhloState]:
+    """MAIL FROM:<> inside TLS without EHLO. 503 = forgotten; 2xx = kept. A 530 (authentication
+    required) does not tell: a server may check authentication before EHLO, so AUTH PLAIN without an
+    initial response decides (503 = forgotten; 334 = it still knows the EHLO; cancelled with '*')."""
+    mail = await smtp.command("MAIL FROM:<>")
+    if mail.code == 503:
+        return "MAIL FROM:<>", str(mail), EhloState.FORGOTTEN
+    if mail.positive:
+        return "MAIL FROM:<>", str(mail), EhloState.KEPT
+    if mail.code != 530:
+        return "MAIL FROM:<>", str(mail), EhloState.UNKNOWN
+    auth = await smtp.command("AUTH PLAIN")
+    if auth.code == 334:
+        await smtp.command("*", secret=True)
+        return "AUTH PLAIN", str(auth), EhloState.KEPT
+    return "AUTH PLAIN", str(auth), EhloState.FORGOTTEN if auth.code == 503 else EhloState.UNKNOWN
+
+
+async def _end(smtp: SmtpSession) -> None:
+    try:
+        await smtp.rset()
+    except ProbeError:
+        pass  # a server that hangs up here changes nothing we learnt
+    await smtp.quit()
+
+
+async def _mail_without_ehlo_in_clear(endpoint: Endpoint, cfg: ProbeConfig,
+                                      transcript: Transcript) -> smtp_wire.SmtpReply | None:
+    """Control: does this server take MAIL without any EHLO at all (then a kept EHLO proves nothing)?"""
+    transcript.note("control session: MAIL FROM without EHLO before TLS")
+    try:
+        async with SmtpSession(endpoint, cfg, transcript) as smtp:
+            await smtp.connect()
+            reply = await smtp.command("MAIL FROM:<>")
+            await _end(smtp)
+            return reply
+    except ProbeError as exc:
+        transcript.note(f"control session failed: {exc}")
+        return None
+
+
+async def _imap_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, window: float) -> StartTlsState:
+    async with ImapSession(endpoint, cfg, transcript) as imap:
+        await imap.connect()
+        caps = imap.capabilities or await imap.capability()
+        if "STARTTLS" not in caps:
+            raise StartTlsNotOffered(f"{endpoint}: STARTTLS not in the IMAP capabilities")
+        response = await imap.command("STARTTLS")
+        if not response.ok:
+            raise StartTlsRefused(f"STARTTLS refused: {response}")
+        reader, writer = imap._streams
+        injected = await _watch_for_bytes(reader, window)
+        if injected:
+            transcript.note(f"{len(injected)} bytes arrived after the STARTTLS go-ahead: {quote(injected)}")
+            return StartTlsState("imap", str(response), quote(injected), None, None, None, None, EhloState.UNKNOWN)
+        try:
+            tls = await upgrade(reader, writer, probe_context(), endpoint.host, timeout=cfg.timeout)
+        except ProtocolViolation as exc:
+            return StartTlsState("imap", str(response), None, None, str(exc), None, None, EhloState.UNKNOWN)
+        transcript.note(f"TLS established: {tls.version} {tls.cipher}")
+        imap.tls = tls
+        imap.capabilities = None
+        after = await imap.capability()
+        await imap.logout()
+    return StartTlsState("imap", str(response), None, tls.version, None, "CAPABILITY", " ".join(sorted(after)),
+                         EhloState.UNKNOWN, None, after, "LOGINDISABLED" in after)
+
+
+@dataclass(frozen=True)
+class ImplicitGreeting:
+    """How a port greets. ``greeting`` is None when TLS could not be set up on an implicit-TLS port."""
+
+    implicit_tls: bool
+    greeting: str | None
+    preauth: bool                      # IMAP PREAUTH: a session authenticated without any login
+    tls_error: str | None
+    plaintext_answer: str | None       # implicit TLS only: what a plaintext-speaking client got back
+
+    @property
+    def plaintext_fallback(self) -> bool:
+        return self.plaintext_answer is not None
+
+
+async def probe_implicit_greeting(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[ImplicitGreeting]:
+    """The greeting (over TLS for implicit-TLS ports, in clear for IMAP's STARTTLS port), and for
+    implicit-TLS ports a second connection that speaks plaintext first: a TLS-only port answers with
+    a TLS alert or silence, never with an SMTP/IMAP reply."""
+    transcript = cfg.transcript(endpoint)
+
+    async def run() -> ImplicitGreeting:
+        greeting, preauth, tls_error = None, False, None
+        try:
+            if endpoint.protocol == "imap":
+                async with ImapSession(endpoint, cfg, transcript) as imap:
+                    status = await imap.connect()
+                    greeting, preauth = f"* {status.status} {status.text}".strip(), status.status == "PREAUTH"
+                    await imap.logout()
+            else:
+                async with SmtpSession(endpoint, cfg, transcript) as smtp:
+                    greeting = str(await smtp.connect())
+                    await smtp.quit()
+        except ProtocolViolation as exc:
+            if not endpoint.implicit_tls:
+                raise
+            tls_error = str(exc)
+        answer = await _plaintext_answer(endpoint, cfg, transcript) if endpoint.implicit_tls else None
+        return ImplicitGreeting(endpoint.implicit_tls, greeting, preauth, tls_error, answer)
+
+    return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+async def _plaintext_answer(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript) -> str | None:
+    """Speak plaintext first on an implicit-TLS port; return the server's plaintext answer, if any."""
+    transcript.note("second connection: a plaintext command instead of a ClientHello")
+    line = "EHLO " + cfg.ehlo_name if endpoint.protocol == "smtp" else "P1 CAPABILITY"
+    deadline = Deadline(cfg.timeout * 2)
+    reader, writer = await open_tcp(endpoint, cfg.timeout, cfg.limiter)
+    try:
+        transcript.client(line)
+        try:
+            await send(writer, line.encode() + b"\r\n", timeout=cfg.timeout, what="sending a plaintext command")
+            with mapped_errors("reading the answer to a plaintext command"):
+                data = await asyncio.wait_for(reader.read(512), deadline.clamp(cfg.timeout))
+        except (Unreachable, ProbeError):
+            return None  # silence, reset or close: the port does not speak plaintext
+        if _looks_like_plaintext_reply(data, endpoint.protocol):
+            transcript.server(data.decode("utf-8", "replace").splitlines()[0])
+            return quote(data)
+        transcript.note(f"{len(data)} non-protocol bytes (a TLS alert or nothing): no plaintext fallback")
+        return None
+    finally:
+        await close(writer)
+
+
+def _looks_like_plaintext_reply(data: bytes, protocol: str) -> bool:
+    if protocol == "smtp":
+        return len(data) >= 4 and data[:3].isdigit() and data[3:4] in (b" ", b"-")
+    return data.startswith((b"* ", b"P1 ", b"+ "))
+
+
+__all__ = ["EhloState", "ImplicitGreeting", "StartTlsState", "probe_implicit_greeting", "probe_starttls_state"]
