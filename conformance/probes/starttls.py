@@ -12,7 +12,7 @@ import asyncio
 from conformance.probes import imap_wire, smtp_wire
 from conformance.probes.connect import HostLimiter, open_tcp
 from conformance.probes.outcome import ProtocolViolation, ServerUnavailable, Transcript
-from conformance.probes.wire import Deadline, buffered_bytes, close
+from conformance.probes.wire import Deadline, close, peek_buffer, quote
 from conformance.target import Endpoint
 
 
@@ -34,7 +34,8 @@ async def open_to_tls_point(endpoint: Endpoint, *, timeout: float, ehlo_name: st
     """Raw streams positioned where the ClientHello goes. The caller owns (and must close) them.
 
     Raises Unreachable/ProbeTimeout (inconclusive), ServerUnavailable (4xx greeting, 454, BYE),
-    StartTlsNotOffered / StartTlsRefused / PlaintextInjection / ProtocolViolation (findings)."""
+    StartTlsNotOffered / StartTlsRefused / ProtocolViolation (findings). Plaintext after the go-ahead is
+    discarded and noted (refuse_injected_plaintext)."""
     reader, writer = await open_tcp(endpoint, timeout, limiter)
     transcript.note(f"connected to {endpoint}")
     if endpoint.implicit_tls:
@@ -102,9 +103,15 @@ async def imap_to_tls_point(reader: asyncio.StreamReader, writer: asyncio.Stream
 
 
 def refuse_injected_plaintext(reader: asyncio.StreamReader, transcript: Transcript) -> None:
-    """Raise PlaintextInjection if the server already sent bytes that the TLS layer would never see."""
-    pending = buffered_bytes(reader)
+    """Discard bytes the server sent after its STARTTLS go-ahead, before the handshake, as a safe client
+    must (they would otherwise read as answers inside TLS: response injection, Poddebniak et al. 2021).
+    Noted in the transcript; STARTTLS-INJECT-02 (probes.state) is the check that reports them, so every
+    other probe carries on and one fault is reported once."""
+    pending = peek_buffer(reader)
     if pending:
-        transcript.note(f"{pending} bytes arrived after the STARTTLS go-ahead, before the handshake")
-        raise PlaintextInjection(f"server sent {pending} bytes of plaintext after its STARTTLS go-ahead, "
-                                 "before the TLS handshake (RFC 3207 4.2 / CVE-2011-0411 class)")
+        transcript.note(f"{len(pending)} bytes arrived after the STARTTLS go-ahead, before the handshake: "
+                        f"discarded ({quote(pending)})")
+        # StreamReader has no public way to drop buffered bytes (wire.peek_buffer reads the same buffer)
+        buffer = getattr(reader, "_buffer", None)
+        if isinstance(buffer, bytearray):
+            buffer.clear()

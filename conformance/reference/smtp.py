@@ -124,10 +124,14 @@ class GatewaySMTP(SMTP):
         if self._reply_delay:  # auth_timing_oracle: the delay sits before the reply, where clients time it
             delay, self._reply_delay = self._reply_delay, 0.0
             await asyncio.sleep(delay)
-        await super().push(status)
         if self._go_ahead_extra is not None:  # starttls_response_injection
+            # in the same write as the go-ahead, so the extra line always lands before the ClientHello
+            # (a second write could race the client's handshake and read as a TLS error instead)
             extra, self._go_ahead_extra = self._go_ahead_extra, None
-            self._writer.write(extra)
+            self._writer.write(f"{status}\r\n".encode("ascii") + extra)
+            await self._writer.drain()
+        else:
+            await super().push(status)
         if self._close_after_reply and self.transport is not None:
             self.transport.close()
 
