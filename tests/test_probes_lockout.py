@@ -13,8 +13,16 @@ from lockout_server import ACCOUNTS, LockoutServer, lockout_server
 from conformance.probes.auth import LoginOutcome
 from conformance.probes.config import ProbeConfig
 from conformance.probes.connect import HostLimiter
-from conformance.probes.lockout import (Episode, LockoutDriver, LockoutPlan, LoginRun, burst, lock_episode,
-                                        reset_sequence, stale_sequence)
+from conformance.probes.lockout import (
+    Episode,
+    LockoutDriver,
+    LockoutPlan,
+    LoginRun,
+    burst,
+    lock_episode,
+    reset_sequence,
+    stale_sequence,
+)
 from conformance.probes.lockout_outage import outage_sequence
 from conformance.probes.outcome import Outcome
 from conformance.target import Account, Endpoint, Policy, Secret, Service, load_target

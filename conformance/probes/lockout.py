@@ -67,6 +67,7 @@ class Login:
     reply: str                    # the server's words, or why there was no answer (scrubbed)
     elapsed: float                # seconds from sending the credentials to the answer
     transcript: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    error: Outcome | None = None  # why there was no answer (LOCAL_ERROR: we refused to send the password)
 
     @property
     def accepted(self) -> bool:
@@ -127,6 +128,11 @@ class Episode:
     def failure_delays(self) -> tuple[float, ...]:
         return tuple(f.elapsed for f in self.failures)
 
+    @property
+    def wrong_accepted(self) -> tuple[Login, ...]:
+        """Wrong passwords the server let in: then there were no failures to count at all."""
+        return tuple(f for f in (*self.failures, *self.unknown) if f.accepted)
+
 
 @dataclass(frozen=True)
 class LoginRun:
@@ -141,6 +147,10 @@ class LoginRun:
     @property
     def final_accepted(self) -> bool:
         return bool(self.final) and all(f.accepted for f in self.final)
+
+    @property
+    def wrong_accepted(self) -> tuple[Login, ...]:
+        return tuple(x for x in self.logins if x.accepted and x.label in ("wrong", "stale", "unknown-user"))
 
 
 class LockoutDriver:
@@ -169,7 +179,8 @@ class LockoutDriver:
             login = Login(label, endpoint.id, at, r.outcome, r.code or r.reply[:20], r.reply, r.elapsed,
                           result.transcript)
         else:
-            login = Login(label, endpoint.id, at, None, "no answer", result.reason, 0.0, result.transcript)
+            login = Login(label, endpoint.id, at, None, "no answer", result.reason, 0.0, result.transcript,
+                          result.outcome)
         if label in ("wrong", "stale", "unknown-user"):
             self.last_failure = time.monotonic()
         return login
@@ -202,7 +213,8 @@ class LockoutDriver:
             waited = time.monotonic() - since
             if poll.accepted:
                 return Unlock(True, waited, bound, tuple(polls))
-            if waited + self.plan.poll_interval > bound:
+            # no TLS, or a certificate that does not verify: the password is never sent, waiting changes nothing
+            if poll.error is Outcome.LOCAL_ERROR or waited + self.plan.poll_interval > bound:
                 return Unlock(False, None, bound, tuple(polls))
             await asyncio.sleep(self.plan.poll_interval)
 

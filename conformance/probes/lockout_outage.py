@@ -16,8 +16,15 @@ from typing import Any, TypeVar
 
 from conformance.probes.config import ProbeConfig
 from conformance.probes.hooks import HookError, OutageRecord, outage
-from conformance.probes.lockout import (Login, LockoutDriver, LockoutPlan, Unlock, after_recovery, during_outage,
-                                        ensure_unlocked)
+from conformance.probes.lockout import (
+    LockoutDriver,
+    LockoutPlan,
+    Login,
+    Unlock,
+    after_recovery,
+    during_outage,
+    ensure_unlocked,
+)
 from conformance.probes.outcome import Attempt, Outcome
 from conformance.target import Account, Endpoint, Node
 
