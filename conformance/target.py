@@ -136,6 +136,9 @@ class Policy:
     cert_expiry_warning_days: int = 30
     recovery_time_objective: float = 300.0
     max_outage: float = 120.0
+    # Seconds the final reply to DATA may take while a backend stalls: a sender that times out first
+    # resends, and the message arrives twice (RFC 5321 §4.5.3.2.6, §6.1).
+    data_reply_budget: float = 10.0
 
 
 @dataclass(frozen=True)

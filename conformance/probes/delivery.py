@@ -324,7 +324,7 @@ def build_report(submissions: Sequence[Submission], readback: ReadBack) -> Deliv
         deferred=sum(1 for s in submissions if s.deferrals),
         delivered=sum(1 for t in accepted if counts.get(t) == 1 and t not in late),
         lost=tuple(sorted(t for t in accepted if not counts.get(t))),
-        duplicated=tuple(sorted(t for t, n in counts.items() if n > 1)),
+        duplicated=tuple(sorted(s.token for s in submissions if counts.get(s.token, 0) > 1)),
         late=late,
         rejected=tuple(sorted(s.token for s in submissions if s.outcome is SubmitOutcome.REJECTED)),
         given_up=tuple(sorted(s.token for s in submissions if s.outcome is SubmitOutcome.DEFERRED)),

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from conformance.reference.control import serve_control
+from conformance.reference.dns import DnsResponder
 from conformance.reference.flaws import Flaws
 from conformance.reference.imap import serve_imap
 from conformance.reference.lockout import AuthEngine
@@ -73,6 +74,7 @@ class Gateway:
         self._servers: list[asyncio.AbstractServer] = []
         self._control: asyncio.AbstractServer | None = None
         self._runtimes: dict[str, NodeRuntime] = {}
+        self._dns: DnsResponder | None = None   # the demo domain's MX records (failover family)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -114,12 +116,16 @@ class Gateway:
         try:
             self._call(self._listen(contexts, {}), self.start_timeout, "starting the listeners")
             self.control_port = self._call(self._listen_control(), self.start_timeout, "starting the control server")
+            self._dns = DnsResponder(self._dns_records()).start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close every listener and session, stop the thread. Idempotent."""
+        if self._dns is not None:
+            self._dns.stop()
+            self._dns = None
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -228,6 +234,8 @@ class Gateway:
         flaws = Flaws.parse(names)
         self.flaws = flaws
         self.auth.flaws = flaws
+        if self._dns is not None:  # single_node publishes one MX host
+            self._dns.records = DnsResponder(self._dns_records()).records
         if self._loop is None:
             return
         contexts = self._contexts()
@@ -299,6 +307,9 @@ class Gateway:
         return [sys.executable, "-m", "conformance.reference.control", "--port", str(self.control_port),
                 "--token-file", str(self.workdir / "control.token"), action, node]
 
+    def _dns_records(self) -> dict[tuple[str, str], list[str]]:
+        return DnsResponder.for_domain("example.test", {NODES[n]: "127.0.0.1" for n in self.nodes}).records
+
     def write_target(self, path: Path | str) -> Path:
         """Write a target.toml describing the running gateway; returns its path."""
         if self._loop is None:
@@ -307,19 +318,26 @@ class Gateway:
         q = json.dumps  # a JSON string is a valid TOML basic string
         lines = ["[target]", 'name = "reference"', 'domain = "example.test"',
                  'ehlo_name = "client.mailconform.invalid"', f"trust_anchors = [{q(str(self.ca_path))}]",
-                 "timeout = 5", "max_connections_per_host = 8", ""]
+                 "timeout = 5", "max_connections_per_host = 8"]
+        lines += [f'resolver = "{self._dns.address}"'] if self._dns is not None else []
+        lines += [""]
         for node in self.nodes:
             services = ", ".join(f"{s} = {self.ports[(node, s)]}" for s in SERVICES)
             down = ", ".join(q(a) for a in self.hook_argv(node, "down"))
             up = ", ".join(q(a) for a in self.hook_argv(node, "up"))
             lines += ["[[node]]", f"name = {q(node)}", f"host = {q(NODES[node])}", 'address = "127.0.0.1"',
-                      f"services = {{ {services} }}", f"hooks = {{ down = [{down}], up = [{up}], timeout = 10 }}", ""]
+                      f"services = {{ {services} }}", f"hooks = {{ down = [{down}], up = [{up}], timeout = 10 }}"]
+            for component in ("delivery", "auth", "directory", "stall"):  # per-component outages (failover)
+                c_down = ", ".join(q(a) for a in self.hook_argv(node, "down") + [component])
+                c_up = ", ".join(q(a) for a in self.hook_argv(node, "up") + [component])
+                lines += [f"[node.outages.{component}]", f"down = [{c_down}]", f"up = [{c_up}]", "timeout = 10"]
+            lines += [""]
         for role, (address, _) in self.accounts.items():
             lines += [f"[accounts.{role}]", f"username = {q(address)}",
                       f"password_file = {q(str(self.workdir / f'{role}.password'))}", f"address = {q(address)}", ""]
         lines += ["[policy]", f"lockout_threshold = {LOCKOUT_THRESHOLD}", f"lockout_window = {LOCKOUT_WINDOW:g}",
                   f"lockout_duration = {LOCKOUT_DURATION:g}", "cert_expiry_warning_days = 30",
-                  "recovery_time_objective = 10", "max_outage = 10", ""]
+                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5", ""]
         path.write_text("\n".join(lines), encoding="utf-8")
         return path
 

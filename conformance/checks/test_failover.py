@@ -1,0 +1,184 @@
+"""Failover: redundancy (passive) and what the gateway does while a node or a backend is down (active).
+
+Active checks take one component of one node down at a time through the target's hooks and run only
+with ``--mail-allow-disruption``; without it they are skipped and the summary says why. A node
+without a hook for the component is skipped ("target has no outage hooks for delivery"). Mail goes
+only to the target's own test account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.evidence import Evidence
+from conformance.fixtures.failover import NodeOutage, NoLossRun
+from conformance.probes.auth import LoginOutcome, LoginResult
+from conformance.probes.dns import MxSet
+from conformance.probes.outage import SessionEnd, Transaction
+from conformance.probes.outcome import Attempt, Outcome
+from conformance.target import Endpoint, Target
+from conformance.verdict import Inconclusive
+
+SMTP = ("mx", "submission", "submissions")
+AUTH = ("submission", "submissions", "imap", "imaps")
+ALL = ("mx", "submission", "submissions", "imap", "imaps")
+
+
+def _outage_evidence(outage: NodeOutage[Any], endpoint: Endpoint, evidence: Evidence) -> None:
+    node = endpoint.node
+    for key, values in (("outage", outage.outages), ("hooks", outage.hook_output), ("recovery", outage.recovery)):
+        if node in values:
+            evidence.add(key, values[node])
+
+
+@pytest.mark.requirement("FAIL-REDUNDANT-01")
+def test_every_service_has_two_nodes(target: Target, mx_set: Attempt[MxSet] | None, evidence: Evidence) -> None:
+    """A single node is a single point of failure: its outage is the whole service's outage."""
+    thin: list[str] = []
+    for service in sorted({e.service for e in target.endpoints}):
+        nodes = sorted({e.node for e in target.endpoints_for(service)})
+        evidence.add(f"nodes.{service}", nodes)
+        if len(nodes) < 2:
+            thin.append(f"{service} is served by one node only ({nodes[0]})")
+    if mx_set is not None:
+        found = evidence.require(mx_set)
+        evidence.add("mx", [f"{h.preference} {h.host}" for h in found.hosts] or "none")
+        if found.null_mx or found.nxdomain:
+            raise Inconclusive(f"{found.domain}: {'null MX' if found.null_mx else 'NXDOMAIN'}: "
+                               "the domain receives no mail, redundancy cannot be judged")
+        if len(set(found.names)) < 2:
+            thin.append(f"{found.domain} has {len(found.names)} MX host(s) ({', '.join(found.names) or 'none'}) "
+                        f"via resolver {found.resolver}")
+    assert not thin, "no redundancy: " + "; ".join(thin) + ". Run at least two nodes (and MX hosts) per service."
+
+
+@pytest.mark.requirement("FAIL-TEMP-01")
+@pytest.mark.service(*SMTP)
+def test_delivery_outage_answers_4xx(endpoint: Endpoint, target: Target, delivery_outage: NodeOutage[Transaction],
+                                     evidence: Evidence) -> None:
+    """A 5xx while the store is down makes the sender bounce the message: the outage becomes data loss."""
+    attempt = delivery_outage.for_endpoint(endpoint, target)
+    _outage_evidence(delivery_outage, endpoint, evidence)
+    found = evidence.require(attempt)
+    evidence.add("replies", found.summary())
+    permanent = found.first_permanent()
+    assert permanent is None, (
+        f"{endpoint}: answered {permanent.code} at {permanent.stage} ({permanent.text}) while delivery on "
+        f"node {endpoint.node} was down; answer 451/452/421 so senders retry (RFC 5321 4.2.5)")
+    if not found.completed and found.reply("MAIL") is None:
+        last = found.replies[-1] if found.replies else None
+        if last is None or last.code is None or last.code < 400:
+            raise Inconclusive(f"{endpoint}: the transaction stopped before MAIL: {found.summary()}")
+
+
+@pytest.mark.requirement("FAIL-AUTHDOWN-01")
+@pytest.mark.service(*AUTH)
+def test_auth_outage_is_temporary(endpoint: Endpoint, target: Target, auth_outage: NodeOutage[LoginResult],
+                                  evidence: Evidence) -> None:
+    """A client told 'wrong password' prompts its user and retries: that is how real users got locked out."""
+    attempt = auth_outage.for_endpoint(endpoint, target)
+    _outage_evidence(auth_outage, endpoint, evidence)
+    login = evidence.require(attempt)
+    evidence.add("answer", login.reply)
+    expected = "454 4.7.0" if endpoint.protocol == "smtp" else "NO [UNAVAILABLE]"
+    assert login.outcome is not LoginOutcome.REJECTED, (
+        f"{endpoint}: the correct password got '{login.reply}' while the auth backend of node {endpoint.node} "
+        f"was down; answer {expected} (a temporary failure), never 'wrong password'")
+    if login.outcome is LoginOutcome.ACCEPTED:
+        raise Inconclusive(f"{endpoint}: login accepted while the auth backend was down: the outage hook had "
+                           "no visible effect (cached credentials?)")
+    assert login.outcome is LoginOutcome.TEMPORARY, (
+        f"{endpoint}: answered '{login.reply}' while the auth backend was down; expected {expected}")
+
+
+@pytest.mark.requirement("FAIL-DIR-01")
+@pytest.mark.service(*SMTP)
+def test_directory_outage_keeps_valid_recipients(endpoint: Endpoint, target: Target,
+                                                 directory_outage: NodeOutage[Transaction],
+                                                 evidence: Evidence) -> None:
+    """550 5.1.1 for a valid user tells every sender the mailbox does not exist: mail bounces for good."""
+    attempt = directory_outage.for_endpoint(endpoint, target)
+    _outage_evidence(directory_outage, endpoint, evidence)
+    found = evidence.require(attempt)
+    evidence.add("replies", found.summary())
+    permanent = found.first_permanent(("greeting", "MAIL", "RCPT"))
+    assert permanent is None, (
+        f"{endpoint}: answered {permanent.code} at {permanent.stage} ({permanent.text}) for the valid test "
+        f"account while the directory of node {endpoint.node} was down; answer 451 4.3.0 (RFC 5321 4.2.5)")
+    if found.reply("RCPT") is None:
+        raise Inconclusive(f"{endpoint}: the transaction stopped before RCPT: {found.summary()}")
+
+
+@pytest.mark.requirement("FAIL-DATA-01")
+@pytest.mark.service(*SMTP)
+def test_data_reply_in_time_while_backend_stalls(endpoint: Endpoint, target: Target,
+                                                 stall_outage: NodeOutage[Transaction], evidence: Evidence) -> None:
+    """A reply later than the sender's patience makes it resend a message the gateway already took."""
+    attempt = stall_outage.for_endpoint(endpoint, target)
+    _outage_evidence(stall_outage, endpoint, evidence)
+    budget = target.policy.data_reply_budget
+    evidence.add("budget", f"{budget:g} s")
+    if attempt.outcome is Outcome.INCONCLUSIVE and "DATA" in attempt.reason and "within" in attempt.reason:
+        evidence.attach(attempt)  # type: ignore[arg-type]
+        pytest.fail(f"{endpoint}: no reply to DATA within {budget:g} s + timeout while the backend of node "
+                    f"{endpoint.node} stalled ({attempt.reason}); reply (4xx or 250) within {budget:g} s",
+                    pytrace=False)
+    found = evidence.require(attempt)
+    evidence.add("replies", found.summary())
+    data = found.reply("DATA")
+    if data is None:
+        raise Inconclusive(f"{endpoint}: the transaction stopped before DATA: {found.summary()}")
+    evidence.add("data_latency", f"{data.seconds:.2f} s")
+    assert data.seconds <= budget, (
+        f"{endpoint}: the reply to DATA came after {data.seconds:.1f} s while the backend of node "
+        f"{endpoint.node} stalled (budget {budget:g} s): senders time out and resend; queue and answer at once")
+
+
+@pytest.mark.requirement("FAIL-NOLOSS-01")
+@pytest.mark.service("submission", "submissions")
+def test_no_mail_lost_or_duplicated(endpoint: Endpoint, target: Target, noloss_runs: NodeOutage[NoLossRun],
+                                    evidence: Evidence) -> None:
+    """Every 250 is a promise (RFC 5321 6.1): the message arrives, once, within the recovery-time objective."""
+    attempt = noloss_runs.for_endpoint(endpoint, target)
+    _outage_evidence(noloss_runs, endpoint, evidence)
+    run = evidence.require(attempt)
+    report = run.report
+    if report is None:
+        raise Inconclusive(f"{endpoint}: could not read the test account's mailbox back: {run.readback.reason}")
+    evidence.add("counts", report.summary())
+    evidence.add("replies", list(report.replies)[-20:])
+    for name in ("lost", "duplicated", "late", "rejected", "given_up"):
+        if getattr(report, name):
+            evidence.add(f"tokens.{name}", getattr(report, name))
+    if report.accepted == 0:
+        raise Inconclusive(f"{endpoint}: no test message was accepted (node {endpoint.node}): {report.summary()}")
+    problems = []
+    if report.lost:
+        problems.append(f"{len(report.lost)} accepted message(s) never arrived ({', '.join(report.lost)})")
+    if report.duplicated:
+        problems.append(f"{len(report.duplicated)} arrived more than once ({', '.join(report.duplicated)})")
+    if report.late:
+        problems.append(f"{len(report.late)} arrived after the {run.deadline:g} s recovery-time objective "
+                        f"({', '.join(report.late)})")
+    assert not problems, (f"node {endpoint.node} delivery outage: " + "; ".join(problems)
+                          + f" [{report.summary()}]")
+
+
+@pytest.mark.requirement("FAIL-SHUTDOWN-01")
+@pytest.mark.service(*ALL)
+def test_shutdown_says_421_not_reset(endpoint: Endpoint, target: Target, shutdown_endings: NodeOutage[SessionEnd],
+                                     evidence: Evidence) -> None:
+    """A reset in the middle of DATA leaves the sender guessing whether its message was taken."""
+    attempt = shutdown_endings.for_endpoint(endpoint, target)
+    _outage_evidence(shutdown_endings, endpoint, evidence)
+    end = evidence.require(attempt)
+    evidence.add("session", end.held)
+    evidence.add("ending", f"{end.ending}: {end.detail}")
+    if end.ending.value == "open":
+        raise Inconclusive(f"{endpoint}: the session stayed open and silent after node {endpoint.node} went down "
+                           f"({end.detail}): did the down hook take the node down?")
+    expected = "421" if endpoint.protocol == "smtp" else "* BYE"
+    assert end.orderly, (f"{endpoint}: when node {endpoint.node} went down, the {end.held} ended with "
+                         f"{end.ending} ({end.detail}); answer open sessions {expected} before closing")

@@ -1,0 +1,125 @@
+"""Parity: every node of a service has the same security posture. Attackers pick the weakest MX.
+
+Passive: compares what the session probes already found (one TLS scan, one capability probe and one
+set of handshakes per endpoint) between the endpoints of one service on different nodes. An endpoint
+fails when it is weaker than a sibling: it accepts a TLS version or suite the sibling refuses, lacks
+TLS 1.2/1.3 the sibling has, offers no STARTTLS where the sibling does, treats cleartext
+authentication worse, or presents a certificate that does not verify where the sibling's does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from conformance.evidence import Evidence
+from conformance.fixtures.tls import Certificates, scans_of
+from conformance.probes.config import CleartextAuth
+from conformance.probes.imap import ImapCapabilities
+from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.smtp import SmtpCapabilities
+from conformance.probes.tls import TlsScan
+from conformance.probes.tlswire import TlsVersion
+from conformance.target import Endpoint, Target
+from conformance.verdict import Inconclusive
+
+ALL = ("mx", "submission", "submissions", "imap", "imaps")
+MODERN = frozenset({TlsVersion.TLS1_2, TlsVersion.TLS1_3})
+# Worse is higher: how a server treated AUTH/LOGIN with throwaway credentials before TLS.
+_CLEARTEXT_RANK = {CleartextAuth.NOT_TRIED: 0, CleartextAuth.REFUSED_FOR_TLS: 0, CleartextAuth.REFUSED: 1,
+                   CleartextAuth.CREDENTIALS_CHECKED: 2, CleartextAuth.ACCEPTED: 3}
+
+
+@dataclass(frozen=True)
+class Posture:
+    versions: frozenset[TlsVersion]
+    suites: frozenset[str]
+    starttls: bool | None          # None: implicit TLS (not applicable)
+    cleartext_auth: CleartextAuth | None
+    logindisabled: bool | None     # IMAP before TLS
+    cert_verified: bool | None
+
+
+def _posture(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], smtp: dict[str, Attempt[SmtpCapabilities]],
+             imap: dict[str, Attempt[ImapCapabilities]], certs: dict[str, Certificates]) -> Posture | str:
+    """The endpoint's posture, or why it cannot be known."""
+    scans = scans_of(tls_scans, endpoint)
+    if not scans or any(a.outcome is not Outcome.COMPLETED or a.result is None for a in scans):
+        return next((a.reason for a in scans if a.reason), "no TLS scan")
+    versions = frozenset(v for a in scans for v in a.result.accepted_versions)  # type: ignore[union-attr]
+    suites = frozenset(s.name for a in scans for s in a.result.all_suites)  # type: ignore[union-attr]
+    starttls = cleartext = logindisabled = None
+    if endpoint.protocol == "smtp":
+        caps_attempt = smtp.get(endpoint.id)
+        if caps_attempt is None or caps_attempt.result is None:
+            return caps_attempt.reason if caps_attempt else "no capability probe"
+        caps = caps_attempt.result
+        starttls = None if endpoint.implicit_tls else caps.starttls_offered
+        cleartext = caps.cleartext_auth
+    else:
+        imap_attempt = imap.get(endpoint.id)
+        if imap_attempt is None or imap_attempt.result is None:
+            return imap_attempt.reason if imap_attempt else "no capability probe"
+        icaps = imap_attempt.result
+        starttls = None if endpoint.implicit_tls else icaps.starttls_offered
+        cleartext = icaps.cleartext_login
+        logindisabled = None if endpoint.implicit_tls else icaps.logindisabled_before_tls
+    cert = certs.get(endpoint.id)
+    verified = cert.default.result.verified if cert and cert.default.result is not None else None
+    return Posture(versions, suites, starttls, cleartext, logindisabled, verified)
+
+
+def weaker_than(mine: Posture, other: Posture, other_name: str) -> list[str]:
+    """How ``mine`` is weaker than ``other``, one phrase each ("accepts TLS 1.0, mx@node1 does not")."""
+    found = []
+    extra = mine.versions - other.versions
+    if extra:
+        found.append(f"accepts {', '.join(str(v) for v in sorted(extra))}, {other_name} does not")
+    missing = (other.versions - mine.versions) & MODERN
+    if missing:
+        found.append(f"does not accept {', '.join(str(v) for v in sorted(missing))}, {other_name} does")
+    extra_suites = mine.suites - other.suites
+    if extra_suites:
+        shown = sorted(extra_suites)
+        found.append(f"accepts suite(s) {', '.join(shown[:6])}{' …' if len(shown) > 6 else ''}, {other_name} does not")
+    if mine.starttls is False and other.starttls:
+        found.append(f"does not offer STARTTLS, {other_name} does")
+    if (mine.cleartext_auth is not None and other.cleartext_auth is not None
+            and _CLEARTEXT_RANK[mine.cleartext_auth] > _CLEARTEXT_RANK[other.cleartext_auth]):
+        found.append(f"treats authentication before TLS as '{mine.cleartext_auth}', {other_name} as "
+                     f"'{other.cleartext_auth}'")
+    if mine.logindisabled is False and other.logindisabled:
+        found.append(f"does not advertise LOGINDISABLED before TLS, {other_name} does")
+    if mine.cert_verified is False and other.cert_verified:
+        found.append(f"presents a certificate that does not verify, {other_name}'s does")
+    return found
+
+
+@pytest.mark.requirement("FAIL-PARITY-01")
+@pytest.mark.service(*ALL)
+def test_no_weaker_node(endpoint: Endpoint, target: Target, tls_scans: dict[str, Attempt[TlsScan]],
+                        smtp_capabilities: dict[str, Attempt[SmtpCapabilities]],
+                        imap_capabilities: dict[str, Attempt[ImapCapabilities]],
+                        certificates: dict[str, Certificates], evidence: Evidence) -> None:
+    siblings = [e for e in target.endpoints_for(endpoint.service) if e.node != endpoint.node]
+    if not siblings:
+        pytest.skip(f"only one node serves {endpoint.service}: nothing to compare (see FAIL-REDUNDANT-01)")
+    mine = _posture(endpoint, tls_scans, smtp_capabilities, imap_capabilities, certificates)
+    if isinstance(mine, str):
+        raise Inconclusive(f"{endpoint}: posture unknown: {mine}")
+    evidence.add("versions", [str(v) for v in mine.versions])
+    evidence.add("suites", len(mine.suites))
+    problems: list[str] = []
+    compared = []
+    for sibling in siblings:
+        theirs = _posture(sibling, tls_scans, smtp_capabilities, imap_capabilities, certificates)
+        if isinstance(theirs, str):
+            evidence.add(f"not_compared.{sibling.id}", theirs)
+            continue
+        compared.append(sibling.id)
+        problems += weaker_than(mine, theirs, f"{sibling.id} ({sibling.host})")
+    if not compared:
+        raise Inconclusive(f"{endpoint}: no sibling node's posture is known to compare with")
+    evidence.add("compared_with", compared)
+    assert not problems, f"{endpoint.host} ({endpoint.id}) is weaker than its sibling node: " + "; ".join(problems)
