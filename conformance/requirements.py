@@ -164,7 +164,29 @@ _LOCKOUT = [
     _r("LOCK-COLLATERAL-01", "Locking one account does not lock another",
        "NIST SP 800-63B §5.2.2 (the limit is per subscriber account)", MUST, "lockout"),
 ]
-_FAILOVER: list[Requirement] = []
+_FAILOVER = [
+    _r("FAIL-REDUNDANT-01", "Every service (and the mail domain's MX set) has at least two nodes",
+       "NHS DCB1596 (resilience); BSI IT-Grundschutz APP.5.3 / SYS.1.1 (redundancy); RFC 5321 §5.1 (MX fallback)",
+       SHOULD, "failover", sensitive_data=MUST),
+    _r("FAIL-PARITY-01", "Every node of a service has the same security posture (TLS versions and suites, "
+       "certificate, STARTTLS and AUTH behaviour): no weaker backup node",
+       "RFC 8996; RFC 9325 §3.1.1; RFC 3207 §4; RFC 8314 §4.1 (apply to every MX host: senders use any)",
+       MUST, "failover"),
+    _r("FAIL-TEMP-01", "While a node's delivery backend is down, mail gets a 4xx (or a 250 it then honours), "
+       "never a 5xx", "RFC 5321 §4.2.1, §4.2.5 (451/452/421 are transient), §6.1", MUST, "failover"),
+    _r("FAIL-AUTHDOWN-01", "While the authentication backend is down, logins get a temporary answer "
+       "(SMTP 454 4.7.0, IMAP NO [UNAVAILABLE]), never 535 or [AUTHENTICATIONFAILED]",
+       "RFC 4954 §6 (454 4.7.0 vs 535 5.7.8); RFC 5530 §3 (UNAVAILABLE vs AUTHENTICATIONFAILED)", MUST, "failover"),
+    _r("FAIL-DIR-01", "While the user directory is down, a valid recipient gets a 4xx (451 4.3.0), never "
+       "550 5.1.1", "RFC 5321 §4.2.5, §3.6.2; RFC 3463 §3.4 (4.3.0 vs 5.1.1)", MUST, "failover"),
+    _r("FAIL-NOLOSS-01", "Mail accepted (250) before, during and after a node outage is delivered exactly once "
+       "within the recovery-time objective", "RFC 5321 §6.1 (a 250 makes the server responsible), §4.5.4.1",
+       MUST, "failover"),
+    _r("FAIL-DATA-01", "The final reply to DATA comes within the policy's budget even while the backend stalls",
+       "RFC 5321 §4.5.3.2.6 (client DATA timeout), §6.1 (late replies cause duplicates)", MUST, "failover"),
+    _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP) or BYE (IMAP), not a reset",
+       "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE)", MUST, "failover"),
+]
 
 CATALOGUE: dict[str, Requirement] = {
     r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER)
