@@ -58,7 +58,7 @@ def run_checks(target: Path, tmp: Path, *args: str) -> tuple[list[CaseResult], s
     proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS / "test_failover.py"),
                            str(CHECKS / "test_parity.py"), "--mail-target", str(target), "--junitxml", str(junit),
                            "-p", "no:cacheprovider", "-q", "-o", "addopts=", "-o", "testpaths=", *args],
-                          capture_output=True, text=True, timeout=300, cwd=tmp)
+                          check=False, capture_output=True, text=True, timeout=300, cwd=tmp)
     assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return read_junit(junit), proc.stdout + proc.stderr
 
