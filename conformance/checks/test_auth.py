@@ -38,7 +38,8 @@ def test_wrong_password_refused(endpoint: Endpoint, auth_posture: dict[str, Atte
         f"{endpoint}: a login with a WRONG password was accepted ({posture.wrong_mechanism}: '{wrong.reply}'): "
         f"anyone who knows a user name can log in. Fix the authentication backend")
     if wrong.outcome is LoginOutcome.TEMPORARY:
-        raise Inconclusive(f"{endpoint}: the wrong-password login got a temporary answer ({wrong.reply})")
+        pytest.skip(f"{endpoint}: the wrong-password login was refused as temporary ('{wrong.reply}'), the "
+                    "account is locked or throttled, so the failure code cannot be checked now (see LOCK-*)")
     if endpoint.protocol == "smtp":
         assert wrong.code in ("535 5.7.8", "535"), (
             f"{endpoint}: a wrong password was answered '{wrong.reply}'; RFC 4954 6 says 535 5.7.8 "

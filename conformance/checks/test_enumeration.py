@@ -59,6 +59,10 @@ def test_login_answers_alike(endpoint: Endpoint, login_enumeration: dict[str, At
     known, unknown = result.answers(True), result.answers(False)
     evidence.add("answers_known_user", [f"{c} {t}" for c, t in known])
     evidence.add("answers_unknown_user", [f"{c} {t}" for c, t in unknown])
+    if (not known or not unknown) and result.throttled:
+        pytest.skip(f"{endpoint}: sampling stopped at a temporary answer ('{result.throttled}'): the known "
+                    "account is locked or throttled (a server counting every repeat of one wrong password: "
+                    "see LOCK-STALE-01); nothing left to compare")
     if not known or not unknown:
         raise Inconclusive(f"{endpoint}: no plain rejection to compare (throttled or locked?): "
                            + "; ".join(sorted({s.reply for s in result.samples})))
@@ -85,6 +89,9 @@ def test_login_timing_alike(endpoint: Endpoint, login_enumeration: dict[str, Att
     of runs under that load, always with plain jitter (U = 0 or 225, p ~ 3e-6)."""
     result = _enumeration(endpoint, login_enumeration, evidence)
     verdict = result.timing()
+    if verdict is None and result.throttled:
+        pytest.skip(f"{endpoint}: sampling stopped at a temporary answer ('{result.throttled}') before "
+                    "enough samples: the known account is locked or throttled (see LOCK-STALE-01)")
     if verdict is None:
         raise Inconclusive(f"{endpoint}: too few plain rejections to time (throttled or locked?)")
     evidence.add("median_known_ms", f"{verdict.known_median * 1000:.1f}")

@@ -131,6 +131,7 @@ class EnumerationResult:
     samples: tuple[LoginSample, ...] = field(repr=False)
     known_accepted: bool   # the wrong password was accepted: AUTH-WRONG-01's finding, nothing to compare
     preauth: bool = False  # IMAP greeted with PREAUTH: no login to compare (STARTTLS-PREAUTH-01's finding)
+    throttled: str | None = None  # a temporary answer (lock, throttle) ended the sampling early
 
     def rejected(self, known: bool) -> list[LoginSample]:
         """Samples the server answered as a plain rejection (not throttled or locked)."""
@@ -205,8 +206,12 @@ async def probe_login_enumeration(endpoint: Endpoint, cfg: ProbeConfig, *, known
                     if answer.outcome is LoginOutcome.ACCEPTED:
                         await end_session(session)
                         return EnumerationResult(mechanism, known_user, unknown_user, tuple(samples), known)
-                    if answer.code == "closed":
-                        break
+                    if answer.outcome is LoginOutcome.TEMPORARY:
+                        # locked or throttled: more failures would only keep it so (and count against it)
+                        transcript.note(f"temporary answer ({answer.reply}): sampling stopped")
+                        await end_session(session)
+                        return EnumerationResult(mechanism, known_user, unknown_user, tuple(samples), False,
+                                                 throttled=answer.reply)
                 await end_session(session)
             # the evidence keeps the first session in full; the others repeat it and would only bury it
             if index == 0:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from conformance.probes.auth import LoginOutcome
 from conformance.probes.config import ProbeConfig, scrubbed
 from conformance.probes.outcome import Attempt, LocalError, ProbeError, ServerUnavailable, Transcript, attempt
-from conformance.probes.sasl import end_session, login_once, tls_session
+from conformance.probes.sasl import end_session, logged_in
 from conformance.probes.smtp import SmtpSession
 from conformance.probes.smtp_wire import SmtpReply
 from conformance.target import Endpoint, Secret
@@ -215,15 +215,16 @@ class SpoofResult:
 
 
 async def probe_sender_spoofing(endpoint: Endpoint, cfg: ProbeConfig, *, username: str, password: Secret | str,
-                                own: str, forged: str, recipient: str) -> Attempt[SpoofResult]:
+                                own: str, forged: str, recipient: str, retry_after: float = 0.0,
+                                ) -> Attempt[SpoofResult]:
     """Log in (inside TLS, verified certificate), MAIL FROM our own address (control), RSET, then MAIL
     FROM ``forged`` and RCPT TO ``recipient``. RSET and QUIT: never DATA."""
     transcript = cfg.transcript(endpoint)
 
     async def run() -> SpoofResult:
-        async with tls_session(endpoint, cfg, transcript) as session:
+        async with logged_in(endpoint, cfg, transcript, "PLAIN", username, password,
+                             retry_after=retry_after) as (session, login):
             assert isinstance(session, SmtpSession)
-            login = await login_once(session, "PLAIN", username, password)
             if login.outcome is LoginOutcome.TEMPORARY:
                 raise ServerUnavailable(f"cannot log in now: {login.reply}")
             if login.outcome is not LoginOutcome.ACCEPTED:

@@ -8,6 +8,7 @@ host name (see ``tls_session``); every client line of a SASL exchange is redacte
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -232,6 +233,24 @@ async def end_session(session: Session) -> None:
         pass  # what we learnt stands even if the goodbye fails
 
 
+@asynccontextmanager
+async def logged_in(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, mechanism: str, username: str,
+                    password: Secret | str, *, retry_after: float = 0.0,
+                    require_verified_tls: bool = True) -> AsyncIterator[tuple[Session, SaslReply]]:
+    """A fresh TLS session and one login in it, yielded with the answer whatever it is. A temporary
+    answer (a lock or throttle another check left behind) is retried once in a new session after
+    ``retry_after`` seconds (the target's lockout duration), so it does not turn into a false verdict."""
+    for attempt_no in range(2):
+        async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as session:
+            answer = await login_once(session, mechanism, username, password)
+            if answer.outcome is not LoginOutcome.TEMPORARY or attempt_no == 1 or retry_after <= 0:
+                yield session, answer
+                return
+            await end_session(session)
+        transcript.note(f"temporary answer; once more after {retry_after:g} s (lock or throttle expiry)")
+        await asyncio.sleep(retry_after)
+
+
 @dataclass(frozen=True)
 class MechanismResult:
     mechanism: str
@@ -254,7 +273,7 @@ class AuthPosture:
 
 async def probe_auth_posture(endpoint: Endpoint, cfg: ProbeConfig, username: str, password: Secret | str, *,
                              wrong_username: str, wrong_password: str, try_anonymous: bool = True,
-                             require_verified_tls: bool = True) -> Attempt[AuthPosture]:
+                             retry_after: float = 0.0, require_verified_tls: bool = True) -> Attempt[AuthPosture]:
     """Each advertised mechanism with the valid credentials (one session each, so a success cannot
     colour the next try), then an anonymous login, then ``wrong_username`` with ``wrong_password``.
     The valid logins come first: a server that counts the wrong one cannot then spoil them."""
@@ -272,8 +291,8 @@ async def probe_auth_posture(endpoint: Endpoint, cfg: ProbeConfig, username: str
             if mechanism not in TESTABLE and mechanism != "LOGIN-COMMAND":
                 results.append(MechanismResult(mechanism, None, "not exercised (needs more than a password)"))
                 continue
-            async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as s:
-                answer = await login_once(s, mechanism, username, password)
+            async with logged_in(endpoint, cfg, transcript, mechanism, username, password, retry_after=retry_after,
+                                 require_verified_tls=require_verified_tls) as (s, answer):
                 await end_session(s)
             results.append(MechanismResult(mechanism, answer.outcome, answer.reply))
         anonymous = None

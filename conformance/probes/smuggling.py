@@ -23,7 +23,7 @@ from conformance.probes.outcome import (
     ServerUnavailable,
     attempt,
 )
-from conformance.probes.sasl import login_once, tls_session
+from conformance.probes.sasl import logged_in
 from conformance.probes.smtp import SmtpSession
 from conformance.probes.smtp_wire import SmtpReply
 from conformance.target import Endpoint, Secret
@@ -67,7 +67,8 @@ def probe_body(form: str) -> bytes:
 
 async def probe_smuggling(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str, recipient: str,
                           username: str | None = None, password: Secret | str | None = None,
-                          forms: tuple[str, ...] = tuple(FORMS)) -> Attempt[SmugglingResult]:
+                          forms: tuple[str, ...] = tuple(FORMS), retry_after: float = 0.0,
+                          ) -> Attempt[SmugglingResult]:
     """One session per form (a server that split the message is left in an unknown state). With
     ``username`` the session logs in first (submission); the recipient must be the test account."""
     transcript = cfg.transcript(endpoint)
@@ -75,9 +76,9 @@ async def probe_smuggling(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str, 
     async def one(form: str) -> FormResult:
         transcript.note(f"end-of-data form {form}")
         if username is not None and password is not None:
-            async with tls_session(endpoint, cfg, transcript) as session:
+            async with logged_in(endpoint, cfg, transcript, "PLAIN", username, password,
+                                 retry_after=retry_after) as (session, login):
                 assert isinstance(session, SmtpSession)
-                login = await login_once(session, "PLAIN", username, password)
                 if login.outcome is LoginOutcome.TEMPORARY:
                     raise ServerUnavailable(f"cannot log in now: {login.reply}")
                 if login.outcome is not LoginOutcome.ACCEPTED:
