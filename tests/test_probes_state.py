@@ -202,13 +202,13 @@ def test_session_discards_injected_plaintext(context: ssl.SSLContext) -> None:
 
     async def main() -> tuple[list[str], str | None]:
         async with serving(smtp_server(context, extra_after_go_ahead=b"250 injected\r\n"), Service.MX) as endpoint:
-            async with SmtpSession(endpoint, CFG) as smtp:
-                await smtp.connect()
-                await smtp.ehlo()
-                await smtp.starttls()
-                version = smtp.tls.version if smtp.tls else None
-                await smtp.quit()
-                return smtp.transcript.lines, version
+            smtp = SmtpSession(endpoint, CFG)
+            await smtp.connect()
+            await smtp.ehlo()
+            await smtp.starttls()
+            version = smtp.tls.version if smtp.tls else None
+            await smtp.quit()
+            return smtp.transcript.lines, version
     lines, version = run(main())
     assert version is not None
     assert any("discarded" in line and "250 injected" in line for line in lines)
