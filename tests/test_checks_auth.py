@@ -73,12 +73,12 @@ def test_response_injection() -> None:
 
 
 def test_missing_starttls_skips_rather_than_fails() -> None:
-    data = {MX.id: Attempt(MX.id, Outcome.SERVER_ERROR, None, "STARTTLS not offered in the EHLO reply")}
+    data: dict[str, Attempt[Any]] = {MX.id: Attempt(MX.id, Outcome.SERVER_ERROR, None, "STARTTLS not offered in the EHLO reply")}
     assert verdict(test_injection.test_no_response_injection, MX, data) == "skip"
 
 
 def test_timeout_is_inconclusive() -> None:
-    data = {MX.id: Attempt(MX.id, Outcome.INCONCLUSIVE, None, "no complete line within 10 s")}
+    data: dict[str, Attempt[Any]] = {MX.id: Attempt(MX.id, Outcome.INCONCLUSIVE, None, "no complete line within 10 s")}
     assert verdict(test_injection.test_no_command_injection, MX, data) == "inconclusive"
 
 
@@ -134,7 +134,7 @@ def test_auth_checks(check: Callable[..., None], result: AuthPosture, expected: 
 
 
 def test_unverified_certificate_skips() -> None:
-    data = {SUB.id: Attempt(SUB.id, Outcome.LOCAL_ERROR, None,
+    data: dict[str, Attempt[Any]] = {SUB.id: Attempt(SUB.id, Outcome.LOCAL_ERROR, None,
                             "not sending credentials: the certificate does not verify (expired)")}
     assert verdict(test_auth.test_wrong_password_refused, SUB, data) == "skip"
 

@@ -10,7 +10,7 @@ import certgen
 import pytest
 from certgen import Pki, make_pki
 from fake_imap import FakeImap
-from hostile import run, serving
+from hostile import Behaviour, run, serving
 from smtp_servers import aiosmtpd_server
 
 from conformance.probes.config import ProbeConfig
@@ -40,7 +40,7 @@ def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContex
 
 
 def smtp_server(context: ssl.SSLContext, *, keep_ehlo: bool = False, extra_after_go_ahead: bytes = b"",
-                lax: bool = False):  # type: ignore[no-untyped-def]
+                lax: bool = False) -> Behaviour:
     """A scripted SMTP server: forgets EHLO at STARTTLS unless ``keep_ehlo``; ``extra_after_go_ahead`` is
     written right after the 220 (response injection); ``lax`` takes MAIL without any EHLO."""
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
