@@ -151,7 +151,9 @@ def forms(*accepted: str) -> RelayFormsResult:
     (test_relay.test_no_open_relay, forms("plain"), "fail"),
     (test_relay.test_no_relay_by_address_tricks, forms(), "pass"),
     (test_relay.test_no_relay_by_address_tricks, forms("percent-hack"), "fail"),
-    (test_relay.test_no_relay_by_address_tricks, forms("plain", "source-route"), "skip"),
+    (test_relay.test_no_relay_by_address_tricks, forms("plain", "source-route"), "pass"),
+    (test_relay.test_no_relay_by_address_tricks, forms("source-route"), "fail"),
+    (test_relay.test_no_relay_by_address_tricks, forms("plain", "percent-hack"), "fail"),
     (test_relay.test_no_open_relay, RelayFormsResult("550 no", (), None), "inconclusive"),
 ])
 def test_relay_checks(check: Callable[..., None], result: RelayFormsResult, expected: str) -> None:
