@@ -244,7 +244,7 @@ def test_good_tls_posture(good: Gateway) -> None:
     ("tls1_0", TLS10, "TLSv1"),
     ("tls13_only", TLS12, None),
     ("no_tls13", {}, "TLSv1.2"),
-    ("anon_suites", {"ciphers": "aNULL:@SECLEVEL=0", **TLS12}, "AECDH"),
+    ("anon_suites", {"ciphers": "aNULL:@SECLEVEL=0", **TLS12}, "ADH-AES"),
     ("static_rsa", {"ciphers": "AES128-GCM-SHA256", **TLS12}, "AES128-GCM-SHA256"),
 ])
 def test_tls_flaws(tmp_path: Path, flaw: str, client: dict[str, Any], expect: str | None) -> None:
@@ -666,3 +666,13 @@ def test_set_flaws_and_reset_keep_the_ports(gw: Gateway) -> None:
     finally:
         gw.set_flaws([])
     assert gw.ports == ports
+
+
+def test_burst_limit_is_scoped_to_the_lockout_account() -> None:
+    auth, _ = engine("burst_login_limit")
+    auth.burst_users = frozenset({"bob@example.test"})
+    for user in ("alice@example.test", "bob@example.test"):
+        for _ in range(3):
+            auth.session_started(user)
+    assert auth.login("smtp", "alice@example.test", "right").verdict is Verdict.ACCEPTED
+    assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.REJECTED

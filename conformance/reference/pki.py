@@ -143,3 +143,12 @@ class Pki:
                         "-sha1", "-days", "365", "-out", str(out)],
                        check=True, capture_output=True, timeout=30)
         return x509.load_pem_x509_certificate(out.read_bytes())
+
+    def dh_params(self) -> Path:
+        """RFC 7919 ffdhe2048 parameters (for the anonymous DH suites of ``anon_suites``), written on first
+        use with the openssl CLI: a named group, so nothing is generated. Raises CalledProcessError."""
+        path = self.directory / "ffdhe2048.pem"
+        if not path.exists():
+            subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
+                            "-out", str(path)], check=True, capture_output=True, timeout=30)
+        return path

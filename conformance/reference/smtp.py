@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import ssl
 import warnings
 from typing import Any
@@ -22,6 +23,18 @@ from conformance.reference.outage import Component
 from conformance.reference.runtime import DOMAIN, NodeRuntime, reset_transport
 
 RELAY_FORM_CHARS = ("%", "!", "@", '"', ":")   # classic relay tricks hidden in a local part
+
+
+class _QuietAuthWarning(logging.Filter):
+    """aiosmtpd logs "auth_required == True but auth_require_tls == False" for every submissions session:
+    there the transport is TLS already (implicit), which aiosmtpd cannot know. Drop just that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "auth_require_tls == False" not in record.getMessage()
+
+
+if not any(isinstance(f, _QuietAuthWarning) for f in logging.getLogger("mail.log").filters):
+    logging.getLogger("mail.log").addFilter(_QuietAuthWarning())
 
 
 class _BareLfReader:
@@ -92,6 +105,12 @@ class GatewaySMTP(SMTP):
             self.runtime.auth.session_ended(self._auth_user)
             self._auth_user = None
         super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        super().eof_received()
+        # always close on EOF: aiosmtpd returns True (keep half-open) for a session whose STARTTLS
+        # handshake never completed, which asyncio's TLS layer logs as a warning
+        return False
 
     def shutdown(self, reset: bool) -> None:
         """The node goes down: 421 and an orderly close, or (reset_on_shutdown) a TCP reset."""
