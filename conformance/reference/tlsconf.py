@@ -38,7 +38,7 @@ def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
         context.maximum_version = ssl.TLSVersion.TLSv1_2
     if flaws.anon_suites:
         suites.append(ANON_SUITES)
-        context.load_dh_params(pki.dh_params())
+        context.load_dh_params(str(pki.dh_params()))
         weak_level = True
     if flaws.static_rsa:
         suites.append(STATIC_RSA_SUITES)
