@@ -65,7 +65,7 @@ class Login:
     outcome: LoginOutcome | None  # None: no answer (connection failed, timed out, no TLS)
     code: str                     # "535 5.7.8", "NO [UNAVAILABLE]", or "no answer"
     reply: str                    # the server's words, or why there was no answer (scrubbed)
-    elapsed: float                # seconds from sending the credentials to the answer
+    elapsed: float                # seconds from sending the credentials to the answer (no answer: time waited)
     transcript: tuple[str, ...] = field(default=(), repr=False, compare=False)
     error: Outcome | None = None  # why there was no answer (LOCAL_ERROR: we refused to send the password)
 
@@ -170,6 +170,7 @@ class LockoutDriver:
     async def login(self, endpoint: Endpoint, label: str, username: str, password: Secret | str, *,
                     ready: Callable[[], Awaitable[None]] | None = None, cfg: ProbeConfig | None = None) -> Login:
         at = self.now()
+        t0 = time.monotonic()
         # IMAP LOGIN is what every client can do; SMTP AUTH PLAIN likewise (RFC 4954, RFC 4616)
         mechanism = "LOGIN" if endpoint.protocol == "imap" else "PLAIN"
         result: Attempt[LoginResult] = await probe_login(endpoint, cfg or self.cfg, username, password,
@@ -179,7 +180,9 @@ class LockoutDriver:
             login = Login(label, endpoint.id, at, r.outcome, r.code or r.reply[:20], r.reply, r.elapsed,
                           result.transcript)
         else:
-            login = Login(label, endpoint.id, at, None, "no answer", result.reason, 0.0, result.transcript,
+            # no answer: the time waited (a timeout while the server holds a failure back is throttling too)
+            waited = time.monotonic() - t0 if result.outcome is Outcome.INCONCLUSIVE else 0.0
+            login = Login(label, endpoint.id, at, None, "no answer", result.reason, waited, result.transcript,
                           result.outcome)
         if label in ("wrong", "stale", "unknown-user"):
             self.last_failure = time.monotonic()
@@ -247,27 +250,26 @@ def _done(endpoint: str, result: object, *keep: Login) -> Attempt[object]:
 async def lock_episode(driver: LockoutDriver, via: Endpoint, others: Sequence[Endpoint],
                        collateral: Account | None = None, *, twin: bool = True, start_bound: float | None = None,
                        ) -> Attempt[Episode]:
-    """Lock the account with ``budget`` consecutive wrong passwords on ``via``, the same number for
-    a user that does not exist (with ``twin``; interleaved, so both see the same conditions), then try the correct
-    password on ``via`` and on every endpoint of ``others`` (concurrently), log ``collateral`` in
-    once, and poll until the lock lifts."""
+    """Lock the account with ``budget`` consecutive wrong passwords on ``via``, try the correct
+    password on ``via`` and on every endpoint of ``others`` (concurrently), log ``collateral`` in once,
+    poll until the lock lifts; then (``twin``) the same failures for a user that does not exist.
+    The twin runs after the unlock, not interleaved: a server whose throttling is per client address
+    (Dovecot's auth penalty, reset by a success) then puts both sequences through the same ramp."""
     blocked = await ensure_unlocked(driver, via, start_bound)
     if blocked is not None:
         return blocked  # type: ignore[return-value]
     plan = driver.plan
-    failures: list[Login] = []
-    unknown: list[Login] = []
-    nobody = driver.unknown_user()
-    for _ in range(plan.budget):
-        failures.append(await driver.wrong(via))
-        if twin:
-            unknown.append(await driver.wrong(via, username=nobody, label="unknown-user"))
+    failures = [await driver.wrong(via) for _ in range(plan.budget)]
     locked_correct = await driver.correct(via)
     elsewhere = tuple(await asyncio.gather(*(driver.correct(e, "elsewhere") for e in others)))
     other = None
     if collateral is not None:
         other = await driver.login(via, "collateral", collateral.username, collateral.password)
     unlock = await driver.wait_unlocked(via)
+    unknown: list[Login] = []
+    if twin:  # the unknown user's lock (if any) is left to expire: nobody owns that name
+        nobody = driver.unknown_user()
+        unknown = [await driver.wrong(via, username=nobody, label="unknown-user") for _ in range(plan.budget)]
     episode = Episode(via.id, tuple(failures), tuple(unknown), locked_correct, elsewhere, other, unlock,
                       plan.threshold)
     return _done(via.id, episode, locked_correct, *unknown[-1:])  # type: ignore[return-value]
