@@ -128,6 +128,9 @@ def _verify_path(chain: list[x509.Certificate], anchors: list[x509.Certificate],
     try:
         builder.build_client_verifier().verify(leaf, chain[1:])
     except verification.VerificationError as exc:
+        if "Forbidden signature algorithm" in str(exc):
+            return False, ("no valid path to a trust anchor: a certificate in the chain is signed with a forbidden "
+                           "algorithm (SHA-1 or MD5), which RFC 5280 verifiers of today reject")
         return False, f"no valid path to a trust anchor: {exc}"
     return True, "chains to a trust anchor"
 

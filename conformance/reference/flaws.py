@@ -60,7 +60,8 @@ _FLAW_LIST = [
     _f("expired_cert", "cert", "the certificate has expired", "CERT-EXPIRY-01"),
     _f("expiring_cert", "cert", "the certificate expires in 5 days", "CERT-EXPIRY-02"),
     _f("weak_key", "cert", "the certificate has a 1024-bit RSA key", "CERT-KEY-01"),
-    _f("sha1_cert", "cert", "the certificate is signed with SHA-1", "CERT-SIG-01"),
+    _f("sha1_cert", "cert", "the certificate is signed with SHA-1 (so modern verifiers reject its path too)",
+       "CERT-SIG-01", "CERT-CHAIN-01"),
     # auth, relay, enumeration, smuggling
     _f("accept_any_password", "auth", "any password is accepted for an existing user", "AUTH-WRONG-01"),
     _f("anonymous_login", "auth", "AUTH ANONYMOUS is offered and accepted", "AUTH-ANON-01",

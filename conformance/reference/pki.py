@@ -77,7 +77,7 @@ class Pki:
         ca = (x509.CertificateBuilder().subject_name(_name("mailconform reference test CA"))
               .issuer_name(_name("mailconform reference test CA")).public_key(key.public_key())
               .serial_number(x509.random_serial_number())
-              .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+              .not_valid_before(now - dt.timedelta(days=1000)).not_valid_after(now + dt.timedelta(days=3650))
               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
