@@ -8,6 +8,7 @@ The good gateway is run once with every opt-in: everything that runs must pass.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,15 @@ def _is_should(requirement_id: str) -> bool:
     from conformance.requirements import Level, get
 
     return get(requirement_id).level_in("baseline") is Level.SHOULD
+
+
+def test_xdist_run_gives_the_same_verdicts(good_run: SuiteRun, tmp_path: Path) -> None:
+    """Vendors scan fleets under pytest-xdist: the verdicts (plain values in the JUnit file) must match
+    a serial run's, the lockout checks kept on one worker by their xdist_group."""
+    pytest.importorskip("xdist")
+    parallel = _run_with((), tmp_path, (*ALL_OPT_INS, "-n", "2", "--dist", "loadgroup"))
+    serial = {(c.name, c.requirement): c.verdict for c in good_run.cases}
+    # xdist's loadgroup appends "@group" to the test names it pins to one worker
+    spread = {(re.sub(r"@[\w-]+$", "", c.name), c.requirement): c.verdict for c in parallel.cases}
+    assert spread == serial, parallel.describe()
+    assert parallel.returncode == 0, parallel.output[-2000:]
