@@ -39,6 +39,7 @@ class Engine:
     window: float = 1.0
     duration: float = 1.0
     flaws: frozenset[str] = frozenset()
+    throttle: float = 0.0       # > 0: no lock, every wrong password is answered this late (like Dovecot)
     down_file: Path | None = None
     failures: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     locked_until: dict[str, float] = field(default_factory=dict)
@@ -91,6 +92,9 @@ class Engine:
             if "success_no_reset" not in self.flaws:
                 self.failures.pop(key, None)
             return "ok"
+        if self.throttle:
+            await asyncio.sleep(self.throttle)
+            return "wrong"
         self._fail(key, password, now)
         return "wrong"
 

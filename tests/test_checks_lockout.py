@@ -28,6 +28,13 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LockoutSe
         yield srv
 
 
+@pytest.fixture
+def throttling_server(tmp_path: Path) -> Iterator[LockoutServer]:
+    """No lock, but every wrong password answered 1.1 s late (Dovecot's way: auth_failure_delay)."""
+    with lockout_server(tmp_path, threshold=2, throttle=1.1) as srv:
+        yield srv
+
+
 def suite(server: LockoutServer, tmp_path: Path, *opt_ins: str, **target: bool) -> SuiteRun:
     path = server.write_target(tmp_path / "target.toml", **target)
     return run_suite(path, tmp_path, extra=(*ONLY_LOCKOUT, *opt_ins), timeout=240)
@@ -77,3 +84,16 @@ def test_outage_check_needs_disruption_opt_in_and_hooks(server: LockoutServer, t
     result = suite(server, tmp_path, *ALL_OPT_INS, hooks=False)
     outage = next(c for c in result.cases if c.requirement == "LOCK-OUTAGE-01")
     assert outage.verdict == "skipped" and "outage hooks" in outage.reason
+
+
+def test_throttling_meets_the_threshold_and_leaves_lock_checks_inconclusive(throttling_server: LockoutServer,
+                                                                          tmp_path: Path) -> None:
+    result = suite(throttling_server, tmp_path, "--mail-allow-lockout")
+    verdicts = {c.requirement: c.verdict for c in result.cases}
+    assert verdicts == {
+        "LOCK-THRESHOLD-01": "pass", "LOCK-RESET-01": "pass", "LOCK-ORACLE-01": "pass", "LOCK-BURST-01": "pass",
+        "LOCK-STALE-01": "pass", "LOCK-OUTAGE-01": "skipped",
+        "LOCK-CROSS-01": "inconclusive", "LOCK-RECOVER-01": "inconclusive", "LOCK-TEMPFAIL-01": "inconclusive",
+        "LOCK-COLLATERAL-01": "inconclusive"}, result.describe(("fail", "inconclusive", "skipped"))
+    recover = next(c for c in result.cases if c.requirement == "LOCK-RECOVER-01")
+    assert "throttles failures instead" in recover.reason

@@ -32,6 +32,10 @@ from conformance.target import Account, Endpoint, Policy, Secret
 
 NIST_MAX_FAILURES = 100   # SP 800-63B §5.2.2: no more than 100 consecutive failed attempts per account
 BURST_SIZE = 10           # clients reconnecting at once after an outage (issue 7)
+# An answer this slow (seconds) is throttling: a server that delays failures (Dovecot's auth_failure_delay
+# is 2 s, its per-address penalty grows to 15 s) slows guessing down; a refusal that comes only after
+# such a delay (Postfix gives up on a held-back Dovecot answer with 454 4.7.0) is that throttle, not a lock.
+THROTTLE_FLOOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,14 @@ class Episode:
 
     @property
     def locked(self) -> bool:
-        """The lock took hold where the failures were made."""
-        return not self.locked_correct.accepted
+        """The lock took hold where the failures were made: the correct password was refused, promptly."""
+        return not self.locked_correct.accepted and self.locked_correct.elapsed < THROTTLE_FLOOR
+
+    @property
+    def throttled(self) -> bool:
+        """Every failure from the threshold on was held back at least ``THROTTLE_FLOOR`` seconds."""
+        past = self.failures[self.threshold - 1:]
+        return bool(past) and min(x.elapsed for x in past) >= THROTTLE_FLOOR
 
     @property
     def answers_while_locked(self) -> tuple[Login, ...]:
