@@ -668,9 +668,9 @@ def test_set_flaws_and_reset_keep_the_ports(gw: Gateway) -> None:
     assert gw.ports == ports
 
 
-def test_burst_limit_is_scoped_to_the_lockout_account() -> None:
+def test_burst_limit_is_scoped_to_the_flaw_users() -> None:
     auth, _ = engine("burst_login_limit")
-    auth.burst_users = frozenset({"bob@example.test"})
+    auth.flaw_users = frozenset({"bob@example.test"})
     for user in ("alice@example.test", "bob@example.test"):
         for _ in range(3):
             auth.session_started(user)

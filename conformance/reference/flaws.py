@@ -92,7 +92,7 @@ _FLAW_LIST = [
        "LOCK-ORACLE-01"),
     _f("locked_says_wrong_password", "lockout", "a locked account is answered as a wrong password",
        "LOCK-TEMPFAIL-01"),
-    _f("outage_counts_failures", "lockout", "logins while the auth backend is down count as failures",
+    _f("outage_counts_failures", "lockout", "logins of the lockout account while the auth backend is down count as failures",
        "LOCK-OUTAGE-01"),
     _f("burst_login_limit", "lockout", "more than 3 concurrent logins of the lockout account fail and count as failures",
        "LOCK-BURST-01"),

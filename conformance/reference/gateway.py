@@ -63,7 +63,7 @@ class Gateway:
         self.store = MailStore(tuple(ACCOUNT_ADDRESSES.values()) + EXTRA_LOCAL)
         self.auth = AuthEngine(dict(self.accounts.values()), self.flaws, threshold=LOCKOUT_THRESHOLD,
                                window=LOCKOUT_WINDOW, duration=LOCKOUT_DURATION)
-        self.auth.burst_users = frozenset({self.accounts["lockout"][0]})
+        self.auth.flaw_users = frozenset({self.accounts["lockout"][0]})
         self.outages = Outages(tuple(NODES))
         self.errors = ErrorLog()
         self.ports: dict[tuple[str, str], int] = {}

@@ -61,9 +61,10 @@ class AuthEngine:
         self._lock = threading.Lock()
         self._accounts: dict[tuple[str, str], _Account] = {}
         self._active: dict[str, int] = {}
-        # burst_login_limit hits only these users (None: everyone). The gateway scopes it to the lockout
-        # account: the suite's own parallel probes of the test account would otherwise trip it too.
-        self.burst_users: frozenset[str] | None = None
+        # burst_login_limit and outage_counts_failures hit only these users (None: everyone). The gateway
+        # scopes them to the lockout account: the suite's own parallel probes and the failover family's
+        # outage retries use the test account, and would otherwise lock it and cascade into other checks.
+        self.flaw_users: frozenset[str] | None = None
 
     def reset(self) -> None:
         with self._lock:
@@ -79,11 +80,12 @@ class AuthEngine:
             if self._locked(key, now):
                 return Decision(Verdict.LOCKED, known, user)
             if not backend_up:
-                if self.flaws.outage_counts_failures:  # the flaw: a client retrying its right password locks
+                if self.flaws.outage_counts_failures and self._flaw_hits(user):  # retrying clients lock
                     self._fail(key, user, password, known, now, stale_counts=True)
                 return Decision(Verdict.UNAVAILABLE, known, user)
             correct = known and (self.flaws.accept_any_password or password == self._passwords[user])
-            if correct and self._burst_limited(user) and self._active.get(user, 0) >= BURST_LIMIT:
+            if (correct and self.flaws.burst_login_limit and self._flaw_hits(user)
+                    and self._active.get(user, 0) >= BURST_LIMIT):
                 self._fail(key, user, password, known, now)
                 return Decision(Verdict.REJECTED, known, user)
             if correct:
@@ -105,8 +107,8 @@ class AuthEngine:
             else:
                 self._active.pop(username.lower(), None)
 
-    def _burst_limited(self, user: str) -> bool:
-        return self.flaws.burst_login_limit and (self.burst_users is None or user in self.burst_users)
+    def _flaw_hits(self, user: str) -> bool:
+        return self.flaw_users is None or user in self.flaw_users
 
     def _locked(self, key: tuple[str, str], now: float) -> bool:
         if self.flaws.lockout_collateral and any(a.locked_until > now for a in self._accounts.values()):
