@@ -25,16 +25,20 @@ from conformance.reference.runtime import DOMAIN, NodeRuntime, reset_transport
 RELAY_FORM_CHARS = ("%", "!", "@", '"', ":")   # classic relay tricks hidden in a local part
 
 
-class _QuietAuthWarning(logging.Filter):
-    """aiosmtpd logs "auth_required == True but auth_require_tls == False" for every submissions session:
-    there the transport is TLS already (implicit), which aiosmtpd cannot know. Drop just that line."""
+class _QuietAiosmtpdNoise(logging.Filter):
+    """Two warnings aiosmtpd logs on every session that are not about the session: "auth_required ==
+    True but auth_require_tls == False" (on submissions the transport is TLS already, which aiosmtpd
+    cannot know), and "Session.login_data is deprecated" (aiosmtpd setting its own deprecated field)."""
+
+    NOISE = ("auth_require_tls == False", "Session.login_data is deprecated")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "auth_require_tls == False" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
 
 
-if not any(isinstance(f, _QuietAuthWarning) for f in logging.getLogger("mail.log").filters):
-    logging.getLogger("mail.log").addFilter(_QuietAuthWarning())
+if not any(isinstance(f, _QuietAiosmtpdNoise) for f in logging.getLogger("mail.log").filters):
+    logging.getLogger("mail.log").addFilter(_QuietAiosmtpdNoise())
 
 
 class _BareLfReader:
