@@ -318,10 +318,10 @@ def test_good_mx_policy(gw: Gateway) -> None:
 def test_good_submission_policy(gw: Gateway) -> None:
     with smtp(gw, "submission", tls=False) as client:
         assert not client.has_extn("auth")
-        assert client.docmd("AUTH", "PLAIN")[0] == 530
+        assert client.docmd("AUTH", "PLAIN") == (530, b"5.7.0 Must issue a STARTTLS command first")
         assert client.mail("alice@example.test")[0] == 530
     with smtp(gw, "submission") as client:
-        assert client.mail("alice@example.test")[0] == 530  # authentication required
+        assert client.mail("alice@example.test") == (530, b"5.7.0 Authentication required")
         assert client.docmd("AUTH", "ANONYMOUS")[0] == 504
         assert "CRAM-MD5" not in client.esmtp_features["auth"]
     with smtp(gw, "submissions", login="test") as client:

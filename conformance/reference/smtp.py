@@ -23,6 +23,13 @@ from conformance.reference.outage import Component
 from conformance.reference.runtime import DOMAIN, NodeRuntime, reset_transport
 
 RELAY_FORM_CHARS = ("%", "!", "@", '"', ":")   # classic relay tricks hidden in a local part
+# aiosmtpd's own fixed replies, given the enhanced status codes (RFC 3463) of the gateway's catalogue
+AIOSMTPD_REPLIES = {
+    "530 Must issue a STARTTLS command first": S.S530_STARTTLS_FIRST,
+    "220 Ready to start TLS": S.S220_READY_TLS,
+    "221 Bye": S.S221_BYE,
+    "250 OK": S.S250_OK,
+}
 
 
 class _QuietAiosmtpdNoise(logging.Filter):
@@ -144,6 +151,8 @@ class GatewaySMTP(SMTP):
         await super()._handle_client()
 
     async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = AIOSMTPD_REPLIES.get(status, status)
         if self._reply_delay:  # auth_timing_oracle: the delay sits before the reply, where clients time it
             delay, self._reply_delay = self._reply_delay, 0.0
             await asyncio.sleep(delay)
