@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from imapclient import IMAPClient
@@ -72,6 +72,23 @@ def run(coro: Any) -> Any:
 
 def attempt_of(coro: Any) -> Attempt[Any]:
     return asyncio.run(coro)  # type: ignore[no-any-return]
+
+
+class Flawed(NamedTuple):
+    gateway: Gateway
+    target: Target
+    cfg: ProbeConfig
+
+
+@pytest.fixture
+def flawed_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flawed]:
+    """A gateway configured by the test's ``@pytest.mark.gateway(flaws=[...])`` marker, its target and a
+    probe configuration; errors raised inside its servers fail the test."""
+    marker = request.node.get_closest_marker("gateway")
+    if marker is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: flawed_gateway needs @pytest.mark.gateway(flaws=[...])")
+    with flawed(tmp_path, *marker.kwargs.get("flaws", ())) as (gateway, target, cfg):
+        yield Flawed(gateway, target, cfg)
 
 
 @contextlib.contextmanager
@@ -169,39 +186,44 @@ def test_cli_lists_flaws() -> None:
 
 
 # --- STARTTLS and implicit TLS flaws -----------------------------------------------------------------------
-def test_no_starttls_hides_starttls_on_the_mx_only(tmp_path: Path) -> None:
-    with flawed(tmp_path, "no_starttls") as (_, target, cfg):
-        assert not run(probe_smtp_capabilities(endpoint(target, "mx"), cfg)).starttls_offered
-        assert run(probe_smtp_capabilities(endpoint(target, "submission"), cfg)).starttls_offered
+@pytest.mark.gateway(flaws=["no_starttls"])
+def test_no_starttls_hides_starttls_on_the_mx_only(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    assert not run(probe_smtp_capabilities(endpoint(target, "mx"), cfg)).starttls_offered
+    assert run(probe_smtp_capabilities(endpoint(target, "submission"), cfg)).starttls_offered
 
 
-def test_auth_before_tls(tmp_path: Path) -> None:
-    with flawed(tmp_path, "auth_before_tls") as (_, target, cfg):
-        sub = run(probe_smtp_capabilities(endpoint(target, "submission"), cfg))
-        assert sub.auth_mechanisms_before_tls and sub.cleartext_auth is CleartextAuth.CREDENTIALS_CHECKED
+@pytest.mark.gateway(flaws=["auth_before_tls"])
+def test_auth_before_tls(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    sub = run(probe_smtp_capabilities(endpoint(target, "submission"), cfg))
+    assert sub.auth_mechanisms_before_tls and sub.cleartext_auth is CleartextAuth.CREDENTIALS_CHECKED
 
 
-def test_imap_login_before_tls(tmp_path: Path) -> None:
-    with flawed(tmp_path, "imap_login_before_tls") as (_, target, cfg):
-        imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
-        assert not imap.logindisabled_before_tls
-        assert imap.cleartext_login is CleartextAuth.CREDENTIALS_CHECKED
+@pytest.mark.gateway(flaws=["imap_login_before_tls"])
+def test_imap_login_before_tls(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
+    assert not imap.logindisabled_before_tls
+    assert imap.cleartext_login is CleartextAuth.CREDENTIALS_CHECKED
 
 
-def test_starttls_offered_twice(tmp_path: Path) -> None:
-    with flawed(tmp_path, "starttls_offered_twice") as (_, target, cfg):
-        sub = run(probe_smtp_capabilities(endpoint(target, "submission"), cfg))
-        assert sub.post_tls is not None and sub.post_tls.starttls
-        imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
-        assert imap.post_tls is not None and "STARTTLS" in imap.post_tls
+@pytest.mark.gateway(flaws=["starttls_offered_twice"])
+def test_starttls_offered_twice(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    sub = run(probe_smtp_capabilities(endpoint(target, "submission"), cfg))
+    assert sub.post_tls is not None and sub.post_tls.starttls
+    imap = run(probe_imap_capabilities(endpoint(target, "imap"), cfg))
+    assert imap.post_tls is not None and "STARTTLS" in imap.post_tls
 
 
-def test_no_implicit_tls(tmp_path: Path) -> None:
-    with flawed(tmp_path, "no_implicit_tls") as (gw, target, cfg):
-        assert not attempt_of(probe_handshake(endpoint(target, "submissions"), cfg)).ok
-        assert not attempt_of(probe_handshake(endpoint(target, "imaps"), cfg)).ok
-        with smtplib.SMTP("127.0.0.1", gw.ports[("node1", "submissions")], timeout=5) as smtp:
-            assert smtp.ehlo()[0] == 250 and smtp.has_extn("auth")  # AUTH offered in plaintext
+@pytest.mark.gateway(flaws=["no_implicit_tls"])
+def test_no_implicit_tls(flawed_gateway: Flawed) -> None:
+    gw, target, cfg = flawed_gateway
+    assert not attempt_of(probe_handshake(endpoint(target, "submissions"), cfg)).ok
+    assert not attempt_of(probe_handshake(endpoint(target, "imaps"), cfg)).ok
+    with smtplib.SMTP("127.0.0.1", gw.ports[("node1", "submissions")], timeout=5) as smtp:
+        assert smtp.ehlo()[0] == 250 and smtp.has_extn("auth")  # AUTH offered in plaintext
 
 
 # --- TLS and certificate flaws ---------------------------------------------------------------------------
@@ -256,10 +278,11 @@ def test_tls_flaws(tmp_path: Path, flaw: str, client: dict[str, Any], expect: st
             assert got is not None and (got[0] == expect or got[1].startswith(expect)), got
 
 
-def test_weak_backup_node_accepts_tls1_0_on_node2_only(tmp_path: Path) -> None:
-    with flawed(tmp_path, "weak_backup_node") as (gw, _, _):
-        assert handshake(gw.ports[("node1", "imaps")], tls_client(**TLS10)) is None
-        assert handshake(gw.ports[("node2", "imaps")], tls_client(**TLS10)) is not None
+@pytest.mark.gateway(flaws=["weak_backup_node"])
+def test_weak_backup_node_accepts_tls1_0_on_node2_only(flawed_gateway: Flawed) -> None:
+    gw, _, _ = flawed_gateway
+    assert handshake(gw.ports[("node1", "imaps")], tls_client(**TLS10)) is None
+    assert handshake(gw.ports[("node2", "imaps")], tls_client(**TLS10)) is not None
 
 
 @pytest.mark.parametrize(("flaw", "defect"), [
@@ -359,26 +382,33 @@ def test_starttls_state_flaws(tmp_path: Path, flaw: str) -> None:
                 assert client.mail("someone@elsewhere.example")[0] == 250
 
 
-def test_starttls_response_injection(tmp_path: Path) -> None:
-    with flawed(tmp_path, "starttls_response_injection") as (_, target, cfg):
-        result = run(probe_starttls_injection(endpoint(target, "mx"), cfg))
-        assert result.answered_in_plaintext is not None and "go-ahead" in result.answered_in_plaintext
+@pytest.mark.gateway(flaws=["starttls_response_injection"])
+def test_starttls_response_injection(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    result = run(probe_starttls_injection(endpoint(target, "mx"), cfg))
+    assert result.answered_in_plaintext is not None and "go-ahead" in result.answered_in_plaintext
 
 
-def test_imap_preauth(tmp_path: Path) -> None:
-    with flawed(tmp_path, "imap_preauth") as (_, target, cfg):
-        assert run(probe_imap_capabilities(endpoint(target, "imaps"), cfg)).preauth
-        assert not run(probe_imap_capabilities(endpoint(target, "imap"), cfg)).preauth
+@pytest.mark.gateway(flaws=["imap_preauth"])
+def test_imap_preauth(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    assert run(probe_imap_capabilities(endpoint(target, "imaps"), cfg)).preauth
+    assert not run(probe_imap_capabilities(endpoint(target, "imap"), cfg)).preauth
 
 
-def test_relay_flaws(tmp_path: Path) -> None:
-    with flawed(tmp_path, "open_relay") as (_, target, cfg):
-        assert run(probe_open_relay(endpoint(target, "mx", "node2"), cfg)).accepted
-    with flawed(tmp_path, "percent_hack_relay") as (gw, target, cfg):
-        assert not run(probe_open_relay(endpoint(target, "mx"), cfg)).accepted
-        with smtp(gw) as client:
-            client.mail("someone@elsewhere.example")
-            assert [client.rcpt(f"<{r}>")[0] for r in RELAY_FORMS] == [554, 250, 554, 554, 554]
+@pytest.mark.gateway(flaws=["open_relay"])
+def test_open_relay(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    assert run(probe_open_relay(endpoint(target, "mx", "node2"), cfg)).accepted
+
+
+@pytest.mark.gateway(flaws=["percent_hack_relay"])
+def test_percent_hack_relay(flawed_gateway: Flawed) -> None:
+    gw, target, cfg = flawed_gateway
+    assert not run(probe_open_relay(endpoint(target, "mx"), cfg)).accepted
+    with smtp(gw) as client:
+        client.mail("someone@elsewhere.example")
+        assert [client.rcpt(f"<{r}>")[0] for r in RELAY_FORMS] == [554, 250, 554, 554, 554]
 
 
 def test_submission_flaws(tmp_path: Path) -> None:
@@ -405,13 +435,14 @@ def test_enumeration_flaws(tmp_path: Path) -> None:
         assert {client.rcpt(f"nobody{i}@example.test")[0] for i in range(25)} == {550}
 
 
-def test_login_flaws(tmp_path: Path) -> None:
-    with flawed(tmp_path, "accept_any_password", "auth_user_enumeration") as (_, target, cfg):
-        account = target.accounts["other"]
-        for service in ("submissions", "imaps"):
-            wrong = run(probe_login(endpoint(target, service), cfg, account.username, "wrong"))
-            unknown = run(probe_login(endpoint(target, service), cfg, "nobody@example.test", "wrong"))
-            assert wrong.accepted and not unknown.accepted and "No such user" in unknown.reply
+@pytest.mark.gateway(flaws=["accept_any_password", "auth_user_enumeration"])
+def test_login_flaws(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    account = target.accounts["other"]
+    for service in ("submissions", "imaps"):
+        wrong = run(probe_login(endpoint(target, service), cfg, account.username, "wrong"))
+        unknown = run(probe_login(endpoint(target, service), cfg, "nobody@example.test", "wrong"))
+        assert wrong.accepted and not unknown.accepted and "No such user" in unknown.reply
 
 
 def test_auth_timing_oracle(tmp_path: Path) -> None:
@@ -428,12 +459,13 @@ def test_auth_timing_oracle(tmp_path: Path) -> None:
             assert time.monotonic() - started > unknown + 0.2
 
 
-def test_bare_lf_end_of_data(tmp_path: Path) -> None:
-    with flawed(tmp_path, "bare_lf_end_of_data") as (_, target, cfg):
-        for node in ("node1", "node2"):
-            result = run(probe_bare_lf_end_of_data(endpoint(target, "mx", node), cfg, sender="probe@elsewhere.example",
-                                                   recipient="alice@example.test"))
-            assert result.bare_lf_ends_data
+@pytest.mark.gateway(flaws=["bare_lf_end_of_data"])
+def test_bare_lf_end_of_data(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    for node in ("node1", "node2"):
+        result = run(probe_bare_lf_end_of_data(endpoint(target, "mx", node), cfg, sender="probe@elsewhere.example",
+                                               recipient="alice@example.test"))
+        assert result.bare_lf_ends_data
 
 
 # --- the lockout engine (fake clock: no sleeping) ------------------------------------------------------------
@@ -600,34 +632,44 @@ def test_hooks_in_the_target_take_a_node_down_and_up(gw: Gateway, target: Target
         gw.outage("node1", "disk", down=True)
 
 
-def test_delivery_outage_flaws(tmp_path: Path) -> None:
-    with flawed(tmp_path, "permfail_during_outage") as (gw, _, _):
-        gw.outage("node1", "delivery", down=True)
-        assert send(gw, "node1", "x")[0] == 554
-    with flawed(tmp_path, "lose_mail_during_outage") as (gw, _, _):
-        gw.outage("node1", "delivery", down=True)
-        assert send(gw, "node1", "x")[0] == 250
-        gw.outage("node1", "delivery", down=False)
-        assert gw.mailbox("alice@example.test") == []
-    with flawed(tmp_path, "duplicate_after_recovery") as (gw, _, _):
-        gw.outage("node1", "delivery", down=True)
-        assert send(gw, "node1", "x", service="submission")[0] == 250
-        assert gw.mailbox("alice@example.test") == []
-        gw.outage("node1", "delivery", down=False)
-        assert len(gw.mailbox("alice@example.test")) == 2
+@pytest.mark.gateway(flaws=["permfail_during_outage"])
+def test_permfail_during_outage(flawed_gateway: Flawed) -> None:
+    gw, _, _ = flawed_gateway
+    gw.outage("node1", "delivery", down=True)
+    assert send(gw, "node1", "x")[0] == 554
 
 
-def test_backend_outage_flaws(tmp_path: Path) -> None:
-    with flawed(tmp_path, "directory_down_550", "auth_down_says_wrong_password") as (gw, target, cfg):
-        gw.outage("node2", "directory", down=True)
-        gw.outage("node2", "auth", down=True)
-        with smtp(gw, node="node2") as client:
-            client.mail("someone@elsewhere.example")
-            assert client.rcpt("alice@example.test")[0] == 550
-        account = target.accounts["test"]
-        for service in ("submissions", "imaps"):
-            down = run(probe_login(endpoint(target, service, "node2"), cfg, account.username, account.password))
-            assert down.outcome is LoginOutcome.REJECTED
+@pytest.mark.gateway(flaws=["lose_mail_during_outage"])
+def test_lose_mail_during_outage(flawed_gateway: Flawed) -> None:
+    gw, _, _ = flawed_gateway
+    gw.outage("node1", "delivery", down=True)
+    assert send(gw, "node1", "x")[0] == 250
+    gw.outage("node1", "delivery", down=False)
+    assert gw.mailbox("alice@example.test") == []
+
+
+@pytest.mark.gateway(flaws=["duplicate_after_recovery"])
+def test_duplicate_after_recovery(flawed_gateway: Flawed) -> None:
+    gw, _, _ = flawed_gateway
+    gw.outage("node1", "delivery", down=True)
+    assert send(gw, "node1", "x", service="submission")[0] == 250
+    assert gw.mailbox("alice@example.test") == []
+    gw.outage("node1", "delivery", down=False)
+    assert len(gw.mailbox("alice@example.test")) == 2
+
+
+@pytest.mark.gateway(flaws=["directory_down_550", "auth_down_says_wrong_password"])
+def test_backend_outage_flaws(flawed_gateway: Flawed) -> None:
+    gw, target, cfg = flawed_gateway
+    gw.outage("node2", "directory", down=True)
+    gw.outage("node2", "auth", down=True)
+    with smtp(gw, node="node2") as client:
+        client.mail("someone@elsewhere.example")
+        assert client.rcpt("alice@example.test")[0] == 550
+    account = target.accounts["test"]
+    for service in ("submissions", "imaps"):
+        down = run(probe_login(endpoint(target, service, "node2"), cfg, account.username, account.password))
+        assert down.outcome is LoginOutcome.REJECTED
 
 
 def test_slow_data_reply(tmp_path: Path) -> None:
@@ -651,9 +693,10 @@ def test_reset_on_shutdown(tmp_path: Path) -> None:
             sock.recv(1024)
 
 
-def test_single_node(tmp_path: Path) -> None:
-    with flawed(tmp_path, "single_node") as (gw, target, _):
-        assert [n.name for n in target.nodes] == ["node1"] and len(gw.ports) == 5
+@pytest.mark.gateway(flaws=["single_node"])
+def test_single_node(flawed_gateway: Flawed) -> None:
+    gw, target, _ = flawed_gateway
+    assert [n.name for n in target.nodes] == ["node1"] and len(gw.ports) == 5
 
 
 def test_set_flaws_and_reset_keep_the_ports(gw: Gateway) -> None:
