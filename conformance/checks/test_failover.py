@@ -41,7 +41,8 @@ def test_every_service_has_two_nodes(target: Target, mx_set: Attempt[MxSet] | No
         nodes = sorted({e.node for e in target.endpoints_for(service)})
         evidence.add(f"nodes.{service}", nodes)
         if len(nodes) < 2:
-            thin.append(f"{service} is served by one node only ({nodes[0]})")
+            only = target.endpoints_for(service)[0]
+            thin.append(f"{service} is served by one node only ({only.id}, {only.host})")
     if mx_set is not None:
         found = evidence.require(mx_set)
         evidence.add("mx", [f"{h.preference} {h.host}" for h in found.hosts] or "none")
