@@ -58,6 +58,7 @@ def test_each_flaw_fails_exactly_its_check(server: LockoutServer, tmp_path: Path
     (flaw,) = server.engine.flaws
     result = suite(server, tmp_path, *ALL_OPT_INS)
     assert result.failing_requirements == set(FLAWS[flaw].fails), result.describe()
+    assert not result.with_verdict("inconclusive"), result.describe()  # what cannot be judged is skipped
     failing = result.with_verdict("fail")
     assert all(c.reason for c in failing)  # the message alone tells the operator what is wrong
 
@@ -93,7 +94,7 @@ def test_throttling_meets_the_threshold_and_leaves_lock_checks_inconclusive(thro
     assert verdicts == {
         "LOCK-THRESHOLD-01": "pass", "LOCK-RESET-01": "pass", "LOCK-ORACLE-01": "pass", "LOCK-BURST-01": "pass",
         "LOCK-STALE-01": "pass", "LOCK-OUTAGE-01": "skipped",
-        "LOCK-CROSS-01": "inconclusive", "LOCK-RECOVER-01": "inconclusive", "LOCK-TEMPFAIL-01": "inconclusive",
-        "LOCK-COLLATERAL-01": "inconclusive"}, result.describe(("fail", "inconclusive", "skipped"))
+        "LOCK-CROSS-01": "skipped", "LOCK-RECOVER-01": "skipped", "LOCK-TEMPFAIL-01": "skipped",
+        "LOCK-COLLATERAL-01": "skipped"}, result.describe(("fail", "inconclusive", "skipped"))
     recover = next(c for c in result.cases if c.requirement == "LOCK-RECOVER-01")
     assert "throttles failures instead" in recover.reason
