@@ -69,7 +69,9 @@ def test_every_requirement_has_a_flaw() -> None:
 
 @pytest.mark.parametrize("info", sorted(FLAWS.values(), key=lambda f: (f.family, f.name)), ids=lambda f: f.name)
 def test_flaw_fails_exactly_its_checks(info: FlawInfo, tmp_path: Path) -> None:
-    run = _run_with((info.name,), tmp_path, OPT_INS.get(info.family, ()))
+    # LOCK-OUTAGE-01 takes the auth backend down: it needs the disruption opt-in too
+    opt_ins = ALL_OPT_INS if "LOCK-OUTAGE-01" in info.fails else OPT_INS.get(info.family, ())
+    run = _run_with((info.name,), tmp_path, opt_ins)
     assert run.failing_requirements == set(info.fails), (
         f"flaw {info.name} ({info.breaks}) should fail exactly {sorted(info.fails)}:\n{run.describe()}")
     assert not run.with_verdict("inconclusive"), run.describe()

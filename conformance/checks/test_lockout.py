@@ -135,8 +135,8 @@ def test_success_resets_failure_count(lockout_reset: Attempt[LoginRun], lockout_
     below = lockout_context.plan.threshold - 1
     final = run.final[-1]
     assert run.final_accepted, (
-        f"{below} wrong passwords, a successful login, {below} more wrong passwords: the correct password is then "
-        f"refused ({final.code}). The success did not reset the failure count, so a user who mistypes now and "
+        f"{lockout_context.account.username} on {final.endpoint}: {below} wrong passwords, a successful login, "
+        f"{below} more wrong passwords, and the correct password is then refused ({final.code}). The success did not reset the failure count, so a user who mistypes now and "
         f"then is locked out over days")
 
 
@@ -225,7 +225,7 @@ def test_burst_of_relogins_succeeds(lockout_burst: Attempt[LoginRun], evidence: 
     failed = [x for x in run.logins if not x.accepted]
     assert not failed and run.final_accepted, (
         f"of {len(run.logins)} concurrent logins with the correct password, {len(failed)} failed "
-        f"({_where(failed[:4])}); the next login got {run.final[-1].code}. After an outage every client of a user "
+        f"({_where(failed[:4])}); the next login on {run.final[-1].endpoint} got {run.final[-1].code}. After an outage every client of a user "
         f"reconnects at once: they must all get in, and none may count as a failure")
 
 
@@ -238,8 +238,8 @@ def test_repeated_password_counts_once(lockout_stale: Attempt[LoginRun], evidenc
     if run.unlock is not None:
         evidence.add("unlock", run.unlock.brief())
     assert run.final_accepted, (
-        f"the same wrong password {len(run.logins)} times (a phone still holding an old password), then the "
-        f"correct one: refused ({run.final[-1].code}). Every repeat counted, so one stale device locks its user "
+        f"{run.final[-1].endpoint}: the same wrong password {len(run.logins)} times (a phone still holding an old "
+        f"password), then the correct one: refused ({run.final[-1].code}). Every repeat counted, so one stale device locks its user "
         f"out; count a repeat of a recent wrong password once (as Dovecot and Microsoft Entra do)")
 
 
