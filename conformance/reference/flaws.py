@@ -180,7 +180,7 @@ class Flaws:
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:
         """Switch on the named flaws. Raises ValueError naming an unknown flaw and listing the valid ones."""
-        wanted = list(names)
+        wanted = [names] if isinstance(names, str) else list(names)  # one name, not its letters
         for name in wanted:
             if name not in FLAWS:
                 raise ValueError(f"unknown flaw {name!r} (valid flaws: {', '.join(sorted(FLAWS))})")
