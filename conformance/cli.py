@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import threading
@@ -119,6 +120,8 @@ def _serve(args: argparse.Namespace, extra: list[str]) -> int:
     except ValueError as exc:
         print(f"mailconform: {exc}", file=sys.stderr)
         return 2
+    # SIGTERM (a service manager, `kill`) stops as cleanly as Ctrl-C: listeners closed, workdir removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     with Gateway(args.flaw) as gateway:
         if args.write_target:
             gateway.write_target(args.write_target)
@@ -131,6 +134,10 @@ def _serve(args: argparse.Namespace, extra: list[str]) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _requirements(args: argparse.Namespace, extra: list[str]) -> int:
