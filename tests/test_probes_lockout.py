@@ -168,3 +168,14 @@ def test_outage(server: LockoutServer, accepted: bool, tmp_path: Path) -> None:
     assert result.after_accepted is accepted
     assert [line.split(" (")[0] for line in result.hooks] == ["down hook for auth on node1", "up hook for auth on node1"]
     assert not (tmp_path / "auth-down").exists()
+
+
+def test_a_server_echoing_the_password_does_not_get_it_into_the_record(server: LockoutServer) -> None:
+    secret = ACCOUNTS["locky@example.test"]
+    server.engine.answer = lambda protocol, verdict: (  # type: ignore[method-assign]
+        f"454 4.7.0 {secret} is locked" if protocol == "smtp" else f"NO [{secret}] locked")
+    d = driver(server)
+    logins = [run(d.correct(endpoint(server, "submission"))), run(d.correct(endpoint(server, "imap")))]
+    for login in logins:
+        text = " ".join((login.code, login.reply, login.brief(), *login.transcript))
+        assert secret not in text and "<redacted>" in login.reply

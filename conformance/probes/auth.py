@@ -121,7 +121,7 @@ async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, passw
             elapsed = time.monotonic() - started
             await imap.logout()
             # the tag differs per connection; the status and the RFC 5530 code are what a client reads
-            code = response.status + (f" [{response.code.split(' ', 1)[0].upper()}]" if response.code else "")
+            code = response.status + (f" [{response.code.split(' ', 1)[0]}]" if response.code else "")
             return LoginResult(classify_imap(response.status, response.code), str(response), mechanism, imap.tls,
                                code, elapsed)
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from conformance.probes.auth import LoginOutcome, LoginResult, probe_login
-from conformance.probes.config import ProbeConfig, throwaway_credentials
+from conformance.probes.config import ProbeConfig, scrub, throwaway_credentials
 from conformance.probes.connect import HostLimiter
 from conformance.probes.outcome import Attempt, Outcome
 from conformance.target import Account, Endpoint, Policy, Secret
@@ -187,8 +187,10 @@ class LockoutDriver:
                                                          mechanism=mechanism, ready=ready)
         if result.ok and result.result is not None:
             r = result.result
-            login = Login(label, endpoint.id, at, r.outcome, r.code or r.reply[:20], r.reply, r.elapsed,
-                          result.transcript)
+            # a hostile server may echo what it was sent: its words are scrubbed like the transcript
+            reply = scrub(r.reply, (cfg or self.cfg).secrets)
+            login = Login(label, endpoint.id, at, r.outcome, scrub(r.code, (cfg or self.cfg).secrets) or reply[:20],
+                          reply, r.elapsed, result.transcript)
         else:
             # no answer: the time waited (a timeout while the server holds a failure back is throttling too)
             waited = time.monotonic() - t0 if result.outcome is Outcome.INCONCLUSIVE else 0.0
