@@ -30,7 +30,8 @@ def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     return context
 
 
-def naive_smtp(context: ssl.SSLContext, *, discard: bool = False, hang_up: bool = False):  # type: ignore[no-untyped-def]
+def naive_smtp(context: ssl.SSLContext, *, discard: bool = False, hang_up: bool = False,  # type: ignore[no-untyped-def]
+               extra: bytes = b""):
     """An asyncio SMTP server; by default it keeps its StreamReader buffer across start_tls — exactly
     the CVE-2011-0411 mistake."""
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -42,7 +43,7 @@ def naive_smtp(context: ssl.SSLContext, *, discard: bool = False, hang_up: bool 
             elif verb == b"STARTTLS":
                 if hang_up and reader._buffer:  # test server: a pipelined command means hang up
                     return
-                writer.write(b"220 go ahead\r\n")
+                writer.write(b"220 go ahead\r\n" + extra)  # extra: response injection
                 await writer.drain()
                 if discard:
                     reader._buffer.clear()  # test server: what a fixed server does with pre-TLS input
@@ -76,6 +77,15 @@ def test_smtp_server_discarding_buffer_is_safe(tls_context: ssl.SSLContext) -> N
     result = probe(naive_smtp(tls_context, discard=True))
     assert result.result is not None and not result.result.executed_after_tls
     assert result.result.first_answer_after_tls == "221 bye"
+
+
+def test_response_injection_is_set_aside_and_command_injection_still_judged(tls_context: ssl.SSLContext) -> None:
+    """Bytes after the go-ahead are recorded (STARTTLS-INJECT-02's business) and set aside, and the probe
+    still finds out whether the pipelined command runs inside TLS."""
+    result = probe(naive_smtp(tls_context, discard=True, extra=b"250 injected\r\n"))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and "250 injected" in (result.result.answered_in_plaintext or "")
+    assert not result.result.executed_after_tls and result.result.first_answer_after_tls == "221 bye"
 
 
 def test_smtp_server_hanging_up_is_safe(tls_context: ssl.SSLContext) -> None:
