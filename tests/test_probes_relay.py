@@ -73,8 +73,10 @@ def test_classify(reply: bytes, kind: Refusal) -> None:
     assert classify(SmtpReply.parse(reply)) is kind
 
 
-def relay_server(*, accept: tuple[str, ...] = (), seen: list[bytes] | None = None):  # type: ignore[no-untyped-def]
-    """Accepts RCPT for recipients containing any of ``accept``; records every command in ``seen``."""
+def relay_server(*, accept: tuple[str, ...] = (), seen: list[bytes] | None = None,  # type: ignore[no-untyped-def]
+                 refuse_sender: bytes = b""):
+    """Accepts RCPT for recipients containing any of ``accept``; records every command in ``seen``;
+    refuses MAIL FROM senders containing ``refuse_sender``."""
     log = seen if seen is not None else []
 
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -89,7 +91,9 @@ def relay_server(*, accept: tuple[str, ...] = (), seen: list[bytes] | None = Non
                 continue
             log.append(line.strip())
             verb = line.strip().upper()
-            if verb.startswith(b"RCPT"):
+            if verb.startswith(b"MAIL") and refuse_sender and refuse_sender in line:
+                writer.write(b"553 5.1.8 sender domain does not exist\r\n")
+            elif verb.startswith(b"RCPT"):
                 ok = any(a.encode() in line for a in accept)
                 writer.write(b"250 2.1.5 ok\r\n" if ok else b"554 5.7.1 Relay access denied\r\n")
             elif verb == b"DATA":
@@ -119,6 +123,13 @@ def test_closed_relay_never_sends_data() -> None:
     assert len(result.result.attempts) == 5 and not any(a.accepted for a in result.result.attempts)
     assert all(a.kind is Refusal.RELAY_DENIED for a in result.result.attempts)
     assert b"DATA" not in seen and seen[-2:] == [b"RSET", b"QUIT"]
+
+
+def test_unresolvable_sender_falls_back_to_null_sender() -> None:
+    seen: list[bytes] = []
+    result = forms(relay_server(seen=seen, refuse_sender=b"mailconform.invalid"))
+    assert result.result is not None and len(result.result.attempts) == 5, result.reason
+    assert b"MAIL FROM:<>" in seen
 
 
 def test_percent_hack_found_without_data() -> None:

@@ -266,6 +266,9 @@ async def probe_rcpt_limit(endpoint: Endpoint, cfg: ProbeConfig, *, domain: str,
             if caps.starttls and not endpoint.implicit_tls:
                 await smtp.starttls()
             mail = await smtp.mail(sender)
+            if mail.permanent:  # e.g. a sender domain that does not resolve: the null sender is always taken
+                await smtp.rset()
+                mail = await smtp.mail("")
             if mail.transient:
                 raise ServerUnavailable(f"MAIL FROM answered {mail}")
             if not mail.positive:

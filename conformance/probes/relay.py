@@ -115,9 +115,14 @@ async def probe_relay_forms(endpoint: Endpoint, cfg: ProbeConfig, *, local_domai
 
     async def run() -> RelayFormsResult:
         attempts: list[RcptAttempt] = []
+        reverse_path = sender
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
             await _start(endpoint, smtp)
-            mail = await smtp.mail(sender)
+            mail = await smtp.mail(reverse_path)
+            if mail.permanent:  # e.g. a sender domain that does not resolve: the null sender is always taken
+                await smtp.rset()
+                reverse_path = ""
+                mail = await smtp.mail(reverse_path)
             if mail.transient:
                 raise ServerUnavailable(f"MAIL FROM answered {mail}")
             for name, recipient in forms.items():
@@ -129,10 +134,10 @@ async def probe_relay_forms(endpoint: Endpoint, cfg: ProbeConfig, *, local_domai
                 attempts.append(RcptAttempt(name, recipient, str(reply), classify(reply)))
                 if reply.positive:  # start clean, so each form is judged on its own
                     await smtp.rset()
-                    mail = await smtp.mail(sender)
+                    mail = await smtp.mail(reverse_path)
             await _finish(smtp)
         if sink is not None:
-            attempts = [await _confirm(endpoint, cfg, transcript, a, sender) if a.accepted else a for a in attempts]
+            attempts = [await _confirm(endpoint, cfg, transcript, a, reverse_path) if a.accepted else a for a in attempts]
         return RelayFormsResult(str(mail), tuple(attempts), sink)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
