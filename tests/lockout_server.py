@@ -77,6 +77,8 @@ class Engine:
                 self._fail(key, password + str(now), now)
             return "unavailable"
         if self._locked(key, now):
+            if "lock_timing_oracle" in self.flaws and user in ACCOUNTS:  # test-only: a lock that shows in time
+                await asyncio.sleep(0.4)
             return "locked"
         self.in_flight[user] = self.in_flight.get(user, 0) + 1
         try:

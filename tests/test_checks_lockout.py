@@ -98,3 +98,12 @@ def test_throttling_meets_the_threshold_and_leaves_lock_checks_inconclusive(thro
         "LOCK-COLLATERAL-01": "skipped"}, result.describe(("fail", "inconclusive", "skipped"))
     recover = next(c for c in result.cases if c.requirement == "LOCK-RECOVER-01")
     assert "throttles failures instead" in recover.reason
+
+
+def test_a_lock_that_shows_in_the_answer_time_fails_the_oracle(tmp_path: Path) -> None:
+    # locked answers for a real account come 0.4 s late: a 3 s lock outlasts the three of them
+    with lockout_server(tmp_path, flaws=frozenset({"lock_timing_oracle"}), duration=3.0) as server:
+        result = suite(server, tmp_path, "--mail-allow-lockout")
+    assert result.failing_requirements == {"LOCK-ORACLE-01"}, result.describe()
+    oracle = next(c for c in result.cases if c.requirement == "LOCK-ORACLE-01")
+    assert "timing of the lock" in oracle.reason

@@ -32,6 +32,7 @@ from conformance.target import Account, Endpoint, Policy, Secret
 
 NIST_MAX_FAILURES = 100   # SP 800-63B §5.2.2: no more than 100 consecutive failed attempts per account
 BURST_SIZE = 10           # clients reconnecting at once after an outage (issue 7)
+PAST_THRESHOLD = 3        # failures a lock episode makes beyond the threshold
 # An answer this slow (seconds) is throttling: a server that delays failures (Dovecot's auth_failure_delay
 # is 2 s, its per-address penalty grows to 15 s) slows guessing down; a refusal that comes only after
 # such a delay (Postfix gives up on a held-back Dovecot answer with 454 4.7.0) is that throttle, not a lock.
@@ -57,6 +58,12 @@ class LockoutPlan:
     def budget(self) -> int:
         """Wrong-password attempts one sequence may make on the lockout account."""
         return self.threshold + 1
+
+    @property
+    def episode_budget(self) -> int:
+        """Wrong passwords of a lock episode: the threshold, and a few more so that the answers past
+        it (where an existing and an unknown account must look alike) are more than one sample."""
+        return self.threshold + PAST_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -262,7 +269,7 @@ def _done(endpoint: str, result: object, *keep: Login) -> Attempt[object]:
 async def lock_episode(driver: LockoutDriver, via: Endpoint, others: Sequence[Endpoint],
                        collateral: Account | None = None, *, twin: bool = True, start_bound: float | None = None,
                        ) -> Attempt[Episode]:
-    """Lock the account with ``budget`` consecutive wrong passwords on ``via``, try the correct
+    """Lock the account with ``episode_budget`` consecutive wrong passwords on ``via``, try the correct
     password on ``via`` and on every endpoint of ``others`` (concurrently), log ``collateral`` in once,
     poll until the lock lifts; then (``twin``) the same failures for a user that does not exist.
     The twin runs after the unlock, not interleaved: a server whose throttling is per client address
@@ -271,7 +278,7 @@ async def lock_episode(driver: LockoutDriver, via: Endpoint, others: Sequence[En
     if blocked is not None:
         return blocked  # type: ignore[return-value]
     plan = driver.plan
-    failures = [await driver.wrong(via) for _ in range(plan.budget)]
+    failures = [await driver.wrong(via) for _ in range(plan.episode_budget)]
     locked_correct = await driver.correct(via)
     elsewhere = tuple(await asyncio.gather(*(driver.correct(e, "elsewhere") for e in others)))
     other = None
@@ -281,7 +288,8 @@ async def lock_episode(driver: LockoutDriver, via: Endpoint, others: Sequence[En
     unknown: list[Login] = []
     if twin:  # the unknown user's lock (if any) is left to expire: nobody owns that name
         nobody = driver.unknown_user()
-        unknown = [await driver.wrong(via, username=nobody, label="unknown-user") for _ in range(plan.budget)]
+        unknown = [await driver.wrong(via, username=nobody, label="unknown-user")
+                   for _ in range(plan.episode_budget)]
     episode = Episode(via.id, tuple(failures), tuple(unknown), locked_correct, elsewhere, other, unlock,
                       plan.threshold)
     return _done(via.id, episode, locked_correct, *unknown[-1:])  # type: ignore[return-value]
