@@ -24,7 +24,7 @@ def real_target() -> Iterator[Callable[[str], RealTarget]]:
         if name not in CONFIGS:
             raise ValueError(f"unknown real-server configuration {name!r} (known: {', '.join(CONFIGS)})")
         if name not in started:
-            servers = MailServers(CONFIGS[name])
+            servers = MailServers(CONFIGS[name], auth_throttle=False)  # see MailServers: a rig setting
             servers.start()
             path = servers.write_target()
             started[name] = RealTarget(name, servers, path, load_target(path))

@@ -49,6 +49,14 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 # Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
 STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# Dovecot without its login throttling: no delay before a failure reply, and an anvil socket nobody may
+# open, so the auth process runs without its per-address penalty counters.
+NO_AUTH_THROTTLE = """auth_failure_delay = 0
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}"""
 # Everything OpenSSL 3 still has except anonymous and NULL suites, at the level that allows TLS 1.0/1.1.
 LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:@SECLEVEL=0"
 
@@ -148,9 +156,16 @@ class MailServers:
     Use as a context manager, or ``start()``/``stop()``. ``ports`` maps service names to ports once
     started; ``write_target(path)`` describes the running instance as a target.toml."""
 
-    def __init__(self, config: Config, workdir: Path | None = None, *, address: str = LOOPBACK) -> None:
+    def __init__(self, config: Config, workdir: Path | None = None, *, address: str = LOOPBACK,
+                 auth_throttle: bool = True) -> None:
+        """``auth_throttle=False`` turns off Dovecot's login throttling: the 2 s delay before every failure
+        reply and the per-client-address penalty (up to 15 s more). Every probe comes from 127.0.0.1, so
+        a suite run's deliberate wrong passwords (30 per endpoint for the timing check alone) would
+        otherwise take minutes. A rig setting for speed, not a weakness any check judges: the lockout
+        tier (tests/real/test_real_lockout.py) keeps it on, because there it is the behaviour under test."""
         self.config = config
         self.address = address
+        self.auth_throttle = auth_throttle
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"mailconform-{config.name}-"))
         # Postfix and Dovecot processes run as postfix, dovecot, dovenull and mail: they must traverse it.
@@ -318,6 +333,7 @@ class MailServers:
             "disable_plaintext_auth": "no" if cfg.imap_cleartext_login else "yes",
             "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),
             "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
+            "auth_throttle_block": "" if self.auth_throttle else NO_AUTH_THROTTLE,
         }
         values.update({f"port_{service}": str(port) for service, port in self.ports.items()})
         return values
