@@ -15,6 +15,7 @@ import pytest
 
 from conformance.probes.ciphers import Grade
 from conformance.probes.config import CleartextAuth, ProbeConfig
+from conformance.probes.delivery import build_report, new_run_id, read_back, submit_batch
 from conformance.probes.handshake import probe_handshake
 from conformance.probes.imap import probe_imap_capabilities
 from conformance.probes.smtp import probe_smtp_capabilities
@@ -151,6 +152,24 @@ def test_submitted_message_is_read_back_over_imap(good_target: RealTarget) -> No
         _, fetched = imap.fetch(data[0].split()[-1], "(RFC822)")
     body = fetched[0][1]
     assert isinstance(body, bytes) and marker.encode() in body and b"Received:" in body
+
+
+def test_delivery_probe_submits_and_reads_back(good_target: RealTarget) -> None:
+    """The suite's own delivery probes: tagged messages through Postfix submission (STARTTLS, AUTH), over
+    LMTP into Dovecot, counted over IMAPS: each delivered exactly once."""
+    target, cfg = good_target.target, _cfg(good_target)
+    account = target.account("test")
+    assert account is not None
+    run_id = new_run_id()
+    submissions = asyncio.run(submit_batch(target.endpoints_for("submission", "submissions"), cfg, account,
+                                           run_id, "real", range(3)))
+    readback = read_back(_endpoint(good_target, "imaps"), cfg, account, run_id, [s.token for s in submissions],
+                         deadline=DELIVERY_TIMEOUT)
+    assert readback.ok, readback.reason
+    assert readback.result is not None
+    report = build_report(submissions, readback.result)
+    assert (report.sent, report.accepted, report.delivered) == (3, 3, 3), (report.summary(), report.replies)
+    assert not (report.lost or report.duplicated or report.late), report.summary()
 
 
 def _named(context: ssl.SSLContext) -> ssl.SSLContext:
