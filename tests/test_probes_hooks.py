@@ -54,6 +54,16 @@ def test_run_hook_kills_after_timeout() -> None:
     assert not run.ok and "timed out after 0.5 s" in run.error and "started" in run.output
 
 
+def test_a_hook_that_starts_a_daemon_returns_when_the_hook_does() -> None:
+    """The daemon inherits the hook's stdout; a pipe would never reach EOF (dovecot, postfix start)."""
+    daemon = "import time; time.sleep(5)"
+    started = time.monotonic()
+    run = run_hook([PY, "-c", ("import subprocess, sys; "
+                    f"subprocess.Popen([sys.executable, '-c', {daemon!r}], start_new_session=True); print('started')")],
+                   timeout=4)
+    assert run.ok and "started" in run.output and time.monotonic() - started < 3
+
+
 def test_outage_runs_down_then_up(tmp_path: Path) -> None:
     state = tmp_path / "state"
     node = Node("node1", "mx1.example.test", hooks=flag_hook(state))

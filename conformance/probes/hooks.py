@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -72,40 +74,55 @@ def run_hook(argv: Sequence[str], *, timeout: float, node: str = "", kind: str =
     started = time.monotonic()
 
     def finished(code: int | None, output: str, error: str = "") -> HookRun:
-        return HookRun(node, kind, action, tuple(scrub(a, secrets) for a in argv), code, scrub(output, secrets)[-OUTPUT_TAIL:],
-                       time.monotonic() - started, scrub(error, secrets))
+        return HookRun(node, kind, action, tuple(scrub(a, secrets) for a in argv), code,
+                       scrub(output, secrets)[-OUTPUT_TAIL:], time.monotonic() - started, scrub(error, secrets))
 
-    try:
-        process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    except OSError as exc:
-        return finished(None, "", f"cannot start: {exc.strerror or exc}")
-    interrupted: KeyboardInterrupt | None = None
-    deadline = started + timeout
-    try:
-        while True:
-            try:
-                output, _ = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
-                break
-            except subprocess.TimeoutExpired:
-                process.kill()
-                output, _ = process.communicate()
-                return finished(None, output.decode("utf-8", "replace"), f"timed out after {timeout:g} s (killed)")
-            except KeyboardInterrupt as exc:
-                if not shield:
-                    process.kill()
-                    process.communicate()
-                    raise
-                interrupted = exc  # Ctrl-C while bringing a node back: finish bringing it back first
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # Output goes to a temporary file, not a pipe: a hook that starts a daemon (``dovecot``,
+    # ``postfix start``) leaves it holding the hook's stdout, and a pipe would then never see EOF.
+    with tempfile.TemporaryFile() as sink:
+        try:
+            process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)
+        except OSError as exc:
+            return finished(None, "", f"cannot start: {exc.strerror or exc}")
+        interrupted: KeyboardInterrupt | None = None
+        deadline = started + timeout
+        timed_out = False
+        try:
+            while True:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    break
+                except subprocess.TimeoutExpired:
+                    _kill(process)
+                    timed_out = True
+                    break
+                except KeyboardInterrupt as exc:
+                    if not shield:
+                        _kill(process)
+                        raise
+                    interrupted = exc  # Ctrl-C while bringing a node back: finish bringing it back first
+        finally:
+            if process.poll() is None:
+                _kill(process)
+        sink.seek(0)
+        output = sink.read()
+    if timed_out:
+        return finished(None, output.decode("utf-8", "replace"), f"timed out after {timeout:g} s (killed)")
     run = finished(process.returncode, output.decode("utf-8", "replace"),
                    "" if process.returncode == 0 else f"exit {process.returncode}")
     if interrupted is not None:
         raise interrupted
     return run
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the hook and what it started in its own session (a daemon that detached is left alone)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        process.kill()
+    process.wait()
 
 
 @dataclass
