@@ -1,0 +1,83 @@
+"""Operator hooks for the real-server failover test, as a real operator would write them (argv, no shell).
+
+    python tests/real/outage_hook.py dovecot-stop WORKDIR      # Dovecot's own stop, wait until gone
+    python tests/real/outage_hook.py dovecot-start WORKDIR     # start, wait for LMTP, flush Postfix's queue
+    python tests/real/outage_hook.py passdb-hide WORKDIR       # the passwd-file passdb goes missing
+    python tests/real/outage_hook.py passdb-restore WORKDIR
+
+WORKDIR is a ``tests.real.servers.MailServers`` work directory. Exits non-zero with a reason on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WAIT = 20.0  # seconds: bounded waits for a daemon to go or come
+
+
+def _pid(workdir: Path) -> int | None:
+    try:
+        return int((workdir / "run" / "master.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _lmtp_answers(workdir: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(workdir / "sockets" / "lmtp"))
+            return sock.recv(64).startswith(b"220")
+        except OSError:
+            return False
+
+
+def _until(check: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"outage_hook: {what} within {WAIT:g} s")
+        time.sleep(0.05)  # polling a daemon's state: it gives no event to wait on
+
+
+def main(action: str, workdir: Path) -> None:
+    conf = workdir / "dovecot" / "dovecot.conf"
+    passwd = workdir / "dovecot" / "passwd"
+    if action == "dovecot-stop":
+        pid = _pid(workdir)
+        subprocess.run(["doveadm", "-c", str(conf), "stop"], check=True)
+        if pid is not None:
+            _until(lambda: not _alive(pid), "Dovecot did not stop")
+    elif action == "dovecot-start":
+        subprocess.run(["dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL)
+        _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
+        # Postfix retries deferred mail after minutes (minimal_backoff_time): an operator flushes.
+        subprocess.run(["postqueue", "-c", str(workdir / "postfix"), "-f"], check=True)
+    elif action == "passdb-hide":
+        passwd.rename(passwd.with_suffix(".hidden"))
+    elif action == "passdb-restore":
+        passwd.with_suffix(".hidden").rename(passwd)
+    else:
+        raise SystemExit(f"outage_hook: unknown action {action!r}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__)
+    main(sys.argv[1], Path(sys.argv[2]))
