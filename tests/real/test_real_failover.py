@@ -100,7 +100,7 @@ def test_dovecot_stopped_postfix_queues_and_loses_nothing(servers: MailServers, 
 
 
 def test_missing_passdb_is_answered_as_a_wrong_password(servers: MailServers, target: Path, tmp_path: Path) -> None:
-    cases, props, output = run_checks(target, tmp_path, "auth_outage")
+    cases, _, output = run_checks(target, tmp_path, "auth_outage")
     found = {c.name: c for c in cases if c.requirement == "FAIL-AUTHDOWN-01"}
     assert set(found) == {f"test_auth_outage_is_temporary[{s}@node1]"
                           for s in ("submission", "submissions", "imap", "imaps")}, output[-3000:]
