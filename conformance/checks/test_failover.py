@@ -70,8 +70,11 @@ def test_delivery_outage_answers_4xx(endpoint: Endpoint, target: Target, deliver
         f"node {endpoint.node} was down; answer 451/452/421 so senders retry (RFC 5321 4.2.5)")
     if not found.completed and found.reply("MAIL") is None:
         last = found.replies[-1] if found.replies else None
-        if last is None or last.code is None or last.code < 400:
+        # A 4xx greeting or EHLO is a temporary answer a sender retries on; a refused STARTTLS or AUTH
+        # only means this probe could not reach the mail transaction.
+        if last is None or last.code is None or last.code < 400 or last.stage in ("STARTTLS", "AUTH"):
             raise Inconclusive(f"{endpoint}: the transaction stopped before MAIL: {found.summary()}")
+        assert last.code < 500, f"{endpoint}: answered {last} while delivery on node {endpoint.node} was down"
 
 
 @pytest.mark.requirement("FAIL-AUTHDOWN-01")
