@@ -3,9 +3,12 @@ hooks, a failing hook stopping the family, evidence; and the parity comparison o
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +131,36 @@ def test_a_failing_hook_stops_the_family(gateway: Gateway, tmp_path: Path) -> No
     later = by_requirement(cases, "FAIL-AUTHDOWN-01")
     assert later and all(c.verdict == "fail" and "failover family stopped" in c.reason for c in later)
     assert not gateway.outages.is_down("node1", "delivery")  # type: ignore[arg-type]  # `up` ran anyway
+
+
+@pytest.mark.reference
+def test_ctrl_c_during_an_outage_brings_the_node_back(gateway: Gateway, tmp_path: Path) -> None:
+    """SIGINT to a real suite run while node1's delivery is down: the run stops, and `up` has run."""
+    gateway.reset()
+    text = gateway.write_target(tmp_path / "full.toml").read_text()
+    lines = text.splitlines()
+    index = lines.index("[node.outages.delivery]")
+    down = json.loads(lines[index + 1].removeprefix("down = "))
+    # the real down command, then a hook that keeps running: the run is interrupted inside the outage
+    slow = [sys.executable, "-c", f"import subprocess, time; subprocess.run({down!r}, check=True); time.sleep(30)"]
+    lines[index + 1] = f"down = {json.dumps(slow)}"
+    target = tmp_path / "t.toml"
+    target.write_text("\n".join(lines) + "\n")
+    child = subprocess.Popen([sys.executable, "-m", "pytest", str(CHECKS / "test_failover.py"), "--mail-target",
+                              str(target), "--mail-allow-disruption", "-k", "test_delivery_outage", "-p",
+                              "no:cacheprovider", "-q", "-o", "addopts=", "-o", "testpaths="],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not gateway.outages.is_down("node1", "delivery"):  # type: ignore[arg-type]
+            assert child.poll() is None, child.communicate()[0].decode()[-2000:]
+            assert time.monotonic() < deadline, "the run never took node1's delivery down"
+            time.sleep(0.05)  # polling the gateway's state: the run gives no event to wait on
+        child.send_signal(signal.SIGINT)
+        output = child.communicate(timeout=60)[0].decode()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "KeyboardInterrupt" in output or "Interrupted" in output, output[-2000:]
+    assert not gateway.outages.is_down("node1", "delivery"), "`up` did not run after Ctrl-C"  # type: ignore[arg-type]
