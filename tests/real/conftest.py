@@ -46,3 +46,9 @@ def _stop(running: RealTarget) -> str | None:
     except (ServerError, OSError) as exc:  # the others are stopped anyway, then this is reported
         return f"{running.name}: {exc}"
     return None
+
+
+@pytest.fixture(scope="session")
+def good_target(real_target: Callable[[str], RealTarget]) -> RealTarget:
+    """The good configuration (the one every MUST passes against)."""
+    return real_target("good")
