@@ -184,6 +184,10 @@ _FAILOVER = [
        MUST, "failover"),
     _r("FAIL-DATA-01", "The final reply to DATA comes within the policy's budget even while the backend stalls",
        "RFC 5321 §4.5.3.2.6 (client DATA timeout), §6.1 (late replies cause duplicates)", MUST, "failover"),
+    _r("FAIL-RECOVER-01", "After `up`, a node answers again within the recovery-time objective, and a burst "
+       "of concurrent correct logins (clients reconnecting) all succeed without locking the account",
+       "operator's recovery-time objective (policy); NIST SP 800-63B §5.2.2 (only failed attempts count); "
+       "RFC 4954 §6", MUST, "failover"),
     _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP) or BYE (IMAP), not a reset",
        "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE)", MUST, "failover"),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conformance.evidence import Evidence
-from conformance.fixtures.failover import NodeOutage, NoLossRun
+from conformance.fixtures.failover import NodeOutage, NoLossRun, Recovery
 from conformance.probes.auth import LoginOutcome, LoginResult
 from conformance.probes.dns import MxSet
 from conformance.probes.outage import SessionEnd, Transaction
@@ -186,3 +186,30 @@ def test_shutdown_says_421_not_reset(endpoint: Endpoint, target: Target, shutdow
     expected = "421" if endpoint.protocol == "smtp" else "* BYE"
     assert end.orderly, (f"{endpoint}: when node {endpoint.node} went down, the {end.held} ended with "
                          f"{end.ending} ({end.detail}); answer open sessions {expected} before closing")
+
+
+@pytest.mark.requirement("FAIL-RECOVER-01")
+@pytest.mark.service(*ALL)
+def test_recovery_within_objective(endpoint: Endpoint, target: Target, recovery_runs: NodeOutage[Recovery],
+                                   evidence: Evidence) -> None:
+    """After the outage every client reconnects at once: the service must be back, and let them all in."""
+    attempt = recovery_runs.for_endpoint(endpoint, target)
+    _outage_evidence(recovery_runs, endpoint, evidence)
+    found = evidence.require(attempt)
+    seconds = found.seconds
+    evidence.add("recovered_after", "never" if seconds is None else f"{seconds:.2f} s")
+    assert seconds is not None and seconds <= found.objective, (
+        f"{endpoint}: node {endpoint.node} answered again "
+        + ("never" if seconds is None else f"{seconds:.1f} s")
+        + f" after `up`, later than its recovery-time objective of {found.objective:g} s")
+    if found.burst is None:
+        return
+    run = evidence.require(found.burst)
+    mine = [x for x in run.logins if x.endpoint == endpoint.id]
+    evidence.add("burst", f"{sum(x.accepted for x in run.logins)} of {len(run.logins)} concurrent logins accepted")
+    refused = [x for x in mine if not x.accepted]
+    assert not refused, (
+        f"{endpoint}: {len(refused)} of {len(mine)} concurrent correct logins after node {endpoint.node} "
+        f"recovered were refused ({refused[0].code}: {refused[0].reply}); reconnecting clients must get in")
+    assert run.final_accepted, (f"{endpoint}: after the login burst the test account was refused "
+                                f"({run.final[0].code if run.final else 'no answer'}): the burst locked it")

@@ -117,6 +117,8 @@ _FLAW_LIST = [
        "FAIL-DATA-01", services=_SMTP_ALL),
     _f("reset_on_shutdown", "failover", "a node going down resets connections instead of answering 421",
        "FAIL-SHUTDOWN-01"),
+    _f("slow_recovery", "failover", "a node answers again only after its recovery-time objective has passed",
+       "FAIL-RECOVER-01"),
 ]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in _FLAW_LIST}
 
@@ -176,6 +178,7 @@ class Flaws:
     duplicate_after_recovery: bool = False
     slow_data_reply: bool = False
     reset_on_shutdown: bool = False
+    slow_recovery: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -266,6 +266,10 @@ class Gateway:
     def _apply_outage(self, node: str, component: str, down: bool) -> None:
         """On the server thread (or before start): change the state and act on it."""
         comp = self.outages.check(node, component)
+        if comp is Component.NODE and not down and self.flaws.slow_recovery and self._loop is not None:
+            # slow_recovery: `up` succeeds, but the node answers again only after the delay
+            self._loop.call_later(self.settings.slow_recovery_delay, self.outages.set, node, comp, False)
+            return
         self.outages.set(node, comp, down)
         runtime = self._runtimes.get(node)
         if runtime is None:

@@ -22,6 +22,7 @@ class Settings:
     """Tunables; tests shorten the slow ones."""
 
     stall_delay: float = 6.0           # slow_data_reply: DATA reply delay while stalled (beyond a 5 s budget)
+    slow_recovery_delay: float = 11.0  # slow_recovery: a node stays down this long after `up` (RTO is 10 s)
     timing_oracle_delay: float = 0.15  # auth_timing_oracle: extra time for a known user's wrong password
     unknown_rcpt_limit: int = 20       # unknown recipients answered before the session is cut with 421
     handshake_timeout: float = 10.0
