@@ -37,21 +37,19 @@ def _episode_evidence(evidence: Evidence, ep: Episode, prefix: str = "") -> None
 
 # When another requirement's failure leaves nothing to judge (no lock, a wrong password accepted) a
 # check is skipped with a pointer to that requirement: not inconclusive, since nothing was unproven.
-
-
 def _failures_made(run: Episode | LoginRun) -> None:
     """A server that accepted a wrong password saw no failure to count: nothing here can be judged."""
     if run.wrong_accepted:
         pytest.skip(f"a wrong password was accepted ({_where(run.wrong_accepted[:3])}; see AUTH-WRONG-01): "
-                           f"there were no failed logins to count")
+                    f"there were no failed logins to count")
 
 
 def _require_lock(ep: Episode, what: str) -> None:
     if not ep.locked:
         how = "it throttles failures instead" if ep.throttled else "see LOCK-THRESHOLD-01"
         pytest.skip(f"the account did not lock after {len(ep.failures)} failures on {ep.via} (the correct "
-                           f"password got {ep.locked_correct.code} after {ep.locked_correct.elapsed:.1f} s; {how}), "
-                           f"so {what} cannot be judged")
+                    f"password got {ep.locked_correct.code} after {ep.locked_correct.elapsed:.1f} s; {how}), "
+                    f"so {what} cannot be judged")
 
 
 def _where(logins: list[Login] | tuple[Login, ...]) -> str:
@@ -126,17 +124,19 @@ def test_success_resets_failure_count(lockout_reset: Attempt[LoginRun], lockout_
     evidence.add("final", "; ".join(x.brief() for x in run.final))
     if run.unlock is not None:
         evidence.add("unlock", run.unlock.brief())
+    below = lockout_context.plan.threshold - 1
+    if below < 1:
+        pytest.skip("policy lockout_threshold is 1: every failure locks, there is no count for a success to reset")
     reset = next((x for x in run.logins if x.label == "reset"), None)
     if reset is not None and not reset.accepted:
-        raise Inconclusive(f"the correct password was refused ({reset.code}) after only "
-                           f"{lockout_context.plan.threshold - 1} failures, below the policy threshold: "
-                           f"the target's lockout_threshold does not match the server")
-    below = lockout_context.plan.threshold - 1
+        raise Inconclusive(f"the correct password was refused on {reset.endpoint} ({reset.code}) after only {below} "
+                           f"failures, below the policy threshold: the target's lockout_threshold does not match "
+                           f"the server")
     final = run.final[-1]
     assert run.final_accepted, (
         f"{lockout_context.account.username} on {final.endpoint}: {below} wrong passwords, a successful login, "
-        f"{below} more wrong passwords, and the correct password is then refused ({final.code}). The success did not reset the failure count, so a user who mistypes now and "
-        f"then is locked out over days")
+        f"{below} more wrong passwords, and the correct password is then refused ({final.code}). The success did "
+        f"not reset the failure count, so a user who mistypes now and then is locked out over days")
 
 
 @pytest.mark.requirement("LOCK-ORACLE-01")
