@@ -57,6 +57,9 @@ service anvil {
     mode = 0
   }
 }"""
+# The good list plus anonymous DH with AES-GCM: forward-secret AEAD, yet no server authentication, so
+# only the broken-class check should object. OpenSSL 3 offers anonymous suites at SECLEVEL=0 only.
+ANONYMOUS_CIPHERS = f"{STRONG_CIPHERS}:aNULL+AESGCM:@SECLEVEL=0"
 # Everything OpenSSL 3 still has except anonymous and NULL suites, at the level that allows TLS 1.0/1.1.
 LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:@SECLEVEL=0"
 
@@ -72,6 +75,7 @@ class Config:
     name: str
     weakness: str = ""                    # operator-facing sentence; empty for the good configuration
     legacy_tls: bool = False              # TLS 1.0/1.1 at SECLEVEL=0, CBC and static-RSA suites
+    anonymous_suites: bool = False        # anonymous (DH_anon AES-GCM) suites besides the strong ones
     auth_before_tls: bool = False         # submission offers AUTH before STARTTLS
     imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
     open_relay: bool = False              # loopback clients may relay to any domain on the MX
@@ -83,6 +87,8 @@ CONFIGS: dict[str, Config] = {c.name: c for c in (
     GOOD,
     replace(GOOD, name="weak-tls", legacy_tls=True,
             weakness="TLS 1.0 and 1.1 enabled at SECLEVEL=0, with CBC and static-RSA suites"),
+    replace(GOOD, name="anon-tls", anonymous_suites=True,
+            weakness="anonymous (unauthenticated) DH suites accepted besides the strong ones"),
     replace(GOOD, name="auth-before-tls", auth_before_tls=True,
             weakness="submission offers AUTH before STARTTLS"),
     replace(GOOD, name="imap-cleartext", imap_cleartext_login=True,
@@ -328,7 +334,8 @@ class MailServers:
             "submission_tls_auth_only": "no" if cfg.auth_before_tls else "yes",
             "postfix_tls_protocols": ">=TLSv1" if cfg.legacy_tls else ">=TLSv1.2",
             "dovecot_min_protocol": "TLSv1" if cfg.legacy_tls else "TLSv1.2",
-            "cipherlist": LEGACY_CIPHERS if cfg.legacy_tls else STRONG_CIPHERS,
+            "cipherlist": (LEGACY_CIPHERS if cfg.legacy_tls else
+                           ANONYMOUS_CIPHERS if cfg.anonymous_suites else STRONG_CIPHERS),
             "dovecot_ssl": "yes" if cfg.imap_cleartext_login else "required",
             "disable_plaintext_auth": "no" if cfg.imap_cleartext_login else "yes",
             "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),

@@ -192,6 +192,15 @@ def test_weak_tls_accepts_tls10_and_weak_suites(real_target: Factory, service: s
     assert not any(s.kex.endswith("anon") for s in scan.all_suites)  # one weakness at a time: no aNULL
 
 
+@pytest.mark.parametrize("service", ["submissions", "imap"])
+def test_anon_tls_accepts_anonymous_suites_only_besides_strong_ones(real_target: Factory, service: str) -> None:
+    scan = _scan(real_target("anon-tls"), service)
+    assert scan.accepted_versions == {TlsVersion.TLS1_2, TlsVersion.TLS1_3}, scan.summary()
+    anonymous = {s.name for s in scan.all_suites if s.kex.endswith("anon")}
+    assert anonymous == {"TLS_DH_anon_WITH_AES_128_GCM_SHA256", "TLS_DH_anon_WITH_AES_256_GCM_SHA384"}
+    assert all(s.aead for s in scan.all_suites)
+
+
 def test_auth_before_tls_offers_auth_in_clear(real_target: Factory) -> None:
     real = real_target("auth-before-tls")
     sub = _result(probe_smtp_capabilities(_endpoint(real, "submission"), _cfg(real)))
