@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import imaplib
 import smtplib
+import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from email.message import EmailMessage
+from typing import Any, TypeVar
 
+import imapclient
 import pytest
 
 from conformance.probes.ciphers import Grade
@@ -18,6 +20,7 @@ from conformance.probes.config import CleartextAuth, ProbeConfig
 from conformance.probes.delivery import build_report, new_run_id, read_back, submit_batch
 from conformance.probes.handshake import probe_handshake
 from conformance.probes.imap import probe_imap_capabilities
+from conformance.probes.outcome import Attempt
 from conformance.probes.smtp import probe_smtp_capabilities
 from conformance.probes.smtp_abuse import probe_open_relay
 from conformance.probes.tls import TlsScan, scan_endpoint
@@ -28,6 +31,7 @@ from tests.real.servers import CONFIGS, HOST, RealTarget
 pytestmark = pytest.mark.real
 
 Factory = Callable[[str], RealTarget]
+R = TypeVar("R")
 DELIVERY_TIMEOUT = 30.0  # seconds for Postfix to hand a message to Dovecot over LMTP
 
 
@@ -39,15 +43,16 @@ def _cfg(real: RealTarget) -> ProbeConfig:
     return ProbeConfig.from_target(real.target)
 
 
-def _result(coro: object) -> object:
-    attempt = asyncio.run(coro)  # type: ignore[arg-type]
-    assert attempt.ok, f"{attempt.outcome}: {attempt.reason}\n" + "\n".join(attempt.transcript)
+def _result(coro: Coroutine[Any, Any, Attempt[R]]) -> R:
+    """Run a probe; its result, or an assertion naming the outcome and the transcript."""
+    attempt = asyncio.run(coro)
+    assert attempt.ok and attempt.result is not None, (
+        f"{attempt.outcome}: {attempt.reason}\n" + "\n".join(attempt.transcript))
     return attempt.result
 
 
 def _scan(real: RealTarget, service: str) -> TlsScan:
     scan = _result(scan_endpoint(_endpoint(real, service), real.target))
-    assert isinstance(scan, TlsScan)
     # Dovecot closes a TLS 1.1 hello carrying the fallback SCSV without any alert when it allows only
     # TLS 1.2+: the scanner rightly calls that inconclusive. Versions and suites must all be determined.
     undetermined = [i for i in scan.inconclusive if not i.startswith("fallback SCSV")]
@@ -123,10 +128,10 @@ def test_good_mx_is_no_open_relay(good_target: RealTarget) -> None:
 
 
 def test_submitted_message_is_read_back_over_imap(good_target: RealTarget) -> None:
-    """smtplib submits (STARTTLS, AUTH) through Postfix; Postfix hands it to Dovecot over LMTP; it is
-    read back over IMAPS. Both clients verify the certificate against the test CA."""
+    """Independent clients: smtplib submits (STARTTLS, AUTH) through Postfix, Postfix hands the message
+    to Dovecot over LMTP, imapclient reads it back over IMAPS. Both verify the certificate for HOST."""
     account = good_target.servers.accounts["test"]
-    context = ssl.create_default_context(cafile=str(good_target.servers.ca_path))
+    context = _named(ssl.create_default_context(cafile=str(good_target.servers.ca_path)))
     sub, imaps = _endpoint(good_target, "submission"), _endpoint(good_target, "imaps")
     marker = f"mailconform-{uuid.uuid4()}"
     message = EmailMessage()
@@ -134,24 +139,19 @@ def test_submitted_message_is_read_back_over_imap(good_target: RealTarget) -> No
     message["Subject"] = marker
     message.set_content("delivered by the real-server proving ground\n")
     with smtplib.SMTP(sub.connect_host, sub.port, local_hostname="client.example.test", timeout=10) as smtp:
-        smtp._host = HOST  # the name the certificate carries: smtplib checks it against the server cert
         smtp.starttls(context=context)
         smtp.login(account.username, account.password)
         smtp.send_message(message)
     deadline = time.monotonic() + DELIVERY_TIMEOUT
-    with imaplib.IMAP4_SSL(imaps.connect_host, imaps.port, ssl_context=_named(context), timeout=10) as imap:
+    with imapclient.IMAPClient(imaps.connect_host, imaps.port, ssl=True, ssl_context=context, timeout=10) as imap:
         imap.login(account.username, account.password)
-        while True:
-            imap.select("INBOX")
-            status, data = imap.search(None, "SUBJECT", f'"{marker}"')
-            assert status == "OK"
-            if data[0]:
-                break
+        imap.select_folder("INBOX")
+        while not (uids := imap.search(["SUBJECT", marker])):
             assert time.monotonic() < deadline, good_target.servers.log_tail()
             time.sleep(0.2)  # delivery is asynchronous (qmgr -> lmtp); bounded by the deadline
-        _, fetched = imap.fetch(data[0].split()[-1], "(RFC822)")
-    body = fetched[0][1]
-    assert isinstance(body, bytes) and marker.encode() in body and b"Received:" in body
+            imap.noop()
+        body = imap.fetch(uids[-1:], ["RFC822"])[uids[-1]][b"RFC822"]
+    assert marker.encode() in body and b"Received:" in body
 
 
 def test_delivery_probe_submits_and_reads_back(good_target: RealTarget) -> None:
@@ -173,10 +173,14 @@ def test_delivery_probe_submits_and_reads_back(good_target: RealTarget) -> None:
 
 
 def _named(context: ssl.SSLContext) -> ssl.SSLContext:
-    """imaplib passes the connect address as server_hostname; wrap so the certificate is checked for HOST."""
+    """A context that checks the certificate for HOST whatever address the client connected to (smtplib
+    and imapclient pass the connect address, 127.0.0.2, as the server name)."""
     class Named(ssl.SSLContext):
-        def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # type: ignore[no-untyped-def]
-            return context.wrap_socket(sock, *args, server_hostname=HOST, **kwargs)
+        def wrap_socket(self, sock: socket.socket, server_side: bool = False, do_handshake_on_connect: bool = True,
+                        suppress_ragged_eofs: bool = True, server_hostname: str | bytes | None = None,
+                        session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
+            return context.wrap_socket(sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, HOST,
+                                       session)
     return Named(ssl.PROTOCOL_TLS_CLIENT)
 
 
