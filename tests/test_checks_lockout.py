@@ -47,6 +47,7 @@ def test_good_server_passes_every_lockout_check(server: LockoutServer, tmp_path:
     for password in ACCOUNTS.values():  # evidence and transcripts carry no password
         assert password not in xml and password not in result.output
     assert "evidence.unlock_seconds" in xml and "evidence.failure_answers" in xml
+    assert "right after recovery from an auth outage" in xml  # the burst is the outage's aftermath
     # the lockout account is left unlocked, the auth backend up
     assert not (tmp_path / "auth-down").exists()
     assert all(until <= time.monotonic() for until in server.engine.locked_until.values())

@@ -335,6 +335,15 @@ async def burst(driver: LockoutDriver, endpoints: Sequence[Endpoint], size: int 
     blocked = await ensure_unlocked(driver, first, start_bound)
     if blocked is not None:
         return blocked  # type: ignore[return-value]
+    run = await burst_now(driver, endpoints, size)
+    keep = [x for x in run.logins if not x.accepted][:1]
+    return _done(first.id, run, run.final[-1], *keep)  # type: ignore[return-value]
+
+
+async def burst_now(driver: LockoutDriver, endpoints: Sequence[Endpoint], size: int = BURST_SIZE, *,
+                    note: str = "") -> LoginRun:
+    """The burst itself, on an account assumed usable (after an outage's recovery, or ``burst``)."""
+    first = endpoints[0]
     arrived = 0
     everyone = asyncio.Event()
 
@@ -355,11 +364,10 @@ async def burst(driver: LockoutDriver, endpoints: Sequence[Endpoint], size: int 
         driver.login(endpoints[i % len(endpoints)], "burst", driver.account.username, driver.account.password,
                      ready=ready, cfg=cfg) for i in range(size))))
     driver.mark_counted()
-    notes = (f"{arrived} of {size} logins reached the barrier",)
+    notes = tuple(n for n in (note, f"{arrived} of {size} logins reached the barrier") if n)
     final = await driver.correct(first)
     unlock = None if final.accepted else await driver.wait_unlocked(first)
-    keep = [x for x in logins if not x.accepted][:1]
-    return _done(first.id, LoginRun(logins, (final,), unlock, notes), final, *keep)  # type: ignore[return-value]
+    return LoginRun(logins, (final,), unlock, notes)
 
 
 async def during_outage(driver: LockoutDriver, endpoints: Sequence[Endpoint]) -> tuple[Login, ...]:

@@ -17,11 +17,14 @@ from typing import Any, TypeVar
 from conformance.probes.config import ProbeConfig
 from conformance.probes.hooks import HookError, OutageRecord, outage
 from conformance.probes.lockout import (
+    BURST_SIZE,
     LockoutDriver,
     LockoutPlan,
     Login,
+    LoginRun,
     Unlock,
     after_recovery,
+    burst_now,
     during_outage,
     ensure_unlocked,
 )
@@ -39,6 +42,7 @@ class OutageRun:
     unlock: Unlock | None          # polls until the account let us in, when ``after`` did not
     hooks: tuple[str, ...]         # what each hook run did
     outages: tuple[str, ...]       # per node: how long auth was down (and whether the watchdog ended it)
+    burst: LoginRun | None = None  # every client reconnecting at once after recovery (when ``after`` got in)
 
     @property
     def after_accepted(self) -> bool:
@@ -58,9 +62,10 @@ def _run(coro: Coroutine[Any, Any, T], bound: float) -> T:
 
 def outage_sequence(cfg: ProbeConfig, plan: LockoutPlan, account: Account, nodes: Sequence[Node],
                     endpoints: Sequence[Endpoint], *, max_outage: float, recovery_bound: float,
-                    secrets: tuple[str, ...] = ()) -> Attempt[OutageRun]:
+                    secrets: tuple[str, ...] = (), burst_size: int = BURST_SIZE) -> Attempt[OutageRun]:
     """Take auth down on ``nodes``, retry the correct password ``plan.budget`` times over
-    ``endpoints``, bring auth back, then log in once per endpoint. Blocking (hooks are processes)."""
+    ``endpoints``, bring auth back, log in once per endpoint and, if that worked, ``burst_size``
+    logins at once (0: none), as every client of the user reconnects. Blocking (hooks are processes)."""
     driver = LockoutDriver(cfg, plan, account)
     first = endpoints[0].id
     # every login is bounded by the session budget; the whole sequence by that times its length
@@ -85,9 +90,13 @@ def outage_sequence(cfg: ProbeConfig, plan: LockoutPlan, account: Account, nodes
                        _hook_lines(records))
     after = _run(after_recovery(driver, endpoints, recovery_bound), bound + recovery_bound)
     unlock = None
+    burst = None
     if not all(login.accepted for login in after):  # leave the account usable for the next check
         unlock = _run(driver.wait_unlocked(endpoints[0]), bound)
-    run = OutageRun(during, after, unlock, _hook_lines(records), tuple(r.summary() for r in records))
+    elif burst_size:
+        burst = _run(burst_now(driver, endpoints, burst_size, note="right after recovery from an auth outage"),
+                     bound + burst_size * cfg.session_budget)
+    run = OutageRun(during, after, unlock, _hook_lines(records), tuple(r.summary() for r in records), burst)
     transcript = tuple(line for login in after for line in (f"-- {login.label}", *login.transcript))
     return Attempt(first, Outcome.COMPLETED, run, "", transcript)
 
