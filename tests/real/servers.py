@@ -25,7 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -36,6 +36,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conformance.target import Target
 from tests.certgen import Issued, issue
+from tests.real.configs import (
+    ANONYMOUS_CIPHERS,
+    CONFIGS,
+    GOOD,
+    LEGACY_CIPHERS,
+    NO_AUTH_THROTTLE,
+    STRONG_CIPHERS,
+    Config,
+)
+
+# CONFIGS and GOOD are re-exported: the tier's tests take everything from this module.
+__all__ = ["CONFIGS", "GOOD", "HOST", "LOOPBACK", "Config", "MailServers", "RealTarget", "ServerError",
+           "missing_binaries", "unavailable_reason"]
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 LOOPBACK = "127.0.0.2"
@@ -47,59 +60,8 @@ START_TIMEOUT = 30.0   # seconds for both servers to answer on every port (a loa
 STOP_TIMEOUT = 20.0
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
-# Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
-STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-# Dovecot without its login throttling: no delay before a failure reply, and an anvil socket nobody may
-# open, so the auth process runs without its per-address penalty counters.
-NO_AUTH_THROTTLE = """auth_failure_delay = 0
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}"""
-# The good list plus anonymous DH with AES-GCM: forward-secret AEAD, yet no server authentication, so
-# only the broken-class check should object. OpenSSL 3 offers anonymous suites at SECLEVEL=0 only.
-ANONYMOUS_CIPHERS = f"{STRONG_CIPHERS}:aNULL+AESGCM:@SECLEVEL=0"
-# Everything OpenSSL 3 still has except anonymous and NULL suites, at the level that allows TLS 1.0/1.1.
-LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:@SECLEVEL=0"
-
-
 class ServerError(RuntimeError):
     """A server did not start or stop; the message carries the command's output and the log's tail."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """One configuration: the good one, or the good one with exactly one weakness switched on."""
-
-    name: str
-    weakness: str = ""                    # operator-facing sentence; empty for the good configuration
-    legacy_tls: bool = False              # TLS 1.0/1.1 at SECLEVEL=0, CBC and static-RSA suites
-    anonymous_suites: bool = False        # anonymous (DH_anon AES-GCM) suites besides the strong ones
-    auth_before_tls: bool = False         # submission offers AUTH before STARTTLS
-    imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
-    open_relay: bool = False              # loopback clients may relay to any domain on the MX
-    cert: str = "valid"                   # valid | expired | wrong-name
-
-
-GOOD = Config("good")
-CONFIGS: dict[str, Config] = {c.name: c for c in (
-    GOOD,
-    replace(GOOD, name="weak-tls", legacy_tls=True,
-            weakness="TLS 1.0 and 1.1 enabled at SECLEVEL=0, with CBC and static-RSA suites"),
-    replace(GOOD, name="anon-tls", anonymous_suites=True,
-            weakness="anonymous (unauthenticated) DH suites accepted besides the strong ones"),
-    replace(GOOD, name="auth-before-tls", auth_before_tls=True,
-            weakness="submission offers AUTH before STARTTLS"),
-    replace(GOOD, name="imap-cleartext", imap_cleartext_login=True,
-            weakness="Dovecot accepts IMAP LOGIN before STARTTLS"),
-    replace(GOOD, name="open-relay", open_relay=True,
-            weakness="the MX relays for loopback clients to any domain"),
-    replace(GOOD, name="expired-cert", cert="expired",
-            weakness="the certificate expired yesterday"),
-    replace(GOOD, name="wrong-name-cert", cert="wrong-name",
-            weakness="the certificate names another host"),
-)}
 
 
 @dataclass(frozen=True)
@@ -322,7 +284,8 @@ class MailServers:
         values = {
             "config": cfg.name, "address": self.address, "host": HOST, "domain": DOMAIN,
             "queue_directory": str(w / "spool"), "data_directory": str(w / "data"),
-            "postfix_log": str(self.postfix_log), "log_dir": str(w / "log"), "dovecot_log": str(self.dovecot_log), "mailboxes": str(w / "postfix" / "mailboxes"),
+            "postfix_log": str(self.postfix_log), "log_dir": str(w / "log"), "dovecot_log": str(self.dovecot_log),
+            "mailboxes": str(w / "postfix" / "mailboxes"),
             "sender_logins": str(w / "postfix" / "sender_logins"),
             "lmtp_socket": str(w / "sockets" / "lmtp"), "auth_socket": str(w / "sockets" / "auth"),
             "key": str(w / "server.key"), "cert_chain": str(w / "server.pem"),

@@ -1,0 +1,62 @@
+"""The configurations of the real-server tier: the good one, and the good one with exactly one weakness.
+
+A configuration is data: ``tests/real/servers.py`` turns its switches into values for the templates in
+``fixtures/postfix`` and ``fixtures/dovecot`` (they share one template, so a weak configuration differs
+from the good one only where its switch says).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
+STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# Dovecot without its login throttling: no delay before a failure reply, and an anvil socket nobody may
+# open, so the auth process runs without its per-address penalty counters.
+NO_AUTH_THROTTLE = """auth_failure_delay = 0
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}"""
+# The good list plus anonymous DH with AES-GCM: forward-secret AEAD, yet no server authentication, so
+# only the broken-class check should object. OpenSSL 3 offers anonymous suites at SECLEVEL=0 only.
+ANONYMOUS_CIPHERS = f"{STRONG_CIPHERS}:aNULL+AESGCM:@SECLEVEL=0"
+# Everything OpenSSL 3 still has except anonymous and NULL suites, at the level that allows TLS 1.0/1.1.
+LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:@SECLEVEL=0"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration: the good one, or the good one with exactly one weakness switched on."""
+
+    name: str
+    weakness: str = ""                    # operator-facing sentence; empty for the good configuration
+    legacy_tls: bool = False              # TLS 1.0/1.1 at SECLEVEL=0, CBC and static-RSA suites
+    anonymous_suites: bool = False        # anonymous (DH_anon AES-GCM) suites besides the strong ones
+    auth_before_tls: bool = False         # submission offers AUTH before STARTTLS
+    imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
+    open_relay: bool = False              # loopback clients may relay to any domain on the MX
+    cert: str = "valid"                   # valid | expired | wrong-name
+
+
+GOOD = Config("good")
+CONFIGS: dict[str, Config] = {c.name: c for c in (
+    GOOD,
+    replace(GOOD, name="weak-tls", legacy_tls=True,
+            weakness="TLS 1.0 and 1.1 enabled at SECLEVEL=0, with CBC and static-RSA suites"),
+    replace(GOOD, name="anon-tls", anonymous_suites=True,
+            weakness="anonymous (unauthenticated) DH suites accepted besides the strong ones"),
+    replace(GOOD, name="auth-before-tls", auth_before_tls=True,
+            weakness="submission offers AUTH before STARTTLS"),
+    replace(GOOD, name="imap-cleartext", imap_cleartext_login=True,
+            weakness="Dovecot accepts IMAP LOGIN before STARTTLS"),
+    replace(GOOD, name="open-relay", open_relay=True,
+            weakness="the MX relays for loopback clients to any domain"),
+    replace(GOOD, name="expired-cert", cert="expired",
+            weakness="the certificate expired yesterday"),
+    replace(GOOD, name="wrong-name-cert", cert="wrong-name",
+            weakness="the certificate names another host"),
+)}
+
+__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "STRONG_CIPHERS", "Config"]
