@@ -56,6 +56,7 @@ def test_every_service_has_two_nodes(target: Target, mx_set: Attempt[MxSet] | No
 
 
 @pytest.mark.requirement("FAIL-TEMP-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service(*SMTP)
 def test_delivery_outage_answers_4xx(endpoint: Endpoint, target: Target, delivery_outage: NodeOutage[Transaction],
                                      evidence: Evidence) -> None:
@@ -78,6 +79,7 @@ def test_delivery_outage_answers_4xx(endpoint: Endpoint, target: Target, deliver
 
 
 @pytest.mark.requirement("FAIL-AUTHDOWN-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service(*AUTH)
 def test_auth_outage_is_temporary(endpoint: Endpoint, target: Target, auth_outage: NodeOutage[LoginResult],
                                   evidence: Evidence) -> None:
@@ -98,6 +100,7 @@ def test_auth_outage_is_temporary(endpoint: Endpoint, target: Target, auth_outag
 
 
 @pytest.mark.requirement("FAIL-DIR-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service(*SMTP)
 def test_directory_outage_keeps_valid_recipients(endpoint: Endpoint, target: Target,
                                                  directory_outage: NodeOutage[Transaction],
@@ -116,6 +119,7 @@ def test_directory_outage_keeps_valid_recipients(endpoint: Endpoint, target: Tar
 
 
 @pytest.mark.requirement("FAIL-DATA-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service(*SMTP)
 def test_data_reply_in_time_while_backend_stalls(endpoint: Endpoint, target: Target,
                                                  stall_outage: NodeOutage[Transaction], evidence: Evidence) -> None:
@@ -141,6 +145,7 @@ def test_data_reply_in_time_while_backend_stalls(endpoint: Endpoint, target: Tar
 
 
 @pytest.mark.requirement("FAIL-NOLOSS-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service("submission", "submissions")
 def test_no_mail_lost_or_duplicated(endpoint: Endpoint, target: Target, noloss_runs: NodeOutage[NoLossRun],
                                     evidence: Evidence) -> None:
@@ -171,6 +176,7 @@ def test_no_mail_lost_or_duplicated(endpoint: Endpoint, target: Target, noloss_r
 
 
 @pytest.mark.requirement("FAIL-SHUTDOWN-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service(*ALL)
 def test_shutdown_says_421_not_reset(endpoint: Endpoint, target: Target, shutdown_endings: NodeOutage[SessionEnd],
                                      evidence: Evidence) -> None:
@@ -189,6 +195,7 @@ def test_shutdown_says_421_not_reset(endpoint: Endpoint, target: Target, shutdow
 
 
 @pytest.mark.requirement("FAIL-RECOVER-01")
+@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
 @pytest.mark.service(*ALL)
 def test_recovery_within_objective(endpoint: Endpoint, target: Target, recovery_runs: NodeOutage[Recovery],
                                    evidence: Evidence) -> None:
