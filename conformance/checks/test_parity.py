@@ -10,6 +10,7 @@ authentication worse, or presents a certificate that does not verify where the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -41,30 +42,42 @@ class Posture:
     cert_verified: bool | None
 
 
+def _unknown(attempt: Attempt[Any]) -> bool:
+    """Could not connect, timed out, rate-limited: the posture is unknown. A server that broke the
+    protocol has shown its posture (it is judged by what it did)."""
+    return attempt.outcome not in (Outcome.COMPLETED, Outcome.SERVER_ERROR)
+
+
 def _posture(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], smtp: dict[str, Attempt[SmtpCapabilities]],
              imap: dict[str, Attempt[ImapCapabilities]], certs: dict[str, Certificates]) -> Posture | str:
     """The endpoint's posture, or why it cannot be known."""
     scans = scans_of(tls_scans, endpoint)
-    if not scans or any(a.outcome is not Outcome.COMPLETED or a.result is None for a in scans):
-        return next((a.reason for a in scans if a.reason), "no TLS scan")
-    versions = frozenset(v for a in scans for v in a.result.accepted_versions)  # type: ignore[union-attr]
-    suites = frozenset(s.name for a in scans for s in a.result.all_suites)  # type: ignore[union-attr]
+    unknown = [a for a in scans if _unknown(a)]
+    if not scans or unknown:
+        return unknown[0].reason if unknown else "no TLS scan"
+    # A server that broke off before any TLS (no STARTTLS, plaintext on an implicit-TLS port) has a
+    # posture too: no TLS at all, which is the same on every node or weaker than a sibling's.
+    completed = [a.result for a in scans if a.result is not None]
+    versions = frozenset(v for scan in completed for v in scan.accepted_versions)
+    suites = frozenset(s.name for scan in completed for s in scan.all_suites)
     starttls = cleartext = logindisabled = None
     if endpoint.protocol == "smtp":
         caps_attempt = smtp.get(endpoint.id)
-        if caps_attempt is None or caps_attempt.result is None:
+        if caps_attempt is None or _unknown(caps_attempt):
             return caps_attempt.reason if caps_attempt else "no capability probe"
-        caps = caps_attempt.result
-        starttls = None if endpoint.implicit_tls else caps.starttls_offered
-        cleartext = caps.cleartext_auth
+        if caps_attempt.result is not None:  # else the server broke the dialogue: compared by TLS alone
+            caps = caps_attempt.result
+            starttls = None if endpoint.implicit_tls else caps.starttls_offered
+            cleartext = caps.cleartext_auth
     else:
         imap_attempt = imap.get(endpoint.id)
-        if imap_attempt is None or imap_attempt.result is None:
+        if imap_attempt is None or _unknown(imap_attempt):
             return imap_attempt.reason if imap_attempt else "no capability probe"
-        icaps = imap_attempt.result
-        starttls = None if endpoint.implicit_tls else icaps.starttls_offered
-        cleartext = icaps.cleartext_login
-        logindisabled = None if endpoint.implicit_tls else icaps.logindisabled_before_tls
+        if imap_attempt.result is not None:
+            icaps = imap_attempt.result
+            starttls = None if endpoint.implicit_tls else icaps.starttls_offered
+            cleartext = icaps.cleartext_login
+            logindisabled = None if endpoint.implicit_tls else icaps.logindisabled_before_tls
     cert = certs.get(endpoint.id)
     verified = cert.default.result.verified if cert and cert.default.result is not None else None
     return Posture(versions, suites, starttls, cleartext, logindisabled, verified)
