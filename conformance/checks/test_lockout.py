@@ -20,7 +20,7 @@ from conformance.probes.lockout_outage import OutageRun
 from conformance.probes.outcome import Attempt
 from conformance.verdict import Inconclusive
 
-pytestmark = pytest.mark.xdist_group("lockout")
+pytestmark = pytest.mark.xdist_group("active")
 
 # Locked answers of an existing and an unknown account may differ in median time by at most this (seconds).
 ORACLE_TIMING = 0.25
