@@ -9,13 +9,15 @@ The good gateway is run once with every opt-in: everything that runs must pass.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conformance.reference.gateway import Gateway
 
 from conformance.reference.flaws import FLAWS, FlawInfo
+from conformance.reference.gateway import Gateway
 from tests.suite_runner import ALL_OPT_INS, SuiteRun, run_suite
 
 pytestmark = pytest.mark.reference
@@ -99,3 +101,24 @@ def test_xdist_run_gives_the_same_verdicts(good_run: SuiteRun, tmp_path: Path) -
     spread = {(re.sub(r"@[\w-]+$", "", c.name), c.requirement): c.verdict for c in parallel.cases}
     assert spread == serial, parallel.describe()
     assert parallel.returncode == 0, parallel.output[-2000:]
+
+
+def test_demo_command_matches_plain_pytest(good_run: SuiteRun, tmp_path: Path) -> None:
+    """`mailconform demo` (the README's first command) exits 0 on the good reference, writes JUnit XML
+    that a real consumer library reads with the properties CI keys on, and its verdicts equal those of
+    the same suite run as plain `pytest --pyargs conformance.checks --mail-target FILE`."""
+    from junitparser import JUnitXml, Properties, Property
+
+    report = tmp_path / "demo.xml"
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "demo", "--junitxml", str(report)],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "family" in proc.stdout and "pass" in proc.stdout, proc.stdout[-2000:]
+    verdicts = {}
+    for suite in JUnitXml.fromfile(str(report)):
+        for case in suite:
+            props = {p.name: p.value for ps in case.iterchildren(Properties) for p in ps.iterchildren(Property)}
+            assert {"verdict", "requirement", "source", "level", "endpoint"} <= props.keys() or (
+                "endpoint" not in props and {"verdict", "requirement", "source", "level"} <= props.keys()), props
+            verdicts[case.name] = props["verdict"]
+    assert verdicts == {c.name: c.verdict for c in good_run.cases}

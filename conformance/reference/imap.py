@@ -78,7 +78,8 @@ class ImapSession:
             runtime.sessions.discard(self)
             if self.user is not None and self.user != runtime.preauth_user:
                 runtime.auth.session_ended(self.user)
-            self.writer.close()
+            if self.writer.transport is not None:  # None after a handshake the client abandoned (above)
+                self.writer.close()
 
     def shutdown(self, reset: bool) -> None:
         if reset:
@@ -184,8 +185,13 @@ class ImapSession:
             # RFC 9051 11.1 / CVE-2011-0411: nothing pipelined behind STARTTLS survives into TLS
             self.reader._buffer.clear()  # type: ignore[attr-defined]
         # no await between the go-ahead and start_tls: the ClientHello must reach the TLS layer
-        await self.writer.start_tls(self.starttls_context,
-                                    ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
+        try:
+            await self.writer.start_tls(self.starttls_context,
+                                        ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
+        except AttributeError:
+            # CPython 3.11: a client that drops during the handshake leaves the StreamWriter without a
+            # transport, and start_tls trips over None instead of raising a connection error
+            raise _Quit() from None
         self.tls = True
         self._did_starttls = True
 
