@@ -24,7 +24,7 @@ class PreRfc5746Connection(TLSConnection):  # type: ignore[misc]
     """A real tlslite-ng server that does not understand secure renegotiation: it never sees the
     client's renegotiation_info or SCSV, so its ServerHello carries no renegotiation_info."""
 
-    def _getMsg(self, expectedType, secondaryType=None, constructorType=None):  # type: ignore[no-untyped-def]  # noqa: N802,N803
+    def _getMsg(self, expectedType, secondaryType=None, constructorType=None):  # type: ignore[no-untyped-def]
         for result in super()._getMsg(expectedType, secondaryType, constructorType):
             if isinstance(result, ClientHello):
                 scsv = CipherSuite.TLS_EMPTY_RENEGOTIATION_INFO_SCSV
