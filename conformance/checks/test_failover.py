@@ -8,7 +8,7 @@ only to the target's own test account.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,6 +24,9 @@ from conformance.verdict import Inconclusive
 SMTP = ("mx", "submission", "submissions")
 AUTH = ("submission", "submissions", "imap", "imaps")
 ALL = ("mx", "submission", "submissions", "imap", "imaps")
+ACTIVE = pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+
+R = TypeVar("R")
 
 
 def _outage_evidence(outage: NodeOutage[Any], endpoint: Endpoint, evidence: Evidence) -> None:
@@ -31,6 +34,17 @@ def _outage_evidence(outage: NodeOutage[Any], endpoint: Endpoint, evidence: Evid
     for key, values in (("outage", outage.outages), ("hooks", outage.hook_output), ("recovery", outage.recovery)):
         if node in values:
             evidence.add(key, values[node])
+
+
+def _outage_attempt(outage: NodeOutage[R], endpoint: Endpoint, target: Target, evidence: Evidence) -> Attempt[R]:
+    """The endpoint's attempt during the outage (skipped without one), with the node's outage as evidence."""
+    attempt = outage.for_endpoint(endpoint, target)
+    _outage_evidence(outage, endpoint, evidence)
+    return attempt
+
+
+def _outage_result(outage: NodeOutage[R], endpoint: Endpoint, target: Target, evidence: Evidence) -> R:
+    return evidence.require(_outage_attempt(outage, endpoint, target, evidence))
 
 
 @pytest.mark.requirement("FAIL-REDUNDANT-01")
@@ -56,14 +70,12 @@ def test_every_service_has_two_nodes(target: Target, mx_set: Attempt[MxSet] | No
 
 
 @pytest.mark.requirement("FAIL-TEMP-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service(*SMTP)
 def test_delivery_outage_answers_4xx(endpoint: Endpoint, target: Target, delivery_outage: NodeOutage[Transaction],
                                      evidence: Evidence) -> None:
     """A 5xx while the store is down makes the sender bounce the message: the outage becomes data loss."""
-    attempt = delivery_outage.for_endpoint(endpoint, target)
-    _outage_evidence(delivery_outage, endpoint, evidence)
-    found = evidence.require(attempt)
+    found = _outage_result(delivery_outage, endpoint, target, evidence)
     evidence.add("replies", found.summary())
     permanent = found.first_permanent()
     assert permanent is None, (
@@ -79,14 +91,12 @@ def test_delivery_outage_answers_4xx(endpoint: Endpoint, target: Target, deliver
 
 
 @pytest.mark.requirement("FAIL-AUTHDOWN-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service(*AUTH)
 def test_auth_outage_is_temporary(endpoint: Endpoint, target: Target, auth_outage: NodeOutage[LoginResult],
                                   evidence: Evidence) -> None:
     """A client told 'wrong password' prompts its user and retries: that is how real users got locked out."""
-    attempt = auth_outage.for_endpoint(endpoint, target)
-    _outage_evidence(auth_outage, endpoint, evidence)
-    login = evidence.require(attempt)
+    login = _outage_result(auth_outage, endpoint, target, evidence)
     evidence.add("answer", login.reply)
     expected = "454 4.7.0" if endpoint.protocol == "smtp" else "NO [UNAVAILABLE]"
     assert login.outcome is not LoginOutcome.REJECTED, (
@@ -100,15 +110,13 @@ def test_auth_outage_is_temporary(endpoint: Endpoint, target: Target, auth_outag
 
 
 @pytest.mark.requirement("FAIL-DIR-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service(*SMTP)
 def test_directory_outage_keeps_valid_recipients(endpoint: Endpoint, target: Target,
                                                  directory_outage: NodeOutage[Transaction],
                                                  evidence: Evidence) -> None:
     """550 5.1.1 for a valid user tells every sender the mailbox does not exist: mail bounces for good."""
-    attempt = directory_outage.for_endpoint(endpoint, target)
-    _outage_evidence(directory_outage, endpoint, evidence)
-    found = evidence.require(attempt)
+    found = _outage_result(directory_outage, endpoint, target, evidence)
     evidence.add("replies", found.summary())
     permanent = found.first_permanent(("greeting", "MAIL", "RCPT"))
     assert permanent is None, (
@@ -119,13 +127,12 @@ def test_directory_outage_keeps_valid_recipients(endpoint: Endpoint, target: Tar
 
 
 @pytest.mark.requirement("FAIL-DATA-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service(*SMTP)
 def test_data_reply_in_time_while_backend_stalls(endpoint: Endpoint, target: Target,
                                                  stall_outage: NodeOutage[Transaction], evidence: Evidence) -> None:
     """A reply later than the sender's patience makes it resend a message the gateway already took."""
-    attempt = stall_outage.for_endpoint(endpoint, target)
-    _outage_evidence(stall_outage, endpoint, evidence)
+    attempt = _outage_attempt(stall_outage, endpoint, target, evidence)
     budget = target.policy.data_reply_budget
     evidence.add("budget", f"{budget:g} s")
     if attempt.outcome is Outcome.INCONCLUSIVE and "DATA" in attempt.reason and "within" in attempt.reason:
@@ -145,14 +152,12 @@ def test_data_reply_in_time_while_backend_stalls(endpoint: Endpoint, target: Tar
 
 
 @pytest.mark.requirement("FAIL-NOLOSS-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service("submission", "submissions")
 def test_no_mail_lost_or_duplicated(endpoint: Endpoint, target: Target, noloss_runs: NodeOutage[NoLossRun],
                                     evidence: Evidence) -> None:
     """Every 250 is a promise (RFC 5321 6.1): the message arrives, once, within the recovery-time objective."""
-    attempt = noloss_runs.for_endpoint(endpoint, target)
-    _outage_evidence(noloss_runs, endpoint, evidence)
-    run = evidence.require(attempt)
+    run = _outage_result(noloss_runs, endpoint, target, evidence)
     report = run.report
     if report is None:
         raise Inconclusive(f"{endpoint}: could not read the test account's mailbox back: {run.readback.reason}")
@@ -176,14 +181,12 @@ def test_no_mail_lost_or_duplicated(endpoint: Endpoint, target: Target, noloss_r
 
 
 @pytest.mark.requirement("FAIL-SHUTDOWN-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service(*ALL)
 def test_shutdown_says_421_not_reset(endpoint: Endpoint, target: Target, shutdown_endings: NodeOutage[SessionEnd],
                                      evidence: Evidence) -> None:
     """A reset in the middle of DATA leaves the sender guessing whether its message was taken."""
-    attempt = shutdown_endings.for_endpoint(endpoint, target)
-    _outage_evidence(shutdown_endings, endpoint, evidence)
-    end = evidence.require(attempt)
+    end = _outage_result(shutdown_endings, endpoint, target, evidence)
     evidence.add("session", end.held)
     evidence.add("ending", f"{end.ending}: {end.detail}")
     if end.ending.value == "open":
@@ -195,14 +198,12 @@ def test_shutdown_says_421_not_reset(endpoint: Endpoint, target: Target, shutdow
 
 
 @pytest.mark.requirement("FAIL-RECOVER-01")
-@pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
+@ACTIVE
 @pytest.mark.service(*ALL)
 def test_recovery_within_objective(endpoint: Endpoint, target: Target, recovery_runs: NodeOutage[Recovery],
                                    evidence: Evidence) -> None:
     """After the outage every client reconnects at once: the service must be back, and let them all in."""
-    attempt = recovery_runs.for_endpoint(endpoint, target)
-    _outage_evidence(recovery_runs, endpoint, evidence)
-    found = evidence.require(attempt)
+    found = _outage_result(recovery_runs, endpoint, target, evidence)
     seconds = found.seconds
     evidence.add("recovered_after", "never" if seconds is None else f"{seconds:.2f} s")
     assert seconds is not None and seconds <= found.objective, (

@@ -9,6 +9,7 @@ Every check reports what was sent and answered (attempts, answer codes, delays, 
 from __future__ import annotations
 
 import statistics
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +22,8 @@ from conformance.probes.outcome import Attempt
 from conformance.verdict import Inconclusive
 
 pytestmark = pytest.mark.xdist_group("active")
+
+Run = TypeVar("Run", Episode, LoginRun)
 
 # Locked answers of an existing and an unknown account may differ in median time by at most this (seconds).
 ORACLE_TIMING = 0.25
@@ -56,12 +59,46 @@ def _where(logins: list[Login] | tuple[Login, ...]) -> str:
     return "; ".join(f"{x.endpoint}: {x.code}" for x in logins)
 
 
+def _briefs(logins: list[Login] | tuple[Login, ...]) -> str:
+    return "; ".join(x.brief() for x in logins)
+
+
+def _unlock_evidence(evidence: Evidence, run: LoginRun | OutageRun) -> None:
+    if run.unlock is not None:  # only a run that ended locked waited for the lock to lift
+        evidence.add("unlock", run.unlock.brief())
+
+
+def _with_failures(attempt: Attempt[Run], evidence: Evidence) -> Run:
+    """The run's result; skipped when it made no failure to judge."""
+    run = evidence.require(attempt)
+    _failures_made(run)
+    return run
+
+
+def _judged_episode(attempt: Attempt[Episode], evidence: Evidence) -> Episode:
+    """The lockout episode, with its evidence; skipped when no failure was made."""
+    ep = _with_failures(attempt, evidence)
+    _episode_evidence(evidence, ep)
+    return ep
+
+
+def _locked_episodes(forward: Attempt[Episode], reverse: Attempt[Episode] | None, evidence: Evidence,
+                     what: str) -> list[Episode]:
+    """The episodes (one per protocol order) that locked; skipped when none did, so ``what`` cannot be judged."""
+    # both are required before either is judged: a reverse episode that failed outright outranks a skip
+    episodes = [evidence.require(x) for x in (forward, reverse) if x is not None]
+    for ep in episodes:
+        _failures_made(ep)
+    locked = [ep for ep in episodes if ep.locked]
+    if not locked:
+        _require_lock(episodes[0], what)
+    return locked
+
+
 @pytest.mark.requirement("LOCK-THRESHOLD-01")
 def test_lockout_after_threshold(lockout_episode: Attempt[Episode], lockout_context: LockoutContext,
                                  evidence: Evidence) -> None:
-    ep = evidence.require(lockout_episode)
-    _failures_made(ep)
-    _episode_evidence(evidence, ep)
+    ep = _judged_episode(lockout_episode, evidence)
     if ep.locked:
         evidence.add("verdict_basis", "locked")
         return
@@ -81,14 +118,7 @@ def test_lockout_after_threshold(lockout_episode: Attempt[Episode], lockout_cont
 def test_lockout_shared_across_protocols(lockout_episode: Attempt[Episode],
                                          lockout_episode_reverse: Attempt[Episode] | None,
                                          evidence: Evidence) -> None:
-    episodes = [evidence.require(lockout_episode)]
-    if lockout_episode_reverse is not None:
-        episodes.append(evidence.require(lockout_episode_reverse))
-    for ep in episodes:
-        _failures_made(ep)
-    locked = [ep for ep in episodes if ep.locked]
-    if not locked:
-        _require_lock(episodes[0], "a lock across protocols")
+    locked = _locked_episodes(lockout_episode, lockout_episode_reverse, evidence, "a lock across protocols")
     bypasses = []
     for ep in locked:
         evidence.add(f"locked_via_{ep.via}", f"{summarize(ep.failures)}; elsewhere: {_where(ep.elsewhere)}")
@@ -103,9 +133,7 @@ def test_lockout_shared_across_protocols(lockout_episode: Attempt[Episode],
 @pytest.mark.requirement("LOCK-RECOVER-01")
 def test_lock_lifts_by_itself(lockout_episode: Attempt[Episode], lockout_context: LockoutContext,
                               evidence: Evidence) -> None:
-    ep = evidence.require(lockout_episode)
-    _failures_made(ep)
-    _episode_evidence(evidence, ep)
+    ep = _judged_episode(lockout_episode, evidence)
     _require_lock(ep, "recovery")
     policy = lockout_context.target.policy
     evidence.add("unlock_seconds", f"{ep.unlock.seconds:.1f}" if ep.unlock.seconds is not None else "never")
@@ -118,12 +146,10 @@ def test_lock_lifts_by_itself(lockout_episode: Attempt[Episode], lockout_context
 @pytest.mark.requirement("LOCK-RESET-01")
 def test_success_resets_failure_count(lockout_reset: Attempt[LoginRun], lockout_context: LockoutContext,
                                       evidence: Evidence) -> None:
-    run = evidence.require(lockout_reset)
-    _failures_made(run)
+    run = _with_failures(lockout_reset, evidence)
     evidence.add("sequence", summarize(run.logins))
-    evidence.add("final", "; ".join(x.brief() for x in run.final))
-    if run.unlock is not None:
-        evidence.add("unlock", run.unlock.brief())
+    evidence.add("final", _briefs(run.final))
+    _unlock_evidence(evidence, run)
     below = lockout_context.plan.threshold - 1
     if below < 1:
         pytest.skip("policy lockout_threshold is 1: every failure locks, there is no count for a success to reset")
@@ -141,8 +167,7 @@ def test_success_resets_failure_count(lockout_reset: Attempt[LoginRun], lockout_
 
 @pytest.mark.requirement("LOCK-ORACLE-01")
 def test_lock_reveals_no_account(lockout_episode: Attempt[Episode], evidence: Evidence) -> None:
-    ep = evidence.require(lockout_episode)
-    _failures_made(ep)
+    ep = _with_failures(lockout_episode, evidence)
     evidence.add("existing_answers", summarize(ep.failures))
     evidence.add("unknown_answers", summarize(ep.unknown))
     evidence.add("existing_delays", delays(ep.failures))
@@ -174,14 +199,8 @@ def test_lock_reveals_no_account(lockout_episode: Attempt[Episode], evidence: Ev
 def test_locked_correct_password_is_not_wrong_password(lockout_episode: Attempt[Episode],
                                                        lockout_episode_reverse: Attempt[Episode] | None,
                                                        evidence: Evidence) -> None:
-    episodes = [evidence.require(lockout_episode)]
-    if lockout_episode_reverse is not None:
-        episodes.append(evidence.require(lockout_episode_reverse))
-    for ep in episodes:
-        _failures_made(ep)
-    locked = [ep for ep in episodes if ep.locked]
-    if not locked:
-        _require_lock(episodes[0], "the answer to the correct password while locked")
+    locked = _locked_episodes(lockout_episode, lockout_episode_reverse, evidence,
+                              "the answer to the correct password while locked")
     answers = [x for ep in locked for x in ep.answers_while_locked if x.outcome is not None]
     evidence.add("answers_while_locked", summarize(answers))
     # only the wrong-password answer makes a client re-prompt; other refusals (a BAD to LOGIN on a
@@ -198,11 +217,10 @@ def test_outage_retries_not_counted(lockout_outage: Attempt[OutageRun], lockout_
                                     evidence: Evidence) -> None:
     run = evidence.require(lockout_outage)
     evidence.add("during_outage", summarize(run.during))
-    evidence.add("after_recovery", "; ".join(x.brief() for x in run.after))
+    evidence.add("after_recovery", _briefs(run.after))
     evidence.add("hooks", " | ".join(run.hooks))
     evidence.add("outage", "; ".join(run.outages))
-    if run.unlock is not None:
-        evidence.add("unlock", run.unlock.brief())
+    _unlock_evidence(evidence, run)
     if not run.outage_seen:
         raise Inconclusive("every login during the outage was accepted: the auth outage hook did not take "
                            "authentication down")
@@ -218,9 +236,8 @@ def test_burst_of_relogins_succeeds(lockout_burst: Attempt[LoginRun], evidence: 
     run = evidence.require(lockout_burst)
     evidence.add("burst", f"{len(run.logins)} concurrent logins: {summarize(sorted(run.logins, key=lambda x: x.code))}")
     evidence.add("notes", "; ".join(run.notes))
-    evidence.add("after_burst", "; ".join(x.brief() for x in run.final))
-    if run.unlock is not None:
-        evidence.add("unlock", run.unlock.brief())
+    evidence.add("after_burst", _briefs(run.final))
+    _unlock_evidence(evidence, run)
     failed = [x for x in run.logins if not x.accepted]
     assert not failed and run.final_accepted, (
         f"of {len(run.logins)} concurrent logins with the correct password, {len(failed)} failed "
@@ -230,12 +247,10 @@ def test_burst_of_relogins_succeeds(lockout_burst: Attempt[LoginRun], evidence: 
 
 @pytest.mark.requirement("LOCK-STALE-01")
 def test_repeated_password_counts_once(lockout_stale: Attempt[LoginRun], evidence: Evidence) -> None:
-    run = evidence.require(lockout_stale)
-    _failures_made(run)
+    run = _with_failures(lockout_stale, evidence)
     evidence.add("repeats", f"{len(run.logins)} x the same wrong password: {summarize(run.logins)}")
-    evidence.add("final", "; ".join(x.brief() for x in run.final))
-    if run.unlock is not None:
-        evidence.add("unlock", run.unlock.brief())
+    evidence.add("final", _briefs(run.final))
+    _unlock_evidence(evidence, run)
     assert run.final_accepted, (
         f"{run.final[-1].endpoint}: the same wrong password {len(run.logins)} times (a phone still holding an old "
         f"password), then the correct one: refused ({run.final[-1].code}). Every repeat counted, so one stale device locks its user "
@@ -244,8 +259,7 @@ def test_repeated_password_counts_once(lockout_stale: Attempt[LoginRun], evidenc
 
 @pytest.mark.requirement("LOCK-COLLATERAL-01")
 def test_no_collateral_lock(lockout_episode: Attempt[Episode], evidence: Evidence) -> None:
-    ep = evidence.require(lockout_episode)
-    _failures_made(ep)
+    ep = _with_failures(lockout_episode, evidence)
     if ep.collateral is None:
         pytest.skip("target has no [accounts.test] to check for collateral locking")
     _require_lock(ep, "collateral locking")
