@@ -113,7 +113,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         (f"mailconform: target {opts.target.name!r} from {opts.target.source} "
         f"({len(opts.target.endpoints)} endpoints on {len(opts.target.nodes)} nodes)"),
         f"mailconform: profile {opts.profile}, fail-on {opts.fail_on}, opt-ins: {', '.join(optins) or 'none'}",
+        *_xdist_warning(config, optins),
     ]
+
+
+def _xdist_warning(config: pytest.Config, optins: list[str]) -> list[str]:
+    """Outages and lockouts on one worker are visible to the passive checks on the others."""
+    if not optins or not config.getoption("numprocesses", None):
+        return []
+    return [("mailconform: WARNING: active checks under pytest-xdist: passive checks on other workers may meet "
+            "an outage or a lock and come out inconclusive; scan with -n without opt-ins, then run the active "
+            "families serially")]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

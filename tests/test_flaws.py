@@ -8,7 +8,6 @@ The good gateway is run once with every opt-in: everything that runs must pass.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -92,14 +91,17 @@ def _is_should(requirement_id: str) -> bool:
 
 
 def test_xdist_run_gives_the_same_verdicts(good_run: SuiteRun, tmp_path: Path) -> None:
-    """Vendors scan fleets under pytest-xdist: the verdicts (plain values in the JUnit file) must match
-    a serial run's, the lockout checks kept on one worker by their xdist_group."""
+    """Vendors scan fleets under pytest-xdist: the passive checks (no opt-ins, as the README advises for
+    -n; the active families run serially) give the serial run's verdicts, carried as plain JUnit values."""
     pytest.importorskip("xdist")
-    parallel = _run_with((), tmp_path, (*ALL_OPT_INS, "-n", "2", "--dist", "loadgroup"))
+    parallel = _run_with((), tmp_path, ("-n", "2"))
     serial = {(c.name, c.requirement): c.verdict for c in good_run.cases}
-    # xdist's loadgroup appends "@group" to the test names it pins to one worker
-    spread = {(re.sub(r"@[\w-]+$", "", c.name), c.requirement): c.verdict for c in parallel.cases}
-    assert spread == serial, parallel.describe()
+    spread = {(c.name, c.requirement): c.verdict for c in parallel.cases}
+    assert spread.keys() == serial.keys()
+    ran = {key: verdict for key, verdict in spread.items() if verdict != "skipped"}
+    assert len(ran) > 200 and all(serial[key] == verdict for key, verdict in ran.items()), parallel.describe()
+    opted_out = [c for c in parallel.cases if c.verdict == "skipped"]
+    assert all("--mail-allow-" in c.reason for c in opted_out), parallel.describe(("skipped",))
     assert parallel.returncode == 0, parallel.output[-2000:]
 
 
