@@ -197,3 +197,14 @@ def test_a_server_hello_choosing_deflate_is_recorded_as_compression() -> None:
     assert findings.compression == {True}
     findings.learn(ServerFlight(_server_hello()))
     assert True in findings.compression and False in findings.compression
+
+
+def test_hellos_ask_for_ocsp_stapling_and_the_answer_is_read() -> None:
+    from conformance.probes.tlswire import OCSP_STATUS_REQUEST
+
+    tls12 = legacy_hello(TlsVersion.TLS1_2, (0xC02F,))
+    assert any(e.type == ExtensionType.STATUS_REQUEST and e.data == OCSP_STATUS_REQUEST for e in tls12.extensions)
+    assert not legacy_hello(TlsVersion.SSL3, (0x002F,)).extensions
+    stapling = _server_hello(extensions=(Extension(ExtensionType.STATUS_REQUEST, b""),))
+    assert ServerHello.parse(stapling.to_bytes()).ocsp_stapling
+    assert not _server_hello().ocsp_stapling

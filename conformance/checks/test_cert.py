@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from conformance.evidence import Evidence
-from conformance.fixtures.tls import Certificates
+from conformance.fixtures.tls import Certificates, scans_of
 from conformance.probes.certs import CertReport
-from conformance.probes.outcome import Outcome
+from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.tls import TlsScan
 from conformance.target import Endpoint, Target
 
 ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
@@ -43,7 +44,11 @@ def _label(endpoint: Endpoint, report: CertReport) -> str:
 
 @pytest.mark.requirement("CERT-CHAIN-01")
 @pytest.mark.service(*ALL_SERVICES)
-def test_chain_to_trust_anchor(endpoint: Endpoint, certificates: dict[str, Certificates], evidence: Evidence) -> None:
+def test_chain_to_trust_anchor(endpoint: Endpoint, certificates: dict[str, Certificates],
+                               tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    for scan in (a.result for a in scans_of(tls_scans, endpoint) if a.result is not None):
+        stapled = scan.ocsp_stapling
+        evidence.add(f"ocsp_stapling[{scan.address}]", "not determined (TLS 1.3 only)" if stapled is None else stapled)
     for report in _reports(endpoint, certificates, evidence):
         assert report.chains_to_trust, (
             f"{_label(endpoint, report)} does not verify: {report.trust_reason}; serve the full chain from a CA "

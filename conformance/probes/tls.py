@@ -113,6 +113,7 @@ class TlsScan:
     connections: int
     inconclusive: tuple[str, ...]
     duration_s: float
+    ocsp_stapling: bool | None = None  # TLS 1.2 and older; TLS 1.3 staples inside the encrypted Certificate
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -172,6 +173,7 @@ class _PriorityGate:
 @dataclass
 class _Findings:
     compression: set[bool] = field(default_factory=set)
+    stapling: set[bool] = field(default_factory=set)
     renegotiation: dict[int, bool] = field(default_factory=dict)
     groups_by_version: dict[int, set[int]] = field(default_factory=dict)
     dhe_bits: set[int] = field(default_factory=set)
@@ -180,6 +182,8 @@ class _Findings:
         """Everything a first flight tells besides version and suite (reuse, not re-probe)."""
         if flight.version < TlsVersion.TLS1_3:
             self.compression.add(flight.hello.compression_method == COMPRESSION_DEFLATE)
+            if flight.version >= TlsVersion.TLS1_0:  # SSL 3.0 hellos carry no extensions
+                self.stapling.add(flight.hello.ocsp_stapling)
             self.renegotiation[flight.version] = flight.hello.secure_renegotiation
         group = flight.hello.key_share_group if flight.version >= TlsVersion.TLS1_3 else flight.ecdhe_group
         if group is not None:
@@ -427,6 +431,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         compression=(True in f.compression) if f.compression else None,
         secure_renegotiation=f.renegotiation[max(f.renegotiation)] if f.renegotiation else None,
         fallback_scsv=fallback,
+        ocsp_stapling=(True in f.stapling) if f.stapling else None,
         connections=scan.connections,
         inconclusive=tuple(scan.inconclusive),
         duration_s=time.monotonic() - started,

@@ -60,6 +60,7 @@ class HandshakeType(IntEnum):
 
 class ExtensionType(IntEnum):
     SERVER_NAME = 0
+    STATUS_REQUEST = 5
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
@@ -354,6 +355,11 @@ class ServerHello:
     def secure_renegotiation(self) -> bool:
         return self.extension(ExtensionType.RENEGOTIATION_INFO) is not None
 
+    @property
+    def ocsp_stapling(self) -> bool:
+        """RFC 6066 8: an empty status_request in the ServerHello promises a stapled OCSP response."""
+        return self.extension(ExtensionType.STATUS_REQUEST) is not None
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -490,17 +496,23 @@ def _padded(hello: ClientHello) -> ClientHello:
     return dataclasses.replace(hello, extensions=hello.extensions + (padding,))
 
 
+# status_type ocsp(1), no responder IDs, no request extensions (RFC 6066 8)
+OCSP_STATUS_REQUEST = b"\x01\x00\x00\x00\x00"
+
+
 def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = None,
                  groups: tuple[int, ...] = ALL_GROUPS, fallback: bool = False) -> ClientHello:
     """An SSL 3.0 - TLS 1.2 ClientHello. It always offers DEFLATE (the ServerHello then tells whether
     the server compresses, at no extra connection) and the renegotiation SCSV (RFC 5746 3.3: the
-    server's renegotiation_info answer is the secure-renegotiation finding)."""
+    server's renegotiation_info answer is the secure-renegotiation finding), and from TLS 1.0 on asks
+    for a stapled OCSP response (the ServerHello's answer is the stapling finding)."""
     signalling = (TLS_EMPTY_RENEGOTIATION_INFO_SCSV,) + ((TLS_FALLBACK_SCSV,) if fallback else ())
     extensions: tuple[Extension, ...] = ()
     if version >= TlsVersion.TLS1_0:
         extensions = _server_name(host) + (
             Extension(ExtensionType.SUPPORTED_GROUPS, _uints(2, 2, groups)),
             Extension(ExtensionType.EC_POINT_FORMATS, _uints(1, 1, (0,))),
+            Extension(ExtensionType.STATUS_REQUEST, OCSP_STATUS_REQUEST),
         )
         if version >= TlsVersion.TLS1_2:
             extensions += (Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),)
