@@ -178,8 +178,9 @@ def test_lock_reveals_no_account(lockout_episode: Attempt[Episode], evidence: Ev
     # An answer held back by throttling reflects the throttle (per client address: Postfix's 454 when
     # Dovecot's penalty runs long), not the account, so only prompt answers are compared; the delays
     # are compared below. Earlier answers for unknown users are ENUM-AUTH-01's business.
-    existing = sorted({x.code for x in ep.failures[ep.threshold:] if x.elapsed < THROTTLE_FLOOR})
-    unknown = sorted({x.code for x in ep.unknown[ep.threshold:] if x.elapsed < THROTTLE_FLOOR})
+    # A login that got no answer at all (dropped, timed out) says nothing about the account either.
+    existing = sorted({x.code for x in ep.failures[ep.threshold:] if x.outcome is not None and x.elapsed < THROTTLE_FLOOR})
+    unknown = sorted({x.code for x in ep.unknown[ep.threshold:] if x.outcome is not None and x.elapsed < THROTTLE_FLOOR})
     assert existing == unknown, (
         f"after {ep.threshold} failures the existing account answers {', '.join(existing) or '(only slowly)'} but "
         f"a non-existent one answers {', '.join(unknown) or '(only slowly)'} on {ep.via}: the lock itself tells an attacker which accounts exist. "

@@ -74,9 +74,10 @@ def test_threshold_is_met_by_throttling_and_the_delays_are_reported(
     props = _evidence(junit, "LOCK-THRESHOLD-01")
     assert props["evidence.verdict_basis"].endswith("(throttled)"), props
     delays = [int(d) for d in props["evidence.failure_delays"].removesuffix(" ms").split()]
-    # auth_failure_delay = 2 s on every failure; the penalty on top depends on how much of it the
-    # failure delay already served (sub-second timing), so only the floor is asserted
-    assert min(delays) >= 1900, delays
+    # auth_failure_delay = 2 s on every failure, but Dovecot counts it from when the auth process saw the
+    # failure, so the client can see less (1.5 s seen on a loaded machine); the penalty on top depends on
+    # how much of it was already served. Only a floor well above an unthrottled answer is asserted.
+    assert min(delays) >= 1000, delays
 
 
 def test_no_password_in_the_lockout_run(lockout_run: tuple[SuiteRun, Path, MailServers]) -> None:
