@@ -68,10 +68,7 @@ async def probe_vrfy(endpoint: Endpoint, cfg: ProbeConfig, *, known: str, unknow
 
     async def run() -> VrfyResult:
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await smtp.connect()
-            caps = await smtp.ehlo()
-            if caps.starttls and not endpoint.implicit_tls:
-                await smtp.starttls()
+            await smtp.open_secured()
             vk = await smtp.vrfy(known)
             vu = await smtp.vrfy(unknown)
             ek = await smtp.command(f"EXPN {known}")
@@ -261,10 +258,7 @@ async def probe_rcpt_limit(endpoint: Endpoint, cfg: ProbeConfig, *, domain: str,
 
     async def run() -> RcptLimitResult:
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await smtp.connect()
-            caps = await smtp.ehlo()
-            if caps.starttls and not endpoint.implicit_tls:
-                await smtp.starttls()
+            await smtp.open_secured()
             mail = await smtp.mail(sender)
             if mail.permanent:  # e.g. a sender domain that does not resolve: the null sender is always taken
                 await smtp.rset()

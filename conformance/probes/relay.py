@@ -90,13 +90,6 @@ class RelayFormsResult:
         return next((a for a in self.attempts if a.form == name), None)
 
 
-async def _start(endpoint: Endpoint, smtp: SmtpSession) -> None:
-    await smtp.connect()
-    caps = await smtp.ehlo()
-    if caps.starttls and not endpoint.implicit_tls:
-        await smtp.starttls()
-
-
 async def _finish(smtp: SmtpSession) -> None:
     try:
         await smtp.rset()
@@ -117,7 +110,7 @@ async def probe_relay_forms(endpoint: Endpoint, cfg: ProbeConfig, *, local_domai
         attempts: list[RcptAttempt] = []
         reverse_path = sender
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await _start(endpoint, smtp)
+            await smtp.open_secured()
             mail = await smtp.mail(reverse_path)
             if mail.permanent:  # e.g. a sender domain that does not resolve: the null sender is always taken
                 await smtp.rset()
@@ -151,7 +144,7 @@ async def _confirm(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript,
                f"Subject: mailconform relay confirmation ({accepted.form}) via {endpoint.id}\r\n\r\n"
                "This gateway relayed a message from an unauthenticated client.\r\n").encode()
     async with SmtpSession(endpoint, cfg, transcript) as smtp:
-        await _start(endpoint, smtp)
+        await smtp.open_secured()
         mail = await smtp.mail(sender)
         rcpt = await smtp.rcpt(accepted.recipient) if mail.positive else mail
         if not rcpt.positive:

@@ -109,6 +109,15 @@ class SmtpSession:
             EhloResult(reply, "", frozenset(), (), frozenset())
         return self.capabilities
 
+    async def open_secured(self) -> EhloResult:
+        """Connect, EHLO, and STARTTLS (with the EHLO again) where a plain-port server offers it: the
+        opening every probe that judges the session inside TLS shares. Returns the current capabilities."""
+        await self.connect()
+        caps = await self.ehlo()
+        if caps.starttls and not self.endpoint.implicit_tls:
+            await self.starttls()
+        return self.capabilities or caps
+
     async def helo(self, name: str | None = None) -> SmtpReply:
         return await self.command(f"HELO {name or self.cfg.ehlo_name}")
 

@@ -42,10 +42,7 @@ async def probe_open_relay(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str 
 
     async def run() -> RelayResult:
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await smtp.connect()
-            caps = await smtp.ehlo()
-            if caps.starttls and not endpoint.implicit_tls:
-                await smtp.starttls()
+            await smtp.open_secured()
             mail = await smtp.mail(sender)
             rcpt = await smtp.rcpt(recipient) if mail.positive else None
             await smtp.rset()
@@ -76,10 +73,7 @@ async def probe_bare_lf_end_of_data(endpoint: Endpoint, cfg: ProbeConfig, *, sen
 
     async def run() -> SmugglingResult:
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await smtp.connect()
-            caps = await smtp.ehlo()
-            if caps.starttls and not endpoint.implicit_tls:
-                await smtp.starttls()
+            await smtp.open_secured()
             for reply in (await smtp.mail(sender), await smtp.rcpt(recipient)):
                 if reply.transient:
                     raise ServerUnavailable(f"cannot send the probe message now: {reply}")

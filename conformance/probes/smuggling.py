@@ -85,10 +85,7 @@ async def probe_smuggling(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str, 
                     raise LocalError(f"the test account could not log in ({login.reply})")
                 return await _send(session, form, sender, recipient)
         async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await smtp.connect()
-            caps = await smtp.ehlo()
-            if caps.starttls and not endpoint.implicit_tls:
-                await smtp.starttls()
+            await smtp.open_secured()
             return await _send(smtp, form, sender, recipient)
 
     async def run() -> SmugglingResult:
