@@ -1,10 +1,13 @@
-"""Shared test helpers: a minimal valid target file writer."""
+"""Shared test helpers: a minimal valid target file writer, the test PKI and a TLS server context."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
+import certgen
 import pytest
+from certgen import Pki, make_pki
 
 MINIMAL_TARGET = """
 [target]
@@ -31,3 +34,21 @@ def minimal_target(tmp_path: Path) -> Path:
     path = tmp_path / "target.toml"
     path.write_text(MINIMAL_TARGET.format(port=1))
     return path
+
+
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    """One test CA and its leaves for every probe test that needs a real certificate chain."""
+    return make_pki()
+
+
+@pytest.fixture(scope="session")
+def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test CA as a trust-anchor file, as a target's trust_anchors would name it."""
+    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
+
+
+@pytest.fixture(scope="session")
+def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server context with a localhost leaf issued by the test CA."""
+    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("server"))

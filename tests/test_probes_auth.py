@@ -9,7 +9,7 @@ from typing import Any
 
 import certgen
 import pytest
-from certgen import Pki, make_pki
+from certgen import Pki
 from fake_imap import FakeImap
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
@@ -20,16 +20,6 @@ from conformance.probes.outcome import Attempt, Outcome
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
 
 
 @pytest.fixture(scope="module")

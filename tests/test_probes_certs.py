@@ -14,16 +14,6 @@ from conformance.probes.certs import ChainError, analyze_chain, match_name
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("pki"), "root")[0]
-
-
 def analyze(chain: tuple[bytes, ...], anchor: Path, *hostnames: str, now: dt.datetime = NOW):  # type: ignore[no-untyped-def]
     return analyze_chain(chain, hostnames=hostnames or ("mx.example.test",), trust_anchor_paths=[anchor],
                          use_system_store=False, now=now)

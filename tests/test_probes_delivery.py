@@ -10,7 +10,7 @@ from pathlib import Path
 import certgen
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from certgen import Pki, make_pki
+from certgen import Pki
 from imap_mailbox import MailboxImap, mailbox_server
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
@@ -31,21 +31,6 @@ from conformance.target import Account, Secret
 pytestmark = pytest.mark.unit
 
 ACCOUNT = Account("test", USER, Secret(PASSWORD, "test"), USER)
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
-
-
-@pytest.fixture(scope="module")
-def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("good"))
 
 
 def cfg(anchor: Path) -> ProbeConfig:

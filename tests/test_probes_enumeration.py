@@ -8,9 +8,7 @@ import random
 import ssl
 from pathlib import Path
 
-import certgen
 import pytest
-from certgen import Pki, make_pki
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, aiosmtpd_server
 
@@ -31,21 +29,6 @@ from conformance.probes.outcome import Attempt, Outcome
 from conformance.target import Service
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
-
-
-@pytest.fixture(scope="module")
-def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("enum"))
 
 
 def test_mann_whitney_extremes() -> None:

@@ -22,16 +22,6 @@ from conformance.target import Endpoint, Service
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
-
-
 def context_for(pki: Pki, leaf: Issued, directory: Path) -> ssl.SSLContext:
     cert, key = leaf.write(directory, "leaf")
     cert.write_bytes(cert.read_bytes() + pki.intermediate.cert.public_bytes(Encoding.PEM))

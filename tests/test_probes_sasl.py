@@ -8,9 +8,7 @@ import base64
 import ssl
 from pathlib import Path
 
-import certgen
 import pytest
-from certgen import Pki, make_pki
 from fake_imap import FakeImap
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, aiosmtpd_server
@@ -22,21 +20,6 @@ from conformance.probes.sasl import AuthPosture, probe_auth_posture, responder
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
-
-
-@pytest.fixture(scope="module")
-def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("sasl"))
 
 
 def cfg(anchor: Path | None) -> ProbeConfig:

@@ -10,7 +10,7 @@ from typing import Any
 
 import certgen
 import pytest
-from certgen import Pki, make_pki
+from certgen import Pki
 from hostile import run, script, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
@@ -60,18 +60,8 @@ def test_ehlo_capabilities() -> None:
 # --- a real server: aiosmtpd with STARTTLS and AUTH --------------------------------------------
 
 @pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
 def server_context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("smtp-tls"))
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
 
 
 def config(anchor: Path | None = None) -> ProbeConfig:

@@ -7,9 +7,7 @@ import asyncio
 import ssl
 from pathlib import Path
 
-import certgen
 import pytest
-from certgen import Pki, make_pki
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
@@ -21,21 +19,6 @@ from conformance.target import Secret, Service
 pytestmark = pytest.mark.unit
 
 CFG = ProbeConfig(timeout=5, use_system_store=False)
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def anchor(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pki.root.write(tmp_path_factory.mktemp("anchor"), "root")[0]
-
-
-@pytest.fixture(scope="module")
-def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("smuggle"))
 
 
 def test_every_body_ends_properly_once() -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-import certgen
 import pytest
-from certgen import Pki, make_pki
 from fake_imap import FakeImap
 from hostile import Behaviour, run, serving
 from smtp_servers import aiosmtpd_server
@@ -27,16 +25,6 @@ from conformance.target import Service
 pytestmark = pytest.mark.unit
 
 CFG = ProbeConfig(timeout=5, use_system_store=False)
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def context(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    return certgen.server_context(pki, pki.leaf("localhost"), tmp_path_factory.mktemp("state"))
 
 
 def smtp_server(context: ssl.SSLContext, *, keep_ehlo: bool = False, extra_after_go_ahead: bytes = b"",
