@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Install Debian's Postfix and Dovecot for the real-server tier (tests/real). Idempotent: a machine
+# Install Debian's Postfix, Dovecot and PostgreSQL for the real-server tier (tests/real). Idempotent: a machine
 # that already has them skips apt entirely. The packages' own boot-time daemons are stopped at once:
 # the tests start private instances on loopback from a temporary directory, never the system ones.
 set -euo pipefail
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -38,6 +38,7 @@ class Config:
     imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
     open_relay: bool = False              # loopback clients may relay to any domain on the MX
     cert: str = "valid"                   # valid | expired | wrong-name
+    directory: str = "files"              # files (passwd-file, texthash) | pgsql (PostgreSQL, may go down)
 
 
 GOOD = Config("good")
@@ -59,4 +60,10 @@ CONFIGS: dict[str, Config] = {c.name: c for c in (
             weakness="the certificate names another host"),
 )}
 
-__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "STRONG_CIPHERS", "Config"]
+# The good configuration with its users in a private PostgreSQL (tests/real/directory_db.py) instead of
+# files, so the user directory can have a temporary outage (tests/real/test_real_directory.py). Not a
+# weakness, so not in CONFIGS (whose exact verdict table is in test_real_verdicts.py).
+SQL_DIRECTORY = replace(GOOD, name="sql-directory", directory="pgsql")
+
+__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "SQL_DIRECTORY",
+           "STRONG_CIPHERS", "Config"]

@@ -4,6 +4,8 @@
     python tests/real/outage_hook.py dovecot-start WORKDIR     # start, wait for LMTP, flush Postfix's queue
     python tests/real/outage_hook.py passdb-hide WORKDIR       # the passwd-file passdb goes missing
     python tests/real/outage_hook.py passdb-restore WORKDIR
+    python tests/real/outage_hook.py directory-stop WORKDIR    # the PostgreSQL user directory: pg_ctl stop -m fast
+    python tests/real/outage_hook.py directory-start WORKDIR   # pg_ctl start, wait until it accepts connections
 
 WORKDIR is a ``tests.real.servers.MailServers`` work directory. Exits non-zero with a reason on failure.
 """
@@ -56,6 +58,20 @@ def _until(check: object, what: str) -> None:
         time.sleep(0.05)  # polling a daemon's state: it gives no event to wait on
 
 
+def _pg_ctl(workdir: Path, action: str) -> None:
+    """Stop or start the PostgreSQL user directory of WORKDIR (tests/real/directory_db.py) by its own
+    pg_ctl, as user postgres. ``-w -t`` bounds the wait for the server to go or to accept connections."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if not found:
+        raise SystemExit("outage_hook: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl)")
+    root = workdir / "pgsql"
+    argv = [str(found[-1]), "-D", str(root / "data"), "-w", "-t", f"{WAIT:.0f}"]
+    argv += ["-m", "fast", "stop"] if action == "stop" else ["-l", str(root / "postgresql.log"), "start"]
+    subprocess.run(argv, check=True, user="postgres", group="postgres", extra_groups=[], cwd=root,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=WAIT + 10)
+
+
 def main(action: str, workdir: Path) -> None:
     conf = workdir / "dovecot" / "dovecot.conf"
     passwd = workdir / "dovecot" / "passwd"
@@ -73,6 +89,10 @@ def main(action: str, workdir: Path) -> None:
         passwd.rename(passwd.with_suffix(".hidden"))
     elif action == "passdb-restore":
         passwd.with_suffix(".hidden").rename(passwd)
+    elif action == "directory-stop":
+        _pg_ctl(workdir, "stop")
+    elif action == "directory-start":
+        _pg_ctl(workdir, "start")
     else:
         raise SystemExit(f"outage_hook: unknown action {action!r}")
 

@@ -45,6 +45,7 @@ from tests.real.configs import (
     STRONG_CIPHERS,
     Config,
 )
+from tests.real.directory_db import DirectoryDb, DirectoryError
 
 # CONFIGS and GOOD are re-exported: the tier's tests take everything from this module.
 __all__ = ["CONFIGS", "GOOD", "HOST", "LOOPBACK", "Config", "MailServers", "RealTarget", "ServerError",
@@ -143,6 +144,9 @@ class MailServers:
             "test": Account("test", f"alice@{DOMAIN}", secrets.token_urlsafe(16)),
             "lockout": Account("lockout", f"locky@{DOMAIN}", secrets.token_urlsafe(16)),
         }
+        # config.directory == "pgsql": the users live in a private PostgreSQL (tests/real/directory_db.py).
+        self.directory = (DirectoryDb(self.workdir, {a.username: a.password for a in self.accounts.values()})
+                          if config.directory == "pgsql" else None)
         self.ca_path = self.workdir / "ca.pem"
         self.postfix_dir = self.workdir / "postfix"
         self.dovecot_conf = self.workdir / "dovecot" / "dovecot.conf"
@@ -169,6 +173,8 @@ class MailServers:
             raise ServerError(f"not installed: {', '.join(missing)} (run ci/install-real-servers.sh)")
         try:
             self._prepare()
+            if self.directory is not None:  # Dovecot's passdb and Postfix's maps query it from the start
+                self.directory.create()
             # Marked started first: a start command that fails late may have left a daemon behind.
             self._dovecot_started = True
             self._run(["dovecot", "-c", str(self.dovecot_conf)], "starting Dovecot")
@@ -191,6 +197,11 @@ class MailServers:
             self._dovecot_started = False
             errors += self._stop(["doveadm", "-c", str(self.dovecot_conf), "stop"],
                                  self.workdir / "run" / "master.pid", "Dovecot")
+        if self.directory is not None:  # after Dovecot, whose auth workers hold connections to it
+            try:
+                self.directory.stop()
+            except DirectoryError as exc:
+                errors.append(str(exc))
         if errors:
             raise ServerError("; ".join(errors))
         if self._own_workdir:
@@ -275,6 +286,10 @@ class MailServers:
         self._write_pki()
         self._write_accounts()
         values = self._values(mail_user.pw_uid, mail_user.pw_gid)
+        if self.directory is not None:
+            self.directory.write_postfix_table(self.postfix_dir / "mailboxes.pgsql.cf")
+            self.directory.write_dovecot_sql(self.workdir / "dovecot" / "dovecot-sql.conf.ext",
+                                             mail_user.pw_uid, mail_user.pw_gid, values["mail_root"])
         for name in ("main.cf", "master.cf"):
             (self.postfix_dir / name).write_text(render(FIXTURES / "postfix" / f"{name}.in", values))
         self.dovecot_conf.write_text(render(FIXTURES / "dovecot" / "dovecot.conf.in", values))
@@ -305,6 +320,14 @@ class MailServers:
             "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
             "auth_throttle_block": "" if self.auth_throttle else NO_AUTH_THROTTLE,
         }
+        if cfg.directory == "pgsql":  # the SQL directory (tests/real/directory_db.py writes these files)
+            sql_args = str(w / "dovecot" / "dovecot-sql.conf.ext")
+            values.update(virtual_mailbox_maps=f"pgsql:{w / 'postfix' / 'mailboxes.pgsql.cf'}",
+                          passdb_driver="sql", passdb_args=sql_args, userdb_driver="sql", userdb_args=sql_args)
+        else:  # files: the passwd-file and the texthash map _write_accounts writes
+            values.update(virtual_mailbox_maps=f"texthash:{values['mailboxes']}", passdb_driver="passwd-file",
+                          passdb_args=f"scheme=PLAIN username_format=%u {values['passwd_file']}",
+                          userdb_driver="static", userdb_args=f"uid={uid} gid={gid} home={values['mail_root']}/%d/%n")
         values.update({f"port_{service}": str(port) for service, port in self.ports.items()})
         return values
 
