@@ -105,6 +105,19 @@ def test_slow_data_reply_is_measured_not_lost(gw: Gateway, target: Target, cfg: 
     assert data is not None and data.code == 250 and data.seconds > 5
 
 
+def test_no_reply_to_data_is_a_finding_not_a_failed_probe(gw: Gateway, target: Target, account: Account) -> None:
+    """Silence after the body (a backend stalled past every timeout, as Postfix waiting on a frozen
+    policy service does) is recorded as a DATA stage without a code; the session is closed, not QUIT."""
+    gw.set_flaws(("slow_data_reply",))
+    gw.outage("node1", "stall", True)
+    quick = ProbeConfig.from_target(target, timeout=1)  # the 6 s stall outlasts even data_timeout
+    found = asyncio.run(probe_transaction(ep(target, "mx@node1"), quick, account, token=TOKEN, data_timeout=2))
+    assert found.outcome is Outcome.COMPLETED and found.result is not None, found.reason
+    data = found.result.reply("DATA")
+    assert data is not None and data.code is None and "no complete line within 2.0 s" in data.text
+    assert not found.result.completed and 2 <= data.seconds < 4
+
+
 @pytest.mark.parametrize("flaws, smtp_end, imap_end", [((), Ending.REPLY_421, Ending.BYE),
                                                        (("reset_on_shutdown",), Ending.RESET, Ending.RESET)])
 def test_shutdown_endings(gw: Gateway, target: Target, cfg: ProbeConfig, account: Account,

@@ -30,6 +30,7 @@ from conformance.probes.outcome import (
     LocalError,
     Outcome,
     ProbeError,
+    ProbeTimeout,
     ServerUnavailable,
     Transcript,
     attempt,
@@ -92,6 +93,12 @@ async def probe_transaction(endpoint: Endpoint, cfg: ProbeConfig, account: Accou
             replies.append(StageReply(stage, int(found.group(1)) if found else None, str(exc),
                                       time.monotonic() - started))
             raise _Stop from None
+        except ProbeTimeout as exc:
+            if stage != "DATA":
+                raise
+            # Silence after the body is the finding (a stalled backend), not a failed probe.
+            replies.append(StageReply(stage, None, str(exc), time.monotonic() - started))
+            raise _Stop from None
         assert isinstance(reply, SmtpReply)
         text = reply.lines[0] if stage == "EHLO" and reply.lines else " / ".join(reply.lines)  # not every extension
         replies.append(StageReply(stage, reply.code, text, time.monotonic() - started))
@@ -129,7 +136,10 @@ async def probe_transaction(endpoint: Endpoint, cfg: ProbeConfig, account: Accou
                 await smtp.quit()
                 return Transaction(tuple(replies), data.code == 250)
             except _Stop:
-                await smtp.quit()
+                if replies and replies[-1].code is None:
+                    await smtp.close()  # mid-DATA: a QUIT would only wait out another timeout
+                else:
+                    await smtp.quit()
                 return Transaction(tuple(replies), False)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)

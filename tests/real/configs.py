@@ -9,6 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+# Dovecot's quota-status (a Postfix policy service) with a quota that counts messages; {socket} is filled in.
+QUOTA_STATUS = """mail_plugins = $mail_plugins quota
+plugin {{
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_status_success = DUNNO
+  quota_status_nouser = DUNNO
+  quota_status_overquota = "552 5.2.2 Mailbox is full"
+}}
+service quota-status {{
+  executable = quota-status -p postfix
+  unix_listener {socket} {{
+    mode = 0666
+  }}
+  client_limit = 1
+}}"""
 # Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
 STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # Dovecot without its login throttling: no delay before a failure reply, and an anvil socket nobody may
@@ -38,6 +54,7 @@ class Config:
     imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
     open_relay: bool = False              # loopback clients may relay to any domain on the MX
     cert: str = "valid"                   # valid | expired | wrong-name
+    data_waits_for_policy: bool = False   # end of DATA waits for Dovecot's quota-status (20 s timeout)
     directory: str = "files"              # files (passwd-file, texthash) | pgsql (PostgreSQL, may go down)
 
 
@@ -60,10 +77,18 @@ CONFIGS: dict[str, Config] = {c.name: c for c in (
             weakness="the certificate names another host"),
 )}
 
+# Weaknesses that only an outage shows (every passive check passes on them): the active failover checks
+# find them in tests/real/test_real_failover.py. Not in CONFIGS, whose verdict table runs without outages.
+OUTAGE_CONFIGS: dict[str, Config] = {c.name: c for c in (
+    replace(GOOD, name="data-waits-for-policy", data_waits_for_policy=True,
+            weakness="the end of DATA waits for Dovecot's quota-status policy service (timeout 20 s): a "
+                     "stalled Dovecot delays the reply to DATA past the sender's patience"),
+)}
+
 # The good configuration with its users in a private PostgreSQL (tests/real/directory_db.py) instead of
 # files, so the user directory can have a temporary outage (tests/real/test_real_directory.py). Not a
 # weakness, so not in CONFIGS (whose exact verdict table is in test_real_verdicts.py).
 SQL_DIRECTORY = replace(GOOD, name="sql-directory", directory="pgsql")
 
-__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "SQL_DIRECTORY",
-           "STRONG_CIPHERS", "Config"]
+__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "OUTAGE_CONFIGS",
+           "QUOTA_STATUS", "SQL_DIRECTORY", "STRONG_CIPHERS", "Config"]

@@ -2,17 +2,21 @@
 
     python tests/real/outage_hook.py dovecot-stop WORKDIR      # Dovecot's own stop, wait until gone
     python tests/real/outage_hook.py dovecot-start WORKDIR     # start, wait for LMTP, flush Postfix's queue
-    python tests/real/outage_hook.py passdb-hide WORKDIR       # the passwd-file passdb goes missing
-    python tests/real/outage_hook.py passdb-restore WORKDIR
     python tests/real/outage_hook.py directory-stop WORKDIR    # the PostgreSQL user directory: pg_ctl stop -m fast
     python tests/real/outage_hook.py directory-start WORKDIR   # pg_ctl start, wait until it accepts connections
+    python tests/real/outage_hook.py node-stop WORKDIR         # postfix stop, then Dovecot's stop
+    python tests/real/outage_hook.py node-start WORKDIR        # Dovecot, then Postfix (it needs the sockets)
+    python tests/real/outage_hook.py dovecot-freeze WORKDIR    # SIGSTOP Dovecot's master and children
+    python tests/real/outage_hook.py dovecot-thaw WORKDIR      # SIGCONT them
 
 WORKDIR is a ``tests.real.servers.MailServers`` work directory. Exits non-zero with a reason on failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +62,40 @@ def _until(check: object, what: str) -> None:
         time.sleep(0.05)  # polling a daemon's state: it gives no event to wait on
 
 
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants, from /proc (Dovecot's service processes are its master's children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _signal_dovecot(workdir: Path, signum: int) -> None:
+    """Signal our own Dovecot's processes, found from its master.pid: never by name."""
+    pid = _pid(workdir)
+    if pid is None:
+        raise SystemExit(f"outage_hook: no Dovecot master.pid under {workdir}")
+    for member in _tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signum)
+
+
+def _postfix_pid(workdir: Path) -> int | None:
+    try:
+        return int((workdir / "spool" / "pid" / "master.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _pg_ctl(workdir: Path, action: str) -> None:
     """Stop or start the PostgreSQL user directory of WORKDIR (tests/real/directory_db.py) by its own
     pg_ctl, as user postgres. ``-w -t`` bounds the wait for the server to go or to accept connections."""
@@ -74,7 +112,6 @@ def _pg_ctl(workdir: Path, action: str) -> None:
 
 def main(action: str, workdir: Path) -> None:
     conf = workdir / "dovecot" / "dovecot.conf"
-    passwd = workdir / "dovecot" / "passwd"
     if action == "dovecot-stop":
         pid = _pid(workdir)
         subprocess.run(["doveadm", "-c", str(conf), "stop"], check=True)
@@ -85,10 +122,22 @@ def main(action: str, workdir: Path) -> None:
         _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
         # Postfix retries deferred mail after minutes (minimal_backoff_time): an operator flushes.
         subprocess.run(["postqueue", "-c", str(workdir / "postfix"), "-f"], check=True)
-    elif action == "passdb-hide":
-        passwd.rename(passwd.with_suffix(".hidden"))
-    elif action == "passdb-restore":
-        passwd.with_suffix(".hidden").rename(passwd)
+    elif action == "node-stop":
+        postfix = _postfix_pid(workdir)
+        subprocess.run(["postfix", "-c", str(workdir / "postfix"), "stop"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if postfix is not None:
+            _until(lambda: not _alive(postfix), "Postfix did not stop")
+        main("dovecot-stop", workdir)
+    elif action == "node-start":
+        subprocess.run(["dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL)
+        _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
+        subprocess.run(["postfix", "-c", str(workdir / "postfix"), "start"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif action == "dovecot-freeze":
+        _signal_dovecot(workdir, signal.SIGSTOP)
+    elif action == "dovecot-thaw":
+        _signal_dovecot(workdir, signal.SIGCONT)
     elif action == "directory-stop":
         _pg_ctl(workdir, "stop")
     elif action == "directory-start":

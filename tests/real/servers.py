@@ -25,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -42,14 +43,16 @@ from tests.real.configs import (
     GOOD,
     LEGACY_CIPHERS,
     NO_AUTH_THROTTLE,
+    OUTAGE_CONFIGS,
+    QUOTA_STATUS,
     STRONG_CIPHERS,
     Config,
 )
 from tests.real.directory_db import DirectoryDb, DirectoryError
 
 # CONFIGS and GOOD are re-exported: the tier's tests take everything from this module.
-__all__ = ["CONFIGS", "GOOD", "HOST", "LOOPBACK", "Config", "MailServers", "RealTarget", "ServerError",
-           "missing_binaries", "unavailable_reason"]
+__all__ = ["CONFIGS", "GOOD", "HOST", "LOOPBACK", "OUTAGE_CONFIGS", "Config", "MailServers", "RealTarget", "ServerError",
+           "missing_binaries", "unavailable_reason", "write_fleet_target"]
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 LOOPBACK = "127.0.0.2"
@@ -126,21 +129,25 @@ class MailServers:
     started; ``write_target(path)`` describes the running instance as a target.toml."""
 
     def __init__(self, config: Config, workdir: Path | None = None, *, address: str = LOOPBACK,
-                 auth_throttle: bool = True) -> None:
+                 auth_throttle: bool = True, host: str = HOST, accounts: dict[str, Account] | None = None) -> None:
         """``auth_throttle=False`` turns off Dovecot's login throttling: the 2 s delay before every failure
         reply and the per-client-address penalty (up to 15 s more). Every probe comes from 127.0.0.1, so
         a suite run's deliberate wrong passwords (30 per endpoint for the timing check alone) would
         otherwise take minutes. A rig setting for speed, not a weakness any check judges: the lockout
-        tier (tests/real/test_real_lockout.py) keeps it on, because there it is the behaviour under test."""
+        tier (tests/real/test_real_lockout.py) keeps it on, because there it is the behaviour under test.
+
+        ``host`` is the name in the banner and the certificate; ``accounts`` (another instance's) make a
+        second node of the same service, with the same users and passwords as the first."""
         self.config = config
         self.address = address
+        self.host = host
         self.auth_throttle = auth_throttle
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"mailconform-{config.name}-"))
         # Postfix and Dovecot processes run as postfix, dovecot, dovenull and mail: they must traverse it.
         self.workdir.chmod(0o755)
         self.ports: dict[str, int] = {}
-        self.accounts = {
+        self.accounts = accounts or {
             "test": Account("test", f"alice@{DOMAIN}", secrets.token_urlsafe(16)),
             "lockout": Account("lockout", f"locky@{DOMAIN}", secrets.token_urlsafe(16)),
         }
@@ -297,7 +304,7 @@ class MailServers:
     def _values(self, uid: int, gid: int) -> dict[str, str]:
         cfg, w = self.config, self.workdir
         values = {
-            "config": cfg.name, "address": self.address, "host": HOST, "domain": DOMAIN,
+            "config": cfg.name, "address": self.address, "host": self.host, "domain": DOMAIN,
             "queue_directory": str(w / "spool"), "data_directory": str(w / "data"),
             "postfix_log": str(self.postfix_log), "log_dir": str(w / "log"), "dovecot_log": str(self.dovecot_log),
             "mailboxes": str(w / "postfix" / "mailboxes"),
@@ -319,6 +326,11 @@ class MailServers:
             "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),
             "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
             "auth_throttle_block": "" if self.auth_throttle else NO_AUTH_THROTTLE,
+            "end_of_data_restrictions": (f"check_policy_service unix:{w / 'sockets' / 'quota-status'}"
+                                         if cfg.data_waits_for_policy else ""),
+            "policy_service_timeout": "20s" if cfg.data_waits_for_policy else "100s",
+            "quota_status_block": (QUOTA_STATUS.format(socket=w / "sockets" / "quota-status")
+                                   if cfg.data_waits_for_policy else ""),
         }
         if cfg.directory == "pgsql":  # the SQL directory (tests/real/directory_db.py writes these files)
             sql_args = str(w / "dovecot" / "dovecot-sql.conf.ext")
@@ -337,11 +349,11 @@ class MailServers:
         root = issue("mailconform real-server test CA", ca=True, days=3650, start=NOW - dt.timedelta(days=30))
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         if self.config.cert == "expired":
-            leaf = issue(HOST, root, dns=(HOST,), key=key, start=NOW - dt.timedelta(days=91), days=90)
+            leaf = issue(self.host, root, dns=(self.host,), key=key, start=NOW - dt.timedelta(days=91), days=90)
         elif self.config.cert == "wrong-name":
             leaf = issue("other.example.org", root, dns=("other.example.org",), key=key)
         else:
-            leaf = issue(HOST, root, dns=(HOST,), key=key)
+            leaf = issue(self.host, root, dns=(self.host,), key=key)
         self.ca_path.write_bytes(root.cert.public_bytes(serialization.Encoding.PEM))
         _write_issued(leaf, self.workdir / "server.pem", self.workdir / "server.key")
 
@@ -362,29 +374,41 @@ class MailServers:
 
     def write_target(self, path: Path | None = None) -> Path:
         """A target.toml for the running instance (trust anchor: the test CA; passwords in files)."""
-        path = path or self.workdir / "target.toml"
-        services = ", ".join(f"{service} = {port}" for service, port in self.ports.items())
-        accounts = "".join(
-            f'\n[accounts.{a.role}]\nusername = "{a.username}"\npassword_file = "{self.workdir / (a.role + ".pw")}"\n'
-            for a in self.accounts.values())
-        path.write_text(f'''# Written by tests/real/servers.py for the "{self.config.name}" configuration.
-[target]
-name = "real-{self.config.name}"
-trust_anchors = ["{self.ca_path}"]
-max_connections_per_host = 8
-timeout = 5
+        return write_fleet_target([self], path or self.workdir / "target.toml")
 
+    def node_table(self, name: str) -> str:
+        services = ", ".join(f"{service} = {port}" for service, port in self.ports.items())
+        return f'''
 [[node]]
-name = "node1"
-host = "{HOST}"
+name = "{name}"
+host = "{self.host}"
 address = "{self.address}"
 services = {{ {services} }}
-{accounts}
+'''
+
+
+def write_fleet_target(fleet: Sequence[MailServers], path: Path) -> Path:
+    """A target.toml with one node per running instance (node1, node2, …), every instance's CA trusted,
+    and the first instance's accounts (a second node shares them: see ``MailServers(accounts=...)``)."""
+    first = fleet[0]
+    anchors = ", ".join(f'"{servers.ca_path}"' for servers in fleet)
+    nodes = "".join(servers.node_table(f"node{i}") for i, servers in enumerate(fleet, 1))
+    accounts = "".join(
+        f'\n[accounts.{a.role}]\nusername = "{a.username}"\npassword_file = "{first.workdir / (a.role + ".pw")}"\n'
+        for a in first.accounts.values())
+    names = "+".join(servers.config.name for servers in fleet)
+    path.write_text(f'''# Written by tests/real/servers.py for the "{names}" configuration.
+[target]
+name = "real-{names}"
+trust_anchors = [{anchors}]
+max_connections_per_host = 8
+timeout = 5
+{nodes}{accounts}
 [policy]
 lockout_threshold = 5
 cert_expiry_warning_days = 30
 ''')
-        return path
+    return path
 
 
 def _read_pid(path: Path) -> int | None:

@@ -26,7 +26,6 @@ What really happens while PostgreSQL is down, found on the live servers (Postfix
 from __future__ import annotations
 
 import imaplib
-import json
 import smtplib
 import ssl
 import subprocess
@@ -37,8 +36,8 @@ import pytest
 
 from tests.real.configs import SQL_DIRECTORY
 from tests.real.directory_db import pg_bin
+from tests.real.failover_rig import hook_argv, outage_target, run_checks
 from tests.real.servers import LOOPBACK, MailServers, unavailable_reason
-from tests.real.test_real_failover import _hook, run_checks
 
 pytestmark = pytest.mark.real
 
@@ -61,23 +60,8 @@ def servers() -> Iterator[MailServers]:
 @pytest.fixture(scope="module")
 def target(servers: MailServers) -> Path:
     """The real-server target plus directory and auth outage hooks, both stopping the one database."""
-    path = servers.write_target(servers.workdir / "directory.toml")
-    w = servers.workdir
-    text = path.read_text().replace("\ntimeout = 5\n", "\ntimeout = 30\n", 1)
-    path.write_text(text + f"""recovery_time_objective = 20
-max_outage = 60
-
-[node.outages.directory]
-down = {_hook("directory-stop", w)}
-up = {_hook("directory-start", w)}
-timeout = 40
-
-[node.outages.auth]
-down = {_hook("directory-stop", w)}
-up = {_hook("directory-start", w)}
-timeout = 40
-""")
-    return path
+    both = ("directory-stop", "directory-start")
+    return outage_target(servers, "directory.toml", {"directory": both, "auth": both})
 
 
 def test_directory_down_postfix_answers_451_for_a_valid_recipient(servers: MailServers, target: Path,
@@ -121,7 +105,7 @@ def test_account_logs_in_again_after_the_outage(servers: MailServers, target: Pa
     """The hooks' own down-and-up cycle (as the suite runs it), then a real login on IMAPS and
     submissions: ``up`` brought the database back and Dovecot reconnected to it."""
     for action in ("directory-stop", "directory-start"):
-        proc = subprocess.run(json.loads(_hook(action, servers.workdir)), capture_output=True, text=True,
+        proc = subprocess.run(hook_argv(action, servers.workdir), capture_output=True, text=True,
                               timeout=60, check=False)
         assert proc.returncode == 0, (action, proc.stdout[-2000:], proc.stderr[-2000:])
     assert (servers.workdir / "pgsql" / "data" / "postmaster.pid").exists()

@@ -42,7 +42,7 @@ class Expected:
 
 
 # Every configuration is one node: FAIL-REDUNDANT-01 (a SHOULD in baseline, a check of the whole target)
-# fails everywhere, and FAIL-PARITY-01 has no second node to compare.
+# fails everywhere, and FAIL-PARITY-01 has no second node to compare (test_real_fleet.py runs two).
 ONE_NODE = {"FAIL-REDUNDANT-01": TARGET_WIDE}
 ONE_NODE_SKIPS = {"FAIL-PARITY-01": "only one node"}
 
