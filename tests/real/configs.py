@@ -55,6 +55,7 @@ class Config:
     open_relay: bool = False              # loopback clients may relay to any domain on the MX
     cert: str = "valid"                   # valid | expired | wrong-name
     data_waits_for_policy: bool = False   # end of DATA waits for Dovecot's quota-status (20 s timeout)
+    bounce_on_first_failure: bool = False  # maximal_queue_lifetime = 0: one failed delivery bounces
     directory: str = "files"              # files (passwd-file, texthash) | pgsql (PostgreSQL, may go down)
 
 
@@ -83,6 +84,9 @@ OUTAGE_CONFIGS: dict[str, Config] = {c.name: c for c in (
     replace(GOOD, name="data-waits-for-policy", data_waits_for_policy=True,
             weakness="the end of DATA waits for Dovecot's quota-status policy service (timeout 20 s): a "
                      "stalled Dovecot delays the reply to DATA past the sender's patience"),
+    replace(GOOD, name="bounce-on-first-failure", bounce_on_first_failure=True,
+            weakness="maximal_queue_lifetime = 0: mail accepted while delivery is down is bounced after one "
+                     "try instead of queued, so a 250 is followed by loss"),
 )}
 
 # The good configuration with its users in a private PostgreSQL (tests/real/directory_db.py) instead of

@@ -4,6 +4,8 @@
     python tests/real/outage_hook.py dovecot-start WORKDIR     # start, wait for LMTP, flush Postfix's queue
     python tests/real/outage_hook.py directory-stop WORKDIR    # the PostgreSQL user directory: pg_ctl stop -m fast
     python tests/real/outage_hook.py directory-start WORKDIR   # pg_ctl start, wait until it accepts connections
+    python tests/real/outage_hook.py lmtp-hide WORKDIR         # only delivery: Dovecot's LMTP socket unreachable
+    python tests/real/outage_hook.py lmtp-restore WORKDIR      # reachable again, flush Postfix's queue
     python tests/real/outage_hook.py node-stop WORKDIR         # postfix stop, then Dovecot's stop
     python tests/real/outage_hook.py node-start WORKDIR        # Dovecot, then Postfix (it needs the sockets)
     python tests/real/outage_hook.py dovecot-freeze WORKDIR    # SIGSTOP Dovecot's master and children
@@ -121,6 +123,14 @@ def main(action: str, workdir: Path) -> None:
         subprocess.run(["dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL)
         _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
         # Postfix retries deferred mail after minutes (minimal_backoff_time): an operator flushes.
+        subprocess.run(["postqueue", "-c", str(workdir / "postfix"), "-f"], check=True)
+    elif action == "lmtp-hide":
+        # The listening socket stays open in Dovecot; only its name goes, so Postfix cannot connect
+        # while IMAP and SASL keep working: delivery alone is down.
+        (workdir / "sockets" / "lmtp").rename(workdir / "sockets" / "lmtp.down")
+    elif action == "lmtp-restore":
+        (workdir / "sockets" / "lmtp.down").rename(workdir / "sockets" / "lmtp")
+        _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
         subprocess.run(["postqueue", "-c", str(workdir / "postfix"), "-f"], check=True)
     elif action == "node-stop":
         postfix = _postfix_pid(workdir)

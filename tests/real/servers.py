@@ -329,6 +329,7 @@ class MailServers:
             "end_of_data_restrictions": (f"check_policy_service unix:{w / 'sockets' / 'quota-status'}"
                                          if cfg.data_waits_for_policy else ""),
             "policy_service_timeout": "20s" if cfg.data_waits_for_policy else "100s",
+            "queue_lifetime": "0" if cfg.bounce_on_first_failure else "5d",
             "quota_status_block": (QUOTA_STATUS.format(socket=w / "sockets" / "quota-status")
                                    if cfg.data_waits_for_policy else ""),
         }

@@ -15,9 +15,16 @@ What really happens, found on the live servers, and the verdict the suite must g
 - Dovecot frozen (SIGSTOP on its master and children: a stalled backend): the MX queues and answers
   DATA at once, FAIL-DATA-01 passes there; submission cannot reach SASL and stops before DATA
   (inconclusive, with Postfix's words).
-- An outage weakness (``OUTAGE_CONFIGS``, invisible to every passive check): Postfix asking Dovecot's
-  quota-status policy service at the end of DATA. With Dovecot frozen, the MX's reply to DATA waits
-  for the policy timeout: FAIL-DATA-01 fails on the MX.
+- Only delivery down (Dovecot's LMTP socket unreachable; SASL and IMAP up): the six tagged messages
+  submitted before, during and after are all accepted, queued, and after `up` and a queue flush each
+  arrives once: FAIL-NOLOSS-01 passes with every phase exercised.
+- Outage weaknesses (``OUTAGE_CONFIGS``, invisible to every passive check): Postfix asking Dovecot's
+  quota-status policy service at the end of DATA (with Dovecot frozen the MX's reply to DATA waits for
+  the policy timeout: FAIL-DATA-01 fails on the MX); and ``maximal_queue_lifetime = 0`` (mail accepted
+  while LMTP is unreachable is bounced after one try: FAIL-NOLOSS-01 fails, "never arrived").
+- Postfix itself refuses the classic way to reject for good in an outage: a 5xx
+  ``unverified_recipient_defer_code`` stops smtpd ("invalid ... parameter value 550 > 499"), and its
+  default ``unverified_recipient_reject_code`` is 450.
 
 The user directory outage (FAIL-DIR-01) and the auth backend outage (FAIL-AUTHDOWN-01) need a directory
 that can be down: ``test_real_directory.py`` runs them against a PostgreSQL directory. A passwd-file that
@@ -58,9 +65,14 @@ def failover_target(servers: MailServers) -> Path:
                                                     "stall": ("dovecot-freeze", "dovecot-thaw")})
 
 
-# outage configuration -> (-k selection, requirement that must fail on the MX, phrase of its message)
+# Only delivery down: Postfix cannot reach Dovecot's LMTP while SASL and IMAP work, so submissions go on.
+LMTP_DOWN = {"delivery": ("lmtp-hide", "lmtp-restore")}
+# outage configuration -> (-k selection, requirement that must fail, on which service, a phrase of its
+# message, the outage hooks)
 OUTAGE_FINDINGS = {
-    "data-waits-for-policy": ("data_reply", "FAIL-DATA-01", "DATA"),
+    "data-waits-for-policy": ("data_reply", "FAIL-DATA-01", "mx", "no reply to DATA",
+                              {"stall": ("dovecot-freeze", "dovecot-thaw")}),
+    "bounce-on-first-failure": ("no_mail_lost", "FAIL-NOLOSS-01", "submission", "never arrived", LMTP_DOWN),
 }
 
 
@@ -125,14 +137,26 @@ def test_dovecot_frozen_postfix_queues_at_once(servers: MailServers, target: Pat
 
 @pytest.mark.parametrize("name", list(OUTAGE_CONFIGS))
 def test_outage_weakness_is_caught(name: str, tmp_path: Path) -> None:
-    """Weaknesses every passive check misses: only the outage shows them, on the MX."""
+    """Weaknesses every passive check misses: only the outage shows them."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    selection, requirement, phrase = OUTAGE_FINDINGS[name]
+    selection, requirement, service, phrase, hooks = OUTAGE_FINDINGS[name]
     with MailServers(OUTAGE_CONFIGS[name]) as weak:
-        cases, props, output = run_checks(failover_target(weak), tmp_path, selection)
-    mx = next(c for c in cases if c.requirement == requirement and c.name.endswith("[mx@node1]"))
-    assert mx.verdict == "fail" and phrase in mx.reason, (mx.verdict, mx.reason, props[mx.name].get("evidence.replies"), output[-2000:])
+        cases, _, output = run_checks(outage_target(weak, "weak.toml", hooks), tmp_path, selection)
+    case = next(c for c in cases if c.requirement == requirement and c.name.endswith(f"[{service}@node1]"))
+    assert case.verdict == "fail" and phrase in case.reason, (case.verdict, case.reason, output[-2000:])
     assert all(c.verdict != "pass" for c in cases if c.requirement == requirement), [
         (c.name, c.verdict, c.reason) for c in cases]
+
+
+def test_lmtp_unreachable_mail_submitted_meanwhile_arrives_once(servers: MailServers, tmp_path: Path) -> None:
+    """Delivery alone down (the good configuration, LMTP_DOWN): submissions during the outage are accepted
+    and queued, and after `up` (and a queue flush) every one arrives exactly once."""
+    target = outage_target(servers, "lmtp.toml", LMTP_DOWN)
+    cases, props, output = run_checks(target, tmp_path, "no_mail_lost")
+    noloss = [c for c in cases if c.requirement == "FAIL-NOLOSS-01"]
+    assert noloss and all(c.verdict == "pass" for c in noloss), [(c.name, c.verdict, c.reason) for c in noloss] + [
+        output[-2000:]]
+    counts = props[noloss[0].name]["evidence.counts"]
+    assert "sent 6, accepted 6, deferred 0, delivered 6, lost 0, duplicated 0, late 0" in counts, counts

@@ -29,6 +29,7 @@ DIFFERS_IN = {
     "wrong-name-cert": set(),
     # outage weaknesses (OUTAGE_CONFIGS) and the SQL directory (not a weakness: another user store)
     "data-waits-for-policy": {"smtpd_end_of_data_restrictions", "smtpd_policy_service_timeout", "quota-status block"},
+    "bounce-on-first-failure": {"maximal_queue_lifetime", "bounce_queue_lifetime"},
     "sql-directory": {"virtual_mailbox_maps", "driver", "args"},
 }
 EVERY = {**CONFIGS, **OUTAGE_CONFIGS, SQL_DIRECTORY.name: SQL_DIRECTORY}
