@@ -25,25 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+# Run as a script by the suite's hook runner (argv, any working directory): the project root makes the
+# rig's own helpers importable, so the hook finds processes and pg_ctl exactly as MailServers does.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.real.directory_db import DirectoryError, pg_ctl_argv
+from tests.real.processes import dovecot_pid_file, postfix_pid_file, process_alive, read_pid
+
 WAIT = 20.0  # seconds: bounded waits for a daemon to go or come
-
-
-def _pid(workdir: Path) -> int | None:
-    try:
-        return int((workdir / "run" / "master.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _lmtp_answers(workdir: Path) -> bool:
@@ -83,7 +71,7 @@ def _tree(root: int) -> list[int]:
 
 def _signal_dovecot(workdir: Path, signum: int) -> None:
     """Signal our own Dovecot's processes, found from its master.pid: never by name."""
-    pid = _pid(workdir)
+    pid = read_pid(dovecot_pid_file(workdir))
     if pid is None:
         raise SystemExit(f"outage_hook: no Dovecot master.pid under {workdir}")
     for member in _tree(pid):
@@ -91,37 +79,31 @@ def _signal_dovecot(workdir: Path, signum: int) -> None:
             os.kill(member, signum)
 
 
-def _postfix_pid(workdir: Path) -> int | None:
-    try:
-        return int((workdir / "spool" / "pid" / "master.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _pg_ctl(workdir: Path, action: str) -> None:
-    """Stop or start the PostgreSQL user directory of WORKDIR (tests/real/directory_db.py) by its own
-    pg_ctl, as user postgres. ``-w -t`` bounds the wait for the server to go or to accept connections."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
-    if not found:
-        raise SystemExit("outage_hook: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl)")
-    root = workdir / "pgsql"
-    argv = [str(found[-1]), "-D", str(root / "data"), "-w", "-t", f"{WAIT:.0f}"]
-    argv += ["-m", "fast", "stop"] if action == "stop" else ["-l", str(root / "postgresql.log"), "start"]
-    subprocess.run(argv, check=True, user="postgres", group="postgres", extra_groups=[], cwd=root,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=WAIT + 10)
+    """Stop or start the PostgreSQL user directory of WORKDIR by its own pg_ctl, as user postgres
+    (``-w -t`` in the argv bounds the wait for the server to go or to accept connections)."""
+    try:
+        argv = pg_ctl_argv(workdir, action)
+    except DirectoryError as exc:
+        raise SystemExit(f"outage_hook: {exc}") from None
+    subprocess.run(argv, check=True, user="postgres", group="postgres", extra_groups=[], cwd=workdir / "pgsql",
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=WAIT + 20)
+
+
+def _start_dovecot(conf: Path, workdir: Path) -> None:
+    subprocess.run(["dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL)
+    _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
 
 
 def main(action: str, workdir: Path) -> None:
     conf = workdir / "dovecot" / "dovecot.conf"
     if action == "dovecot-stop":
-        pid = _pid(workdir)
+        pid = read_pid(dovecot_pid_file(workdir))
         subprocess.run(["doveadm", "-c", str(conf), "stop"], check=True)
         if pid is not None:
-            _until(lambda: not _alive(pid), "Dovecot did not stop")
+            _until(lambda: not process_alive(pid), "Dovecot did not stop")
     elif action == "dovecot-start":
-        subprocess.run(["dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL)
-        _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
+        _start_dovecot(conf, workdir)
         # Postfix retries deferred mail after minutes (minimal_backoff_time): an operator flushes.
         subprocess.run(["postqueue", "-c", str(workdir / "postfix"), "-f"], check=True)
     elif action == "lmtp-hide":
@@ -133,15 +115,14 @@ def main(action: str, workdir: Path) -> None:
         _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
         subprocess.run(["postqueue", "-c", str(workdir / "postfix"), "-f"], check=True)
     elif action == "node-stop":
-        postfix = _postfix_pid(workdir)
+        postfix = read_pid(postfix_pid_file(workdir))
         subprocess.run(["postfix", "-c", str(workdir / "postfix"), "stop"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if postfix is not None:
-            _until(lambda: not _alive(postfix), "Postfix did not stop")
+            _until(lambda: not process_alive(postfix), "Postfix did not stop")
         main("dovecot-stop", workdir)
     elif action == "node-start":
-        subprocess.run(["dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL)
-        _until(lambda: _lmtp_answers(workdir), "Dovecot's LMTP did not answer")
+        _start_dovecot(conf, workdir)
         subprocess.run(["postfix", "-c", str(workdir / "postfix"), "start"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elif action == "dovecot-freeze":

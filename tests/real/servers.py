@@ -49,6 +49,7 @@ from tests.real.configs import (
     Config,
 )
 from tests.real.directory_db import DirectoryDb, DirectoryError
+from tests.real.processes import dovecot_pid_file, postfix_pid_file, process_alive, read_pid
 
 # CONFIGS and GOOD are re-exported: the tier's tests take everything from this module.
 __all__ = ["CONFIGS", "GOOD", "HOST", "LOOPBACK", "OUTAGE_CONFIGS", "Config", "MailServers", "RealTarget", "ServerError",
@@ -199,11 +200,11 @@ class MailServers:
         if self._postfix_started:
             self._postfix_started = False
             errors += self._stop(["postfix", "-c", str(self.postfix_dir), "stop"],
-                                 self.workdir / "spool" / "pid" / "master.pid", "Postfix")
+                                 postfix_pid_file(self.workdir), "Postfix")
         if self._dovecot_started:
             self._dovecot_started = False
             errors += self._stop(["doveadm", "-c", str(self.dovecot_conf), "stop"],
-                                 self.workdir / "run" / "master.pid", "Dovecot")
+                                 dovecot_pid_file(self.workdir), "Dovecot")
         if self.directory is not None:  # after Dovecot, whose auth workers hold connections to it
             try:
                 self.directory.stop()
@@ -215,16 +216,16 @@ class MailServers:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _stop(self, argv: list[str], pid_file: Path, what: str) -> list[str]:
-        pid = _read_pid(pid_file)
+        pid = read_pid(pid_file)
         try:
             self._run(argv, f"stopping {what}", timeout=STOP_TIMEOUT)
         except ServerError as exc:
-            if pid is not None and _alive(pid):  # otherwise it was not running: nothing to stop
+            if pid is not None and process_alive(pid):  # otherwise it was not running: nothing to stop
                 return [str(exc)]
         deadline = time.monotonic() + STOP_TIMEOUT
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        while pid is not None and process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)  # polling a process that is on its way out; bounded by the deadline
-        if pid is not None and _alive(pid):
+        if pid is not None and process_alive(pid):
             os.kill(pid, 9)  # our own master, by its PID: never by name
             return [f"{what} did not stop within {STOP_TIMEOUT:.0f} s; killed its master, PID {pid}"]
         return []
@@ -303,6 +304,7 @@ class MailServers:
 
     def _values(self, uid: int, gid: int) -> dict[str, str]:
         cfg, w = self.config, self.workdir
+        quota_status = w / "sockets" / "quota-status"
         values = {
             "config": cfg.name, "address": self.address, "host": self.host, "domain": DOMAIN,
             "queue_directory": str(w / "spool"), "data_directory": str(w / "data"),
@@ -326,12 +328,11 @@ class MailServers:
             "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),
             "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
             "auth_throttle_block": "" if self.auth_throttle else NO_AUTH_THROTTLE,
-            "end_of_data_restrictions": (f"check_policy_service unix:{w / 'sockets' / 'quota-status'}"
+            "end_of_data_restrictions": (f"check_policy_service unix:{quota_status}"
                                          if cfg.data_waits_for_policy else ""),
             "policy_service_timeout": "20s" if cfg.data_waits_for_policy else "100s",
             "queue_lifetime": "0" if cfg.bounce_on_first_failure else "5d",
-            "quota_status_block": (QUOTA_STATUS.format(socket=w / "sockets" / "quota-status")
-                                   if cfg.data_waits_for_policy else ""),
+            "quota_status_block": QUOTA_STATUS.format(socket=quota_status) if cfg.data_waits_for_policy else "",
         }
         if cfg.directory == "pgsql":  # the SQL directory (tests/real/directory_db.py writes these files)
             sql_args = str(w / "dovecot" / "dovecot-sql.conf.ext")
@@ -410,27 +411,6 @@ lockout_threshold = 5
 cert_expiry_warning_days = 30
 ''')
     return path
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); a stopped master is reaped by init, so look at its state too.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

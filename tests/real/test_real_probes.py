@@ -69,7 +69,8 @@ def test_configuration_starts_on_every_port(real_target: Factory, name: str) -> 
 
 def test_start_and_stop_twice_leaves_nothing_running() -> None:
     """Fresh temporary directories each time; stop really ends both masters and removes the directory."""
-    from tests.real.servers import GOOD, MailServers, _alive, _read_pid, unavailable_reason
+    from tests.real.processes import dovecot_pid_file, postfix_pid_file, process_alive, read_pid
+    from tests.real.servers import GOOD, MailServers, unavailable_reason
 
     reason = unavailable_reason()
     if reason:
@@ -77,11 +78,10 @@ def test_start_and_stop_twice_leaves_nothing_running() -> None:
     dirs = []
     for _ in range(2):
         with MailServers(GOOD) as servers:
-            pids = [_read_pid(servers.workdir / "spool" / "pid" / "master.pid"),
-                    _read_pid(servers.workdir / "run" / "master.pid")]
+            pids = [read_pid(postfix_pid_file(servers.workdir)), read_pid(dovecot_pid_file(servers.workdir))]
             assert all(pids), servers.log_tail()
             dirs.append(servers.workdir)
-        assert not any(_alive(pid) for pid in pids if pid)
+        assert not any(process_alive(pid) for pid in pids if pid)
     assert dirs[0] != dirs[1] and not dirs[0].exists() and not dirs[1].exists()
 
 
