@@ -1,0 +1,1 @@
+"""What an SMTP server lets through: open relay, unauthenticated submission, spoofing, smuggling."""

@@ -1,0 +1,1 @@
+"""The authentication family: logins, SASL exchanges and posture, user enumeration."""

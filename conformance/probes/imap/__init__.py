@@ -1,0 +1,1 @@
+"""IMAP client sessions and IMAP responses on the wire (RFC 9051)."""
