@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from conformance.probes.tls import ScanSettings, TlsScan, scan_endpoint
-from conformance.probes.tlswire import TlsVersion
+from conformance.probes.tls.scan import ScanSettings, TlsScan, scan_endpoint
+from conformance.probes.tls.wire import TlsVersion
 from conformance.target import Endpoint, Service
 
 SSLYZE_KEYS = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.verdict import Inconclusive
 
 R = TypeVar("R")

@@ -87,7 +87,7 @@ def _read_options(config: pytest.Config) -> MailOptions:
         except TargetError as exc:
             raise pytest.UsageError(str(exc)) from None
         if target.domain:  # every MX host of the mail domain is checked too (a DNS failure changes nothing)
-            from conformance.probes.dns import expand_target
+            from conformance.probes.dns.mx import expand_target
             target, _ = expand_target(target)
     fail_on = config.getoption("mail_fail_on")
     return MailOptions(

@@ -11,14 +11,20 @@ import pytest
 
 from conformance.checks import test_auth, test_enumeration, test_injection, test_relay, test_smuggling
 from conformance.evidence import Evidence
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.enumeration import EnumerationResult, LoginSample, RcptLimitResult, VrfyResult
-from conformance.probes.injection import InjectionResult
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.relay import RcptAttempt, Refusal, RelayFormsResult, SpoofResult, SubmissionResult
-from conformance.probes.sasl import AuthPosture, MechanismResult, SaslReply
-from conformance.probes.smuggling import FormResult, SmugglingResult
-from conformance.probes.state import EhloState, ImplicitGreeting, StartTlsState
+from conformance.probes.abuse.relay import (
+    RcptAttempt,
+    Refusal,
+    RelayFormsResult,
+    SpoofResult,
+    SubmissionResult,
+)
+from conformance.probes.abuse.smuggling import FormResult, SmugglingResult
+from conformance.probes.auth.enumeration import EnumerationResult, LoginSample, RcptLimitResult, VrfyResult
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.auth.sasl import AuthPosture, MechanismResult, SaslReply
+from conformance.probes.starttls.injection import InjectionResult
+from conformance.probes.starttls.state import EhloState, ImplicitGreeting, StartTlsState
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Service
 from conformance.verdict import Inconclusive
 

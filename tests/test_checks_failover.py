@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conformance.checks.test_parity import Posture, weaker_than
-from conformance.probes.config import CleartextAuth
-from conformance.probes.tlswire import TlsVersion
+from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.config import CleartextAuth
 from conformance.reference.gateway import Gateway
 from conformance.report import CaseResult, read_junit
 

@@ -18,14 +18,14 @@ from typing import Any, NamedTuple
 import pytest
 from imapclient import IMAPClient
 
-from conformance.probes.auth import LoginOutcome, probe_login
-from conformance.probes.config import CleartextAuth, ProbeConfig
-from conformance.probes.handshake import probe_handshake
-from conformance.probes.imap import probe_imap_capabilities
-from conformance.probes.injection import probe_starttls_injection
-from conformance.probes.outcome import Attempt
-from conformance.probes.smtp import probe_smtp_capabilities
-from conformance.probes.smtp_abuse import probe_bare_lf_end_of_data, probe_open_relay
+from conformance.probes.abuse.oneshot import probe_bare_lf_end_of_data, probe_open_relay
+from conformance.probes.auth.logins import LoginOutcome, probe_login
+from conformance.probes.imap.session import probe_imap_capabilities
+from conformance.probes.smtp.session import probe_smtp_capabilities
+from conformance.probes.starttls.injection import probe_starttls_injection
+from conformance.probes.tls.handshake import probe_handshake
+from conformance.probes.wire.config import CleartextAuth, ProbeConfig
+from conformance.probes.wire.outcome import Attempt
 from conformance.reference.flaws import FLAWS, Flaws
 from conformance.reference.gateway import Gateway
 from conformance.reference.lockout import AuthEngine, Verdict

@@ -7,9 +7,9 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.auth import require_session
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.outcome import Attempt
-from conformance.probes.sasl import AuthPosture
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.auth.sasl import AuthPosture
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 

@@ -13,9 +13,9 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import Certificates, scans_of
-from conformance.probes.certs import CertReport
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.tls import TlsScan
+from conformance.probes.tls.certs import CertReport
+from conformance.probes.tls.scan import TlsScan
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Target
 
 ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps")

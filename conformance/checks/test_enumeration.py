@@ -7,12 +7,12 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.auth import require_session
-from conformance.probes.enumeration import (
+from conformance.probes.auth.enumeration import (
     EnumerationResult,
     RcptLimitResult,
     VrfyResult,
 )
-from conformance.probes.outcome import Attempt
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 

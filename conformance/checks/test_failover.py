@@ -14,10 +14,10 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.failover import NodeOutage, NoLossRun, Recovery
-from conformance.probes.auth import LoginOutcome, LoginResult
-from conformance.probes.dns import MxSet
-from conformance.probes.outage import SessionEnd, Transaction
-from conformance.probes.outcome import Attempt
+from conformance.probes.auth.logins import LoginOutcome, LoginResult
+from conformance.probes.dns.mx import MxSet
+from conformance.probes.failover.outage import SessionEnd, Transaction
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint, Target
 from conformance.verdict import Inconclusive
 

@@ -8,9 +8,9 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.auth import require_session
-from conformance.probes.injection import InjectionResult
-from conformance.probes.outcome import Attempt
-from conformance.probes.state import EhloState, ImplicitGreeting, StartTlsState
+from conformance.probes.starttls.injection import InjectionResult
+from conformance.probes.starttls.state import EhloState, ImplicitGreeting, StartTlsState
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 

@@ -15,10 +15,10 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.lockout import LockoutContext
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.lockout import THROTTLE_FLOOR, Episode, Login, LoginRun, delays, summarize
-from conformance.probes.lockout_outage import OutageRun
-from conformance.probes.outcome import Attempt
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.lockout.outage import OutageRun
+from conformance.probes.lockout.sequences import THROTTLE_FLOOR, Episode, Login, LoginRun, delays, summarize
+from conformance.probes.wire.outcome import Attempt
 from conformance.verdict import Inconclusive
 
 pytestmark = pytest.mark.xdist_group("active")

@@ -16,12 +16,12 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import Certificates, scans_of
-from conformance.probes.config import CleartextAuth
-from conformance.probes.imap import ImapCapabilities
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.smtp import SmtpCapabilities
-from conformance.probes.tls import TlsScan
-from conformance.probes.tlswire import TlsVersion
+from conformance.probes.imap.session import ImapCapabilities
+from conformance.probes.smtp.session import SmtpCapabilities
+from conformance.probes.tls.scan import TlsScan
+from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.config import CleartextAuth
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Target
 from conformance.verdict import Inconclusive
 

@@ -8,8 +8,14 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.auth import require_session
-from conformance.probes.outcome import Attempt
-from conformance.probes.relay import RcptAttempt, Refusal, RelayFormsResult, SpoofResult, SubmissionResult
+from conformance.probes.abuse.relay import (
+    RcptAttempt,
+    Refusal,
+    RelayFormsResult,
+    SpoofResult,
+    SubmissionResult,
+)
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 

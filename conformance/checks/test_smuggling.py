@@ -6,8 +6,8 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.auth import require_session
-from conformance.probes.outcome import Attempt
-from conformance.probes.smuggling import SmugglingResult
+from conformance.probes.abuse.smuggling import SmugglingResult
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 
 

@@ -6,10 +6,10 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import Certificates
-from conformance.probes.config import CleartextAuth
-from conformance.probes.imap import ImapCapabilities
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.smtp import SmtpCapabilities
+from conformance.probes.imap.session import ImapCapabilities
+from conformance.probes.smtp.session import SmtpCapabilities
+from conformance.probes.wire.config import CleartextAuth
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint
 
 # A server that checked (or accepted) credentials sent in clear has already exposed them.

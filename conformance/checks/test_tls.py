@@ -10,10 +10,10 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import scans_of
-from conformance.probes.ciphers import Grade
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.tls import TlsScan
-from conformance.probes.tlswire import TlsVersion
+from conformance.probes.tls.scan import TlsScan
+from conformance.probes.tls.suites import Grade
+from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from hostile import CLOSE, Behaviour, endless_line, run, script, serving, silent, trickle
 
-from conformance.probes.config import ProbeConfig, scrubbed, secret_forms
-from conformance.probes.connect import HostLimiter, open_tcp
-from conformance.probes.imap import ImapCapabilities, probe_imap_capabilities
-from conformance.probes.outcome import Attempt, Outcome, ProbeError, Transcript, attempt
-from conformance.probes.smtp import SmtpCapabilities, SmtpSession, probe_smtp_capabilities
-from conformance.probes.starttls import open_to_tls_point
-from conformance.probes.wire import close
+from conformance.probes.imap.session import ImapCapabilities, probe_imap_capabilities
+from conformance.probes.smtp.session import SmtpCapabilities, SmtpSession, probe_smtp_capabilities
+from conformance.probes.starttls.opening import open_to_tls_point
+from conformance.probes.wire.config import ProbeConfig, scrubbed, secret_forms
+from conformance.probes.wire.connect import HostLimiter, open_tcp
+from conformance.probes.wire.outcome import Attempt, Outcome, ProbeError, Transcript, attempt
+from conformance.probes.wire.streams import close
 from conformance.target import Endpoint, Service, load_target
 
 pytestmark = pytest.mark.unit

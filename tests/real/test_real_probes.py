@@ -15,16 +15,16 @@ from typing import Any, TypeVar
 import imapclient
 import pytest
 
-from conformance.probes.ciphers import Grade
-from conformance.probes.config import CleartextAuth, ProbeConfig
-from conformance.probes.delivery import build_report, new_run_id, read_back, submit_batch
-from conformance.probes.handshake import probe_handshake
-from conformance.probes.imap import probe_imap_capabilities
-from conformance.probes.outcome import Attempt
-from conformance.probes.smtp import probe_smtp_capabilities
-from conformance.probes.smtp_abuse import probe_open_relay
-from conformance.probes.tls import TlsScan, scan_endpoint
-from conformance.probes.tlswire import TlsVersion
+from conformance.probes.abuse.oneshot import probe_open_relay
+from conformance.probes.failover.delivery import build_report, new_run_id, read_back, submit_batch
+from conformance.probes.imap.session import probe_imap_capabilities
+from conformance.probes.smtp.session import probe_smtp_capabilities
+from conformance.probes.tls.handshake import probe_handshake
+from conformance.probes.tls.scan import TlsScan, scan_endpoint
+from conformance.probes.tls.suites import Grade
+from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.config import CleartextAuth, ProbeConfig
+from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint, Service
 from tests.real.servers import CONFIGS, HOST, RealTarget
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.outcome import (
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.smtp.wire import SmtpReply
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
@@ -18,8 +20,6 @@ from conformance.probes.outcome import (
     ServerUnavailable,
     attempt,
 )
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.smtp_wire import SmtpReply
 from conformance.target import Endpoint
 
 MAX_TRAILING_REPLIES = 10

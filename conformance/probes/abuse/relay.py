@@ -11,12 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.outcome import Attempt, LocalError, ProbeError, ServerUnavailable, Transcript, attempt
-from conformance.probes.sasl import end_session, logged_in
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.smtp_wire import SmtpReply
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.auth.sasl import end_session, logged_in
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.smtp.wire import SmtpReply
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import (
+    Attempt,
+    LocalError,
+    ProbeError,
+    ServerUnavailable,
+    Transcript,
+    attempt,
+)
 from conformance.target import Endpoint, Secret
 
 DEFAULT_FOREIGN = "relay-test@mailconform.invalid"  # RFC 2606 .invalid: undeliverable wherever it leaks

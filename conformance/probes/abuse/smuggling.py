@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.outcome import (
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.auth.sasl import logged_in
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.smtp.wire import SmtpReply
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
@@ -23,9 +26,6 @@ from conformance.probes.outcome import (
     ServerUnavailable,
     attempt,
 )
-from conformance.probes.sasl import logged_in
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.smtp_wire import SmtpReply
 from conformance.target import Endpoint, Secret
 
 # name -> the bytes that a lenient parser takes as the end of DATA

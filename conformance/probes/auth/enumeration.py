@@ -13,10 +13,8 @@ import secrets as _random
 import statistics
 from dataclasses import dataclass, field
 
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.outcome import Attempt, LocalError, ProbeError, ServerUnavailable, attempt
-from conformance.probes.sasl import (
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.auth.sasl import (
     SaslReply,
     advertised_mechanisms,
     end_session,
@@ -24,8 +22,10 @@ from conformance.probes.sasl import (
     login_once,
     tls_session,
 )
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.smtp_wire import SmtpReply
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.smtp.wire import SmtpReply
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import Attempt, LocalError, ProbeError, ServerUnavailable, attempt
 from conformance.target import Endpoint
 
 
@@ -84,7 +84,7 @@ async def probe_vrfy(endpoint: Endpoint, cfg: ProbeConfig, *, known: str, unknow
 # user kind differ by at least TIMING_THRESHOLD *and* a two-sided Mann-Whitney U test gives p < ALPHA.
 # The median floor carries the false-alarm rate: with equal timing, 8 of 15 samples of one group would
 # have to be hit by load spikes its interleaved partners escaped. Simulated on a loaded 2-core profile
-# (exponential jitter, 20 % spikes of 20-300 ms; tests/test_probes_enumeration.py): false alarms
+# (exponential jitter, 20 % spikes of 20-300 ms; tests/probes/auth/test_auth_enumeration.py): false alarms
 # <= 0.2 % per endpoint, a 150 ms difference caught >= 98 % (100 % with jitter alone). The U test keeps
 # a median gap from a couple of outliers in a small group from counting.
 PAIRS = 15                 # interleaved samples per user kind

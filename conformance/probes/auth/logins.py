@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.handshake import TlsInfo, judge
-from conformance.probes.imap import ImapSession
-from conformance.probes.outcome import Attempt, LocalError, ServerUnavailable, attempt
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.imap.session import ImapSession
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.tls.handshake import TlsInfo, judge
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import Attempt, LocalError, ServerUnavailable, attempt
 from conformance.target import Endpoint, Secret
 
 

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from conformance.probes import imap_wire
-from conformance.probes.auth import LoginOutcome, classify_imap, classify_smtp
-from conformance.probes.config import ProbeConfig, scrubbed, scrubbing_errors
-from conformance.probes.handshake import judge
-from conformance.probes.imap import ImapSession
-from conformance.probes.outcome import (
+from conformance.probes.auth.logins import LoginOutcome, classify_imap, classify_smtp
+from conformance.probes.imap import wire as imap_wire
+from conformance.probes.imap.session import ImapSession
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.tls.handshake import judge
+from conformance.probes.wire.config import ProbeConfig, scrubbed, scrubbing_errors
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
@@ -30,9 +32,7 @@ from conformance.probes.outcome import (
     Transcript,
     attempt,
 )
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.wire import read_line, send
+from conformance.probes.wire.streams import read_line, send
 from conformance.target import Endpoint, Secret
 
 # Mechanisms we can run with a username and password; others (SCRAM, OAuth, GSSAPI, EXTERNAL) are reported

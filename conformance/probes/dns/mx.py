@@ -18,7 +18,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Node, Service, Target
 
 MX_PORT = 25

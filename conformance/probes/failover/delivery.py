@@ -25,9 +25,10 @@ from typing import Any
 import imapclient
 import imapclient.exceptions
 
-from conformance.probes.config import ProbeConfig, scrub
-from conformance.probes.handshake import judge
-from conformance.probes.outcome import (
+from conformance.probes.smtp.session import SmtpReply, SmtpSession
+from conformance.probes.tls.handshake import judge
+from conformance.probes.wire.config import ProbeConfig, scrub
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     Outcome,
@@ -38,7 +39,6 @@ from conformance.probes.outcome import (
     Unreachable,
     outcome_of,
 )
-from conformance.probes.smtp import SmtpReply, SmtpSession
 from conformance.target import Account, Endpoint
 
 _TOKEN = re.compile(r"mc-[0-9a-f]{8}-\d{3}")

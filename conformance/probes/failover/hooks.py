@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from conformance.probes.config import scrub
+from conformance.probes.wire.config import scrub
 from conformance.target import Hook, Node
 
 OUTPUT_TAIL = 2000  # characters of a hook's output kept: enough for an error, not a log dump

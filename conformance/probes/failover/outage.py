@@ -7,7 +7,7 @@
   while the node is taken down in an orderly way: 421 (RFC 5321 §3.8) or ``* BYE`` (RFC 9051 §7.1.5),
   not a TCP reset or a silent close.
 
-Authentication during an auth-backend outage is ``probes.auth.probe_login``'s job (one login).
+Authentication during an auth-backend outage is ``probes.auth.logins.probe_login``'s job (one login).
 No pytest in here; the caller runs the outage hooks.
 """
 
@@ -21,11 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.delivery import make_message
-from conformance.probes.handshake import judge
-from conformance.probes.imap import ImapSession
-from conformance.probes.outcome import (
+from conformance.probes.failover.delivery import make_message
+from conformance.probes.imap.session import ImapSession
+from conformance.probes.smtp.session import SmtpReply, SmtpSession
+from conformance.probes.tls.handshake import judge
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     Outcome,
@@ -35,8 +36,7 @@ from conformance.probes.outcome import (
     Transcript,
     attempt,
 )
-from conformance.probes.smtp import SmtpReply, SmtpSession
-from conformance.probes.wire import close
+from conformance.probes.wire.streams import close
 from conformance.target import Account, Endpoint, Service
 
 _CODE = re.compile(r"\b([245]\d\d)\b")

@@ -1,6 +1,6 @@
 """An asyncio IMAP client session with a transcript, and the IMAP capability probe.
 
-Hand-written over ``imap_wire`` because imaplib/imapclient block and hide the exchange; this session
+Hand-written over ``imap.wire`` because imaplib/imapclient block and hide the exchange; this session
 only does what the conformance checks need before and around authentication. Mailbox reading for
 delivery checks is imapclient's job.
 """
@@ -15,20 +15,27 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from conformance.probes import imap_wire
-from conformance.probes.config import (
+from conformance.probes.imap import wire as imap_wire
+from conformance.probes.imap.wire import ImapResponse, StatusLine
+from conformance.probes.starttls.opening import refuse_injected_plaintext
+from conformance.probes.tls.handshake import TlsInfo, probe_context, upgrade
+from conformance.probes.wire.config import (
     CleartextAuth,
     ProbeConfig,
     scrubbed,
     scrubbing_errors,
     throwaway_credentials,
 )
-from conformance.probes.connect import open_tcp
-from conformance.probes.handshake import TlsInfo, probe_context, upgrade
-from conformance.probes.imap_wire import ImapResponse, StatusLine
-from conformance.probes.outcome import Attempt, LocalError, ProbeError, ProtocolViolation, Transcript, attempt
-from conformance.probes.starttls import refuse_injected_plaintext
-from conformance.probes.wire import Deadline, close, read_line, send
+from conformance.probes.wire.connect import open_tcp
+from conformance.probes.wire.outcome import (
+    Attempt,
+    LocalError,
+    ProbeError,
+    ProtocolViolation,
+    Transcript,
+    attempt,
+)
+from conformance.probes.wire.streams import Deadline, close, read_line, send
 from conformance.target import Endpoint, Secret
 
 __all__ = ["ImapCapabilities", "ImapResponse", "ImapSession", "classify_imap_login", "probe_imap_capabilities"]

@@ -10,14 +10,14 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from conformance.probes.outcome import (
+from conformance.probes.wire.outcome import (
     ProbeTimeout,
     ProtocolViolation,
     ServerUnavailable,
     Transcript,
     Unreachable,
 )
-from conformance.probes.wire import Deadline, quote, read_exactly, read_line, send
+from conformance.probes.wire.streams import Deadline, quote, read_exactly, read_line, send
 
 MAX_LITERAL = 64 * 1024
 MAX_UNTAGGED = 1000

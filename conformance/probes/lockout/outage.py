@@ -14,9 +14,8 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.hooks import HookError, OutageRecord, outage
-from conformance.probes.lockout import (
+from conformance.probes.failover.hooks import HookError, OutageRecord, outage
+from conformance.probes.lockout.sequences import (
     BURST_SIZE,
     LockoutDriver,
     LockoutPlan,
@@ -28,7 +27,8 @@ from conformance.probes.lockout import (
     during_outage,
     ensure_unlocked,
 )
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Account, Endpoint, Node
 
 T = TypeVar("T")

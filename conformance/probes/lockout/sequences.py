@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from conformance.probes.auth import LoginOutcome, LoginResult, probe_login
-from conformance.probes.config import ProbeConfig, scrub, throwaway_credentials
-from conformance.probes.connect import HostLimiter
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.auth.logins import LoginOutcome, LoginResult, probe_login
+from conformance.probes.wire.config import ProbeConfig, scrub, throwaway_credentials
+from conformance.probes.wire.connect import HostLimiter
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Account, Endpoint, Policy, Secret
 
 NIST_MAX_FAILURES = 100   # SP 800-63B §5.2.2: no more than 100 consecutive failed attempts per account

@@ -1,6 +1,6 @@
 """An asyncio SMTP client session with a transcript, and the SMTP capability probe.
 
-Hand-written over ``smtp_wire`` because smtplib blocks and cannot show the exchange line by line;
+Hand-written over ``smtp.wire`` because smtplib blocks and cannot show the exchange line by line;
 commands are sent one at a time (no pipelining) unless a caller deliberately uses ``send_raw``.
 """
 
@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from conformance.probes.config import (
+from conformance.probes.smtp.wire import EhloResult, SmtpReply, exchange, read_greeting, read_reply
+from conformance.probes.starttls.opening import refuse_injected_plaintext
+from conformance.probes.tls.handshake import TlsInfo, probe_context, upgrade
+from conformance.probes.wire.config import (
     CleartextAuth,
     ProbeConfig,
     scrubbed,
     scrubbing_errors,
     throwaway_credentials,
 )
-from conformance.probes.connect import open_tcp
-from conformance.probes.handshake import TlsInfo, probe_context, upgrade
-from conformance.probes.outcome import (
+from conformance.probes.wire.connect import open_tcp
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
@@ -31,9 +33,7 @@ from conformance.probes.outcome import (
     Transcript,
     attempt,
 )
-from conformance.probes.smtp_wire import EhloResult, SmtpReply, exchange, read_greeting, read_reply
-from conformance.probes.starttls import refuse_injected_plaintext
-from conformance.probes.wire import Deadline, close, send
+from conformance.probes.wire.streams import Deadline, close, send
 from conformance.target import Endpoint, Secret, Service
 
 __all__ = ["CleartextAuth", "EhloResult", "ProbeConfig", "SmtpCapabilities", "SmtpReply", "SmtpSession",

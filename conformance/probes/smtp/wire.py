@@ -10,8 +10,8 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from conformance.probes.outcome import ProtocolViolation, ServerUnavailable, Transcript
-from conformance.probes.wire import Deadline, quote, read_line, send
+from conformance.probes.wire.outcome import ProtocolViolation, ServerUnavailable, Transcript
+from conformance.probes.wire.streams import Deadline, quote, read_line, send
 
 MAX_REPLY_LINES = 200
 MAX_REPLY_BYTES = 64 * 1024

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from conformance.probes import imap_wire, smtp_wire
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.connect import open_tcp
-from conformance.probes.handshake import probe_context, upgrade
-from conformance.probes.outcome import (
+from conformance.probes.imap import wire as imap_wire
+from conformance.probes.smtp import wire as smtp_wire
+from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.tls.handshake import probe_context, upgrade
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.connect import open_tcp
+from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProtocolViolation,
@@ -25,8 +27,7 @@ from conformance.probes.outcome import (
     Unreachable,
     attempt,
 )
-from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.wire import Deadline, close, peek_buffer, quote, read_line, send
+from conformance.probes.wire.streams import Deadline, close, peek_buffer, quote, read_line, send
 from conformance.target import Endpoint
 
 INJECTED_TAG = "X1"

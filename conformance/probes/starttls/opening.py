@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from conformance.probes import imap_wire, smtp_wire
-from conformance.probes.connect import HostLimiter, open_tcp
-from conformance.probes.outcome import ProtocolViolation, ServerUnavailable, Transcript
-from conformance.probes.wire import Deadline, close, peek_buffer, quote
+from conformance.probes.imap import wire as imap_wire
+from conformance.probes.smtp import wire as smtp_wire
+from conformance.probes.wire.connect import HostLimiter, open_tcp
+from conformance.probes.wire.outcome import ProtocolViolation, ServerUnavailable, Transcript
+from conformance.probes.wire.streams import Deadline, close, peek_buffer, quote
 from conformance.target import Endpoint
 
 

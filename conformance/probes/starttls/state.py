@@ -19,12 +19,14 @@ import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conformance.probes import smtp_wire
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.connect import open_tcp
-from conformance.probes.handshake import probe_context, upgrade
-from conformance.probes.imap import ImapSession
-from conformance.probes.outcome import (
+from conformance.probes.imap.session import ImapSession
+from conformance.probes.smtp import wire as smtp_wire
+from conformance.probes.smtp.session import SmtpSession
+from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.tls.handshake import probe_context, upgrade
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.connect import open_tcp
+from conformance.probes.wire.outcome import (
     Attempt,
     ProbeError,
     ProtocolViolation,
@@ -34,9 +36,7 @@ from conformance.probes.outcome import (
     attempt,
     mapped_errors,
 )
-from conformance.probes.smtp import SmtpSession
-from conformance.probes.starttls import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.wire import Deadline, close, quote, send
+from conformance.probes.wire.streams import Deadline, close, quote, send
 from conformance.target import Endpoint
 
 # How long to watch for bytes after a STARTTLS go-ahead. A conforming server sends nothing at all

@@ -12,11 +12,11 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-from conformance.probes.certs import CertReport, ChainError, analyze_chain
-from conformance.probes.config import ProbeConfig, scrubbed
-from conformance.probes.outcome import Attempt, ProbeTimeout, ProtocolViolation, attempt, mapped_errors
-from conformance.probes.starttls import open_to_tls_point
-from conformance.probes.wire import Deadline, close, peek_buffer, quote
+from conformance.probes.starttls.opening import open_to_tls_point
+from conformance.probes.tls.certs import CertReport, ChainError, analyze_chain
+from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.outcome import Attempt, ProbeTimeout, ProtocolViolation, attempt, mapped_errors
+from conformance.probes.wire.streams import Deadline, close, peek_buffer, quote
 from conformance.target import Endpoint
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from conformance.probes.ciphers import suite
-from conformance.probes.tlswire import (
+from conformance.probes.tls.suites import suite
+from conformance.probes.tls.wire import (
     Alert,
     ClientHello,
     ContentType,

@@ -1,7 +1,7 @@
 """The IANA TLS Cipher Suites registry (tls-parameters, "TLS Cipher Suites"), as data.
 
 One line per assigned code point: hex value, registry name. Signalling values (0x00FF, 0x5600) are not
-suites and live in ``tlswire``. A few pre-standard code points that real servers still answer to
+suites and live in ``tls.wire``. A few pre-standard code points that real servers still answer to
 (OpenSSL's EXPORT1024 and draft ChaCha20 values) are kept at the end, marked as such, because a
 scanner that does not offer them cannot find them.
 """

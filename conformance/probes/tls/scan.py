@@ -27,21 +27,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from conformance.probes.ciphers import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
-from conformance.probes.connect import HostLimiter
-from conformance.probes.outcome import (
-    Attempt,
-    ProbeError,
-    ProbeTimeout,
-    ServerUnavailable,
-    Transcript,
-    Unreachable,
-    attempt,
-    mapped_errors,
-)
-from conformance.probes.starttls import open_to_tls_point
-from conformance.probes.tlshello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
-from conformance.probes.tlswire import (
+from conformance.probes.starttls.opening import open_to_tls_point
+from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
+from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
+from conformance.probes.tls.wire import (
     ALL_GROUPS,
     COMPRESSION_DEFLATE,
     AlertDescription,
@@ -51,6 +40,17 @@ from conformance.probes.tlswire import (
     legacy_hello,
     ssl2_hello,
     tls13_hello,
+)
+from conformance.probes.wire.connect import HostLimiter
+from conformance.probes.wire.outcome import (
+    Attempt,
+    ProbeError,
+    ProbeTimeout,
+    ServerUnavailable,
+    Transcript,
+    Unreachable,
+    attempt,
+    mapped_errors,
 )
 from conformance.target import Endpoint
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from conformance.probes.iana_suites import IANA_CIPHER_SUITES, PRE_STANDARD_SUITES
+from conformance.probes.tls.iana import IANA_CIPHER_SUITES, PRE_STANDARD_SUITES
 
 
 class Weakness(Enum):

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from conformance.probes.outcome import ProtocolViolation
+from conformance.probes.wire.outcome import ProtocolViolation
 
 
 class DecodeError(ProtocolViolation):

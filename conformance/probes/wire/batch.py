@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint
 
 R = TypeVar("R")

@@ -11,8 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from conformance.probes.connect import HostLimiter
-from conformance.probes.outcome import Attempt, ProbeError, Transcript
+from conformance.probes.wire.connect import HostLimiter
+from conformance.probes.wire.outcome import Attempt, ProbeError, Transcript
 from conformance.target import Endpoint, Target
 
 R = TypeVar("R")

@@ -10,8 +10,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
-from conformance.probes.outcome import LocalError, mapped_errors
-from conformance.probes.wire import MAX_LINE
+from conformance.probes.wire.outcome import LocalError, mapped_errors
+from conformance.probes.wire.streams import MAX_LINE
 from conformance.target import Endpoint, Target
 
 

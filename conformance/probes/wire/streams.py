@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conformance.probes.outcome import ProbeTimeout, ProtocolViolation, Unreachable, mapped_errors
+from conformance.probes.wire.outcome import ProbeTimeout, ProtocolViolation, Unreachable, mapped_errors
 
 # RFC 5321 4.5.3.1.5 allows 512-octet reply lines and IMAP servers send long CAPABILITY lines;
 # 16 KiB is generous for both and still small enough that a hostile server cannot make us hoard memory.

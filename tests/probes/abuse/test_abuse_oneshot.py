@@ -12,14 +12,14 @@ from certgen import make_pki
 from hostile import Behaviour, run, serving
 from smtp_servers import Recorder, aiosmtpd_server
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.smtp_abuse import (
+from conformance.probes.abuse.oneshot import (
     RelayResult,
     SmugglingResult,
     probe_bare_lf_end_of_data,
     probe_open_relay,
 )
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Service
 
 pytestmark = pytest.mark.unit

@@ -11,9 +11,7 @@ import pytest
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.relay import (
+from conformance.probes.abuse.relay import (
     Refusal,
     RelayFormsResult,
     SpoofResult,
@@ -24,7 +22,9 @@ from conformance.probes.relay import (
     probe_unauth_submission,
     relay_forms,
 )
-from conformance.probes.smtp_wire import SmtpReply
+from conformance.probes.smtp.wire import SmtpReply
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit

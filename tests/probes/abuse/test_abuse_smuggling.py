@@ -11,9 +11,9 @@ import pytest
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.smuggling import FORMS, SmugglingResult, probe_body, probe_smuggling
+from conformance.probes.abuse.smuggling import FORMS, SmugglingResult, probe_body, probe_smuggling
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit

@@ -12,9 +12,7 @@ import pytest
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, aiosmtpd_server
 
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.config import ProbeConfig
-from conformance.probes.enumeration import (
+from conformance.probes.auth.enumeration import (
     PAIRS,
     EnumerationResult,
     LoginSample,
@@ -25,7 +23,9 @@ from conformance.probes.enumeration import (
     probe_rcpt_limit,
     probe_vrfy,
 )
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Service
 
 pytestmark = pytest.mark.unit

@@ -14,9 +14,9 @@ from fake_imap import FakeImap
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
-from conformance.probes.auth import LoginOutcome, LoginResult, probe_login
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.auth.logins import LoginOutcome, LoginResult, probe_login
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit

@@ -13,10 +13,10 @@ from fake_imap import FakeImap
 from hostile import run, serving
 from smtp_servers import PASSWORD, USER, aiosmtpd_server
 
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.sasl import AuthPosture, probe_auth_posture, responder
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.auth.sasl import AuthPosture, probe_auth_posture, responder
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from conformance.probes.dns import expand_target, parse_resolver, resolve_mx_sync, with_mx_endpoints
-from conformance.probes.outcome import Outcome
+from conformance.probes.dns.mx import expand_target, parse_resolver, resolve_mx_sync, with_mx_endpoints
+from conformance.probes.wire.outcome import Outcome
 from conformance.reference.dns import DnsResponder
 from conformance.target import load_target
 

@@ -14,8 +14,7 @@ from certgen import Pki
 from imap_mailbox import MailboxImap, mailbox_server
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.delivery import (
+from conformance.probes.failover.delivery import (
     Submission,
     SubmitOutcome,
     build_report,
@@ -25,7 +24,8 @@ from conformance.probes.delivery import (
     submit_message,
     token_for,
 )
-from conformance.probes.outcome import Outcome
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Outcome
 from conformance.target import Account, Secret
 
 pytestmark = pytest.mark.unit

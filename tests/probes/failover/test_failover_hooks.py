@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.probes.hooks import HookError, outage, run_hook
+from conformance.probes.failover.hooks import HookError, outage, run_hook
 from conformance.target import Hook, Node
 
 pytestmark = pytest.mark.unit
@@ -96,7 +96,7 @@ def test_ctrl_c_in_a_real_process_brings_the_node_back(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from conformance.probes.hooks import outage
+        from conformance.probes.failover.hooks import outage
         from conformance.target import Hook, Node
         hook = Hook(down=({PY!r}, "-c", "open({str(state)!r}, 'w').write('down')"),
                     up=({PY!r}, "-c", "import os, time; time.sleep(0.3); os.remove({str(state)!r})"))
@@ -104,7 +104,7 @@ def test_ctrl_c_in_a_real_process_brings_the_node_back(tmp_path: Path) -> None:
             Path({str(ready)!r}).write_text("in outage")
             time.sleep(60)
     """)
-    child = subprocess.Popen([PY, "-c", script], cwd=Path(__file__).parent.parent,
+    child = subprocess.Popen([PY, "-c", script], cwd=Path(__file__).resolve().parents[3],  # the checkout root, so -c imports this conformance
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20

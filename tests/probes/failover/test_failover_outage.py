@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.hooks import outage
-from conformance.probes.outage import Ending, probe_shutdown, probe_transaction, wait_until_serving
-from conformance.probes.outcome import Outcome
+from conformance.probes.failover.hooks import outage
+from conformance.probes.failover.outage import Ending, probe_shutdown, probe_transaction, wait_until_serving
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Outcome
 from conformance.reference.gateway import Gateway
 from conformance.target import Account, Endpoint, Target, load_target
 

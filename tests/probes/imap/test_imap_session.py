@@ -14,16 +14,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fake_imap import FakeImap
 from hostile import run, script, serving
 
-from conformance.probes.config import CleartextAuth, ProbeConfig
-from conformance.probes.imap import ImapSession, classify_imap_login, probe_imap_capabilities
-from conformance.probes.imap_wire import (
+from conformance.probes.imap.session import ImapSession, classify_imap_login, probe_imap_capabilities
+from conformance.probes.imap.wire import (
     ImapResponse,
     capabilities_in,
     parse_status,
     quote_string,
     read_response,
 )
-from conformance.probes.outcome import Outcome, ProtocolViolation, Transcript
+from conformance.probes.wire.config import CleartextAuth, ProbeConfig
+from conformance.probes.wire.outcome import Outcome, ProtocolViolation, Transcript
 from conformance.target import Secret, Service
 
 pytestmark = pytest.mark.unit

@@ -10,10 +10,9 @@ import pytest
 from hostile import run
 from lockout_server import ACCOUNTS, LockoutServer, lockout_server
 
-from conformance.probes.auth import LoginOutcome
-from conformance.probes.config import ProbeConfig
-from conformance.probes.connect import HostLimiter
-from conformance.probes.lockout import (
+from conformance.probes.auth.logins import LoginOutcome
+from conformance.probes.lockout.outage import outage_sequence
+from conformance.probes.lockout.sequences import (
     Episode,
     LockoutDriver,
     LockoutPlan,
@@ -23,8 +22,9 @@ from conformance.probes.lockout import (
     reset_sequence,
     stale_sequence,
 )
-from conformance.probes.lockout_outage import outage_sequence
-from conformance.probes.outcome import Outcome
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.connect import HostLimiter
+from conformance.probes.wire.outcome import Outcome
 from conformance.target import Account, Endpoint, Policy, Secret, Service, load_target
 
 pytestmark = pytest.mark.unit

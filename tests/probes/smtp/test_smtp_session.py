@@ -14,10 +14,10 @@ from certgen import Pki
 from hostile import run, script, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Outcome, ProtocolViolation
-from conformance.probes.smtp import CleartextAuth, SmtpSession, probe_smtp_capabilities
-from conformance.probes.smtp_wire import EhloResult, SmtpReply
+from conformance.probes.smtp.session import CleartextAuth, SmtpSession, probe_smtp_capabilities
+from conformance.probes.smtp.wire import EhloResult, SmtpReply
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Outcome, ProtocolViolation
 from conformance.target import Secret
 
 pytestmark = pytest.mark.unit

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fake_imap import FakeImap
 from hostile import run, serving
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.injection import InjectionResult, probe_starttls_injection
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.starttls.injection import InjectionResult, probe_starttls_injection
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Service
 
 pytestmark = pytest.mark.unit

@@ -11,15 +11,15 @@ from fake_imap import FakeImap
 from hostile import Behaviour, run, serving
 from smtp_servers import aiosmtpd_server
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.outcome import Attempt, Outcome
-from conformance.probes.state import (
+from conformance.probes.starttls.state import (
     EhloState,
     ImplicitGreeting,
     StartTlsState,
     probe_implicit_greeting,
     probe_starttls_state,
 )
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Service
 
 pytestmark = pytest.mark.unit
@@ -186,7 +186,7 @@ def test_cleartext_imap_preauth(context: ssl.SSLContext) -> None:
 def test_session_discards_injected_plaintext(context: ssl.SSLContext) -> None:
     """SmtpSession.starttls sets injected bytes aside (noted), so other probes carry on; only
     probe_starttls_state reports them (STARTTLS-INJECT-02)."""
-    from conformance.probes.smtp import SmtpSession
+    from conformance.probes.smtp.session import SmtpSession
 
     async def main() -> tuple[list[str], str | None]:
         async with serving(smtp_server(context, extra_after_go_ahead=b"250 injected\r\n"), Service.MX) as endpoint:

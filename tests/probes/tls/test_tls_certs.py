@@ -9,7 +9,7 @@ import pytest
 from certgen import NOW, Pki, issue, make_pki, sha1_leaf
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conformance.probes.certs import ChainError, analyze_chain, match_name
+from conformance.probes.tls.certs import ChainError, analyze_chain, match_name
 
 pytestmark = pytest.mark.unit
 

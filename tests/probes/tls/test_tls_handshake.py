@@ -13,10 +13,10 @@ from certgen import Issued, Pki, make_pki
 from cryptography.hazmat.primitives.serialization import Encoding
 from hostile import run, script, serving
 
-from conformance.probes.config import ProbeConfig
-from conformance.probes.connect import HostLimiter
-from conformance.probes.handshake import HandshakeResult, probe_handshake
-from conformance.probes.outcome import Attempt, Outcome
+from conformance.probes.tls.handshake import HandshakeResult, probe_handshake
+from conformance.probes.wire.config import ProbeConfig
+from conformance.probes.wire.connect import HostLimiter
+from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Service
 
 pytestmark = pytest.mark.unit

@@ -12,10 +12,10 @@ import pytest
 from hostile import run
 from tls_servers import Served, openssl_server, tlslite_server
 
-from conformance.probes.ciphers import REGISTRY, by_name
-from conformance.probes.outcome import Outcome
-from conformance.probes.tls import ScanSettings, TlsScan, addresses_of, scan_all, scan_endpoint
-from conformance.probes.tlswire import NamedGroup, TlsVersion
+from conformance.probes.tls.scan import ScanSettings, TlsScan, addresses_of, scan_all, scan_endpoint
+from conformance.probes.tls.suites import REGISTRY, by_name
+from conformance.probes.tls.wire import NamedGroup, TlsVersion
+from conformance.probes.wire.outcome import Outcome
 from conformance.target import Endpoint, Service
 
 pytestmark = pytest.mark.reference

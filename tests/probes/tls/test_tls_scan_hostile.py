@@ -8,9 +8,9 @@ import socket
 import pytest
 from hostile import run, serving, trickle
 
-from conformance.probes.outcome import Outcome
-from conformance.probes.tls import ScanSettings, scan_endpoint
-from conformance.probes.tlswire import ContentType, Record, TlsVersion
+from conformance.probes.tls.scan import ScanSettings, scan_endpoint
+from conformance.probes.tls.wire import ContentType, Record, TlsVersion
+from conformance.probes.wire.outcome import Outcome
 from conformance.target import Endpoint, Service
 
 pytestmark = pytest.mark.reference

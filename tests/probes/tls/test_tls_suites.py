@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.probes.ciphers import LEGACY_SUITES, REGISTRY, TLS13_SUITES, Grade, Weakness, by_name, suite
+from conformance.probes.tls.suites import (
+    LEGACY_SUITES,
+    REGISTRY,
+    TLS13_SUITES,
+    Grade,
+    Weakness,
+    by_name,
+    suite,
+)
 
 pytestmark = pytest.mark.unit
 

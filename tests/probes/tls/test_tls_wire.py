@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from conformance.probes.outcome import ProtocolViolation
-from conformance.probes.tlswire import (
+from conformance.probes.tls.wire import (
     HRR_RANDOM,
     MAX_RECORD,
     Alert,
@@ -32,6 +31,7 @@ from conformance.probes.tlswire import (
     ssl2_hello,
     tls13_hello,
 )
+from conformance.probes.wire.outcome import ProtocolViolation
 
 pytestmark = pytest.mark.unit
 
@@ -188,8 +188,8 @@ def test_hellos_avoid_the_256_to_511_byte_range(hello: ClientHello) -> None:
 def test_a_server_hello_choosing_deflate_is_recorded_as_compression() -> None:
     """No TLS stack here compresses (OpenSSL 3 without zlib, tlslite-ng without compression), so the
     one place TLS-COMP-01's evidence comes from is proven on the ServerHello's wire bytes."""
-    from conformance.probes.tls import _Findings
-    from conformance.probes.tlshello import ServerFlight
+    from conformance.probes.tls.hello import ServerFlight
+    from conformance.probes.tls.scan import _Findings
 
     deflate = ServerHello.parse(_server_hello(compression_method=1).to_bytes())
     findings = _Findings()
@@ -200,7 +200,7 @@ def test_a_server_hello_choosing_deflate_is_recorded_as_compression() -> None:
 
 
 def test_hellos_ask_for_ocsp_stapling_and_the_answer_is_read() -> None:
-    from conformance.probes.tlswire import OCSP_STATUS_REQUEST
+    from conformance.probes.tls.wire import OCSP_STATUS_REQUEST
 
     tls12 = legacy_hello(TlsVersion.TLS1_2, (0xC02F,))
     assert any(e.type == ExtensionType.STATUS_REQUEST and e.data == OCSP_STATUS_REQUEST for e in tls12.extensions)
