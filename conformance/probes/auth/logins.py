@@ -15,9 +15,10 @@ from enum import StrEnum
 from conformance.probes.imap.session import ImapSession
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.tls.handshake import TlsInfo, judge
+from conformance.probes.tls.handshake import judge
 from conformance.probes.wire.config import ProbeConfig, scrubbed
 from conformance.probes.wire.outcome import Attempt, LocalError, ServerUnavailable, attempt
+from conformance.probes.wire.upgrade import TlsInfo
 from conformance.target import Endpoint, Secret
 
 

@@ -17,8 +17,6 @@ from typing import Self
 
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.imap.wire import ImapResponse, StatusLine
-from conformance.probes.starttls.opening import refuse_injected_plaintext
-from conformance.probes.tls.handshake import TlsInfo, probe_context, upgrade
 from conformance.probes.wire.config import (
     CleartextAuth,
     ProbeConfig,
@@ -36,6 +34,7 @@ from conformance.probes.wire.outcome import (
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, read_line, send
+from conformance.probes.wire.upgrade import TlsInfo, probe_context, refuse_injected_plaintext, upgrade
 from conformance.target import Endpoint, Secret
 
 __all__ = ["ImapCapabilities", "ImapResponse", "ImapSession", "classify_imap_login", "probe_imap_capabilities"]

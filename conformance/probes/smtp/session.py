@@ -14,8 +14,6 @@ from types import TracebackType
 from typing import Self
 
 from conformance.probes.smtp.wire import EhloResult, SmtpReply, exchange, read_greeting, read_reply
-from conformance.probes.starttls.opening import refuse_injected_plaintext
-from conformance.probes.tls.handshake import TlsInfo, probe_context, upgrade
 from conformance.probes.wire.config import (
     CleartextAuth,
     ProbeConfig,
@@ -34,6 +32,7 @@ from conformance.probes.wire.outcome import (
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, send
+from conformance.probes.wire.upgrade import TlsInfo, probe_context, refuse_injected_plaintext, upgrade
 from conformance.target import Endpoint, Secret, Service
 
 __all__ = ["CleartextAuth", "EhloResult", "ProbeConfig", "SmtpCapabilities", "SmtpReply", "SmtpSession",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.tls.handshake import probe_context, upgrade
 from conformance.probes.wire.config import ProbeConfig, scrubbed
 from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
@@ -28,6 +27,7 @@ from conformance.probes.wire.outcome import (
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, peek_buffer, quote, read_line, send
+from conformance.probes.wire.upgrade import probe_context, upgrade
 from conformance.target import Endpoint
 
 INJECTED_TAG = "X1"

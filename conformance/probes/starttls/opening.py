@@ -13,7 +13,8 @@ from conformance.probes.imap import wire as imap_wire
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.wire.connect import HostLimiter, open_tcp
 from conformance.probes.wire.outcome import ProtocolViolation, ServerUnavailable, Transcript
-from conformance.probes.wire.streams import Deadline, close, peek_buffer, quote
+from conformance.probes.wire.streams import Deadline, close
+from conformance.probes.wire.upgrade import refuse_injected_plaintext
 from conformance.target import Endpoint
 
 
@@ -101,18 +102,3 @@ async def imap_to_tls_point(reader: asyncio.StreamReader, writer: asyncio.Stream
     if not response.ok:
         raise StartTlsRefused(f"STARTTLS refused: {response}")
     return caps
-
-
-def refuse_injected_plaintext(reader: asyncio.StreamReader, transcript: Transcript) -> None:
-    """Discard bytes the server sent after its STARTTLS go-ahead, before the handshake, as a safe client
-    must (they would otherwise read as answers inside TLS: response injection, Poddebniak et al. 2021).
-    Noted in the transcript; STARTTLS-INJECT-02 (probes.state) is the check that reports them, so every
-    other probe carries on and one fault is reported once."""
-    pending = peek_buffer(reader)
-    if pending:
-        transcript.note(f"{len(pending)} bytes arrived after the STARTTLS go-ahead, before the handshake: "
-                        f"discarded ({quote(pending)})")
-        # StreamReader has no public way to drop buffered bytes (wire.peek_buffer reads the same buffer)
-        buffer = getattr(reader, "_buffer", None)
-        if isinstance(buffer, bytearray):
-            buffer.clear()

@@ -23,7 +23,6 @@ from conformance.probes.imap.session import ImapSession
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.tls.handshake import probe_context, upgrade
 from conformance.probes.wire.config import ProbeConfig, scrubbed
 from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
@@ -37,6 +36,7 @@ from conformance.probes.wire.outcome import (
     mapped_errors,
 )
 from conformance.probes.wire.streams import Deadline, close, quote, send
+from conformance.probes.wire.upgrade import probe_context, upgrade
 from conformance.target import Endpoint
 
 # How long to watch for bytes after a STARTTLS go-ahead. A conforming server sends nothing at all
