@@ -37,9 +37,11 @@ class Requirement:
             return None
         return self.profile_levels.get(profile, self.level)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, profile: str | None = None) -> dict[str, object]:
+        """The entry as JSON data; with a profile, `level` is the level in force there."""
+        level = self.level_in(profile) if profile else self.level
         return {
-            "id": self.id, "title": self.title, "source": self.source, "level": str(self.level),
+            "id": self.id, "title": self.title, "source": self.source, "level": str(level),
             "family": self.family, "profiles": list(self.profiles),
             "profile_levels": {p: str(lv) for p, lv in self.profile_levels.items()},
         }
@@ -207,7 +209,7 @@ def get(requirement_id: str) -> Requirement:
 
 def as_json(profile: str | None = None) -> str:
     reqs = [r for r in CATALOGUE.values() if profile is None or r.level_in(profile)]
-    return json.dumps([r.as_dict() for r in reqs], indent=2)
+    return json.dumps([r.as_dict(profile) for r in reqs], indent=2)
 
 
 def as_table(profile: str | None = None) -> str:

@@ -37,3 +37,13 @@ def test_run_with_bad_target_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert cli.main(["run", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"mailconform: {bad}:2: key 'target.name': expected a string, got int 3"
+
+
+@pytest.mark.parametrize("profile", requirements.PROFILES)
+def test_requirements_json_carries_the_level_in_force_for_the_profile(
+        profile: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["requirements", "--format", "json", "--profile", profile]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    expected = {r.id: str(r.level_in(profile)) for r in requirements.CATALOGUE.values() if r.level_in(profile)}
+    assert {r["id"]: r["level"] for r in rows} == expected
+    assert any(r["level"] != str(requirements.get(r["id"]).level) for r in rows) == (profile != "baseline")
