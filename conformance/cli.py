@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance import requirements
-from conformance.report import read_junit, summary_markdown, summary_text
+from conformance.report import ReportError, read_junit, summary_markdown, summary_text
 from conformance.target import TargetError, load_target
 
 DEFAULT_REPORT = "mailconform-report.xml"
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args, extra))
-    except TargetError as exc:
+    except (TargetError, ReportError) as exc:
         print(f"mailconform: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

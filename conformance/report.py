@@ -10,8 +10,14 @@ import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from xml.parsers.expat import ErrorString
 
 VERDICT_ORDER = ("pass", "fail", "inconclusive", "skipped")
+JUNIT_ROOTS = ("testsuites", "testsuite")
+
+
+class ReportError(ValueError):
+    """A file that cannot be summarized; the message names the file and what is wrong with it."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,17 @@ class CaseResult:
 
 
 def read_junit(path: str | Path) -> list[CaseResult]:
-    root = ET.parse(path).getroot()
+    """The test cases of a JUnit XML file; ReportError when it is unreadable, not XML or not JUnit."""
+    try:
+        root = ET.parse(path).getroot()
+    except OSError as exc:
+        raise ReportError(f"{path}: {exc.strerror or exc}") from None
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise ReportError(f"{path}:{line}: not XML: {ErrorString(exc.code)} at column {column + 1}") from None
+    if root.tag not in JUNIT_ROOTS:
+        raise ReportError(f"{path}: not a JUnit XML file: the root element is <{root.tag}>, "
+                          f"not <testsuites> or <testsuite>")
     return [_case(case) for case in root.iter("testcase")]
 
 

@@ -47,3 +47,25 @@ def test_requirements_json_carries_the_level_in_force_for_the_profile(
     expected = {r.id: str(r.level_in(profile)) for r in requirements.CATALOGUE.values() if r.level_in(profile)}
     assert {r["id"]: r["level"] for r in rows} == expected
     assert any(r["level"] != str(requirements.get(r["id"]).level) for r in rows) == (profile != "baseline")
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, ": No such file or directory"),
+    ("", ":1: not XML: no element found at column 1"),
+    ("hello\n", ":1: not XML: syntax error at column 1"),
+    ("<html><body/></html>", ": not a JUnit XML file: the root element is <html>, not <testsuites> or <testsuite>"),
+])
+def test_report_on_a_bad_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          content: str | None, problem: str) -> None:
+    path = tmp_path / "report.xml"
+    if content is not None:
+        path.write_text(content)
+    assert cli.main(["report", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [f"mailconform: {path}{problem}"]
+
+
+def test_report_on_a_directory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"mailconform: {tmp_path}: Is a directory"
