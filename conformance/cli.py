@@ -16,6 +16,11 @@ from conformance.report import ReportError, read_junit, summary_markdown, summar
 from conformance.target import TargetError, load_target
 
 DEFAULT_REPORT = "mailconform-report.xml"
+# From a regular (non-editable) install pytest marks the whole `conformance` distribution for assertion
+# rewriting and warns that this very CLI already imported the package; the checks, imported later, are
+# still rewritten, so the warning is noise a user cannot act on.
+_ALREADY_IMPORTED = "ignore:Module already imported so cannot be rewritten; conformance:pytest.PytestAssertRewriteWarning"
+PYTEST_OPTIONS = ("-p", "no:cacheprovider", "--tb=short", "-q", "-W", _ALREADY_IMPORTED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +78,7 @@ def run_suite(target: Path, junitxml: Path, profile: str, extra: Sequence[str] =
 
     load_target(target)  # one clear line for a bad file, before pytest starts
     args = ["--pyargs", "conformance.checks", "--mail-target", str(target), "--mail-profile", profile,
-            "--junitxml", str(junitxml), "-p", "no:cacheprovider", "--tb=short", "-q", *extra]
+            "--junitxml", str(junitxml), *PYTEST_OPTIONS, *extra]
     code = int(pytest.main(args))
     if junitxml.exists():
         print("\n" + summary_text(read_junit(junitxml)))
