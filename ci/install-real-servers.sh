@@ -30,6 +30,8 @@ if [ ! -e "$policy" ]; then
   created_policy=1
 fi
 trap '[ "$created_policy" -eq 1 ] && $SUDO rm -f "$policy"' EXIT
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# A freshly booted machine often runs its own updates: wait for the package manager's lock, don't fail.
+APT_WAIT=(-o DPkg::Lock::Timeout=600)
+$SUDO apt-get "${APT_WAIT[@]}" update -q
+$SUDO apt-get "${APT_WAIT[@]}" install -y -q --no-install-recommends "${missing[@]}"
 echo "install-real-servers: installed ${missing[*]}"
