@@ -14,6 +14,7 @@ from xml.parsers.expat import ErrorString
 
 VERDICT_ORDER = ("pass", "fail", "inconclusive", "skipped")
 JUNIT_ROOTS = ("testsuites", "testsuite")
+SKIP_REASONS_SHOWN = 5
 
 
 class ReportError(ValueError):
@@ -92,10 +93,19 @@ def summary_text(results: list[CaseResult]) -> str:
     for result in sorted(problems, key=lambda r: (r.verdict, r.level != "MUST", r.requirement)):
         tag = "FAIL" if result.verdict == "fail" else "INCONCLUSIVE"
         lines.append(f"{tag:<12} {result.requirement} [{result.level}] {result.name}: {_short(result.reason)}")
-    skipped_reasons = Counter(r.reason for r in results if r.verdict == "skipped")
-    for reason, count in skipped_reasons.most_common(5):
-        lines.append(f"{'skipped':<12} {count} check(s): {reason}")
+    lines.extend(_skip_lines(Counter(r.reason for r in results if r.verdict == "skipped")))
     return "\n".join(lines)
+
+
+def _skip_lines(reasons: Counter[str]) -> list[str]:
+    """The most common skip reasons, and how many checks the left-out reasons cover."""
+    shown = reasons.most_common(SKIP_REASONS_SHOWN)
+    lines = [f"{'skipped':<12} {count} check(s): {reason}" for reason, count in shown]
+    left_out = len(reasons) - len(shown)
+    if left_out:
+        checks = sum(reasons.values()) - sum(count for _, count in shown)
+        lines.append(f"{'skipped':<12} {checks} more check(s) for {left_out} other reason(s), in the JUnit file")
+    return lines
 
 
 def summary_markdown(results: list[CaseResult]) -> str:
