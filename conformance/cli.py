@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -146,7 +147,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _requirements(args: argparse.Namespace, extra: list[str]) -> int:
-    print(requirements.as_json(args.profile) if args.format == "json" else requirements.as_table(args.profile))
+    if args.format == "json":
+        print(requirements.as_json(args.profile))
+    else:
+        print(requirements.as_table(args.profile, shutil.get_terminal_size().columns))
     return 0
 
 

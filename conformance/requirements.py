@@ -7,6 +7,8 @@ wildcard certificates, mandatory DANE, redundancy), the profile decides, not the
 from __future__ import annotations
 
 import json
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -18,6 +20,8 @@ class Level(StrEnum):
 
 PROFILES = ("baseline", "sensitive-data")
 DEFAULT_PROFILE = "baseline"
+# The narrowest the title and source column of `as_table` gets, however narrow the terminal.
+MIN_TEXT_WIDTH = 30
 
 
 @dataclass(frozen=True)
@@ -212,10 +216,28 @@ def as_json(profile: str | None = None) -> str:
     return json.dumps([r.as_dict(profile) for r in reqs], indent=2)
 
 
-def as_table(profile: str | None = None) -> str:
+def as_table(profile: str | None = None, width: int = 100) -> str:
+    """The catalogue as text at most `width` columns wide (where the words allow): the title wrapped
+    beside ID, level and family, the source indented under it."""
     rows = [(r.id, str(r.level_in(profile) if profile else r.level), r.family, r.title, r.source)
             for r in CATALOGUE.values() if profile is None or r.level_in(profile)]
-    head = ("ID", "LEVEL", "FAMILY", "TITLE", "SOURCE")
-    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
-    lines = ["  ".join(c.ljust(widths[i]) if i < 4 else c for i, c in enumerate(row)) for row in [head, *rows]]
+    head = ("ID", "LEVEL", "FAMILY")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(3)]
+    indent = sum(widths) + 2 * len(widths)
+    text_width = max(width - indent, MIN_TEXT_WIDTH)
+    lines = [_cells(head, widths) + "TITLE / SOURCE"]
+    for *cells, title, source in rows:
+        text = _wrap(title, text_width) + _wrap(source, text_width, indent="  ")
+        lines.append(_cells(cells, widths) + text[0])
+        lines.extend(" " * indent + line for line in text[1:])
     return "\n".join(lines)
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    # Section numbers and document IDs (TR-03108-03-M, §3.5.3) stay whole: break at spaces only.
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=False, break_long_words=False)
+
+
+def _cells(cells: Sequence[str], widths: list[int]) -> str:
+    return "".join(cell.ljust(w + 2) for cell, w in zip(cells, widths, strict=True))

@@ -69,3 +69,23 @@ def test_report_on_a_bad_file_is_one_line(tmp_path: Path, capsys: pytest.Capture
 def test_report_on_a_directory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"mailconform: {tmp_path}: Is a directory"
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_requirements_table_fits_the_terminal(columns: int, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert cli.main(["requirements"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    text = " ".join(" ".join(lines).split())
+    for req in requirements.CATALOGUE.values():
+        assert req.id in text and req.title in text and req.source in text
+
+
+def test_requirements_table_shows_the_level_in_force_for_the_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["requirements", "--profile", "sensitive-data"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
+            if line[:1].strip()}
+    assert requirements.get("TLS-SUITE-02").level == requirements.Level.SHOULD
+    assert rows["TLS-SUITE-02"] == "MUST"
