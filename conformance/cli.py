@@ -114,12 +114,11 @@ def _demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, extra: list[str]) -> int:
-    from conformance.reference.flaws import FLAWS, Flaws
+    from conformance.reference.flaws import Flaws, listing
     from conformance.reference.gateway import Gateway
 
     if args.list_flaws:
-        for info in sorted(FLAWS.values(), key=lambda f: (f.family, f.name)):
-            print(f"{info.name:<28} {info.family:<10} {info.breaks}")
+        print(listing())
         return 0
     try:
         Flaws.parse(args.flaw)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from conformance import cli, requirements
+from conformance.reference.flaws import FLAWS
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +90,12 @@ def test_requirements_table_shows_the_level_in_force_for_the_profile(capsys: pyt
             if line[:1].strip()}
     assert requirements.get("TLS-SUITE-02").level == requirements.Level.SHOULD
     assert rows["TLS-SUITE-02"] == "MUST"
+
+
+def test_list_flaws_rows_are_aligned(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--list-flaws"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert {row.split()[0] for row in rows} == set(FLAWS)
+    family_columns = {row.index(" " + FLAWS[row.split()[0]].family + " ") for row in rows}
+    breaks_columns = {row.index(FLAWS[row.split()[0]].breaks) for row in rows}
+    assert len(family_columns) == 1 and len(breaks_columns) == 1

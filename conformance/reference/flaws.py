@@ -201,6 +201,14 @@ class Flaws:
         return self.tls1_0 or (self.weak_backup_node and node in FLAWS["weak_backup_node"].nodes)
 
 
+def listing() -> str:
+    """Every flaw, its family and what it breaks, one aligned row each (`mailconform serve --list-flaws`)."""
+    flaws = sorted(FLAWS.values(), key=lambda f: (f.family, f.name))
+    name_width = max(len(f.name) for f in flaws)
+    family_width = max(len(f.family) for f in flaws)
+    return "\n".join(f"{f.name:<{name_width}}  {f.family:<{family_width}}  {f.breaks}" for f in flaws)
+
+
 def _check_catalogue() -> None:
     # a flaw in FLAWS without a switch (or the reverse) is a typo that would silently do nothing
     switches = {f.name for f in fields(Flaws)}
