@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -30,13 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args.handler(args, extra))
+        code = int(args.handler(args, extra))
+        sys.stdout.flush()  # a reader that left is seen here, not at interpreter exit
+        return code
     except (TargetError, ReportError) as exc:
         print(f"mailconform: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mailconform: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`mailconform requirements | head`): the Python docs' "Note on SIGPIPE" recipe,
+        # so that the flush at exit raises nothing either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:

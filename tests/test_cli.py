@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,11 @@ def test_list_flaws_rows_are_aligned(capsys: pytest.CaptureFixture[str]) -> None
     family_columns = {row.index(" " + FLAWS[row.split()[0]].family + " ") for row in rows}
     breaks_columns = {row.index(FLAWS[row.split()[0]].breaks) for row in rows}
     assert len(family_columns) == 1 and len(breaks_columns) == 1
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    listing = subprocess.run(f"{sys.executable} -m conformance.cli requirements | head -1", shell=True,
+                             check=True, capture_output=True, text=True, timeout=60,
+                             cwd=Path(cli.__file__).resolve().parent.parent)
+    assert listing.stdout.split()[:3] == ["ID", "LEVEL", "FAMILY"]
+    assert listing.stderr == ""
