@@ -255,8 +255,18 @@ def load_target(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"{path}: not valid TOML: {exc}") from None
+        raise TargetError(_syntax_error(path, exc)) from None
     return parse_target(data, _Reader(path, text), os.environ if environ is None else environ)
+
+
+def _syntax_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """`file:line: not valid TOML: ...` like every other target error. Python < 3.14 puts the position
+    only into the message ("Invalid value (at line 2, column 8)"), so it is read from there."""
+    position = re.search(r"\s*\(at line (\d+), column (\d+)\)$", str(exc))
+    if not position:
+        return f"{path}: not valid TOML: {exc}"
+    message = str(exc)[:position.start()]
+    return f"{path}:{position.group(1)}: not valid TOML: {message} (column {position.group(2)})"
 
 
 def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
@@ -326,7 +336,10 @@ def _nodes(reader: _Reader, raw_nodes: list[Any]) -> tuple[tuple[Node, ...], tup
             except ValueError:
                 raise reader.fail(f"node.services.{service_name}",
                                   f"unknown service (expected one of: {', '.join(s.value for s in Service)})") from None
-            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            if not isinstance(port, int) or isinstance(port, bool):
+                raise reader.fail(f"node.services.{service_name}",
+                                  f"port must be a number, got {type(port).__name__} {port!r}")
+            if not 0 < port < 65536:
                 raise reader.fail(f"node.services.{service_name}", f"port out of range 1-65535: {port!r}")
             endpoints.append(Endpoint(service=service, node=name, host=host, port=port, address=address))
     return tuple(nodes), tuple(endpoints)

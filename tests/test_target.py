@@ -51,7 +51,11 @@ def test_endpoint_id_is_stable_and_readable(minimal_target: Path) -> None:
      r"t.toml:6: key 'accounts.test.password_env': environment variable NOPE_NOT_SET is not set"),
     ('[[node]]\nhost="h"\nservices={mx=25}\n[accounts.test]\nusername="a@b"\npassword="x"\n',
      r"unknown key"),
-    ('[target]\nname = \n', r"not valid TOML: .*line 2"),
+    ('[target]\nname = \n', r"^\S*t.toml:2: not valid TOML: Invalid value \(column 8\)$"),
+    ('[target]\nname = "x"\n[[node]]\nhost="h"\nservices={mx=25\n', r"^\S*t.toml:5: not valid TOML: "),
+    ('[[node]]\nname="a"\nhost="h"\nservices={mx="25"}\n',
+     r"t.toml:4: key 'node.services.mx': port must be a number, got str '25'$"),
+    ('[[node]]\nname="a"\nhost="h"\nservices={mx=true}\n', r"key 'node.services.mx': port must be a number"),
     ('[target]\nname="x"\n', r"key 'node': missing"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, body: str, expected: str) -> None:
