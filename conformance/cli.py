@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -12,10 +13,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from conformance import requirements
 from conformance.report import ReportError, read_junit, summary_markdown, summary_text
 from conformance.target import TargetError, load_target
+
+if TYPE_CHECKING:
+    import pytest
 
 DEFAULT_REPORT = "mailconform-report.xml"
 # From a regular (non-editable) install pytest marks the whole `conformance` distribution for assertion
@@ -51,10 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailconform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run the suite against a target file (extra args go to pytest)")
-    run.add_argument("target", type=Path)
-    run.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT))
-    run.add_argument("--profile", choices=requirements.PROFILES, default=requirements.DEFAULT_PROFILE)
+    run = commands.add_parser("run", help="run the suite against a target file (extra args go to pytest)",
+                              add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("-h", "--help", action=_RunHelp, nargs=0, help="show this help message and exit")
+    run.add_argument("target", type=Path, help="the target file (README: Running it against your gateway)")
+    run.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT), help="default: %(default)s")
+    run.add_argument("--profile", choices=requirements.PROFILES, default=requirements.DEFAULT_PROFILE,
+                     help="requirement profile (default: %(default)s)")
     run.set_defaults(handler=_run)
 
     demo = commands.add_parser("demo", help="run the whole suite against the embedded reference gateway")
@@ -79,6 +87,40 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "markdown"), default="text")
     report.set_defaults(handler=_report)
     return parser
+
+
+class _RunHelp(argparse.Action):
+    """`run --help` also shows the pytest command line and the plugin's options. Built only when asked:
+    a run must not import the plugin before pytest loads it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from conformance import plugin
+
+        parser.epilog = ("runs, in this process:\n  pytest " + shlex.join(
+            ["--pyargs", "conformance.checks", "--mail-target", "TARGET", "--mail-profile", "PROFILE",
+             "--junitxml", "JUNITXML", *PYTEST_OPTIONS]) + "\nthen prints the summary of the JUnit file.")
+        group = parser.add_argument_group("passed to pytest as they are (with any other pytest option, e.g. -n 4)")
+        plugin.pytest_addoption(cast("pytest.Parser", _PluginOptions(group)))
+        parser.print_help()
+        parser.exit()
+
+
+_SET_BY_RUN = {"--mail-target", "--mail-profile"}
+
+
+class _PluginOptions:
+    """Stands in for pytest's option parser so that the plugin's own --mail-* definitions feed the help."""
+
+    def __init__(self, group: argparse._ArgumentGroup) -> None:
+        self.group = group
+
+    def getgroup(self, name: str, description: str = "") -> _PluginOptions:
+        return self
+
+    def addoption(self, *names: str, **spec: Any) -> None:
+        if not set(names) & _SET_BY_RUN:
+            self.group.add_argument(*names, **spec)
 
 
 def run_suite(target: Path, junitxml: Path, profile: str, extra: Sequence[str] = ()) -> int:

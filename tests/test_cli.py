@@ -109,3 +109,14 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
                              cwd=Path(cli.__file__).resolve().parent.parent)
     assert listing.stdout.split()[:3] == ["ID", "LEVEL", "FAMILY"]
     assert listing.stderr == ""
+
+
+def test_run_help_lists_what_it_passes_to_pytest(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "pytest --pyargs conformance.checks --mail-target TARGET --mail-profile PROFILE" in out
+    assert " ".join(cli.PYTEST_OPTIONS[:4]) in out
+    for option in ("--mail-fail-on", "--mail-allow-lockout", "--mail-allow-disruption", "--mail-timeout"):
+        assert f"\n  {option}" in out
