@@ -139,3 +139,10 @@ def test_without_target_checks_skip_with_reason(pytester: pytest.Pytester) -> No
 def test_header_shows_target_and_profile(pytester: pytest.Pytester, minimal_target: Path) -> None:
     result, _ = run(pytester, minimal_target, "--mail-profile", "sensitive-data")
     result.stdout.fnmatch_lines(["mailconform: target 'unit'*", "*profile sensitive-data, fail-on must-proven*"])
+
+
+def test_header_is_silent_without_a_target(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert not [line for line in result.outlines if line.startswith("mailconform")]
