@@ -9,6 +9,7 @@ An optional SMTP front (greeting, EHLO with STARTTLS, 220) puts the TLS stack be
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 import tempfile
@@ -20,6 +21,18 @@ from pathlib import Path
 from certgen import Issued, issue
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from conformance.probes.tls.wire import (
+    ClientHello,
+    ContentType,
+    Extension,
+    ExtensionType,
+    Handshake,
+    HandshakeBuffer,
+    HandshakeType,
+    Record,
+    ServerHello,
+    TlsVersion,
+)
 from conformance.target import Endpoint, Service
 
 IO_TIMEOUT = 10.0
@@ -172,4 +185,59 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
         (connection or TLSConnection)(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)
 
     with _thread_server(handshake, smtp=smtp, imap=imap, busy=busy) as served:
+        yield served
+
+
+HELLO_THEN_ABORT_SUITES = (0x1301, 0xC02F, 0x002F, 0x000A)  # AES-GCM (1.3, ECDHE), static RSA CBC, 3DES
+
+
+def _server_hello_for(hello: ClientHello, suites: tuple[int, ...]) -> ServerHello | None:
+    """The ServerHello a server holding ``suites`` would send: its first suite offered, at the best version
+    offered (TLS 1.3 with a key share of the client's first group); None if nothing is in common."""
+    offered = {e.type: e.data for e in hello.extensions}
+    usable = [s for s in suites if s in set(hello.cipher_suites)]
+    versions = offered.get(ExtensionType.SUPPORTED_VERSIONS, b"")[1:]
+    if TlsVersion.TLS1_3 in (int.from_bytes(versions[i:i + 2], "big") for i in range(0, len(versions), 2)):
+        share = offered[ExtensionType.KEY_SHARE]
+        group, length = share[2:4], int.from_bytes(share[4:6], "big")
+        tls13 = [s for s in usable if s >> 8 == 0x13]
+        return ServerHello(0x0303, os.urandom(32), hello.session_id, tls13[0], 0, (
+            Extension(ExtensionType.SUPPORTED_VERSIONS, b"\x03\x04"),
+            Extension(ExtensionType.KEY_SHARE, group + length.to_bytes(2, "big") + os.urandom(length)),
+        )) if tls13 else None
+    legacy = [s for s in usable if s >> 8 != 0x13]
+    return ServerHello(min(hello.version, 0x0303), os.urandom(32), b"", legacy[0], 0,
+                       (Extension(ExtensionType.RENEGOTIATION_INFO, b"\x00"),)) if legacy else None
+
+
+def _read_client_hello(conn: socket.socket) -> ClientHello | None:
+    stream, handshake = conn.makefile("rb"), HandshakeBuffer()
+    while True:
+        header = stream.read(Record.HEADER)
+        if len(header) < Record.HEADER or header[0] != ContentType.HANDSHAKE:
+            return None  # gone, or an SSL 2.0 hello
+        messages = handshake.feed(stream.read(int.from_bytes(header[3:5], "big")))
+        if messages:
+            return ClientHello.parse(messages[0].body)
+
+
+@contextlib.contextmanager
+def hello_then_abort_server(alert: int = 80, suites: tuple[int, ...] = HELLO_THEN_ABORT_SUITES) -> Iterator[Served]:
+    """A server that answers a ClientHello offering one of ``suites`` with a ServerHello and then aborts
+    with ``alert`` (handshake_failure if nothing is in common): it answers, and no handshake ever
+    completes, as a broken TLS stack behind a working front. Crafted bytes: no stack does this for real."""
+
+    def handshake(conn: socket.socket) -> None:
+        hello = _read_client_hello(conn)
+        if hello is None:
+            return
+        answer = _server_hello_for(hello, suites)
+        version = answer.selected_version if answer and answer.selected_version < TlsVersion.TLS1_3 else 0x0303
+        if answer is not None:
+            conn.sendall(Record(ContentType.HANDSHAKE, version,
+                                Handshake(HandshakeType.SERVER_HELLO, answer.to_bytes()).to_bytes()).to_bytes())
+        conn.sendall(Record(ContentType.ALERT, version, bytes([2, alert if answer else 40])).to_bytes())
+        conn.recv(1)  # the client's own alert, or its close
+
+    with _thread_server(handshake, smtp=False) as served:
         yield served
