@@ -143,17 +143,38 @@ def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, im
         raise served.errors[0]
 
 
+def padded_leaf(kib: int) -> Issued:
+    """A certificate of about ``kib`` KiB (a long SAN list, as on shared hosting fronts)."""
+    names = tuple(f"host{i:05d}.padding.example.test" for i in range(kib * 1024 // 34))
+    return issue("localhost", dns=("localhost", *names), key=rsa.generate_private_key(65537, 2048))
+
+
+def _answers_tls13_only(conn: socket.socket) -> bool:
+    """Peek at the ClientHello: does it offer TLS 1.3 (supported_versions)? An older hello is never answered."""
+    head = conn.recv(Record.HEADER, socket.MSG_PEEK)
+    body = conn.recv(Record.HEADER + int.from_bytes(head[3:5], "big"), socket.MSG_PEEK | socket.MSG_WAITALL)
+    offered = HandshakeBuffer().feed(body[Record.HEADER:])
+    hello = ClientHello.parse(offered[0].body) if offered else None
+    return hello is not None and any(e.type == ExtensionType.SUPPORTED_VERSIONS for e in hello.extensions)
+
+
 @contextlib.contextmanager
 def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False,
-                   imap: bool = False) -> Iterator[Served]:
-    """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``."""
+                   imap: bool = False, leaf: Issued | None = None, mute_below_tls13: bool = False,
+                   ) -> Iterator[Served]:
+    """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``. ``mute_below_tls13``: a
+    hello without TLS 1.3 is never answered (its connection stays open until the client gives up)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = rsa_leaf().write(Path(tmp), "leaf")
+        cert, key = (leaf or rsa_leaf()).write(Path(tmp), "leaf")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
         configure(ctx)
 
     def handshake(conn: socket.socket) -> None:
+        if mute_below_tls13 and not _answers_tls13_only(conn):
+            conn.recv(1 << 16)  # reads the hello and waits: the client's timeout ends it
+            conn.recv(1)
+            return
         with ctx.wrap_socket(conn, server_side=True) as tls:
             tls.recv(1)
 

@@ -35,6 +35,8 @@ _TLSLITE_CIPHER = {"RC4_128": "rc4", "3DES_EDE_CBC": "3des", "AES_128_CBC": "aes
                    "AES_128_GCM": "aes128gcm", "AES_256_GCM": "aes256gcm", "CHACHA20_POLY1305": "chacha20-poly1305",
                    "NULL": "null"}
 _TLSLITE_MAC = {"SHA": "sha", "SHA256": "sha256", "SHA384": "sha384", "MD5": "md5"}
+# OpenSSL reasons that are the client's own limits, not the server's doing
+_OPENSSL_LIMITS = frozenset({"EXCESSIVE_MESSAGE_SIZE", "NO_CIPHERS_AVAILABLE", "DH_KEY_TOO_SMALL", "EE_KEY_TOO_SMALL"})
 _OPENSSL_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_(?:ALERT_)?(?P<name>.+)$")
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Confirmation:
     suite: CipherSuite
     completed: bool
     detail: str
+    ours: bool = False  # our stack's own limit stopped it (e.g. OpenSSL's 100 KiB certificate list): try another
 
     def __str__(self) -> str:
         if self.completed:
@@ -96,6 +99,8 @@ def _openssl_context(version: TlsVersion, chosen: CipherSuite) -> ssl.SSLContext
 
 def _tlslite_settings(version: TlsVersion, chosen: CipherSuite) -> Callable[[], object] | None:
     """The tlslite-ng settings that offer ``chosen`` (and its twins) at ``version``; None if it cannot."""
+    if version == TlsVersion.TLS1_3:
+        return functools.partial(_tlslite_tls13_settings)
     cipher, _, mac = chosen.cipher.rpartition("_")
     names = (_TLSLITE_KEX.get(chosen.kex), _TLSLITE_CIPHER.get(cipher), _TLSLITE_MAC.get(mac))
     if None in names or not TlsVersion.SSL3 <= version <= TlsVersion.TLS1_2:
@@ -116,19 +121,29 @@ def _tlslite_settings(version: TlsVersion, chosen: CipherSuite) -> Callable[[], 
     return settings
 
 
+def _tlslite_tls13_settings() -> object:
+    from tlslite.handshakesettings import HandshakeSettings
+
+    made = HandshakeSettings()
+    made.minVersion = made.maxVersion = (3, 4)
+    return made
+
+
 Handshaker = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str, float], Awaitable[Confirmation]]
 
 
-def handshaker(version: TlsVersion, chosen: CipherSuite) -> Handshaker | None:
-    """The stack that can complete a handshake at ``version`` offering ``chosen`` (OpenSSL first), bound to
-    them: call it with an open stream at the TLS point, the server name and a timeout. None if no stack can."""
+def handshakers(version: TlsVersion, chosen: CipherSuite) -> list[Handshaker]:
+    """The stacks that can complete a handshake at ``version`` offering ``chosen``, OpenSSL first, bound
+    to them: call one with an open stream at the TLS point, the server name and a timeout; try the next
+    only when one stops at its own limit (``Confirmation.ours``). Empty if no stack can."""
+    found: list[Handshaker] = []
     context = _openssl_context(version, chosen)
     if context is not None:
-        return functools.partial(_by_openssl, context=context, version=version, chosen=chosen)
+        found.append(functools.partial(_by_openssl, context=context, version=version, chosen=chosen))
     settings = _tlslite_settings(version, chosen)
     if settings is not None and _has_tlslite():
-        return functools.partial(_by_tlslite, settings=settings, version=version, chosen=chosen)
-    return None
+        found.append(functools.partial(_by_tlslite, settings=settings, version=version, chosen=chosen))
+    return found
 
 
 @functools.lru_cache(maxsize=1)
@@ -149,8 +164,10 @@ async def _by_openssl(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         info = await upgrade(reader, writer, context, host, timeout=timeout, what="confirmation handshake")
     except ProbeError as exc:
         cause = exc.__cause__
-        words = ssl_reason(cause) if isinstance(cause, ssl.SSLError) else str(exc)
-        return Confirmation(version, chosen, False, f"handshake fails: {words}")
+        if isinstance(cause, ssl.SSLError):
+            return Confirmation(version, chosen, False, f"handshake fails: {ssl_reason(cause)}",
+                                ours=cause.reason in _OPENSSL_LIMITS)
+        return Confirmation(version, chosen, False, f"handshake fails: {exc}")
     return Confirmation(version, chosen, True, f"OpenSSL: {info.version} {info.cipher}")
 
 
@@ -208,7 +225,7 @@ def representatives(found: dict[TlsVersion, tuple[CipherSuite, ...]], confirmed:
                         key=lambda vs: (len(vs[1].weaknesses), -vs[0], vs[1].code))
     chosen: list[tuple[TlsVersion, CipherSuite]] = []
     for version, candidate in candidates:
-        if candidate.weaknesses - covered and handshaker(version, candidate) is not None:
+        if candidate.weaknesses - covered and handshakers(version, candidate):
             chosen.append((version, candidate))
             covered |= candidate.weaknesses
     return chosen
@@ -216,7 +233,7 @@ def representatives(found: dict[TlsVersion, tuple[CipherSuite, ...]], confirmed:
 
 def _speakable_first(version: TlsVersion, found: tuple[CipherSuite, ...]) -> CipherSuite:
     """The server's first pick among the suites a local stack can speak at ``version``."""
-    return next((s for s in found if handshaker(version, s) is not None), found[0])
+    return next((s for s in found if handshakers(version, s)), found[0])
 
 
 @dataclass(frozen=True)

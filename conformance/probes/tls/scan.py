@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conformance.probes.starttls.opening import open_to_tls_point
-from conformance.probes.tls.confirm import Confirmation, handshaker, settle
+from conformance.probes.tls.confirm import Confirmation, handshakers, settle
 from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
 from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
 from conformance.probes.tls.wire import (
@@ -334,14 +334,15 @@ class _Scan:
 
     async def confirm(self, version: TlsVersion, chosen: CipherSuite) -> Confirmation:
         """A completed handshake at ``version`` offering ``chosen``, through a stack that speaks it."""
-        stack = handshaker(version, chosen)
-        if stack is None:
-            return Confirmation(version, chosen, False, "but no local TLS stack can complete this handshake")
+        found = Confirmation(version, chosen, False, "but no local TLS stack can complete this handshake")
         timeout = self.cfg.timeout * 0.9  # inside _once's own bound, so the stack's words win over a timeout
-        found: Confirmation | None = await self.probe(
-            f"{version} confirmation", lambda r, w: stack(r, w, self.endpoint.host, timeout), LAST)
-        found = found or Confirmation(version, chosen, False, "but the confirmation handshake got no answer")
-        self.transcript.note(f"confirmation: {found}")
+        for stack in handshakers(version, chosen):
+            answer: Confirmation | None = await self.probe(
+                f"{version} confirmation", lambda r, w, s=stack: s(r, w, self.endpoint.host, timeout), LAST)
+            found = answer or Confirmation(version, chosen, False, "but the confirmation handshake got no answer")
+            self.transcript.note(f"confirmation: {found}")
+            if not found.ours:
+                break
         return found
 
     # --- properties that need their own hello ---------------------------------------------------

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from conformance.probes.tls.confirm import Confirmation, handshaker, representatives, settle, ssl_reason
+from conformance.probes.tls.confirm import Confirmation, handshakers, representatives, settle, ssl_reason
 from conformance.probes.tls.suites import CipherSuite, by_name
 from conformance.probes.tls.wire import TlsVersion
 
@@ -59,10 +59,11 @@ def test_one_representative_per_weakness_not_per_suite() -> None:
 
 
 def test_each_finding_goes_to_a_stack_that_speaks_it() -> None:
-    assert handshaker(V.TLS1_2, GCM) is not None and handshaker(V.TLS1_3, by_name("TLS_AES_128_GCM_SHA256"))
-    assert handshaker(V.SSL3, RC4) is not None  # tlslite-ng
-    assert handshaker(V.TLS1_0, GCM) is None  # no stack runs an AEAD suite below TLS 1.2
-    assert handshaker(V.TLS1_2, by_name("TLS_RSA_WITH_IDEA_CBC_SHA")) is None
+    assert len(handshakers(V.TLS1_2, GCM)) == 2  # OpenSSL, then tlslite-ng where OpenSSL hits its own limit
+    assert len(handshakers(V.TLS1_3, by_name("TLS_AES_128_GCM_SHA256"))) == 2
+    assert len(handshakers(V.SSL3, RC4)) == 1  # tlslite-ng only
+    assert handshakers(V.TLS1_0, GCM) == []  # no stack runs an AEAD suite below TLS 1.2
+    assert handshakers(V.TLS1_2, by_name("TLS_RSA_WITH_IDEA_CBC_SHA")) == []
 
 
 def test_openssl_reasons_come_out_in_words() -> None:
