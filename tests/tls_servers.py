@@ -43,6 +43,23 @@ class Served:
     endpoint: Endpoint
     accepted: int = 0
     errors: list[BaseException] = field(default_factory=list)
+    hung_up: list[bool] = field(default_factory=list)  # linger servers: did the client end each connection?
+
+
+def _wait_for_hang_up(tls: ssl.SSLSocket) -> bool:
+    """Read raw bytes (a close_notify is never answered) until the client closes; False if it never does."""
+    raw = socket.socket(fileno=tls.detach())
+    raw.settimeout(IO_TIMEOUT)  # the descriptor is non-blocking from the old socket's timeout mode
+    try:
+        while raw.recv(1 << 16):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        pass  # a reset is a hang-up too
+    finally:
+        raw.close()
+    return True
 
 
 def rsa_leaf() -> Issued:
@@ -161,9 +178,12 @@ def _answers_tls13_only(conn: socket.socket) -> bool:
 @contextlib.contextmanager
 def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False,
                    imap: bool = False, leaf: Issued | None = None, mute_below_tls13: bool = False,
-                   ) -> Iterator[Served]:
+                   linger: bool = False) -> Iterator[Served]:
     """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``. ``mute_below_tls13``: a
-    hello without TLS 1.3 is never answered (its connection stays open until the client gives up)."""
+    hello without TLS 1.3 is never answered (its connection stays open until the client gives up).
+    ``linger``: after the handshake, never send close_notify and never close, as some GnuTLS-based MTAs:
+    only the client can end the connection (``Served.hung_up`` records that it did)."""
+    served_ref: list[Served] = []
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = (leaf or rsa_leaf()).write(Path(tmp), "leaf")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -176,9 +196,13 @@ def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = 
             conn.recv(1)
             return
         with ctx.wrap_socket(conn, server_side=True) as tls:
+            if linger:
+                served_ref[0].hung_up.append(_wait_for_hang_up(tls))
+                return
             tls.recv(1)
 
     with _thread_server(handshake, smtp=smtp, imap=imap) as served:
+        served_ref.append(served)
         yield served
 
 
