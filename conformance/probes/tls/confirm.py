@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
 import socket
 import ssl
 import warnings
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 
 from conformance.probes.tls.suites import CipherSuite, Weakness
 from conformance.probes.tls.wire import AlertDescription, TlsVersion, describe
-from conformance.probes.wire.outcome import ProbeError
+from conformance.probes.wire.outcome import ProbeError, ssl_reason
 from conformance.probes.wire.streams import peek_buffer
 from conformance.probes.wire.upgrade import probe_context, upgrade
 
@@ -37,7 +36,6 @@ _TLSLITE_CIPHER = {"RC4_128": "rc4", "3DES_EDE_CBC": "3des", "AES_128_CBC": "aes
 _TLSLITE_MAC = {"SHA": "sha", "SHA256": "sha256", "SHA384": "sha384", "MD5": "md5"}
 # OpenSSL reasons that are the client's own limits, not the server's doing
 _OPENSSL_LIMITS = frozenset({"EXCESSIVE_MESSAGE_SIZE", "NO_CIPHERS_AVAILABLE", "DH_KEY_TOO_SMALL", "EE_KEY_TOO_SMALL"})
-_OPENSSL_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_(?:ALERT_)?(?P<name>.+)$")
 
 @dataclass(frozen=True)
 class Confirmation:
@@ -53,15 +51,6 @@ class Confirmation:
         if self.completed:
             return f"{self.version} {self.suite}: handshake completed ({self.detail})"
         return f"{self.version} {self.suite}: answers ServerHello, {self.detail}"
-
-
-def ssl_reason(exc: ssl.SSLError) -> str:
-    """OpenSSL's reason in words: 'TLSV1_ALERT_INTERNAL_ERROR' -> 'internal_error alert'."""
-    reason = exc.reason or str(exc)
-    alert = _OPENSSL_ALERT.match(reason)
-    if alert and alert.group("name").lower() in {d.name.lower() for d in AlertDescription}:
-        return f"{alert.group('name').lower()} alert"
-    return reason.replace("_", " ").lower()
 
 
 @functools.lru_cache(maxsize=1)

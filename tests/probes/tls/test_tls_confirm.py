@@ -7,9 +7,10 @@ import ssl
 
 import pytest
 
-from conformance.probes.tls.confirm import Confirmation, handshakers, representatives, settle, ssl_reason
+from conformance.probes.tls.confirm import Confirmation, handshakers, representatives, settle
 from conformance.probes.tls.suites import CipherSuite, by_name
 from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.outcome import ssl_reason
 
 pytestmark = pytest.mark.unit
 

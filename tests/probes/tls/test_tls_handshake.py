@@ -158,3 +158,19 @@ def test_a_server_that_never_sends_close_notify_costs_no_wait(smtp: bool) -> Non
         attempts = run(twice(served.endpoint))
     assert [a.outcome for a in attempts] == [Outcome.COMPLETED, Outcome.COMPLETED], attempts[-1].reason
     assert served.hung_up == [True, True]  # we ended both connections; the server never did
+
+
+def test_a_refused_handshake_quotes_the_alert_in_words() -> None:
+    """Issue 13: the reason was 'TLS error while TLS handshake: SSLV3_ALERT_HANDSHAKE_FAILURE'."""
+    from tls_servers import openssl_server
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("aECDSA")  # the server holds an RSA certificate only
+
+    with openssl_server(lambda ctx: None) as served:
+        attempt = run(probe_handshake(served.endpoint, ProbeConfig(timeout=5, use_system_store=False),
+                                      context=context))
+    assert attempt.outcome is Outcome.SERVER_ERROR
+    assert attempt.reason == "TLS error while TLS handshake: handshake_failure alert", attempt.reason
