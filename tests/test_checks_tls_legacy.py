@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tls_servers import Served, tlslite_server
+from tls_servers import Served, hello_then_abort_server, tlslite_server
 from tlslite.api import TLSConnection
 from tlslite.constants import CipherSuite, ExtensionType
 from tlslite.messages import ClientHello
@@ -79,3 +79,16 @@ def test_server_without_rfc5746_fails_secure_renegotiation(tmp_path: Path) -> No
     assert verdicts["TLS-RENEG-01"] == "fail", run.describe()
     assert {r for r, v in verdicts.items() if v == "fail"} == {"TLS-RENEG-01", "TLS-VER-03"}, run.describe()
     assert "RFC 5746" in next(c.reason for c in run.with_verdict("fail") if c.requirement == "TLS-RENEG-01")
+
+
+def test_a_server_on_which_no_handshake_completes_passes_and_fails_nothing(tmp_path: Path) -> None:
+    """Issue 13: ServerHello, then internal_error, on every version: no version is accepted or refused,
+    no suite is accepted; every verdict is inconclusive with the server's alert in words."""
+    with hello_then_abort_server() as served:
+        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", TLS_CHECKS))
+    verdicts = _verdicts(run)
+    assert set(verdicts.values()) == {"inconclusive"}, run.describe()
+    assert {"TLS-VER-01", "TLS-VER-02", "TLS-VER-03", "TLS-SUITE-01", "TLS-SUITE-02"} <= set(verdicts)
+    reason = next(c.reason for c in run.cases if c.requirement == "TLS-VER-02")
+    assert "TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: answers ServerHello, handshake fails: internal_error alert" \
+        in reason, reason

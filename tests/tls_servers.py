@@ -9,6 +9,7 @@ An optional SMTP front (greeting, EHLO with STARTTLS, 220) puts the TLS stack be
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 import tempfile
@@ -20,6 +21,18 @@ from pathlib import Path
 from certgen import Issued, issue
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from conformance.probes.tls.wire import (
+    ClientHello,
+    ContentType,
+    Extension,
+    ExtensionType,
+    Handshake,
+    HandshakeBuffer,
+    HandshakeType,
+    Record,
+    ServerHello,
+    TlsVersion,
+)
 from conformance.target import Endpoint, Service
 
 IO_TIMEOUT = 10.0
@@ -30,6 +43,23 @@ class Served:
     endpoint: Endpoint
     accepted: int = 0
     errors: list[BaseException] = field(default_factory=list)
+    hung_up: list[bool] = field(default_factory=list)  # linger servers: did the client end each connection?
+
+
+def _wait_for_hang_up(tls: ssl.SSLSocket) -> bool:
+    """Read raw bytes (a close_notify is never answered) until the client closes; False if it never does."""
+    raw = socket.socket(fileno=tls.detach())
+    raw.settimeout(IO_TIMEOUT)  # the descriptor is non-blocking from the old socket's timeout mode
+    try:
+        while raw.recv(1 << 16):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        pass  # a reset is a hang-up too
+    finally:
+        raw.close()
+    return True
 
 
 def rsa_leaf() -> Issued:
@@ -130,21 +160,49 @@ def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, im
         raise served.errors[0]
 
 
+def padded_leaf(kib: int) -> Issued:
+    """A certificate of about ``kib`` KiB (a long SAN list, as on shared hosting fronts)."""
+    names = tuple(f"host{i:05d}.padding.example.test" for i in range(kib * 1024 // 34))
+    return issue("localhost", dns=("localhost", *names), key=rsa.generate_private_key(65537, 2048))
+
+
+def _answers_tls13_only(conn: socket.socket) -> bool:
+    """Peek at the ClientHello: does it offer TLS 1.3 (supported_versions)? An older hello is never answered."""
+    head = conn.recv(Record.HEADER, socket.MSG_PEEK)
+    body = conn.recv(Record.HEADER + int.from_bytes(head[3:5], "big"), socket.MSG_PEEK | socket.MSG_WAITALL)
+    offered = HandshakeBuffer().feed(body[Record.HEADER:])
+    hello = ClientHello.parse(offered[0].body) if offered else None
+    return hello is not None and any(e.type == ExtensionType.SUPPORTED_VERSIONS for e in hello.extensions)
+
+
 @contextlib.contextmanager
 def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False,
-                   imap: bool = False) -> Iterator[Served]:
-    """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``."""
+                   imap: bool = False, leaf: Issued | None = None, mute_below_tls13: bool = False,
+                   linger: bool = False) -> Iterator[Served]:
+    """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``. ``mute_below_tls13``: a
+    hello without TLS 1.3 is never answered (its connection stays open until the client gives up).
+    ``linger``: after the handshake, never send close_notify and never close, as some GnuTLS-based MTAs:
+    only the client can end the connection (``Served.hung_up`` records that it did)."""
+    served_ref: list[Served] = []
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = rsa_leaf().write(Path(tmp), "leaf")
+        cert, key = (leaf or rsa_leaf()).write(Path(tmp), "leaf")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
         configure(ctx)
 
     def handshake(conn: socket.socket) -> None:
+        if mute_below_tls13 and not _answers_tls13_only(conn):
+            conn.recv(1 << 16)  # reads the hello and waits: the client's timeout ends it
+            conn.recv(1)
+            return
         with ctx.wrap_socket(conn, server_side=True) as tls:
+            if linger:
+                served_ref[0].hung_up.append(_wait_for_hang_up(tls))
+                return
             tls.recv(1)
 
     with _thread_server(handshake, smtp=smtp, imap=imap) as served:
+        served_ref.append(served)
         yield served
 
 
@@ -172,4 +230,59 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
         (connection or TLSConnection)(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)
 
     with _thread_server(handshake, smtp=smtp, imap=imap, busy=busy) as served:
+        yield served
+
+
+HELLO_THEN_ABORT_SUITES = (0x1301, 0xC02F, 0x002F, 0x000A)  # AES-GCM (1.3, ECDHE), static RSA CBC, 3DES
+
+
+def _server_hello_for(hello: ClientHello, suites: tuple[int, ...]) -> ServerHello | None:
+    """The ServerHello a server holding ``suites`` would send: its first suite offered, at the best version
+    offered (TLS 1.3 with a key share of the client's first group); None if nothing is in common."""
+    offered = {e.type: e.data for e in hello.extensions}
+    usable = [s for s in suites if s in set(hello.cipher_suites)]
+    versions = offered.get(ExtensionType.SUPPORTED_VERSIONS, b"")[1:]
+    if TlsVersion.TLS1_3 in (int.from_bytes(versions[i:i + 2], "big") for i in range(0, len(versions), 2)):
+        share = offered[ExtensionType.KEY_SHARE]
+        group, length = share[2:4], int.from_bytes(share[4:6], "big")
+        tls13 = [s for s in usable if s >> 8 == 0x13]
+        return ServerHello(0x0303, os.urandom(32), hello.session_id, tls13[0], 0, (
+            Extension(ExtensionType.SUPPORTED_VERSIONS, b"\x03\x04"),
+            Extension(ExtensionType.KEY_SHARE, group + length.to_bytes(2, "big") + os.urandom(length)),
+        )) if tls13 else None
+    legacy = [s for s in usable if s >> 8 != 0x13]
+    return ServerHello(min(hello.version, 0x0303), os.urandom(32), b"", legacy[0], 0,
+                       (Extension(ExtensionType.RENEGOTIATION_INFO, b"\x00"),)) if legacy else None
+
+
+def _read_client_hello(conn: socket.socket) -> ClientHello | None:
+    stream, handshake = conn.makefile("rb"), HandshakeBuffer()
+    while True:
+        header = stream.read(Record.HEADER)
+        if len(header) < Record.HEADER or header[0] != ContentType.HANDSHAKE:
+            return None  # gone, or an SSL 2.0 hello
+        messages = handshake.feed(stream.read(int.from_bytes(header[3:5], "big")))
+        if messages:
+            return ClientHello.parse(messages[0].body)
+
+
+@contextlib.contextmanager
+def hello_then_abort_server(alert: int = 80, suites: tuple[int, ...] = HELLO_THEN_ABORT_SUITES) -> Iterator[Served]:
+    """A server that answers a ClientHello offering one of ``suites`` with a ServerHello and then aborts
+    with ``alert`` (handshake_failure if nothing is in common): it answers, and no handshake ever
+    completes, as a broken TLS stack behind a working front. Crafted bytes: no stack does this for real."""
+
+    def handshake(conn: socket.socket) -> None:
+        hello = _read_client_hello(conn)
+        if hello is None:
+            return
+        answer = _server_hello_for(hello, suites)
+        version = answer.selected_version if answer and answer.selected_version < TlsVersion.TLS1_3 else 0x0303
+        if answer is not None:
+            conn.sendall(Record(ContentType.HANDSHAKE, version,
+                                Handshake(HandshakeType.SERVER_HELLO, answer.to_bytes()).to_bytes()).to_bytes())
+        conn.sendall(Record(ContentType.ALERT, version, bytes([2, alert if answer else 40])).to_bytes())
+        conn.recv(1)  # the client's own alert, or its close
+
+    with _thread_server(handshake, smtp=False) as served:
         yield served

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import ipaddress
+import re
 import ssl
 import warnings
 from collections.abc import Iterable, Sequence
@@ -131,8 +132,28 @@ def _verify_path(chain: list[x509.Certificate], anchors: list[x509.Certificate],
         if "Forbidden signature algorithm" in str(exc):
             return False, ("no valid path to a trust anchor: a certificate in the chain is signed with a forbidden "
                            "algorithm (SHA-1 or MD5), which RFC 5280 verifiers of today reject")
-        return False, f"no valid path to a trust anchor: {exc}"
+        return False, f"no valid path to a trust anchor: {in_words(str(exc))}"
     return True, "chains to a trust anchor"
+
+
+_OID = re.compile(r"\b[0-2](?:\.\d+){2,}\b")
+_MISSING_EXTENSION = re.compile(r"invalid extension: (?P<oid>[\d.]+): Certificate is missing required extension")
+_NO_ISSUER = "all candidates exhausted with no interior errors"
+
+
+def in_words(message: str) -> str:
+    """cryptography's verifier message for an operator: extension OIDs by name, its jargon in plain words."""
+    message = re.sub(r"^(?:validation failed: )?(?:candidates exhausted: )?", "", message)
+    if message == _NO_ISSUER:
+        return "no certificate in the chain is issued by a trust anchor (unknown issuer, or an intermediate is missing)"
+    message = _MISSING_EXTENSION.sub(lambda m: f"a certificate in the chain lacks the {_oid_name(m['oid'])} extension",
+                                     message)
+    return _OID.sub(lambda m: _oid_name(m.group()), message.replace("invalid extension: ", "invalid extension "))
+
+
+def _oid_name(dotted: str) -> str:
+    name = x509.ObjectIdentifier(dotted)._name  # cryptography's registry of names; unknown ones stay dotted
+    return dotted if name == "Unknown OID" else name
 
 
 @functools.lru_cache(maxsize=8)

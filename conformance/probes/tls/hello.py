@@ -27,7 +27,7 @@ from conformance.probes.tls.wire import (
     describe,
 )
 
-MAX_FLIGHT = 2**18  # bytes we read before calling a first flight hostile
+MAX_FLIGHT = 2**20  # bytes we read before calling a first flight hostile
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conformance.probes.starttls.opening import open_to_tls_point
+from conformance.probes.tls.confirm import Confirmation, handshakers, settle
 from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
 from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
 from conformance.probes.tls.wire import (
@@ -98,7 +99,9 @@ class TlsScan:
     ``suites`` lists each version's accepted suites in the order found (the first is the server's
     pick from everything offered). ``server_preference`` is measured at the best version with two
     accepted suites; ``groups`` joins the TLS 1.3 groups and the best legacy version's ECDHE curves;
-    ``dhe_bits`` is the smallest DHE prime seen; ``connections`` counts TCP connections opened."""
+    ``dhe_bits`` is the smallest DHE prime seen; ``connections`` counts TCP connections opened.
+    Versions and suites are reported only when a completed handshake confirmed them (``tls.confirm``);
+    compression and renegotiation come from confirmed versions only."""
 
     endpoint_id: str
     address: str
@@ -114,6 +117,10 @@ class TlsScan:
     inconclusive: tuple[str, ...]
     duration_s: float
     ocsp_stapling: bool | None = None  # TLS 1.2 and older; TLS 1.3 staples inside the encrypted Certificate
+    # Neither confirmed nor refused, and why (no answer; or a ServerHello but no completed handshake):
+    unsettled_versions: dict[TlsVersion, str] = field(default_factory=dict)
+    # Versions whose suite list is incomplete or holds suites no completed handshake confirmed, and why:
+    unsettled_suites: dict[TlsVersion, str] = field(default_factory=dict)
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -172,7 +179,7 @@ class _PriorityGate:
 
 @dataclass
 class _Findings:
-    compression: set[bool] = field(default_factory=set)
+    compression: dict[int, set[bool]] = field(default_factory=dict)
     stapling: set[bool] = field(default_factory=set)
     renegotiation: dict[int, bool] = field(default_factory=dict)
     groups_by_version: dict[int, set[int]] = field(default_factory=dict)
@@ -181,7 +188,8 @@ class _Findings:
     def learn(self, flight: ServerFlight) -> None:
         """Everything a first flight tells besides version and suite (reuse, not re-probe)."""
         if flight.version < TlsVersion.TLS1_3:
-            self.compression.add(flight.hello.compression_method == COMPRESSION_DEFLATE)
+            self.compression.setdefault(flight.version, set()).add(
+                flight.hello.compression_method == COMPRESSION_DEFLATE)
             if flight.version >= TlsVersion.TLS1_0:  # SSL 3.0 hellos carry no extensions
                 self.stapling.add(flight.hello.ocsp_stapling)
             self.renegotiation[flight.version] = flight.hello.secure_renegotiation
@@ -201,6 +209,7 @@ class _Scan:
         self.inconclusive: list[str] = []
         self.errors: list[ProbeError] = []
         self.findings = _Findings()
+        self.unsettled_suites: dict[TlsVersion, str] = {}
         self._preamble_logged = False
         self.gate = _PriorityGate(limiter.max_per_host)
         # Resolved by the first elimination round of a version: the preference probe needs no more.
@@ -299,10 +308,12 @@ class _Scan:
         return True, first.cipher_suite
 
     async def enumerate_suites(self, version: TlsVersion, first: int, main: bool) -> list[int]:
-        """Every suite the server accepts at ``version``, in the order found, ``first`` first."""
+        """Every suite the server answers at ``version``, in the order found, ``first`` first."""
         pool = [code for code in _pool(version) if code != first]
         parts = self._partitions(version, pool, main)
         results = await asyncio.gather(*(self.eliminate(version, part, f"{version} suites") for part in parts))
+        if not all(complete for _, complete in results):
+            self.unsettled_suites[version] = "the suite list could not be completed"
         return [first] + [code for chosen, _ in results for code in chosen]
 
     def _partitions(self, version: TlsVersion, pool: list[int], main: bool) -> list[list[int]]:
@@ -320,6 +331,19 @@ class _Scan:
 
     async def ssl2(self) -> bool | None:
         return await self.probe("SSL 2.0 support", lambda r, w: exchange_ssl2(r, w, ssl2_hello()), LAST)
+
+    async def confirm(self, version: TlsVersion, chosen: CipherSuite) -> Confirmation:
+        """A completed handshake at ``version`` offering ``chosen``, through a stack that speaks it."""
+        found = Confirmation(version, chosen, False, "but no local TLS stack can complete this handshake")
+        timeout = self.cfg.timeout * 0.9  # inside _once's own bound, so the stack's words win over a timeout
+        for stack in handshakers(version, chosen):
+            answer: Confirmation | None = await self.probe(
+                f"{version} confirmation", lambda r, w, s=stack: s(r, w, self.endpoint.host, timeout), LAST)
+            found = answer or Confirmation(version, chosen, False, "but the confirmation handshake got no answer")
+            self.transcript.note(f"confirmation: {found}")
+            if not found.ours:
+                break
+        return found
 
     # --- properties that need their own hello ---------------------------------------------------
 
@@ -418,23 +442,37 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         for job in jobs:
             job.cancel()
     found.update({v: [] for v in accepted if v not in found and v != TlsVersion.SSL2})
+    settled = await settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()}, scan.confirm)
+    confirmed = set(settled.suites)
+    unsettled_versions = {v: next((i for i in scan.inconclusive if i.startswith(f"{v} support:")), "no answer")
+                          for v, (ok, _) in contacts.items() if ok is None}
+    unsettled_versions.update(settled.unsettled_versions)
+    if ssl2 is None:
+        unsettled_versions[TlsVersion.SSL2] = "no answer"
+    unsettled_suites = {v: why for v, why in scan.unsettled_suites.items() if v in confirmed}
+    for version, why in settled.unsettled_suites.items():
+        unsettled_suites[version] = "; ".join(filter(None, (unsettled_suites.get(version), why)))
     f = scan.findings
+    compression = {c for v, seen in f.compression.items() if v in confirmed for c in seen}
+    renegotiation = {v: secure for v, secure in f.renegotiation.items() if v in confirmed}
     return TlsScan(
         endpoint_id=endpoint.id,
         address=address,
-        accepted_versions=frozenset(accepted),
-        suites={v: tuple(suite(c) for c in codes) for v, codes in found.items()},
+        accepted_versions=frozenset(confirmed | ({TlsVersion.SSL2} if ssl2 else set())),
+        suites=settled.suites,
         server_preference=preference,
         groups=frozenset(NamedGroup(g) for per in f.groups_by_version.values() for g in per
                          if g in NamedGroup._value2member_map_),
         dhe_bits=min(f.dhe_bits, default=None),
-        compression=(True in f.compression) if f.compression else None,
-        secure_renegotiation=f.renegotiation[max(f.renegotiation)] if f.renegotiation else None,
+        compression=(True in compression) if compression else None,
+        secure_renegotiation=renegotiation[max(renegotiation)] if renegotiation else None,
         fallback_scsv=fallback,
         ocsp_stapling=(True in f.stapling) if f.stapling else None,
         connections=scan.connections,
         inconclusive=tuple(scan.inconclusive),
         duration_s=time.monotonic() - started,
+        unsettled_versions=unsettled_versions,
+        unsettled_suites=unsettled_suites,
     )
 
 

@@ -427,7 +427,8 @@ class EcdheParams:
 class HandshakeBuffer:
     """Reassembles handshake messages across records (RFC 5246 6.2.1 lets them span and share)."""
 
-    MAX_MESSAGE = 2**17  # a certificate chain larger than this is hostile, not a mail server
+    # Certificate chains of 100+ KiB occur (long SAN lists, cross-signed paths); 512 KiB still bounds a hostile one
+    MAX_MESSAGE = 2**19
 
     def __init__(self) -> None:
         self._pending = b""

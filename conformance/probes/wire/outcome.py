@@ -136,6 +136,19 @@ class Attempt(Generic[R]):
         return self.outcome is Outcome.COMPLETED
 
 
+_OPENSSL_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_(?:ALERT_)?(?P<name>[A-Z_]+)$")
+
+
+def ssl_reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason in words: 'TLSV1_ALERT_INTERNAL_ERROR' -> 'internal_error alert' (the alert's
+    RFC 8446 name), 'WRONG_VERSION_NUMBER' -> 'wrong version number'."""
+    reason = exc.reason or str(exc)
+    alert = _OPENSSL_ALERT.match(reason)
+    if alert:
+        return f"{alert['name'].lower()} alert"
+    return reason.replace("_", " ").lower()
+
+
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
     """The one boundary where low-level errors become ours; `what` says what we were doing."""
@@ -146,7 +159,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     except TimeoutError as exc:
         raise ProbeTimeout(f"timed out while {what}") from exc
     except ssl.SSLError as exc:
-        raise ProtocolViolation(f"TLS error while {what}: {exc.reason or exc}") from exc
+        raise ProtocolViolation(f"TLS error while {what}: {ssl_reason(exc)}") from exc
     except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
         raise Unreachable(f"connection lost while {what}: {type(exc).__name__}") from exc
     except OSError as exc:

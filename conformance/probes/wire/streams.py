@@ -73,7 +73,12 @@ async def send(writer: asyncio.StreamWriter, data: bytes, *, timeout: float, wha
 async def close(writer: asyncio.StreamWriter, timeout: float = 2.0) -> None:
     """Close without ever raising or hanging: teardown must not hide the real outcome."""
     try:
+        tls = not writer.transport.is_closing() and writer.get_extra_info("ssl_object") is not None
         writer.close()
+        if tls:
+            # Our close_notify is sent; RFC 8446 6.1 lets us close without the server's. asyncio would wait
+            # for it up to 30 s (ssl_shutdown_timeout), holding the per-host slot, on servers that never send it.
+            writer.transport.abort()
         await asyncio.wait_for(writer.wait_closed(), timeout)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
         pass  # teardown must not mask the outcome we already have (ssl.SSLError is an OSError)

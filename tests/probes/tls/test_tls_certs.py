@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
-from certgen import NOW, Pki, issue, make_pki, sha1_leaf
-from cryptography.hazmat.primitives.asymmetric import rsa
+from certgen import NOW, Issued, Pki, issue, make_pki, sha1_leaf
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from conformance.probes.tls.certs import ChainError, analyze_chain, match_name
 
@@ -121,3 +125,36 @@ def test_system_store_loads() -> None:
     other = make_pki()
     report = analyze_chain(other.chain(other.leaf()), hostnames=["mx.example.test"])
     assert not report.chains_to_trust  # a private root is in no system store
+
+
+BARE_OID = re.compile(r"\b[0-2](?:\.\d+){2,}\b")
+
+
+def _ca_without_key_usage(root: Issued) -> Issued:
+    """An intermediate CA that omits keyUsage (RFC 5280 4.2.1.3 requires it): certgen always adds it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Intermediate without keyUsage")])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(root.cert.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - dt.timedelta(days=10)).not_valid_after(NOW + dt.timedelta(days=100))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()),
+                              critical=False))
+    return Issued(builder.sign(root.key, hashes.SHA256()), key)
+
+
+def test_certificate_problems_are_told_in_words_not_oids(pki: Pki, anchor: Path) -> None:
+    """Issue 13: 'invalid extension: 2.5.29.15: Certificate is missing required extension' was the reason."""
+    intermediate = _ca_without_key_usage(pki.root)
+    leaf = issue("mx.example.test", intermediate, dns=("mx.example.test",))
+    report = analyze((leaf.der, intermediate.der), anchor)
+    assert not report.chains_to_trust
+    assert report.trust_reason.endswith("a certificate in the chain lacks the keyUsage extension"), report.trust_reason
+    assert not BARE_OID.search(report.trust_reason)
+
+
+def test_an_unknown_issuer_is_told_in_words(anchor: Path) -> None:
+    other = make_pki()
+    reason = analyze((other.leaf().der,), anchor).trust_reason
+    assert "issued by a trust anchor" in reason and "candidates" not in reason, reason

@@ -139,3 +139,38 @@ def test_limiter_slot_released_after_tls_session(pki: Pki, anchor: Path, tmp_pat
 
     assert run(main()) == [Outcome.COMPLETED] * 3
     assert limiter.total_opened == 3 and limiter.peak["127.0.0.1"] == 1
+
+
+@pytest.mark.parametrize("smtp", [False, True], ids=["implicit", "starttls"])
+def test_a_server_that_never_sends_close_notify_costs_no_wait(smtp: bool) -> None:
+    """Issue 13: against an MTA that answers at once but never answers our close_notify (nor closes),
+    asyncio waited for it (30 s ssl_shutdown_timeout) while the connection kept its per-host slot, so
+    the next handshake waited too. With one slot, a second handshake must get it at once."""
+    from tls_servers import openssl_server
+
+    limiter = HostLimiter(1, slot_timeout=5)  # a bound for the failure, not a timing assertion
+
+    async def twice(endpoint: Endpoint) -> list[Attempt[HandshakeResult]]:
+        config = ProbeConfig(timeout=5, use_system_store=False, limiter=limiter)
+        return [await probe_handshake(endpoint, config) for _ in range(2)]
+
+    with openssl_server(lambda ctx: None, smtp=smtp, linger=True) as served:
+        attempts = run(twice(served.endpoint))
+    assert [a.outcome for a in attempts] == [Outcome.COMPLETED, Outcome.COMPLETED], attempts[-1].reason
+    assert served.hung_up == [True, True]  # we ended both connections; the server never did
+
+
+def test_a_refused_handshake_quotes_the_alert_in_words() -> None:
+    """Issue 13: the reason was 'TLS error while TLS handshake: SSLV3_ALERT_HANDSHAKE_FAILURE'."""
+    from tls_servers import openssl_server
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("aECDSA")  # the server holds an RSA certificate only
+
+    with openssl_server(lambda ctx: None) as served:
+        attempt = run(probe_handshake(served.endpoint, ProbeConfig(timeout=5, use_system_store=False),
+                                      context=context))
+    assert attempt.outcome is Outcome.SERVER_ERROR
+    assert attempt.reason == "TLS error while TLS handshake: handshake_failure alert", attempt.reason

@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 from hostile import run
-from tls_servers import Served, openssl_server, tlslite_server
+from tls_servers import Served, openssl_server, padded_leaf, tlslite_server
 
 from conformance.probes.tls.scan import ScanSettings, TlsScan, addresses_of, scan_all, scan_endpoint
 from conformance.probes.tls.suites import REGISTRY, by_name
@@ -195,3 +195,13 @@ def test_scan_all_keys_by_endpoint() -> None:
     assert all(a.outcome is Outcome.COMPLETED for a in results.values())
     legacy = results["submissions@node2"].result
     assert legacy is not None and V.SSL3 in legacy.accepted_versions
+
+
+def test_a_145_kib_certificate_chain_is_scanned() -> None:
+    """Issue 13: the TLS 1.2 scan could not finish on a 145 KB chain (the first flight's Certificate
+    message was over our old 128 KiB bound) and OpenSSL's client stops at 100 KiB: tlslite-ng confirms."""
+    with openssl_server(lambda ctx: None, leaf=padded_leaf(145)) as served:
+        result = scan(served)
+    assert result.accepted_versions == {V.TLS1_2, V.TLS1_3}
+    assert result.unsettled_versions == {} and result.unsettled_suites == {}
+    assert result.inconclusive == ()

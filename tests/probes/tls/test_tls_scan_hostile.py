@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from hostile import run, serving, trickle
+from tls_servers import hello_then_abort_server
 
 from conformance.probes.tls.scan import ScanSettings, scan_endpoint
 from conformance.probes.tls.wire import ContentType, Record, TlsVersion
@@ -97,3 +98,20 @@ def test_sslv2_server_hello_is_detected() -> None:
     attempt = scan_of(sslv2_only)
     assert attempt.ok and attempt.result is not None
     assert attempt.result.accepted_versions == {TlsVersion.SSL2}
+
+
+def test_a_server_hello_without_a_completed_handshake_is_no_acceptance() -> None:
+    """Issue 13: a server that answers every hello with a ServerHello and then internal_error accepted
+    nothing; each version is unsettled with the server's alert in words, in a few extra connections."""
+    with hello_then_abort_server() as served:
+        attempt = run(scan_endpoint(served.endpoint, FAST))
+    assert attempt.ok and attempt.result is not None
+    scan = attempt.result
+    assert scan.accepted_versions == frozenset() and scan.suites == {}
+    assert set(scan.unsettled_versions) == {TlsVersion.SSL3, TlsVersion.TLS1_0, TlsVersion.TLS1_1,
+                                            TlsVersion.TLS1_2, TlsVersion.TLS1_3}
+    assert scan.unsettled_versions[TlsVersion.TLS1_2] == (
+        "TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: answers ServerHello, handshake fails: internal_error alert")
+    assert "static RSA" not in str(scan)  # nothing is reported as accepted, so no suite is judged
+    assert scan.connections == served.accepted <= 35  # one confirmation per version, not one per suite
+

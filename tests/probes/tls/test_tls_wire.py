@@ -194,9 +194,9 @@ def test_a_server_hello_choosing_deflate_is_recorded_as_compression() -> None:
     deflate = ServerHello.parse(_server_hello(compression_method=1).to_bytes())
     findings = _Findings()
     findings.learn(ServerFlight(deflate))
-    assert findings.compression == {True}
+    assert findings.compression == {TlsVersion.TLS1_2: {True}}
     findings.learn(ServerFlight(_server_hello()))
-    assert True in findings.compression and False in findings.compression
+    assert findings.compression[TlsVersion.TLS1_2] == {True, False}
 
 
 def test_hellos_ask_for_ocsp_stapling_and_the_answer_is_read() -> None:
