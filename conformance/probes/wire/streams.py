@@ -52,7 +52,7 @@ async def read_line(reader: asyncio.StreamReader, *, timeout: float, deadline: D
         partial = exc.__cause__.partial if isinstance(exc.__cause__, asyncio.IncompleteReadError) else b""
         if partial:
             raise Unreachable(f"server closed the connection mid-line while {what}: {quote(partial)}") from None
-        raise Unreachable(f"server closed the connection while {what}") from None
+        raise Unreachable(str(exc)) from None
 
 
 async def read_exactly(reader: asyncio.StreamReader, n: int, *, timeout: float,
