@@ -116,9 +116,12 @@ async def _smtp_go_ahead(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 
 async def _smtp_first_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
                              transcript: Transcript, deadline: Deadline) -> str | None:
+    # not smtp_wire.exchange: an answer to the injected NOOP may already wait here, and is the finding
+    transcript.client("QUIT")
     try:
-        reply = await smtp_wire.exchange(reader, writer, "QUIT", timeout=cfg.timeout, deadline=deadline,
-                                         transcript=transcript)
+        await send(writer, b"QUIT\r\n", timeout=cfg.timeout, what="sending QUIT")
+        reply = await smtp_wire.read_reply(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript,
+                                           what="reading the first reply inside TLS")
     except Unreachable:
         return None
     return str(reply)
@@ -152,7 +155,11 @@ async def _imap_first_answer(reader: asyncio.StreamReader, writer: asyncio.Strea
             line = await read_line(reader, timeout=cfg.timeout, deadline=deadline, what="reading after TLS")
             transcript.server(line.decode("utf-8", "replace"))
             if not line.startswith(b"* "):
-                return line.decode("utf-8", "replace").rstrip("\r\n")
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if not text.startswith(("Q1 ", INJECTED_TAG + " ")):  # RFC 9051 2.2.2: tags match commands
+                    raise ProtocolViolation(f"the first tagged reply after the upgrade carries a tag we never sent "
+                                            f"there: {quote(line)}")
+                return text
     except Unreachable:
         return None
     raise ProtocolViolation("no tagged response to LOGOUT within 50 lines")
