@@ -17,11 +17,13 @@ from conformance.probes.abuse.relay import (
     RelayFormsResult,
     SpoofResult,
     SubmissionResult,
+    classify,
 )
 from conformance.probes.abuse.smuggling import FormResult, SmugglingResult
 from conformance.probes.auth.enumeration import EnumerationResult, LoginSample, RcptLimitResult, VrfyResult
 from conformance.probes.auth.logins import LoginOutcome
 from conformance.probes.auth.sasl import AuthPosture, MechanismResult, SaslReply
+from conformance.probes.smtp.wire import SmtpReply
 from conformance.probes.starttls.injection import InjectionResult
 from conformance.probes.starttls.state import EhloState, ImplicitGreeting, StartTlsState
 from conformance.probes.wire.outcome import Attempt, Outcome
@@ -93,6 +95,16 @@ def test_command_injection() -> None:
     bad = InjectionResult("220 go", None, True, "250 ok", False)
     assert verdict(test_injection.test_no_command_injection, MX, ok(MX, good)) == "pass"
     assert verdict(test_injection.test_no_command_injection, MX, ok(MX, bad)) == "fail"
+
+
+@pytest.mark.parametrize("result", [
+    InjectionResult("220 go", None, False, None, False, tls_error="TLS error while TLS handshake: the server "
+                                                                  "sent the TLS alert 'handshake failure'"),
+    InjectionResult("220 go", None, False, None, True),
+], ids=["handshake-failed", "closed-inside-tls"])
+def test_command_injection_without_evidence_is_inconclusive(result: InjectionResult) -> None:
+    """No TLS session, or no answer inside it: nothing shows the pipelined command was discarded."""
+    assert verdict(test_injection.test_no_command_injection, MX, ok(MX, result)) == "inconclusive"
 
 
 def test_preauth_and_fallback() -> None:
@@ -172,6 +184,14 @@ def test_submission_and_spoofing() -> None:
     accepted = SubmissionResult(None, None, "250 ok", Refusal.ACCEPTED, "250 ok", Refusal.ACCEPTED)
     assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, refused)) == "pass"
     assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, accepted)) == "fail"
+    # MAIL taken without AUTH, the test account's own address "unknown": no authentication refusal seen
+    unknown = SubmissionResult(None, None, "250 2.1.0 ok", Refusal.ACCEPTED, "550 user unknown",
+                               classify(SmtpReply.parse(b"550 user unknown\r\n")))
+    assert unknown.rcpt_kind is Refusal.OTHER  # "own" inside "unknown" is no ownership refusal
+    assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, unknown)) == "inconclusive"
+    policy = SubmissionResult(None, None, "250 2.1.0 ok", Refusal.ACCEPTED,
+                              "553 5.7.1 <a@x>: Sender address rejected: not logged in", Refusal.NOT_OWNER)
+    assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, policy)) == "pass"
     spoof_ok = SpoofResult("250 ok", "bob@example.test", "553 5.7.1 not owner", None, Refusal.NOT_OWNER)
     spoof_bad = SpoofResult("250 ok", "bob@example.test", "250 ok", "250 ok", Refusal.ACCEPTED)
     assert verdict(test_relay.test_no_sender_spoofing, SUB, ok(SUB, spoof_ok)) == "pass"

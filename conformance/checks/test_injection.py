@@ -53,7 +53,14 @@ def test_no_command_injection(endpoint: Endpoint, starttls_injection: dict[str, 
         pytest.skip(f"{endpoint}: STARTTLS with a pipelined command was not started ({result.starttls_reply}); "
                     "nothing can be injected")
     evidence.add("starttls_reply", result.starttls_reply)
-    evidence.add("first_answer_inside_tls", result.first_answer_after_tls or "(connection closed)")
+    if result.tls_error is not None:
+        raise Inconclusive(f"{endpoint}: STARTTLS with a pipelined command was answered '{result.starttls_reply}', "
+                           f"then the TLS handshake failed ({result.tls_error}): without a TLS session nothing "
+                           f"shows whether the pipelined command would run inside it (see STARTTLS-OFFER-01)")
+    if result.first_answer_after_tls is None:
+        raise Inconclusive(f"{endpoint}: inside TLS the server closed the connection without answering anything, "
+                           f"so nothing shows whether the pipelined command would run there")
+    evidence.add("first_answer_inside_tls", result.first_answer_after_tls)
     assert not result.executed_after_tls, (
         f"{endpoint}: a command pipelined behind STARTTLS (sent in clear, in the same write) was executed "
         f"inside the TLS session: the first answer inside TLS was '{result.first_answer_after_tls}', not the "

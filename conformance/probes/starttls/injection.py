@@ -39,8 +39,9 @@ class InjectionResult:
     answered_in_plaintext: str | None  # what the server sent after its go-ahead, before TLS (quoted)
     executed_after_tls: bool           # the injected command was answered inside TLS: vulnerable
     first_answer_after_tls: str | None
-    closed_connection: bool            # the server hung up on the pipelined STARTTLS (a safe reaction)
+    closed_connection: bool            # the server hung up (before the go-ahead, or inside TLS unanswered)
     tls_started: bool = True           # False if the server refused the pipelined STARTTLS (also safe)
+    tls_error: str | None = None       # the handshake after the go-ahead failed: no evidence either way
 
 
 async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[InjectionResult]:
@@ -73,8 +74,8 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
             plaintext = quote(pending) if pending else None
             try:
                 await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
-            except Unreachable:
-                return InjectionResult(go_ahead, plaintext, False, None, True)
+            except (Unreachable, ProtocolViolation) as exc:  # no TLS session: nothing to judge inside it
+                return InjectionResult(go_ahead, plaintext, False, None, False, tls_error=str(exc))
             transcript.note("TLS established; asking the server to end the session")
             first = await (_smtp_first_answer if smtp else _imap_first_answer)(reader, writer, cfg, transcript,
                                                                                 deadline)

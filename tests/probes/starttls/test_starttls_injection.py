@@ -10,7 +10,7 @@ import pytest
 from certgen import make_pki
 from cryptography.hazmat.primitives.serialization import Encoding
 from fake_imap import FakeImap
-from hostile import run, serving
+from hostile import TLS_ALERT_HANDSHAKE_FAILURE, run, serving, smtp_server
 
 from conformance.probes.starttls.injection import InjectionResult, probe_starttls_injection
 from conformance.probes.wire.config import ProbeConfig
@@ -125,3 +125,13 @@ def test_naive_imap_server_executes_injected_command(tls_context: ssl.SSLContext
 def test_implicit_tls_is_bad_input() -> None:
     result = probe(naive_smtp(ssl.create_default_context()), Service.SUBMISSIONS)
     assert result.outcome is Outcome.LOCAL_ERROR
+
+
+@pytest.mark.parametrize("answer", [b"", TLS_ALERT_HANDSHAKE_FAILURE], ids=["closes", "alert"])
+def test_failed_handshake_is_no_evidence(answer: bytes) -> None:
+    """Every handshake fails: the go-ahead and the TLS error are kept, and nothing reads as 'not executed'."""
+    result = probe(smtp_server(after_starttls=answer))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.tls_error is not None
+    assert result.result.starttls_reply.startswith("220") and result.result.first_answer_after_tls is None
+    assert not result.result.closed_connection
