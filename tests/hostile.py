@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -135,3 +137,40 @@ def smtp_server(replies: dict[str, bytes] | None = None, *, times: int = 1, gree
                 await writer.drain()
                 return
     return behaviour
+
+
+def bare_lf_splitter(after_split: bytes) -> Behaviour:
+    """An MTA that ends DATA at <LF>.<LF>: it answers the message, then ``after_split`` (e.g. an SMTP
+    synchronization error for the bytes that followed), and resets the connection (SO_LINGER 0) with the
+    rest of the body unread, as a real MTA did. Other forms are body; <CRLF>.<CRLF> ends DATA."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(GREETING)
+        while line := await read_cmd(reader):
+            verb = line.split(b" ", 1)[0].strip().upper()
+            if verb != b"DATA":
+                writer.write({b"EHLO": b"250 mx.test\r\n", b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n"))
+                await writer.drain()
+                if verb == b"QUIT":
+                    return
+                continue
+            writer.write(b"354 go ahead\r\n")
+            await writer.drain()
+            data = b""
+            while b"\n.\n" not in data and b"\r\n.\r\n" not in data:
+                data += await asyncio.wait_for(reader.read(4096), 10)
+            if b"\n.\n" not in data:
+                writer.write(b"250 2.0.0 queued\r\n")
+                await writer.drain()
+                continue
+            writer.write(b"250 2.0.0 queued\r\n" + after_split)
+            await writer.drain()
+            reset(writer)
+            return
+    return behaviour
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST instead of a FIN, the way a server closing on unread input does."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

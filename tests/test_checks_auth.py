@@ -244,3 +244,19 @@ def test_smuggling_check() -> None:
     bad = SmugglingResult((FormResult("<LF>.<LF>", "250 queued", ("250 ok", "500 unknown")),))
     assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, safe)) == "pass"
     assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, bad)) == "fail"
+
+
+def test_smuggling_split_without_a_second_message_still_fails() -> None:
+    """The bare form ended DATA; the rest was refused, then a reset: a failure, and the evidence says so."""
+    split = FormResult("<LF>.<LF>", "250 queued", ("554 5.5.0 synchronization error",),
+                       "connection reset by the server while reading")
+    with pytest.raises(AssertionError, match="no second message went through here"):
+        test_smuggling.test_no_smtp_smuggling(MX, ok(MX, SmugglingResult((split,))), Evidence())
+
+
+def test_smuggling_without_a_second_reply_or_221_is_inconclusive() -> None:
+    lost = FormResult("<LF>.<LF>", "250 queued", (), "connection reset by the server while reading", 2)
+    refused = FormResult("<CR>.<CR>", "521 5.5.2 bare <LF> received", (), "the server closed the connection")
+    assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, SmugglingResult((lost, refused)))) \
+        == "inconclusive"
+    assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, SmugglingResult((refused,)))) == "pass"
