@@ -107,6 +107,13 @@ def test_command_injection_without_evidence_is_inconclusive(result: InjectionRes
     assert verdict(test_injection.test_no_command_injection, MX, ok(MX, result)) == "inconclusive"
 
 
+def test_breaking_off_only_the_injected_session_passes() -> None:
+    """Dovecot resets the handshake of a session with a command pipelined behind STARTTLS; a clean session
+    answers inside TLS: the break-off is the safe reaction."""
+    result = InjectionResult("S2 OK Begin TLS negotiation now.", None, False, None, True, control_answer="Q1 OK")
+    assert verdict(test_injection.test_no_command_injection, MX, ok(MX, result)) == "pass"
+
+
 def test_preauth_and_fallback() -> None:
     good = ImplicitGreeting(True, "* OK ready", False, None, None)
     assert verdict(test_injection.test_no_preauth_or_plaintext_fallback, IMAPS, ok(IMAPS, good)) == "pass"
