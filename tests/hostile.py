@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -102,3 +104,73 @@ async def endless_line(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     for _ in range(1000):  # 4 MB at most: far beyond any bound the client may have
         writer.write(chunk)
         await writer.drain()
+
+
+GREETING = b"220 mx.test ESMTP\r\n"
+EHLO_STARTTLS = b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+# What a broken TLS peer answers a ClientHello with (the TLS errors a real server was seen to cause)
+TLS_ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x03\x00\x02\x02\x28"
+NOT_TLS = b"HTTP/1.0 400 Bad Request\r\n\r\n"
+OVERSIZED_RECORD = b"\x16\x03\x03\xff\xff" + b"\x00" * 64
+
+
+def smtp_server(replies: dict[str, bytes] | None = None, *, times: int = 1, greeting: bytes = GREETING,
+                after_starttls: bytes | None = None) -> Behaviour:
+    """A line-by-line SMTP server: each command's verb picks its reply (default ``250 ok``), sent ``times``
+    times in one write (a server answering every command more than once). ``after_starttls``: the bytes
+    sent in answer to the ClientHello after the 220 to STARTTLS, then the connection is closed."""
+    table = {"EHLO": EHLO_STARTTLS, "STARTTLS": b"220 2.0.0 Ready to start TLS\r\n", "QUIT": b"221 bye\r\n",
+             "DATA": b"354 go ahead\r\n", **(replies or {})}
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        await writer.drain()
+        while line := await read_cmd(reader):
+            verb = line.split(b" ", 1)[0].strip().decode("ascii", "replace").upper()
+            writer.write(table.get(verb, b"250 ok\r\n") * times)
+            await writer.drain()
+            if verb == "QUIT":
+                return
+            if verb == "STARTTLS" and after_starttls is not None:
+                await reader.read(4096)  # the ClientHello
+                writer.write(after_starttls)
+                await writer.drain()
+                return
+    return behaviour
+
+
+def bare_lf_splitter(after_split: bytes) -> Behaviour:
+    """An MTA that ends DATA at <LF>.<LF>: it answers the message, then ``after_split`` (e.g. an SMTP
+    synchronization error for the bytes that followed), and resets the connection (SO_LINGER 0) with the
+    rest of the body unread, as a real MTA did. Other forms are body; <CRLF>.<CRLF> ends DATA."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(GREETING)
+        while line := await read_cmd(reader):
+            verb = line.split(b" ", 1)[0].strip().upper()
+            if verb != b"DATA":
+                writer.write({b"EHLO": b"250 mx.test\r\n", b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n"))
+                await writer.drain()
+                if verb == b"QUIT":
+                    return
+                continue
+            writer.write(b"354 go ahead\r\n")
+            await writer.drain()
+            data = b""
+            while b"\n.\n" not in data and b"\r\n.\r\n" not in data:
+                data += await asyncio.wait_for(reader.read(4096), 10)
+            if b"\n.\n" not in data:
+                writer.write(b"250 2.0.0 queued\r\n")
+                await writer.drain()
+                continue
+            writer.write(b"250 2.0.0 queued\r\n" + after_split)
+            await writer.drain()
+            reset(writer)
+            return
+    return behaviour
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST instead of a FIN, the way a server closing on unread input does."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -17,11 +17,13 @@ from conformance.probes.abuse.relay import (
     RelayFormsResult,
     SpoofResult,
     SubmissionResult,
+    classify,
 )
 from conformance.probes.abuse.smuggling import FormResult, SmugglingResult
 from conformance.probes.auth.enumeration import EnumerationResult, LoginSample, RcptLimitResult, VrfyResult
 from conformance.probes.auth.logins import LoginOutcome
 from conformance.probes.auth.sasl import AuthPosture, MechanismResult, SaslReply
+from conformance.probes.smtp.wire import SmtpReply
 from conformance.probes.starttls.injection import InjectionResult
 from conformance.probes.starttls.state import EhloState, ImplicitGreeting, StartTlsState
 from conformance.probes.wire.outcome import Attempt, Outcome
@@ -93,6 +95,23 @@ def test_command_injection() -> None:
     bad = InjectionResult("220 go", None, True, "250 ok", False)
     assert verdict(test_injection.test_no_command_injection, MX, ok(MX, good)) == "pass"
     assert verdict(test_injection.test_no_command_injection, MX, ok(MX, bad)) == "fail"
+
+
+@pytest.mark.parametrize("result", [
+    InjectionResult("220 go", None, False, None, False, tls_error="TLS error while TLS handshake: the server "
+                                                                  "sent the TLS alert 'handshake failure'"),
+    InjectionResult("220 go", None, False, None, True),
+], ids=["handshake-failed", "closed-inside-tls"])
+def test_command_injection_without_evidence_is_inconclusive(result: InjectionResult) -> None:
+    """No TLS session, or no answer inside it: nothing shows the pipelined command was discarded."""
+    assert verdict(test_injection.test_no_command_injection, MX, ok(MX, result)) == "inconclusive"
+
+
+def test_breaking_off_only_the_injected_session_passes() -> None:
+    """Dovecot resets the handshake of a session with a command pipelined behind STARTTLS; a clean session
+    answers inside TLS: the break-off is the safe reaction."""
+    result = InjectionResult("S2 OK Begin TLS negotiation now.", None, False, None, True, control_answer="Q1 OK")
+    assert verdict(test_injection.test_no_command_injection, MX, ok(MX, result)) == "pass"
 
 
 def test_preauth_and_fallback() -> None:
@@ -172,6 +191,14 @@ def test_submission_and_spoofing() -> None:
     accepted = SubmissionResult(None, None, "250 ok", Refusal.ACCEPTED, "250 ok", Refusal.ACCEPTED)
     assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, refused)) == "pass"
     assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, accepted)) == "fail"
+    # MAIL taken without AUTH, the test account's own address "unknown": no authentication refusal seen
+    unknown = SubmissionResult(None, None, "250 2.1.0 ok", Refusal.ACCEPTED, "550 user unknown",
+                               classify(SmtpReply.parse(b"550 user unknown\r\n")))
+    assert unknown.rcpt_kind is Refusal.OTHER  # "own" inside "unknown" is no ownership refusal
+    assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, unknown)) == "inconclusive"
+    policy = SubmissionResult(None, None, "250 2.1.0 ok", Refusal.ACCEPTED,
+                              "553 5.7.1 <a@x>: Sender address rejected: not logged in", Refusal.NOT_OWNER)
+    assert verdict(test_relay.test_submission_requires_auth, SUB, ok(SUB, policy)) == "pass"
     spoof_ok = SpoofResult("250 ok", "bob@example.test", "553 5.7.1 not owner", None, Refusal.NOT_OWNER)
     spoof_bad = SpoofResult("250 ok", "bob@example.test", "250 ok", "250 ok", Refusal.ACCEPTED)
     assert verdict(test_relay.test_no_sender_spoofing, SUB, ok(SUB, spoof_ok)) == "pass"
@@ -224,3 +251,19 @@ def test_smuggling_check() -> None:
     bad = SmugglingResult((FormResult("<LF>.<LF>", "250 queued", ("250 ok", "500 unknown")),))
     assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, safe)) == "pass"
     assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, bad)) == "fail"
+
+
+def test_smuggling_split_without_a_second_message_still_fails() -> None:
+    """The bare form ended DATA; the rest was refused, then a reset: a failure, and the evidence says so."""
+    split = FormResult("<LF>.<LF>", "250 queued", ("554 5.5.0 synchronization error",),
+                       "connection reset by the server while reading")
+    with pytest.raises(AssertionError, match="no second message went through here"):
+        test_smuggling.test_no_smtp_smuggling(MX, ok(MX, SmugglingResult((split,))), Evidence())
+
+
+def test_smuggling_without_a_second_reply_or_221_is_inconclusive() -> None:
+    lost = FormResult("<LF>.<LF>", "250 queued", (), "connection reset by the server while reading", 2)
+    refused = FormResult("<CR>.<CR>", "521 5.5.2 bare <LF> received", (), "the server closed the connection")
+    assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, SmugglingResult((lost, refused)))) \
+        == "inconclusive"
+    assert verdict(test_smuggling.test_no_smtp_smuggling, MX, ok(MX, SmugglingResult((refused,)))) == "pass"

@@ -90,5 +90,5 @@ def test_a_server_on_which_no_handshake_completes_passes_and_fails_nothing(tmp_p
     assert set(verdicts.values()) == {"inconclusive"}, run.describe()
     assert {"TLS-VER-01", "TLS-VER-02", "TLS-VER-03", "TLS-SUITE-01", "TLS-SUITE-02"} <= set(verdicts)
     reason = next(c.reason for c in run.cases if c.requirement == "TLS-VER-02")
-    assert "TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: answers ServerHello, handshake fails: internal_error alert" \
+    assert "TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: answers ServerHello, handshake fails: the server sent the TLS alert 'internal error'" \
         in reason, reason

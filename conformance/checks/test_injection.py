@@ -53,7 +53,18 @@ def test_no_command_injection(endpoint: Endpoint, starttls_injection: dict[str, 
         pytest.skip(f"{endpoint}: STARTTLS with a pipelined command was not started ({result.starttls_reply}); "
                     "nothing can be injected")
     evidence.add("starttls_reply", result.starttls_reply)
-    evidence.add("first_answer_inside_tls", result.first_answer_after_tls or "(connection closed)")
+    if result.tls_error is not None:
+        raise Inconclusive(f"{endpoint}: STARTTLS with a pipelined command was answered '{result.starttls_reply}', "
+                           f"then {result.tls_error}: without a working TLS session nothing shows whether the "
+                           f"pipelined command would run inside it (see STARTTLS-OFFER-01)")
+    if result.first_answer_after_tls is None:
+        if result.control_answer is None:
+            raise Inconclusive(f"{endpoint}: the server broke off the session and no session without a pipelined "
+                               f"command was tried; nothing shows what it would do inside TLS")
+        evidence.add("session_with_pipelined_command", "broken off by the server")
+        evidence.add("first_answer_inside_tls_without_pipelining", result.control_answer)
+        return  # it drops only the session carrying an injected command: the safe reaction
+    evidence.add("first_answer_inside_tls", result.first_answer_after_tls)
     assert not result.executed_after_tls, (
         f"{endpoint}: a command pipelined behind STARTTLS (sent in clear, in the same write) was executed "
         f"inside the TLS session: the first answer inside TLS was '{result.first_answer_after_tls}', not the "

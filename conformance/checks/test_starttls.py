@@ -26,9 +26,11 @@ def test_starttls_offered(endpoint: Endpoint, smtp_capabilities: dict[str, Attem
         f"{endpoint}: EHLO does not offer STARTTLS, so mail to it travels in clear; enable STARTTLS "
         f"(Postfix: smtpd_tls_security_level = may|encrypt)")
     reply = caps.starttls_reply
-    assert reply is not None and reply.code == 220, (
-        f"{endpoint}: STARTTLS is advertised but refused: {reply.text if reply else 'no reply'}")
-    assert caps.tls is not None, f"{endpoint}: STARTTLS accepted but the TLS handshake failed: {caps.tls_error}"
+    assert reply is not None, f"{endpoint}: STARTTLS is advertised but was never answered"
+    evidence.add("starttls_reply", reply)
+    assert reply.code == 220, f"{endpoint}: STARTTLS is advertised but refused: '{reply}'"
+    assert caps.tls is not None, (
+        f"{endpoint}: STARTTLS was answered '{reply}', then the TLS handshake failed: {caps.tls_error}")
     evidence.add("negotiated", f"{caps.tls.version} {caps.tls.cipher}")
 
 
@@ -74,7 +76,8 @@ def test_capabilities_refreshed_after_starttls(endpoint: Endpoint,
     if endpoint.protocol == "imap":
         icaps = evidence.require(imap_capabilities[endpoint.id])
         if icaps.tls is None:
-            pytest.skip(f"{endpoint}: no TLS session to look into (see STARTTLS-OFFER-01 / STARTTLS-IMAP-01)")
+            pytest.skip(f"{endpoint}: no TLS session to look into ({icaps.tls_error or 'STARTTLS not taken'}; "
+                        "see STARTTLS-OFFER-01 / STARTTLS-IMAP-01)")
         after = icaps.post_tls or frozenset()
         evidence.add("capability_after_tls", after or "none")
         assert after, f"{endpoint}: no CAPABILITY answer after STARTTLS"
@@ -82,7 +85,8 @@ def test_capabilities_refreshed_after_starttls(endpoint: Endpoint,
         return
     scaps = evidence.require(smtp_capabilities[endpoint.id])
     if scaps.tls is None:
-        pytest.skip(f"{endpoint}: no TLS session to look into (see STARTTLS-OFFER-01)")
+        pytest.skip(f"{endpoint}: no TLS session to look into ({scaps.tls_error or 'STARTTLS not taken'}; "
+                    "see STARTTLS-OFFER-01)")
     assert scaps.post_tls is not None, f"{endpoint}: no EHLO answer after STARTTLS"
     evidence.add("ehlo_after_tls", scaps.post_tls.extensions)
     assert not scaps.post_tls.starttls, f"{endpoint}: EHLO still offers STARTTLS inside TLS"

@@ -8,6 +8,7 @@ a relay that accepted RCPT is then confirmed at DATA with a short message to tha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,6 +44,11 @@ class Refusal(StrEnum):
     OTHER = "other"
 
 
+_OWNERSHIP = re.compile(r"\bown(?:s|ed|er|ership)?\b")
+# Refusals that say "not without authentication" (RFC 4954 6, RFC 3207 4, RFC 5321 3.6.2 policy, RFC 3463 5.7.x)
+POLICY_REFUSALS = frozenset({Refusal.AUTH_REQUIRED, Refusal.STARTTLS_FIRST, Refusal.RELAY_DENIED, Refusal.NOT_OWNER})
+
+
 def classify(reply: SmtpReply) -> Refusal:
     text = reply.text.lower()
     if reply.positive:
@@ -54,7 +60,7 @@ def classify(reply: SmtpReply) -> Refusal:
         return Refusal.STARTTLS_FIRST if "tls" in text else Refusal.AUTH_REQUIRED
     if (reply.enhanced or "") == "5.1.1":
         return Refusal.UNKNOWN_USER
-    if reply.code == 553 or "own" in text:
+    if reply.code == 553 or _OWNERSHIP.search(text):  # a word, not "own" inside "unknown"
         return Refusal.NOT_OWNER
     if (reply.enhanced or "").startswith("5.7.") or "relay" in text:
         return Refusal.RELAY_DENIED
@@ -176,6 +182,12 @@ class SubmissionResult:
     def accepted(self) -> bool:
         """Mail would be taken from an unauthenticated client."""
         return self.rcpt_kind is Refusal.ACCEPTED
+
+    @property
+    def refused_for_auth(self) -> bool:
+        """MAIL or RCPT inside TLS was refused for want of authentication or by policy: the evidence a
+        pass needs. "User unknown" for the test account's own address proves nothing about authentication."""
+        return self.mail_kind in POLICY_REFUSALS or self.rcpt_kind in POLICY_REFUSALS
 
 
 async def probe_unauth_submission(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str,

@@ -5,13 +5,14 @@ For each form one small message goes to the target's own test account (and nowhe
 holds the form followed by a harmless ``NOOP``: a server that ends DATA at the form answers the
 message, then the NOOP and the rest of the body as commands, so replies arrive before the 221 to our
 QUIT. A conforming server keeps it all as body and answers once. Counting replies up to QUIT's 221
-needs no waiting on silence, so the verdict does not depend on timing.
+needs no waiting on silence, so the verdict does not depend on timing: replies that arrived ahead of a
+reset still count (``wire.streams`` reads them first), each form has its own session, and a session
+lost before QUIT's 221 with no second reply is tried once more.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from conformance.probes.auth.logins import LoginOutcome
 from conformance.probes.auth.sasl import logged_in
@@ -22,8 +23,10 @@ from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
+    ProbeTimeout,
     ProtocolViolation,
     ServerUnavailable,
+    Unreachable,
     attempt,
 )
 from conformance.target import Endpoint, Secret
@@ -41,12 +44,26 @@ MAX_TRAILING_REPLIES = 10
 @dataclass(frozen=True)
 class FormResult:
     form: str
-    data_reply: str
+    data_reply: str                     # the reply to the message ("" if none came)
     trailing_replies: tuple[str, ...]   # replies between the end of our message and QUIT's 221
+    lost: str | None = None             # how the session ended before QUIT's 221, in words, if it did
+    sessions: int = 1                   # 2 when a lost session was tried once more
 
     @property
     def ends_data(self) -> bool:
+        """More than one reply to one message: the server ended DATA at the form."""
         return bool(self.trailing_replies)
+
+    @property
+    def smuggled_command_ran(self) -> bool:
+        """The command after the form was taken (2xx): a second message could follow it."""
+        return any(reply[:1] == "2" for reply in self.trailing_replies)
+
+    @property
+    def undetermined(self) -> bool:
+        """No second reply, but no 221 either, and no permanent refusal of the message: where DATA ended
+        is not shown (a reset may have cut the replies off)."""
+        return not self.ends_data and self.lost is not None and self.data_reply[:1] != "5"
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,10 @@ class SmugglingResult:
     @property
     def vulnerable(self) -> tuple[FormResult, ...]:
         return tuple(f for f in self.forms if f.ends_data)
+
+    @property
+    def undetermined(self) -> tuple[FormResult, ...]:
+        return tuple(f for f in self.forms if f.undetermined)
 
 
 def probe_body(form: str) -> bytes:
@@ -73,20 +94,30 @@ async def probe_smuggling(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str, 
     ``username`` the session logs in first (submission); the recipient must be the test account."""
     transcript = cfg.transcript(endpoint)
 
+    async def session(form: str) -> FormResult:
+        try:
+            if username is not None and password is not None:
+                async with logged_in(endpoint, cfg, transcript, "PLAIN", username, password,
+                                     retry_after=retry_after) as (smtp, login):
+                    assert isinstance(smtp, SmtpSession)
+                    if login.outcome is LoginOutcome.TEMPORARY:
+                        raise ServerUnavailable(f"cannot log in now: {login.reply}")
+                    if login.outcome is not LoginOutcome.ACCEPTED:
+                        raise LocalError(f"the test account could not log in ({login.reply})")
+                    return await _send(smtp, form, sender, recipient)
+            async with SmtpSession(endpoint, cfg, transcript) as smtp:
+                await smtp.open_secured()
+                return await _send(smtp, form, sender, recipient)
+        except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:  # this form only; the others stand
+            return FormResult(form, "", (), str(exc))
+
     async def one(form: str) -> FormResult:
         transcript.note(f"end-of-data form {form}")
-        if username is not None and password is not None:
-            async with logged_in(endpoint, cfg, transcript, "PLAIN", username, password,
-                                 retry_after=retry_after) as (session, login):
-                assert isinstance(session, SmtpSession)
-                if login.outcome is LoginOutcome.TEMPORARY:
-                    raise ServerUnavailable(f"cannot log in now: {login.reply}")
-                if login.outcome is not LoginOutcome.ACCEPTED:
-                    raise LocalError(f"the test account could not log in ({login.reply})")
-                return await _send(session, form, sender, recipient)
-        async with SmtpSession(endpoint, cfg, transcript) as smtp:
-            await smtp.open_secured()
-            return await _send(smtp, form, sender, recipient)
+        result = await session(form)
+        if result.undetermined:  # a reset can cut replies off: one more session decides
+            transcript.note(f"end-of-data form {form}: {result.lost}; trying once more on a new connection")
+            result = replace(await session(form), sessions=2)
+        return result
 
     async def run() -> SmugglingResult:
         results = []
@@ -106,20 +137,42 @@ async def _send(smtp: SmtpSession, form: str, sender: str, recipient: str) -> Fo
     start = await smtp.command("DATA")
     if start.code != 354:
         raise ProtocolViolation(f"DATA answered {start}")
-    data_reply = await smtp.send_raw(probe_body(form), what="the probe message")
-    trailing = await _replies_until_quit(smtp)
-    return FormResult(form, str(data_reply), tuple(str(r) for r in trailing))
+    data_reply, lost = await _after_sending(smtp, probe_body(form), "the probe message")
+    if data_reply is None:
+        return FormResult(form, "", (), lost)
+    trailing, lost = await _replies_until_quit(smtp)
+    return FormResult(form, str(data_reply), tuple(str(r) for r in trailing), lost)
 
 
-async def _replies_until_quit(smtp: SmtpSession) -> list[SmtpReply]:
-    await smtp.send_raw(b"QUIT\r\n", expect_reply=False)
+async def _after_sending(smtp: SmtpSession, data: bytes, what: str) -> tuple[SmtpReply | None, str | None]:
+    """Send and read one reply; a server that hangs up while we send may still have answered first
+    (a bare-LF refusal), so its reply is read even then. Returns the reply or how the session was lost."""
+    lost = None
+    try:
+        await smtp.send_raw(data, what=what, expect_reply=False)
+    except Unreachable as exc:
+        lost = str(exc)
+    try:
+        return await smtp.read_reply(), lost
+    except (Unreachable, ProtocolViolation) as exc:
+        return None, lost or str(exc)
+
+
+async def _replies_until_quit(smtp: SmtpSession) -> tuple[list[SmtpReply], str | None]:
+    """Every reply before QUIT's 221, including those that arrived ahead of a reset; and, if no 221
+    came, how the session ended."""
+    lost = None
+    try:
+        await smtp.send_raw(b"QUIT\r\n", expect_reply=False)
+    except Unreachable as exc:
+        lost = str(exc)
     trailing: list[SmtpReply] = []
     for _ in range(MAX_TRAILING_REPLIES):
         try:
             reply = await smtp.read_reply()
-        except (ProbeError, asyncio.IncompleteReadError):
-            break
+        except ProbeError as exc:
+            return trailing, lost or str(exc)
         if reply.code == 221:
-            break
+            return trailing, None
         trailing.append(reply)
-    return trailing
+    return trailing, None

@@ -57,6 +57,7 @@ class ImapSession:
         self.tls: TlsInfo | None = None
         self.greeting: StatusLine | None = None
         self.capabilities: frozenset[str] | None = None
+        self.starttls_response: ImapResponse | None = None  # kept when the handshake after it fails
         self._tags = (f"M{n}" for n in itertools.count(1))
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -108,7 +109,7 @@ class ImapSession:
     async def starttls(self, context: ssl.SSLContext | None = None) -> ImapResponse:
         """STARTTLS; on OK the stream is upgraded and CAPABILITY fetched again (RFC 9051 6.2.1: the
         client must discard what it learned before TLS). Any other response is returned unchanged."""
-        response = await self.command("STARTTLS")
+        response = self.starttls_response = await self.command("STARTTLS")
         if not response.ok:
             return response
         refuse_injected_plaintext(self._streams[0], self.transcript)
@@ -234,8 +235,11 @@ async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_l
             if "STARTTLS" in caps and verdict is not CleartextAuth.ACCEPTED:
                 try:
                     starttls_response = await imap.starttls()
-                except ProtocolViolation as exc:  # handshake failed or plaintext injected: keep what we saw
-                    tls_error = str(exc)
+                except ProtocolViolation as exc:
+                    if imap.starttls_response is None:  # the STARTTLS exchange itself broke the protocol
+                        raise
+                    # the OK stands; the handshake after it failed: keep both, the reason is the TLS error
+                    starttls_response, tls_error = imap.starttls_response, str(exc)
             if tls_error is None:
                 await imap.logout()
             return ImapCapabilities(greeting, caps, "STARTTLS" in caps, starttls_response, imap.tls, tls_error,

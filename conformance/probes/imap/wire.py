@@ -115,6 +115,11 @@ async def read_response(reader: asyncio.StreamReader, tag: str, *, timeout: floa
         if head == "+":
             raise ProtocolViolation(f"unexpected continuation request while {what}: {quote(line.encode())}")
         status = parse_status(rest)
+        if head != tag and status is not None and status.status in ("OK", "NO", "BAD"):
+            # RFC 9051 2.2.2: a command's completion carries the tag the client sent with it
+            raise ProtocolViolation(f"a completion tagged {head!r} arrived while {what} (our command's tag is "
+                                    f"{tag}): a surplus or mismatched reply, so later replies would answer the "
+                                    f"wrong commands: {quote(line.encode())}")
         if head != tag or status is None or status.status not in ("OK", "NO", "BAD"):
             raise ProtocolViolation(f"unexpected line while {what} (expected tag {tag}): {quote(line.encode())}")
         return ImapResponse(tag, status.status, status.code, status.text, tuple(untagged))

@@ -63,6 +63,7 @@ class SmtpSession:
         self.tls: TlsInfo | None = None
         self.capabilities: EhloResult | None = None
         self.greeting: SmtpReply | None = None
+        self.starttls_reply: SmtpReply | None = None  # kept when the handshake after it fails
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._deadline: Deadline | None = None
@@ -123,7 +124,7 @@ class SmtpSession:
     async def starttls(self, context: ssl.SSLContext | None = None, *, reehlo: bool = True) -> SmtpReply:
         """STARTTLS; on 220 the stream is upgraded (and EHLO sent again if ``reehlo``, as RFC 3207 4.2
         requires before relying on capabilities). Any other reply is returned and nothing changes."""
-        reply = await self.command("STARTTLS")
+        reply = self.starttls_reply = await self.command("STARTTLS")
         if reply.code != 220:
             return reply
         refuse_injected_plaintext(self._streams[0], self.transcript)
@@ -273,8 +274,11 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
             if first.starttls:
                 try:
                     starttls_reply = await smtp.starttls()
-                except ProtocolViolation as exc:  # handshake failed or plaintext injected: keep what we saw
-                    tls_error = str(exc)
+                except ProtocolViolation as exc:
+                    if smtp.starttls_reply is None:  # the STARTTLS exchange itself broke the protocol
+                        raise
+                    # the go-ahead stands; the handshake after it failed: keep both, the reason is the TLS error
+                    starttls_reply, tls_error = smtp.starttls_reply, str(exc)
             if tls_error is None:
                 await smtp.quit()
             return SmtpCapabilities(greeting, first, first.starttls, starttls_reply, smtp.tls, tls_error,

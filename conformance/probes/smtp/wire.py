@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from conformance.probes.wire.outcome import ProtocolViolation, ServerUnavailable, Transcript
-from conformance.probes.wire.streams import Deadline, quote, read_line, send
+from conformance.probes.wire.streams import Deadline, peek_buffer, quote, read_line, send
 
 MAX_REPLY_LINES = 200
 MAX_REPLY_BYTES = 64 * 1024
@@ -125,11 +125,31 @@ def command_bytes(line: str) -> bytes:
     return line.encode("utf-8") + b"\r\n"
 
 
+def refuse_unsolicited_replies(reader: asyncio.StreamReader, before: str,
+                               transcript: Transcript | None = None) -> None:
+    """Raise if the server sent anything we did not ask for yet (a second reply to one command, a reply
+    to nothing). RFC 5321 4.2: "Every command MUST generate exactly one reply"; pipelined replies come in
+    command order (RFC 2920 3.1). Read as the next reply, a surplus one would pair every later command
+    with an earlier command's answer. A 421 is the one reply a server may send unasked (RFC 5321 3.8)."""
+    pending = peek_buffer(reader)
+    if not pending:
+        return
+    if transcript is not None:
+        transcript.note(f"{len(pending)} bytes arrived unasked before {before}: {quote(pending)}")
+    if pending.startswith(b"421"):
+        raise ServerUnavailable(f"server closing the session: {quote(pending)}")
+    raise ProtocolViolation(f"the server sent a reply nobody asked for before {before}: '{quote(pending)}' "
+                            f"(RFC 5321 4.2: every command gets exactly one reply); later replies would "
+                            f"answer the wrong commands")
+
+
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str, *, timeout: float,
                    deadline: Deadline | None = None, transcript: Transcript | None = None,
                    secret: bool = False) -> SmtpReply:
-    """Send one command line and read its whole reply. ``secret`` keeps the line out of the transcript."""
+    """Send one command line and read its whole reply. ``secret`` keeps the line out of the transcript.
+    Raises ProtocolViolation if a reply nobody asked for is waiting (refuse_unsolicited_replies)."""
     verb = line.split(" ", 1)[0].upper() if not secret else "a redacted command"
+    refuse_unsolicited_replies(reader, f"sending {verb}", transcript)
     if transcript is not None:
         transcript.client(line, secret=secret)
     await send(writer, command_bytes(line), timeout=deadline.clamp(timeout) if deadline else timeout,

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.smtp import wire as smtp_wire
-from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
+from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused, open_to_tls_point
 from conformance.probes.wire.config import ProbeConfig, scrubbed
 from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
+    ProbeError,
     ProtocolViolation,
     ServerUnavailable,
     Transcript,
@@ -39,8 +40,10 @@ class InjectionResult:
     answered_in_plaintext: str | None  # what the server sent after its go-ahead, before TLS (quoted)
     executed_after_tls: bool           # the injected command was answered inside TLS: vulnerable
     first_answer_after_tls: str | None
-    closed_connection: bool            # the server hung up on the pipelined STARTTLS (a safe reaction)
+    closed_connection: bool            # the server broke off the session that carried a pipelined command
     tls_started: bool = True           # False if the server refused the pipelined STARTTLS (also safe)
+    tls_error: str | None = None       # no TLS session answered, not even without a pipelined command
+    control_answer: str | None = None  # a clean STARTTLS session's answer inside TLS, after a break-off
 
 
 async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[InjectionResult]:
@@ -73,21 +76,49 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
             plaintext = quote(pending) if pending else None
             try:
                 await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
-            except Unreachable:
-                return InjectionResult(go_ahead, plaintext, False, None, True)
-            transcript.note("TLS established; asking the server to end the session")
-            first = await (_smtp_first_answer if smtp else _imap_first_answer)(reader, writer, cfg, transcript,
-                                                                                deadline)
+            except (Unreachable, ProtocolViolation) as exc:
+                failed: str | None = str(exc)
+            else:
+                failed = None
+                transcript.note("TLS established; asking the server to end the session")
+                first = await (_smtp_first_answer if smtp else _imap_first_answer)(reader, writer, cfg, transcript,
+                                                                                    deadline)
         finally:
-            await close(writer)
-        if first is None:
-            return InjectionResult(go_ahead, plaintext, False, None, True)
+            await close(writer)  # before the control session: the per-host budget may be one connection
+        if failed is None and first is None:
+            failed = "the server closed the TLS session without answering"
+        if failed is not None:
+            return await _judge_break_off(endpoint, cfg, transcript, go_ahead, plaintext, failed)
+        assert first is not None
         # Decided by position, not by a substring like "250": inside TLS we sent only QUIT (SMTP has no
         # tags), so any first reply other than QUIT's 221 answers the injected command; IMAP tags decide.
         executed = not first.startswith("221") if smtp else first.startswith(INJECTED_TAG + " ")
         return InjectionResult(go_ahead, plaintext, executed, first, False)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+async def _judge_break_off(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, go_ahead: str,
+                           plaintext: str | None, failed: str) -> InjectionResult:
+    """The session with the pipelined command broke off (handshake failed, or no answer inside TLS). If a
+    STARTTLS session without anything pipelined answers inside TLS, the break-off was the server's reaction
+    to the injection (Dovecot resets such a session): safe. Otherwise nothing shows what it would do."""
+    transcript.note(f"{failed}; control: a STARTTLS session without a pipelined command")
+    try:
+        reader, writer = await open_to_tls_point(endpoint, timeout=cfg.timeout, ehlo_name=cfg.ehlo_name,
+                                                 transcript=transcript, limiter=cfg.limiter)
+        try:
+            deadline = Deadline(cfg.session_budget)
+            await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
+            first_answer = _smtp_first_answer if endpoint.protocol == "smtp" else _imap_first_answer
+            answer = await first_answer(reader, writer, cfg, transcript, deadline)
+        finally:
+            await close(writer)
+    except ProbeError as exc:
+        answer, failed = None, f"{failed}; without a pipelined command: {exc}"
+    if answer is None:
+        return InjectionResult(go_ahead, plaintext, False, None, False, tls_error=failed)
+    return InjectionResult(go_ahead, plaintext, False, None, True, control_answer=answer)
 
 
 async def _raw(writer: asyncio.StreamWriter, lines: list[str], cfg: ProbeConfig, transcript: Transcript) -> None:
@@ -116,9 +147,12 @@ async def _smtp_go_ahead(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 
 async def _smtp_first_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
                              transcript: Transcript, deadline: Deadline) -> str | None:
+    # not smtp_wire.exchange: an answer to the injected NOOP may already wait here, and is the finding
+    transcript.client("QUIT")
     try:
-        reply = await smtp_wire.exchange(reader, writer, "QUIT", timeout=cfg.timeout, deadline=deadline,
-                                         transcript=transcript)
+        await send(writer, b"QUIT\r\n", timeout=cfg.timeout, what="sending QUIT")
+        reply = await smtp_wire.read_reply(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript,
+                                           what="reading the first reply inside TLS")
     except Unreachable:
         return None
     return str(reply)
@@ -152,7 +186,11 @@ async def _imap_first_answer(reader: asyncio.StreamReader, writer: asyncio.Strea
             line = await read_line(reader, timeout=cfg.timeout, deadline=deadline, what="reading after TLS")
             transcript.server(line.decode("utf-8", "replace"))
             if not line.startswith(b"* "):
-                return line.decode("utf-8", "replace").rstrip("\r\n")
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if not text.startswith(("Q1 ", INJECTED_TAG + " ")):  # RFC 9051 2.2.2: tags match commands
+                    raise ProtocolViolation(f"the first tagged reply after the upgrade carries a tag we never sent "
+                                            f"there: {quote(line)}")
+                return text
     except Unreachable:
         return None
     raise ProtocolViolation("no tagged response to LOGOUT within 50 lines")

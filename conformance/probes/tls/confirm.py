@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from conformance.probes.tls.suites import CipherSuite, Weakness
 from conformance.probes.tls.wire import AlertDescription, TlsVersion, describe
-from conformance.probes.wire.outcome import ProbeError, ssl_reason
+from conformance.probes.wire.outcome import ProbeError, alert_words, tls_error_words
 from conformance.probes.wire.streams import peek_buffer
 from conformance.probes.wire.upgrade import probe_context, upgrade
 
@@ -154,7 +154,7 @@ async def _by_openssl(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     except ProbeError as exc:
         cause = exc.__cause__
         if isinstance(cause, ssl.SSLError):
-            return Confirmation(version, chosen, False, f"handshake fails: {ssl_reason(cause)}",
+            return Confirmation(version, chosen, False, f"handshake fails: {tls_error_words(cause)}",
                                 ours=cause.reason in _OPENSSL_LIMITS)
         return Confirmation(version, chosen, False, f"handshake fails: {exc}")
     return Confirmation(version, chosen, True, f"OpenSSL: {info.version} {info.cipher}")
@@ -190,7 +190,7 @@ def _tlslite_handshake(sock: socket.socket, settings: Callable[[], object], host
     try:
         connection.handshakeClientCert(settings=settings(), serverName=host)
     except TLSRemoteAlert as exc:
-        return f"{describe(AlertDescription, exc.description).lower()} alert"
+        return alert_words(describe(AlertDescription, exc.description))
     except TLSLocalAlert as exc:
         return f"our client gave up: {exc.message or describe(AlertDescription, exc.description).lower()}"
     except TLSAbruptCloseError:

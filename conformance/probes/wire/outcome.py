@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -136,22 +138,75 @@ class Attempt(Generic[R]):
         return self.outcome is Outcome.COMPLETED
 
 
-_OPENSSL_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_(?:ALERT_)?(?P<name>[A-Z_]+)$")
+# OpenSSL reason codes a broken or hostile server provokes, in words an operator can act on.
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server's answer is not TLS (wrong version number)",
+    "PACKET_LENGTH_TOO_LONG": "the server sent an oversized TLS record",
+    "ENCRYPTED_LENGTH_TOO_LONG": "the server sent an oversized TLS record",
+    "DATA_LENGTH_TOO_LONG": "the server sent an oversized TLS record",
+    "RECORD_LAYER_FAILURE": "the server sent a malformed or oversized TLS record",
+    "EXCESSIVE_MESSAGE_SIZE": "the server sent an oversized TLS handshake message",
+    "UNSUPPORTED_PROTOCOL": "no TLS version in common with the server",
+    "NO_PROTOCOLS_AVAILABLE": "no TLS version in common with the server",
+    "UNEXPECTED_EOF_WHILE_READING": "the server closed the connection in the middle of TLS",
+    "UNEXPECTED_MESSAGE": "the server sent a TLS message out of order",
+}
+_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_(?:ALERT_)?(?P<name>[A-Z_]+)$")
+_SSL_NOISE = re.compile(r"^\[[A-Z_]+: [A-Z0-9_]+\]\s*|\s*\(_ssl\.c:\d+\)$")
 
 
-def ssl_reason(exc: ssl.SSLError) -> str:
-    """OpenSSL's reason in words: 'TLSV1_ALERT_INTERNAL_ERROR' -> 'internal_error alert' (the alert's
-    RFC 8446 name), 'WRONG_VERSION_NUMBER' -> 'wrong version number'."""
-    reason = exc.reason or str(exc)
-    alert = _OPENSSL_ALERT.match(reason)
+def alert_words(name: str) -> str:
+    """A TLS alert by its RFC 8446 name, as words ('HANDSHAKE_FAILURE' or 'handshake_failure' alike)."""
+    return f"the server sent the TLS alert '{name.lower().replace('_', ' ')}'"
+
+
+def tls_error_words(exc: ssl.SSLError) -> str:
+    """An OpenSSL error as a sentence: alerts by name, known reason codes in words, never a bare code."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"the certificate did not verify: {exc.verify_message or 'unknown reason'}"
+    if isinstance(exc, ssl.SSLZeroReturnError):
+        return "the server closed the TLS session"
+    if isinstance(exc, ssl.SSLEOFError):
+        return "the server closed the connection in the middle of TLS"
+    reason = exc.reason or ""
+    alert = _ALERT.match(reason)
     if alert:
-        return f"{alert['name'].lower()} alert"
-    return reason.replace("_", " ").lower()
+        return alert_words(alert.group('name'))
+    if reason in _TLS_REASONS:
+        return _TLS_REASONS[reason]
+    text = reason.lower().replace("_", " ") or _SSL_NOISE.sub("", str(exc.args[1] if len(exc.args) > 1 else exc))
+    return text or "unknown reason"
+
+
+# Connection errors in words; the class name (ConnectionResetError) means nothing to an operator.
+_CONNECTION_WORDS: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionRefusedError, "connection refused by the server"),
+    (ConnectionResetError, "connection reset by the server"),
+    (ConnectionAbortedError, "connection aborted"),
+    (BrokenPipeError, "the server closed the connection (broken pipe)"),
+    (asyncio.IncompleteReadError, "the server closed the connection"),
+    (EOFError, "the server closed the connection"),
+)
+
+
+def os_error_words(exc: BaseException) -> str:
+    """An OSError (or a lost stream) as words: what happened, never the exception's class name."""
+    for kind, words in _CONNECTION_WORDS:
+        if isinstance(exc, kind):
+            return words
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror or 'no address'})"
+    if isinstance(exc, OSError):
+        text = exc.strerror or (os.strerror(exc.errno) if exc.errno else "")
+        if text:
+            return f"network error: {text[0].lower()}{text[1:]}"
+    return "network error"
 
 
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
-    """The one boundary where low-level errors become ours; `what` says what we were doing."""
+    """The one boundary where low-level errors become ours; `what` says what we were doing.
+    Every reason is words: the server's deed and our step, never an exception class name or code."""
     try:
         yield
     except ProbeError:
@@ -159,11 +214,11 @@ def mapped_errors(what: str) -> Iterator[None]:
     except TimeoutError as exc:
         raise ProbeTimeout(f"timed out while {what}") from exc
     except ssl.SSLError as exc:
-        raise ProtocolViolation(f"TLS error while {what}: {ssl_reason(exc)}") from exc
-    except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
-        raise Unreachable(f"connection lost while {what}: {type(exc).__name__}") from exc
+        raise ProtocolViolation(f"TLS error while {what}: {tls_error_words(exc)}") from exc
+    except (ConnectionError, asyncio.IncompleteReadError, EOFError) as exc:
+        raise Unreachable(f"{os_error_words(exc)} while {what}") from exc
     except OSError as exc:
-        raise Unreachable(f"network error while {what}: {exc.strerror or exc}") from exc
+        raise Unreachable(f"{os_error_words(exc)} while {what}") from exc
 
 
 async def attempt(endpoint: str, transcript: Transcript, coro: asyncio.Future[R] | object) -> Attempt[R]:

@@ -38,6 +38,9 @@ async def read_line(reader: asyncio.StreamReader, *, timeout: float, deadline: D
                     what: str) -> bytes:
     """One line including its terminator. Raises ProbeTimeout (no complete line in time), Unreachable
     (the server closed; the partial line is quoted) or ProtocolViolation (line longer than MAX_LINE)."""
+    salvaged = _line_left_by_a_broken_connection(reader)
+    if salvaged is not None:
+        return salvaged
     budget = _budget(timeout, deadline)
     if budget <= 0:
         raise ProbeTimeout(f"overall deadline of {deadline.seconds:g} s passed before {what}")  # type: ignore[union-attr]
@@ -52,7 +55,22 @@ async def read_line(reader: asyncio.StreamReader, *, timeout: float, deadline: D
         partial = exc.__cause__.partial if isinstance(exc.__cause__, asyncio.IncompleteReadError) else b""
         if partial:
             raise Unreachable(f"server closed the connection mid-line while {what}: {quote(partial)}") from None
-        raise Unreachable(f"server closed the connection while {what}") from None
+        raise Unreachable(str(exc)) from None
+
+
+def _line_left_by_a_broken_connection(reader: asyncio.StreamReader) -> bytes | None:
+    """A complete line the server sent before its connection broke. StreamReader.readuntil raises the
+    stored error (a reset) before it looks at its buffer, so replies that arrived ahead of a reset would
+    be lost, and whether they were depended on timing."""
+    if reader.exception() is None:
+        return None
+    buffer = getattr(reader, "_buffer", None)  # private, like peek_buffer: StreamReader has no peek
+    if not isinstance(buffer, bytearray) or b"\n" not in buffer:
+        return None
+    end = buffer.index(b"\n") + 1
+    line = bytes(buffer[:end])
+    del buffer[:end]
+    return line
 
 
 async def read_exactly(reader: asyncio.StreamReader, n: int, *, timeout: float,

@@ -8,7 +8,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from hostile import run, serving
+from hostile import Behaviour, bare_lf_splitter, run, serving
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
 from conformance.probes.abuse.smuggling import FORMS, SmugglingResult, probe_body, probe_smuggling
@@ -100,3 +100,37 @@ def test_each_form_is_caught(form: str) -> None:
     assert form in flagged
     # a parser honouring <LF>.<LF> also ends at <CR><LF>.<LF>, which contains it; nothing else is flagged
     assert all(FORMS[form] in FORMS[other] for other in flagged)
+
+
+def smuggle(behaviour: Behaviour) -> Attempt[SmugglingResult]:
+    async def main() -> Attempt[SmugglingResult]:
+        async with serving(behaviour, Service.MX) as endpoint:
+            return await probe_smuggling(endpoint, CFG, sender="probe@mailconform.invalid", recipient=USER,
+                                         forms=("<LF>.<LF>", "<CR>.<CR>"))
+    return run(main())
+
+
+@pytest.mark.parametrize(("after_split", "ran"), [
+    (b"554 5.5.0 SMTP synchronization error\r\n", False),
+    (b"250 2.0.0 ok\r\n", True),
+], ids=["sync-error-then-reset", "noop-run-then-reset"])
+def test_split_then_reset_is_caught_every_time(after_split: bytes, ran: bool) -> None:
+    """250 at <LF>.<LF>, one more reply, then a reset: the replies that came before the reset decide,
+    whether or not the smuggled command ran (it used to read as a pass or as 'ConnectionResetError')."""
+    for _ in range(3):
+        result = smuggle(bare_lf_splitter(after_split))
+        assert result.outcome is Outcome.COMPLETED, result.reason
+        assert result.result is not None
+        lf, cr = result.result.forms
+        assert lf.ends_data and lf.smuggled_command_ran is ran and lf.data_reply.startswith("250")
+        assert not cr.ends_data and not cr.undetermined
+
+
+def test_reset_right_after_the_reply_is_undetermined_after_one_retry() -> None:
+    """250 at <LF>.<LF> and a reset with nothing else: no second reply, no 221; tried twice, then unknown."""
+    result = smuggle(bare_lf_splitter(b""))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None
+    lf = result.result.forms[0]
+    assert lf.undetermined and lf.sessions == 2 and not lf.ends_data
+    assert lf.lost is not None and ("reset" in lf.lost or "closed" in lf.lost) and "Error" not in lf.lost

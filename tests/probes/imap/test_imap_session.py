@@ -174,3 +174,18 @@ def test_probe_implicit_tls(tls_context: ssl.SSLContext, tmp_path: Path) -> None
     assert result.outcome is Outcome.COMPLETED, result.reason
     assert result.result.tls is not None and result.result.pre_tls is None
     assert "AUTH=PLAIN" in result.result.post_tls
+
+
+def test_a_completion_with_another_tag_is_a_surplus_reply() -> None:
+    """A server answering every command twice: the second command must not take the first's completion."""
+    behaviour = script(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n", None, b"M1 OK done\r\nM1 OK done\r\n",
+                       None, b"M2 OK done\r\n")
+
+    async def main() -> None:
+        async with serving(behaviour, Service.IMAP) as endpoint, ImapSession(endpoint, cfg()) as imap:
+            await imap.connect()
+            await imap.noop()
+            with pytest.raises(ProtocolViolation, match="tagged 'M1' arrived.*tag is M2.*surplus"):
+                await imap.noop()
+
+    run(main())

@@ -11,13 +11,13 @@ from typing import Any
 import certgen
 import pytest
 from certgen import Pki
-from hostile import run, script, serving
+from hostile import NOT_TLS, OVERSIZED_RECORD, TLS_ALERT_HANDSHAKE_FAILURE, run, script, serving, smtp_server
 from smtp_servers import PASSWORD, USER, Recorder, aiosmtpd_server
 
 from conformance.probes.smtp.session import CleartextAuth, SmtpSession, probe_smtp_capabilities
 from conformance.probes.smtp.wire import EhloResult, SmtpReply
 from conformance.probes.wire.config import ProbeConfig
-from conformance.probes.wire.outcome import Outcome, ProtocolViolation
+from conformance.probes.wire.outcome import Outcome, ProtocolViolation, ServerUnavailable
 from conformance.target import Secret
 
 pytestmark = pytest.mark.unit
@@ -177,3 +177,61 @@ def test_password_never_in_transcript_reason_or_exception(server_context: ssl.SS
     for form in _forms(PASSWORD):
         assert form not in text
     assert repr(Secret(PASSWORD, "test")).count(PASSWORD) == 0
+
+
+# --- replies stay matched to commands; reasons say what the server did ----------------------------
+
+def test_surplus_replies_are_a_violation_not_the_next_answer() -> None:
+    """A server answering every command twice: STARTTLS must not read EHLO's second reply as its own."""
+    async def main() -> Any:
+        async with serving(smtp_server(times=2)) as endpoint:
+            return await probe_smtp_capabilities(endpoint, config(), try_auth_before_tls=False)
+
+    result = run(main())
+    assert result.outcome is Outcome.SERVER_ERROR, result
+    assert "nobody asked for before sending STARTTLS" in result.reason and "250-mx.test" in result.reason
+    assert "refused" not in result.reason
+
+
+def test_surplus_reply_never_answers_a_later_rcpt() -> None:
+    """Every RCPT really gets 550; stale 250s from the doubled MAIL reply must not stand in for them."""
+    async def main() -> Any:
+        doubled = smtp_server({"EHLO": b"250 mx.test\r\n", "RCPT": b"550 5.1.1 no such user\r\n"}, times=2)
+        async with serving(doubled) as endpoint, SmtpSession(endpoint, config()) as smtp:
+            await smtp.connect()
+            await smtp.ehlo()
+            with pytest.raises(ProtocolViolation, match="nobody asked for before sending MAIL"):
+                await smtp.mail("a@example.test")
+
+    run(main())
+
+
+def test_unsolicited_421_is_the_server_closing() -> None:
+    async def main() -> Any:
+        closing = smtp_server({"EHLO": b"250 mx.test\r\n421 4.3.2 shutting down\r\n"})
+        async with serving(closing) as endpoint, SmtpSession(endpoint, config()) as smtp:
+            await smtp.connect()
+            await smtp.ehlo()
+            with pytest.raises(ServerUnavailable, match="421 4.3.2 shutting down"):
+                await smtp.noop()
+
+    run(main())
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (TLS_ALERT_HANDSHAKE_FAILURE, "the server sent the TLS alert 'handshake failure'"),
+    (NOT_TLS, "not TLS (wrong version number)"),
+    (OVERSIZED_RECORD, "oversized TLS record"),
+], ids=["alert", "not-tls", "oversized-record"])
+def test_handshake_failure_after_220_keeps_the_go_ahead(answer: bytes, words: str) -> None:
+    """220 to STARTTLS, then a broken handshake: the 220 stands and the reason is the TLS error, in words."""
+    async def main() -> Any:
+        async with serving(smtp_server(after_starttls=answer)) as endpoint:
+            return await probe_smtp_capabilities(endpoint, config(), try_auth_before_tls=False)
+
+    result = run(main())
+    assert result.ok, result
+    caps = result.result
+    assert caps.starttls_reply is not None and caps.starttls_reply.code == 220
+    assert caps.tls is None and caps.tls_error is not None and words in caps.tls_error, caps.tls_error
+    assert "SSL" not in caps.tls_error and "_" not in caps.tls_error

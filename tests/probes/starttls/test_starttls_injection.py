@@ -10,7 +10,7 @@ import pytest
 from certgen import make_pki
 from cryptography.hazmat.primitives.serialization import Encoding
 from fake_imap import FakeImap
-from hostile import run, serving
+from hostile import TLS_ALERT_HANDSHAKE_FAILURE, reset, run, serving, smtp_server
 
 from conformance.probes.starttls.injection import InjectionResult, probe_starttls_injection
 from conformance.probes.wire.config import ProbeConfig
@@ -31,7 +31,7 @@ def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
 
 
 def naive_smtp(context: ssl.SSLContext, *, discard: bool = False, hang_up: bool = False,  # type: ignore[no-untyped-def]
-               extra: bytes = b""):
+               extra: bytes = b"", reset_pipelined: bool = False):
     """An asyncio SMTP server; by default it keeps its StreamReader buffer across start_tls — exactly
     the CVE-2011-0411 mistake."""
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -45,6 +45,9 @@ def naive_smtp(context: ssl.SSLContext, *, discard: bool = False, hang_up: bool 
                     return
                 writer.write(b"220 go ahead\r\n" + extra)  # extra: response injection
                 await writer.drain()
+                if reset_pipelined and reader._buffer:  # test server: Dovecot's answer to a pipelined command
+                    reset(writer)
+                    return
                 if discard:
                     reader._buffer.clear()  # test server: what a fixed server does with pre-TLS input
                 await writer.start_tls(context)
@@ -125,3 +128,21 @@ def test_naive_imap_server_executes_injected_command(tls_context: ssl.SSLContext
 def test_implicit_tls_is_bad_input() -> None:
     result = probe(naive_smtp(ssl.create_default_context()), Service.SUBMISSIONS)
     assert result.outcome is Outcome.LOCAL_ERROR
+
+
+@pytest.mark.parametrize("answer", [b"", TLS_ALERT_HANDSHAKE_FAILURE], ids=["closes", "alert"])
+def test_failed_handshake_is_no_evidence(answer: bytes) -> None:
+    """Every handshake fails: the go-ahead and the TLS error are kept, and nothing reads as 'not executed'."""
+    result = probe(smtp_server(after_starttls=answer))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.tls_error is not None
+    assert result.result.starttls_reply.startswith("220") and result.result.first_answer_after_tls is None
+    assert not result.result.closed_connection and "without a pipelined command" in result.result.tls_error
+
+
+def test_breaking_off_only_the_pipelined_session_is_safe(tls_context: ssl.SSLContext) -> None:
+    """Go-ahead, then a reset for the session with a pipelined command (Dovecot); a clean session works."""
+    result = probe(naive_smtp(tls_context, discard=True, reset_pipelined=True))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.tls_error is None
+    assert result.result.closed_connection and result.result.control_answer == "221 bye"

@@ -10,7 +10,7 @@ import pytest
 from conformance.probes.tls.confirm import Confirmation, handshakers, representatives, settle
 from conformance.probes.tls.suites import CipherSuite, by_name
 from conformance.probes.tls.wire import TlsVersion
-from conformance.probes.wire.outcome import ssl_reason
+from conformance.probes.wire.outcome import tls_error_words
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def settled(answered: dict[TlsVersion, tuple[CipherSuite, ...]], dies: frozenset
     async def check(version: TlsVersion, chosen: CipherSuite) -> Confirmation:
         asked.append((version, chosen))
         if chosen in dies:
-            return Confirmation(version, chosen, False, "handshake fails: illegal_parameter alert")
+            return Confirmation(version, chosen, False, "handshake fails: the server sent the TLS alert 'illegal parameter'")
         return Confirmation(version, chosen, True, "test")
 
     return asyncio.run(settle(answered, check)), asked
@@ -40,7 +40,7 @@ def test_a_class_whose_representative_dies_is_unsettled_and_the_rest_stands() ->
     assert result.suites == {V.TLS1_2: (GCM, ECDHE_CBC, RSA_CBC)}  # type: ignore[attr-defined]
     why = result.unsettled_suites[V.TLS1_2]  # type: ignore[attr-defined]
     assert why.startswith("1 suite(s) not confirmed") and "TLS_RSA_WITH_3DES_EDE_CBC_SHA" in why
-    assert "illegal_parameter alert" in why
+    assert "the server sent the TLS alert 'illegal parameter'" in why
     # the version, then one suite per class, fewest weaknesses first: 3DES is only in the suite that died
     assert asked == [(V.TLS1_2, GCM), (V.TLS1_2, ECDHE_CBC), (V.TLS1_2, RSA_CBC), (V.TLS1_2, RSA_3DES)]
 
@@ -48,7 +48,7 @@ def test_a_class_whose_representative_dies_is_unsettled_and_the_rest_stands() ->
 def test_a_version_whose_handshake_dies_is_unsettled() -> None:
     result, _ = settled({V.TLS1_0: (RSA_CBC,), V.TLS1_2: (GCM,)}, dies=frozenset({RSA_CBC}))
     assert set(result.suites) == {V.TLS1_2}  # type: ignore[attr-defined]
-    assert result.unsettled_versions[V.TLS1_0].endswith("handshake fails: illegal_parameter alert")  # type: ignore[attr-defined]
+    assert result.unsettled_versions[V.TLS1_0].endswith("handshake fails: the server sent the TLS alert 'illegal parameter'")  # type: ignore[attr-defined]
 
 
 def test_one_representative_per_weakness_not_per_suite() -> None:
@@ -73,7 +73,7 @@ def test_openssl_reasons_come_out_in_words() -> None:
         exc.reason = reason  # type: ignore[misc]
         return exc
 
-    assert ssl_reason(error("SSLV3_ALERT_HANDSHAKE_FAILURE")) == "handshake_failure alert"
-    assert ssl_reason(error("TLSV1_ALERT_INTERNAL_ERROR")) == "internal_error alert"
-    assert ssl_reason(error("TLSV1_UNRECOGNIZED_NAME")) == "unrecognized_name alert"
-    assert ssl_reason(error("WRONG_VERSION_NUMBER")) == "wrong version number"
+    assert tls_error_words(error("SSLV3_ALERT_HANDSHAKE_FAILURE")) == "the server sent the TLS alert 'handshake failure'"
+    assert tls_error_words(error("TLSV1_ALERT_INTERNAL_ERROR")) == "the server sent the TLS alert 'internal error'"
+    assert tls_error_words(error("TLSV1_UNRECOGNIZED_NAME")) == "the server sent the TLS alert 'unrecognized name'"
+    assert tls_error_words(error("WRONG_VERSION_NUMBER")) == "the server's answer is not TLS (wrong version number)"

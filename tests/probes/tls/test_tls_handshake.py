@@ -173,4 +173,4 @@ def test_a_refused_handshake_quotes_the_alert_in_words() -> None:
         attempt = run(probe_handshake(served.endpoint, ProbeConfig(timeout=5, use_system_store=False),
                                       context=context))
     assert attempt.outcome is Outcome.SERVER_ERROR
-    assert attempt.reason == "TLS error while TLS handshake: handshake_failure alert", attempt.reason
+    assert attempt.reason == "TLS error while TLS handshake: the server sent the TLS alert 'handshake failure'", attempt.reason

@@ -111,7 +111,7 @@ def test_a_server_hello_without_a_completed_handshake_is_no_acceptance() -> None
     assert set(scan.unsettled_versions) == {TlsVersion.SSL3, TlsVersion.TLS1_0, TlsVersion.TLS1_1,
                                             TlsVersion.TLS1_2, TlsVersion.TLS1_3}
     assert scan.unsettled_versions[TlsVersion.TLS1_2] == (
-        "TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: answers ServerHello, handshake fails: internal_error alert")
+        "TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: answers ServerHello, handshake fails: the server sent the TLS alert 'internal error'")
     assert "static RSA" not in str(scan)  # nothing is reported as accepted, so no suite is judged
     assert scan.connections == served.accepted <= 35  # one confirmation per version, not one per suite
 
