@@ -202,8 +202,8 @@ def _verdict_of(report: pytest.TestReport, call: pytest.CallInfo[None]) -> Verdi
 def _reason(report: pytest.TestReport) -> str:
     if report.passed:
         return ""
-    if isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if isinstance(report.longrepr, tuple):  # the verdict property already says skipped or inconclusive
+        return str(report.longrepr[2]).removeprefix("Skipped: ").removeprefix("INCONCLUSIVE: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     return text.removeprefix("AssertionError: ").split("\nassert ")[0].strip()

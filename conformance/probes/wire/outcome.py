@@ -136,6 +136,14 @@ class Attempt(Generic[R]):
         return self.outcome is Outcome.COMPLETED
 
 
+# In words, never an exception class name: the reason goes to an operator.
+_LOST_HOW: dict[type[BaseException], str] = {
+    ConnectionResetError: "reset by the server",
+    BrokenPipeError: "closed by the server (broken pipe)",
+    asyncio.IncompleteReadError: "closed by the server",
+}
+
+
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
     """The one boundary where low-level errors become ours; `what` says what we were doing."""
@@ -147,8 +155,10 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise ProbeTimeout(f"timed out while {what}") from exc
     except ssl.SSLError as exc:
         raise ProtocolViolation(f"TLS error while {what}: {exc.reason or exc}") from exc
-    except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
-        raise Unreachable(f"connection lost while {what}: {type(exc).__name__}") from exc
+    except ConnectionRefusedError as exc:
+        raise Unreachable(f"connection refused while {what}") from exc
+    except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+        raise Unreachable(f"connection {_LOST_HOW[type(exc)]} while {what}") from exc
     except OSError as exc:
         raise Unreachable(f"network error while {what}: {exc.strerror or exc}") from exc
 
