@@ -6,6 +6,8 @@ Every value written into a report is a plain string, so pytest-xdist can carry i
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from conformance.verdict import FailOn, Inconclusive, Verdict, default_fail_on, 
 FIXTURE_MODULES = (
     "conformance.fixtures.core",
     "conformance.fixtures.smtp",
+    "conformance.fixtures.account",
     "conformance.fixtures.tls",
     "conformance.fixtures.auth",
     "conformance.fixtures.lockout",
@@ -45,6 +48,7 @@ class RequirementMark:
     level: Level | None  # None: the active profile leaves this requirement out
 
 
+_ENDPOINT_PREFIX = re.compile(r"^[\w-]+@[\w.-]+(\[[^\]]*\])?: ")
 OPTIONS_KEY = pytest.StashKey[MailOptions]()
 REQUIREMENT_KEY = pytest.StashKey[RequirementMark]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
@@ -268,6 +272,7 @@ class VerdictPolicy:
         self.opts = opts
         self.failing: list[str] = []
         self.should_failed: list[str] = []
+        self.inconclusive: Counter[str] = Counter()  # reason (without its endpoint) -> checks
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "teardown" and report.failed:
@@ -277,6 +282,8 @@ class VerdictPolicy:
         props = dict(report.user_properties)
         verdict = Verdict(str(props.get("verdict", Verdict.PASS)))
         level = str(props.get("level", "MUST"))  # a plain test of the user's own counts like a MUST
+        if verdict is Verdict.INCONCLUSIVE:
+            self.inconclusive[_ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))] += 1
         if fails_run(self.opts.fail_on, verdict, level):
             self.failing.append(report.nodeid)
         elif verdict is Verdict.FAIL:
@@ -288,6 +295,9 @@ class VerdictPolicy:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.failing else pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for reason, count in self.inconclusive.most_common(3):  # a cause shared by many checks, said once
+            if count > 1:
+                terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive: {reason}", yellow=True)
         if self.should_failed:
             terminalreporter.write_line(
                 f"mailconform: {len(self.should_failed)} SHOULD requirement(s) not met "
