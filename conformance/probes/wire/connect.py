@@ -37,7 +37,7 @@ class EndpointHealth:
         return type(first)(str(first)) if first is not None else None
 
     def down(self) -> dict[str, str]:
-        """``host:port`` -> the reason, for the run's summary."""
+        """What the run learned: ``host:port`` -> the reason."""
         return {f"{host}:{port}": str(error) for (host, port), error in self._down.items()}
 
 
