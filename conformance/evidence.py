@@ -26,8 +26,11 @@ class Evidence:
         self.items[key] = str(value)
 
     def attach(self, attempt: Attempt[object]) -> None:
-        if attempt.transcript:
-            self.transcripts.append(f"[{attempt.endpoint}]\n" + "\n".join(attempt.transcript))
+        """Keep the attempt's dialogue; one that never got to talk (refused, or a dead endpoint this run
+        already knows) says so, so an inconclusive case always shows what was tried and what came back."""
+        lines = attempt.transcript or ((f"-- no exchange: {attempt.reason}",) if attempt.reason else ())
+        if lines:
+            self.transcripts.append(f"[{attempt.endpoint}]\n" + "\n".join(lines))
 
     def require(self, attempt: Attempt[R]) -> R:
         """The attempt's result, its transcript kept as evidence. A probe that could not connect,

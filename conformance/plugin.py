@@ -6,6 +6,8 @@ Every value written into a report is a plain string, so pytest-xdist can carry i
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,20 @@ from conformance import requirements
 from conformance.evidence import Evidence
 from conformance.requirements import Level, Requirement
 from conformance.target import Service, Target, TargetError, load_target
-from conformance.verdict import FailOn, Inconclusive, Verdict, default_fail_on, fails_run
+from conformance.verdict import (
+    FLEET,
+    NOTHING_REACHED,
+    FailOn,
+    Inconclusive,
+    Verdict,
+    default_fail_on,
+    fails_run,
+)
 
 FIXTURE_MODULES = (
     "conformance.fixtures.core",
     "conformance.fixtures.smtp",
+    "conformance.fixtures.account",
     "conformance.fixtures.tls",
     "conformance.fixtures.auth",
     "conformance.fixtures.lockout",
@@ -45,6 +56,7 @@ class RequirementMark:
     level: Level | None  # None: the active profile leaves this requirement out
 
 
+_ENDPOINT_PREFIX = re.compile(r"^[\w-]+@[\w.-]+(\[[^\]]*\])?: ")
 OPTIONS_KEY = pytest.StashKey[MailOptions]()
 REQUIREMENT_KEY = pytest.StashKey[RequirementMark]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
@@ -199,14 +211,34 @@ def _verdict_of(report: pytest.TestReport, call: pytest.CallInfo[None]) -> Verdi
     return Verdict.SKIPPED
 
 
-def _reason(report: pytest.TestReport) -> str:
+def _reason(report: pytest.TestReport, evidence: Evidence | None, mark: RequirementMark | None) -> str:
     if report.passed:
-        return ""
-    if isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
+        return _seen(evidence, mark)
+    if isinstance(report.longrepr, tuple):  # the verdict property already says skipped or inconclusive
+        return str(report.longrepr[2]).removeprefix("Skipped: ").removeprefix("INCONCLUSIVE: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     return text.removeprefix("AssertionError: ").split("\nassert ")[0].strip()
+
+
+def _seen(evidence: Evidence | None, mark: RequirementMark | None) -> str:
+    """A pass's reason: what the check saw (its evidence), or at least what it proved."""
+    if evidence is not None and evidence.items:
+        seen = "; ".join(f"{key}: {value}" for key, value in evidence.items.items())
+        return "saw " + (seen if len(seen) <= 600 else seen[:599] + "…")
+    if evidence is not None and evidence.transcripts:
+        return "saw " + evidence.transcripts[-1].splitlines()[-1].removeprefix("S: ").removeprefix("-- ")
+    return f"met: {mark.requirement.title}" if mark is not None else "passed"
+
+
+def _endpoint(item: pytest.Item) -> str:
+    """The endpoint a check judged, or for a check of the whole fleet, the nodes it covers."""
+    callspec = getattr(item, "callspec", None)
+    endpoint = callspec.params.get("endpoint") if callspec is not None else None
+    if endpoint is not None:
+        return f"{endpoint.service} {endpoint.host}:{endpoint.port} ({endpoint.node})"
+    target = options(item.config).target
+    return f"{FLEET} ({', '.join(n.name for n in target.nodes)})" if target is not None else FLEET
 
 
 def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Verdict) -> None:
@@ -216,17 +248,17 @@ def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Ve
         req = mark.requirement
         props += [("requirement", req.id), ("title", req.title), ("source", req.source),
                   ("level", str(mark.level or req.level)), ("family", req.family)]
-    callspec = getattr(item, "callspec", None)
-    endpoint = callspec.params.get("endpoint") if callspec is not None else None
-    if endpoint is not None:
-        props.append(("endpoint", f"{endpoint.service} {endpoint.host}:{endpoint.port} ({endpoint.node})"))
-    if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.SKIPPED):
-        props.append(("reason", _reason(report)))
     evidence = item.stash.get(EVIDENCE_KEY, None)
+    reason = _reason(report, evidence, mark)
+    props += [("endpoint", _endpoint(item)), ("reason", reason)]
     if evidence is not None:
         props += [(f"evidence.{k}", v) for k, v in evidence.items.items()]
-        if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE) and evidence.transcripts:
-            props.append(("transcript", "\n".join(evidence.transcripts)[-4000:]))
+    if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        transcripts = evidence.transcripts if evidence is not None else []
+        # an inconclusive case always says what was tried and what came back, even if nothing was
+        text = "\n".join(transcripts)[-4000:] or (f"-- {reason}" if verdict is Verdict.INCONCLUSIVE else "")
+        if text:
+            props.append(("transcript", text))
     secrets = _secrets(item)
     item.user_properties.extend((k, _scrub(str(v), secrets)) for k, v in props)
 
@@ -268,6 +300,9 @@ class VerdictPolicy:
         self.opts = opts
         self.failing: list[str] = []
         self.should_failed: list[str] = []
+        self.inconclusive: Counter[str] = Counter()  # reason (without its endpoint) -> checks
+        # (verdict, one endpoint or not) -> checks: did any check reach and judge an endpoint?
+        self.seen: Counter[tuple[Verdict, bool]] = Counter()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "teardown" and report.failed:
@@ -277,17 +312,39 @@ class VerdictPolicy:
         props = dict(report.user_properties)
         verdict = Verdict(str(props.get("verdict", Verdict.PASS)))
         level = str(props.get("level", "MUST"))  # a plain test of the user's own counts like a MUST
+        self.seen[verdict, not str(props.get("endpoint", FLEET)).startswith(FLEET)] += 1
+        if verdict is Verdict.INCONCLUSIVE:
+            self.inconclusive[_ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))] += 1
         if fails_run(self.opts.fail_on, verdict, level):
             self.failing.append(report.nodeid)
         elif verdict is Verdict.FAIL:
             self.should_failed.append(report.nodeid)
 
+    @property
+    def nothing_reached(self) -> bool:
+        """Checks ran, and none could judge an endpoint (or none could judge at all)."""
+        def count(verdicts: tuple[Verdict, ...], one_endpoint: tuple[bool, ...] = (True, False)) -> int:
+            return sum(self.seen[v, e] for v in verdicts for e in one_endpoint)
+
+        judged = (Verdict.PASS, Verdict.FAIL)
+        return bool(count((Verdict.INCONCLUSIVE,), (True,)) and not count(judged, (True,))
+                    or count((Verdict.INCONCLUSIVE,)) and not count(judged))
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.failing else pytest.ExitCode.OK
+            if self.nothing_reached:
+                session.exitstatus = NOTHING_REACHED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for reason, count in self.inconclusive.most_common(3):  # a cause shared by many checks, said once
+            if count > 1:
+                terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive: {reason}", yellow=True)
+        if self.nothing_reached:
+            terminalreporter.write_line(
+                f"mailconform: no endpoint could be reached: {sum(self.inconclusive.values())} check(s) inconclusive, "
+                f"none judged an endpoint (exit code {NOTHING_REACHED}); check the target file", red=True)
         if self.should_failed:
             terminalreporter.write_line(
                 f"mailconform: {len(self.should_failed)} SHOULD requirement(s) not met "

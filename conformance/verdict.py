@@ -18,6 +18,13 @@ class Inconclusive(Exception):
     'inconclusive' verdict, never into a pass."""
 
 
+# The exit code of a run that reached no endpoint (or judged no check), whatever --mail-fail-on says: a typo
+# in a CI job's target file must not go green. pytest's own codes are 0-5.
+NOTHING_REACHED = 6
+
+FLEET = "fleet"  # the endpoint property of a check that judges the whole fleet, not one endpoint
+
+
 class FailOn(StrEnum):
     """Exit-code policy: which verdicts make `mailconform run` / pytest exit non-zero."""
 

@@ -7,11 +7,13 @@ connection and cancels stragglers on exit, so a test never leaves a task or sock
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from conformance.target import Endpoint, Service
 
@@ -174,3 +176,53 @@ def reset(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accepts, never says a word, never hangs up: waits until the client closes."""
+    while await reader.read(4096):
+        pass
+
+
+class BackgroundServers:
+    """One ``behaviour`` server per service on 127.0.0.1, in a thread of its own, for a suite run in a
+    subprocess; ``connections`` counts what each port was asked for (the count is the evidence, not time)."""
+
+    def __init__(self, behaviour: Behaviour, services: tuple[Service, ...] = tuple(Service)) -> None:
+        self.behaviour, self.services = behaviour, services
+        self.ports: dict[Service, int] = {}
+        self.connections: dict[Service, int] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._done: concurrent.futures.Future[None] | None = None
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._done = asyncio.run_coroutine_threadsafe(self._serve(ready), self._loop)
+        ready.result(timeout=TEST_BOUND)
+        return self
+
+    async def _serve(self, ready: concurrent.futures.Future[None]) -> None:
+        self._stop = asyncio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            for service in self.services:
+                endpoint = await stack.enter_async_context(serving(self._counted(service), service))
+                self.ports[service], self.connections[service] = endpoint.port, 0
+            ready.set_result(None)
+            await self._stop.wait()
+
+    def _counted(self, service: Service) -> Behaviour:
+        async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections[service] += 1
+            await self.behaviour(reader, writer)
+        return behaviour
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None and self._done is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        try:
+            self._done.result(timeout=TEST_BOUND)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(TEST_BOUND)
+            self._loop.close()

@@ -120,7 +120,8 @@ def test_demo_command_matches_plain_pytest(good_run: SuiteRun, tmp_path: Path) -
     for suite in JUnitXml.fromfile(str(report)):
         for case in suite:
             props = {p.name: p.value for ps in case.iterchildren(Properties) for p in ps.iterchildren(Property)}
-            assert {"verdict", "requirement", "source", "level", "endpoint"} <= props.keys() or (
-                "endpoint" not in props and {"verdict", "requirement", "source", "level"} <= props.keys()), props
+            # every case: requirement, endpoint (or the fleet), a reason (a pass says what it saw)
+            assert {"verdict", "requirement", "source", "level", "endpoint", "reason"} <= props.keys(), props
+            assert props["reason"].strip() and (props["verdict"] != "inconclusive" or props.get("transcript")), props
             verdicts[case.name] = props["verdict"]
     assert verdicts == {c.name: c.verdict for c in good_run.cases}

@@ -9,6 +9,7 @@ from junitparser import JUnitXml, Properties, Property
 
 from conformance import requirements
 from conformance.requirements import Level, Requirement
+from conformance.verdict import NOTHING_REACHED
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.unit
@@ -61,6 +62,8 @@ def test_verdicts_levels_and_properties(pytester: pytest.Pytester, minimal_targe
     assert set(cases) == {"test_must[mx@node1]", "test_must[submission@node1]", "test_should",
                           "test_unknown", "test_secret_leak"}
     assert cases["test_must[mx@node1]"]["verdict"] == "pass"
+    assert cases["test_must[mx@node1]"]["reason"] == "saw seen: a, b"  # a pass says what it saw
+    assert cases["test_should"]["endpoint"] == "fleet (node1)"
     failed = cases["test_must[submission@node1]"]
     assert failed["verdict"] == "fail" and failed["level"] == "MUST" and failed["source"] == "RFC 0 §1"
     assert failed["requirement"] == "UNIT-MUST-01" and "broken" in failed["reason"]
@@ -80,11 +83,20 @@ def test_should_and_inconclusive_do_not_fail_baseline(pytester: pytest.Pytester,
 
 
 def test_inconclusive_must_fails_sensitive_data(pytester: pytest.Pytester, minimal_target: Path) -> None:
-    result, _ = run(pytester, minimal_target, "test_checks.py::test_unknown", "--mail-profile", "sensitive-data")
+    judged = "test_checks.py::test_must[mx@node1]"  # one judged check: the run reached something
+    result, _ = run(pytester, minimal_target, judged, "test_checks.py::test_unknown", "--mail-profile", "sensitive-data")
     assert result.ret == 1
-    result, _ = run(pytester, minimal_target, "test_checks.py::test_unknown", "--mail-profile", "sensitive-data",
+    result, _ = run(pytester, minimal_target, judged, "test_checks.py::test_unknown", "--mail-profile", "sensitive-data",
                     "--mail-fail-on", "must")
     assert result.ret == 0
+
+
+@pytest.mark.parametrize("policy", ["must", "never"])
+def test_nothing_judged_has_its_own_exit_code_whatever_the_policy(pytester: pytest.Pytester, minimal_target: Path,
+                                                                   policy: str) -> None:
+    result, _ = run(pytester, minimal_target, "test_checks.py::test_unknown", "--mail-fail-on", policy)
+    assert result.ret == NOTHING_REACHED
+    result.stdout.fnmatch_lines(["mailconform: no endpoint could be reached: 1 check(s) inconclusive*exit code 6*"])
 
 
 def test_fail_on_should(pytester: pytest.Pytester, minimal_target: Path) -> None:

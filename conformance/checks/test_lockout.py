@@ -259,8 +259,11 @@ def test_repeated_password_counts_once(lockout_stale: Attempt[LoginRun], evidenc
 
 
 @pytest.mark.requirement("LOCK-COLLATERAL-01")
-def test_no_collateral_lock(lockout_episode: Attempt[Episode], evidence: Evidence) -> None:
+def test_no_collateral_lock(lockout_episode: Attempt[Episode], lockout_context: LockoutContext,
+                            evidence: Evidence) -> None:
     ep = _with_failures(lockout_episode, evidence)
+    if ep.collateral is None and lockout_context.other_refused:
+        raise Inconclusive(lockout_context.other_refused)
     if ep.collateral is None:
         pytest.skip("target has no [accounts.test] to check for collateral locking")
     _require_lock(ep, "collateral locking")

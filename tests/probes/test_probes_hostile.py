@@ -8,13 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hostile import CLOSE, Behaviour, endless_line, run, script, serving, silent, trickle
+from hostile import CLOSE, Behaviour, endless_line, mute, run, script, serving, silent, trickle
 
 from conformance.probes.imap.session import ImapCapabilities, probe_imap_capabilities
 from conformance.probes.smtp.session import SmtpCapabilities, SmtpSession, probe_smtp_capabilities
 from conformance.probes.starttls.opening import open_to_tls_point
 from conformance.probes.wire.config import ProbeConfig, scrubbed, secret_forms
-from conformance.probes.wire.connect import HostLimiter, open_tcp
+from conformance.probes.wire.connect import EndpointHealth, HostLimiter, open_tcp
 from conformance.probes.wire.outcome import Attempt, Outcome, ProbeError, Transcript, attempt
 from conformance.probes.wire.streams import close
 from conformance.target import Endpoint, Service, load_target
@@ -167,6 +167,79 @@ def test_host_limiter_caps_concurrent_connections_and_counts() -> None:
     opened, peak, reason = run(main())
     assert (opened, peak) == (3, 2)
     assert "no free connection slot" in reason
+
+
+HEALTH_CASES = {
+    "silent": (silent, Service.SUBMISSION, "no complete line within 0.5 s while waiting for the SMTP greeting"),
+    "one-byte-a-second": (trickle(b"220 slow.test ESMTP\r\n", interval=1.0), Service.SUBMISSION,
+                          "no complete line within 0.5 s while waiting for the SMTP greeting"),
+    "greylisting": (script(b"421 4.7.0 greylisted, try later\r\n"), Service.MX,
+                    "server not available: greeting 421 4.7.0 greylisted, try later"),
+    "imap-bye": (script(b"* BYE too many connections\r\n"), Service.IMAP,
+                 "server refused the session: * BYE too many connections"),
+    "mute-implicit-tls": (mute, Service.SUBMISSIONS, "timed out while TLS handshake"),
+}
+
+
+def _counting(behaviour: Behaviour, opened: list[int]) -> Behaviour:
+    async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opened.append(1)
+        await behaviour(reader, writer)
+    return counted
+
+
+@pytest.mark.parametrize("case", HEALTH_CASES)
+def test_dead_endpoint_is_contacted_once_and_every_probe_gets_its_reason(case: str) -> None:
+    behaviour, service, reason = HEALTH_CASES[case]
+    cfg = replace(probe_cfg(), limiter=HostLimiter(4, health=EndpointHealth()))
+    opened: list[int] = []
+
+    async def main() -> list[str]:
+        async with serving(_counting(behaviour, opened), service) as endpoint:
+            probe = probe_imap_capabilities if endpoint.protocol == "imap" else probe_smtp_capabilities
+            return [(await probe(endpoint, cfg)).reason for _ in range(3)]  # type: ignore[operator]
+
+    reasons = run(main())
+    assert reasons == [reason] * 3
+    assert len(opened) == 1
+
+
+def test_refused_endpoint_is_learned_and_not_reconnected() -> None:
+    health = EndpointHealth()
+    cfg = replace(probe_cfg(), limiter=HostLimiter(4, health=health))
+
+    async def main() -> list[Attempt[SmtpCapabilities]]:
+        async with serving(silent) as endpoint:
+            pass
+        return [await probe_smtp_capabilities(endpoint, cfg) for _ in range(2)]  # the port is closed now
+
+    first, second = run(main())
+    assert first.reason == second.reason and first.reason.startswith("connection refused by the server while connecting to")
+    assert cfg.limiter is not None and cfg.limiter.total_opened == 1  # one connection attempt
+    assert list(health.down().values()) == [first.reason]
+
+
+def test_failover_probes_connect_afresh_past_a_dead_record() -> None:
+    """Active families must see a node come back: ``unguarded`` shares the budget, not the memory."""
+    limiter = HostLimiter(4, health=EndpointHealth())
+    opened: list[int] = []
+
+    async def main() -> tuple[str, str]:
+        async with serving(_counting(script(b"421 4.3.2 shutting down\r\n"), opened)) as endpoint:
+            guarded = await probe_smtp_capabilities(endpoint, replace(probe_cfg(), limiter=limiter))
+            fresh = await probe_smtp_capabilities(endpoint, replace(probe_cfg(), limiter=limiter.unguarded()))
+            return guarded.reason, fresh.reason
+
+    guarded, fresh = run(main())
+    assert guarded == fresh and len(opened) == 2 and limiter.total_opened == 2
+
+
+def test_a_probe_deadline_running_out_teaches_nothing() -> None:
+    """Our own session budget ending before the greeting says nothing about the server."""
+    health = EndpointHealth()
+    cfg = ProbeConfig(timeout=TIMEOUT, session_timeout=0.1, limiter=HostLimiter(4, health=health))
+    result = smtp_probe(silent, cfg)
+    assert result.outcome is Outcome.INCONCLUSIVE and health.down() == {}
 
 
 # --- whole probes (sessions) against hostile servers ----------------------------------------------

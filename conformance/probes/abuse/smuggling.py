@@ -95,6 +95,7 @@ async def probe_smuggling(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str, 
     transcript = cfg.transcript(endpoint)
 
     async def session(form: str) -> FormResult:
+        opened = False
         try:
             if username is not None and password is not None:
                 async with logged_in(endpoint, cfg, transcript, "PLAIN", username, password,
@@ -104,12 +105,16 @@ async def probe_smuggling(endpoint: Endpoint, cfg: ProbeConfig, *, sender: str, 
                         raise ServerUnavailable(f"cannot log in now: {login.reply}")
                     if login.outcome is not LoginOutcome.ACCEPTED:
                         raise LocalError(f"the test account could not log in ({login.reply})")
+                    opened = True
                     return await _send(smtp, form, sender, recipient)
             async with SmtpSession(endpoint, cfg, transcript) as smtp:
                 await smtp.open_secured()
+                opened = True
                 return await _send(smtp, form, sender, recipient)
-        except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:  # this form only; the others stand
-            return FormResult(form, "", (), str(exc))
+        except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:
+            if not opened:  # no session at all says nothing of this form: the endpoint's own reason stands
+                raise
+            return FormResult(form, "", (), str(exc))  # this form only; the others stand
 
     async def one(form: str) -> FormResult:
         transcript.note(f"end-of-data form {form}")

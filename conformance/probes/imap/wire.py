@@ -17,7 +17,7 @@ from conformance.probes.wire.outcome import (
     Transcript,
     Unreachable,
 )
-from conformance.probes.wire.streams import Deadline, quote, read_exactly, read_line, send
+from conformance.probes.wire.streams import Deadline, first_contact, quote, read_exactly, read_line, send
 
 MAX_LITERAL = 64 * 1024
 MAX_UNTAGGED = 1000
@@ -129,15 +129,16 @@ async def read_greeting(reader: asyncio.StreamReader, *, timeout: float, deadlin
                         transcript: Transcript | None = None) -> StatusLine:
     """The server greeting: ``* OK`` or ``* PREAUTH`` returned; ``* BYE`` is ServerUnavailable;
     anything else is a ProtocolViolation."""
-    line = await read_logical_line(reader, timeout=timeout, deadline=deadline, transcript=transcript,
-                                   what="waiting for the IMAP greeting")
-    head, _, rest = line.partition(" ")
-    status = parse_status(rest) if head == "*" else None
-    if status is None or status.status not in ("OK", "PREAUTH", "BYE"):
-        raise ProtocolViolation(f"not an IMAP greeting: {quote(line.encode())}")
-    if status.status == "BYE":
-        raise ServerUnavailable(f"server refused the session: {quote(line.encode())}")
-    return status
+    with first_contact(reader):  # a silent or 'not now' greeting speaks for the endpoint, not this probe
+        line = await read_logical_line(reader, timeout=timeout, deadline=deadline, transcript=transcript,
+                                       what="waiting for the IMAP greeting")
+        head, _, rest = line.partition(" ")
+        status = parse_status(rest) if head == "*" else None
+        if status is None or status.status not in ("OK", "PREAUTH", "BYE"):
+            raise ProtocolViolation(f"not an IMAP greeting: {quote(line.encode())}")
+        if status.status == "BYE":
+            raise ServerUnavailable(f"server refused the session: {quote(line.encode())}")
+        return status
 
 
 def capabilities_in(untagged: tuple[str, ...] | list[str], code: str | None = None) -> frozenset[str] | None:

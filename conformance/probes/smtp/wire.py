@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from conformance.probes.wire.outcome import ProtocolViolation, ServerUnavailable, Transcript
-from conformance.probes.wire.streams import Deadline, peek_buffer, quote, read_line, send
+from conformance.probes.wire.streams import Deadline, first_contact, peek_buffer, quote, read_line, send
 
 MAX_REPLY_LINES = 200
 MAX_REPLY_BYTES = 64 * 1024
@@ -107,15 +107,16 @@ async def read_greeting(reader: asyncio.StreamReader, *, timeout: float, deadlin
                         transcript: Transcript | None = None) -> SmtpReply:
     """The 220 greeting. A 4xx greeting is 'not now' and a 554 greeting 'not for you' (both
     ServerUnavailable: nothing about the server can be proven); any other code is a ProtocolViolation."""
-    reply = await read_reply(reader, timeout=timeout, deadline=deadline, transcript=transcript,
-                             what="waiting for the SMTP greeting")
-    if reply.code == 220:
-        return reply
-    if reply.transient:
-        raise ServerUnavailable(f"server not available: greeting {reply}")
-    if reply.permanent:
-        raise ServerUnavailable(f"server refused the session: greeting {reply}")
-    raise ProtocolViolation(f"unexpected greeting {reply} (RFC 5321 4.3.1 expects 220)")
+    with first_contact(reader):  # a silent or 'not now' greeting speaks for the endpoint, not this probe
+        reply = await read_reply(reader, timeout=timeout, deadline=deadline, transcript=transcript,
+                                 what="waiting for the SMTP greeting")
+        if reply.code == 220:
+            return reply
+        if reply.transient:
+            raise ServerUnavailable(f"server not available: greeting {reply}")
+        if reply.permanent:
+            raise ServerUnavailable(f"server refused the session: greeting {reply}")
+        raise ProtocolViolation(f"unexpected greeting {reply} (RFC 5321 4.3.1 expects 220)")
 
 
 def command_bytes(line: str) -> bytes:

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from conformance.probes.wire.connect import HostLimiter
+from conformance.probes.wire.connect import EndpointHealth, HostLimiter
 from conformance.probes.wire.outcome import Attempt, ProbeError, Transcript
 from conformance.target import Endpoint, Target
 
@@ -31,12 +31,15 @@ class ProbeConfig:
     session_timeout: float | None = None
 
     @classmethod
-    def from_target(cls, target: Target, *, timeout: float | None = None) -> ProbeConfig:
+    def from_target(cls, target: Target, *, timeout: float | None = None,
+                    health: EndpointHealth | None = None) -> ProbeConfig:
+        """``health``: the run's memory of dead endpoints (the suite's fixtures give one; without it every
+        probe connects afresh, as probes that watch a node go down and come back must)."""
         return cls(timeout=timeout or target.timeout, ehlo_name=target.ehlo_name,
                    trust_anchors=target.trust_anchors,
                    secrets=tuple(form for account in target.accounts.values()
                                  for form in secret_forms(account.username, account.password.reveal())),
-                   limiter=HostLimiter.from_target(target))
+                   limiter=HostLimiter.from_target(target, health))
 
     @property
     def session_budget(self) -> float:

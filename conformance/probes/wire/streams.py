@@ -8,12 +8,58 @@ trickles one byte a second cannot hold a probe past either. Lines are bounded by
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 
-from conformance.probes.wire.outcome import ProbeTimeout, ProtocolViolation, Unreachable, mapped_errors
+from conformance.probes.wire.outcome import (
+    ProbeError,
+    ProbeTimeout,
+    ProtocolViolation,
+    ServerUnavailable,
+    Unreachable,
+    mapped_errors,
+)
 
 # RFC 5321 4.5.3.1.5 allows 512-octet reply lines and IMAP servers send long CAPABILITY lines;
 # 16 KiB is generous for both and still small enough that a hostile server cannot make us hoard memory.
 MAX_LINE = 16 * 1024
+
+
+class ContactReader(asyncio.StreamReader):
+    """A StreamReader that can tell the run's health record how the first contact went (set by
+    ``connect.open_tcp`` when there is one; ``first_contact`` reports and clears it)."""
+
+    on_first_contact: Callable[[ProbeError], None] | None = None
+
+
+class DeadlinePassed(ProbeTimeout):
+    """The probe's own overall budget ran out: about the probe, not the server's silence."""
+
+
+# Silence, a closed connection or "not now" at the first exchange is the endpoint's state, not one probe's.
+_ENDPOINT_STATES = (ProbeTimeout, Unreachable, ServerUnavailable)
+
+
+@contextlib.contextmanager
+def first_contact(reader: asyncio.StreamReader) -> Iterator[None]:
+    """Around the server's first words on a connection (its greeting): a timeout, a close or a 4xx/BYE
+    there is reported to the run's health record, so the other probes of the run do not wait for it again."""
+    try:
+        yield
+    except _ENDPOINT_STATES as exc:
+        report_first_contact(reader, exc)
+        raise
+    finally:
+        if isinstance(reader, ContactReader):
+            reader.on_first_contact = None
+
+
+def report_first_contact(reader: asyncio.StreamReader, error: ProbeError) -> None:
+    """Tell the run's health record (if the connection has one and this is its first exchange) that the
+    endpoint did not answer; the probe's own deadline running out says nothing about the server."""
+    report = reader.on_first_contact if isinstance(reader, ContactReader) else None
+    if report is not None and not isinstance(error, DeadlinePassed):
+        report(error)
 
 
 class Deadline:
@@ -43,14 +89,17 @@ async def read_line(reader: asyncio.StreamReader, *, timeout: float, deadline: D
         return salvaged
     budget = _budget(timeout, deadline)
     if budget <= 0:
-        raise ProbeTimeout(f"overall deadline of {deadline.seconds:g} s passed before {what}")  # type: ignore[union-attr]
+        raise DeadlinePassed(f"overall deadline of {deadline.seconds:g} s passed before {what}")  # type: ignore[union-attr]
     try:
         with mapped_errors(what):
             return await asyncio.wait_for(reader.readuntil(b"\n"), budget)
     except asyncio.LimitOverrunError:
         raise ProtocolViolation(f"line longer than {MAX_LINE} bytes while {what}") from None
     except ProbeTimeout:
-        raise ProbeTimeout(f"no complete line within {budget:.1f} s while {what}") from None
+        # a budget cut well short by the probe's own deadline proves nothing about the server's silence
+        # (a reply's deadline starts at the full timeout, so its first line's budget is a hair below it)
+        kind = ProbeTimeout if budget >= 0.9 * timeout else DeadlinePassed
+        raise kind(f"no complete line within {budget:.1f} s while {what}") from None
     except Unreachable as exc:
         partial = exc.__cause__.partial if isinstance(exc.__cause__, asyncio.IncompleteReadError) else b""
         if partial:

@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 from conformance.probes.wire.outcome import ProbeTimeout, ProtocolViolation, Transcript, mapped_errors
-from conformance.probes.wire.streams import peek_buffer, quote
+from conformance.probes.wire.streams import peek_buffer, quote, report_first_contact
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, co
             # stalled handshake reads as a timeout, not as a lost connection
             await asyncio.wait_for(writer.start_tls(context, server_hostname=server_hostname,
                                                     ssl_handshake_timeout=timeout + 5), timeout)
-    except ProbeTimeout:
+    except ProbeTimeout as exc:
         _refuse_plaintext(reader)  # plaintext that reached the stream buffer is never seen by OpenSSL
+        report_first_contact(reader, exc)  # silent at the handshake of implicit TLS: the endpoint is mute
         raise
     return tls_info(writer)
 
