@@ -50,3 +50,26 @@ async def aiosmtpd_server(context: ssl.SSLContext, *, auth_require_tls: bool = T
     finally:
         server.close()
         await server.wait_closed()
+
+
+class EndlessSasl(SMTP):
+    """A broken SASL state machine: once AUTH starts, every line (also "*", also STARTTLS) gets another
+    334 challenge until the client hangs up. STARTTLS works on a connection that never sent AUTH."""
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        while True:
+            await self.push("334 ")
+            if not await self._reader.readline():
+                return
+
+
+@contextlib.asynccontextmanager
+async def endless_sasl_server(context: ssl.SSLContext) -> AsyncIterator[Endpoint]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: EndlessSasl(Recorder(), hostname="mx.test", tls_context=context),
+                                      "127.0.0.1", 0)
+    try:
+        yield Endpoint(Service.SUBMISSION, "node1", "localhost", server.sockets[0].getsockname()[1], "127.0.0.1")
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
@@ -228,6 +229,25 @@ def classify_smtp_auth(reply: SmtpReply | None) -> CleartextAuth:
     return CleartextAuth.REFUSED
 
 
+async def _auth_in_clear(smtp: SmtpSession, mechanism: str) -> tuple[SmtpReply, bool]:
+    """One AUTH exchange with throwaway credentials before TLS. Returns the reply that tells how the
+    server treated them, and whether the session is back in a known state: a server still challenging
+    after our last line gets "*", and only the 501 that RFC 4954 4 prescribes ends the exchange for sure."""
+    user, password = throwaway_credentials()
+    plain = _b64(f"\0{user}\0{password}")
+    first, answers = (f"AUTH PLAIN {plain}", ()) if mechanism == "PLAIN" else ("AUTH LOGIN", (_b64(user), _b64(password)))
+    reply = await smtp.command(first)
+    with smtp.transcript.redacting():
+        for answer in answers:
+            if reply.code != 334:
+                break
+            reply = await smtp.command(answer, secret=True)
+        if reply.code != 334:
+            return reply, True
+        cancelled = await smtp.command("*", secret=True)
+    return reply, cancelled.code == 501
+
+
 @dataclass(frozen=True)
 class SmtpCapabilities:
     greeting: SmtpReply
@@ -257,18 +277,25 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
     transcript = cfg.transcript(endpoint)
 
     async def run() -> SmtpCapabilities:
-        async with SmtpSession(endpoint, cfg, transcript) as smtp:
+        async with contextlib.AsyncExitStack() as sessions:
+            smtp = await sessions.enter_async_context(SmtpSession(endpoint, cfg, transcript))
             greeting = await smtp.connect()
             first = await smtp.ehlo()
             if endpoint.implicit_tls:
                 return SmtpCapabilities(greeting, None, False, None, smtp.tls, None, first, None,
                                         CleartextAuth.NOT_TRIED)
-            auth_reply = None
+            auth_reply, settled = None, True
             if try_auth_before_tls and (first.auth_mechanisms or endpoint.service is Service.SUBMISSION):
-                auth_reply = await smtp.auth_plain(*throwaway_credentials())
+                auth_reply, settled = await _auth_in_clear(smtp, "PLAIN")
                 if auth_reply.code == 235:  # authenticated as nobody: the session state is unusable
                     return SmtpCapabilities(greeting, first, first.starttls, None, None, None, None, auth_reply,
                                             CleartextAuth.ACCEPTED)
+            if first.starttls and not settled:
+                transcript.note("the AUTH exchange did not end on '*' (no 501): STARTTLS on a fresh connection")
+                await smtp.quit()
+                smtp = await sessions.enter_async_context(SmtpSession(endpoint, cfg, transcript))
+                await smtp.connect()
+                await smtp.ehlo()
             starttls_reply, tls_error = None, None
             if first.starttls:
                 try:
