@@ -218,14 +218,15 @@ class ImapSession:
         except (binascii.Error, ValueError):
             await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="invalid PLAIN response"))
             return
-        await self._check_login(tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        await self._check_login(tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"),
+                                sasl=True)
 
-    async def _check_login(self, tag: str, user: str, password: str) -> None:
-        runtime = self.runtime
+    async def _check_login(self, tag: str, user: str, password: str, *, sasl: bool = False) -> None:
+        runtime, flaws = self.runtime, self.runtime.flaws
         if self.user is not None:
             await self._send(S.I_BAD_STATE.format(tag=tag, command="LOGIN"))
             return
-        if not self.tls and not runtime.flaws.imap_login_before_tls:
+        if not self.tls and not (flaws.imap_login_before_tls or (sasl and flaws.imap_authenticate_before_tls)):
             await self._send(S.I_NO_PRIVACY_REQUIRED.format(tag=tag))
             return
         decision = runtime.auth.login("imap", user, password, backend_up=not runtime.down(Component.AUTH))

@@ -70,7 +70,7 @@ class GatewaySMTP(SMTP):
         flaws = runtime.flaws
         self.runtime, self.service, self.implicit_tls = runtime, service, implicit_tls
         submission = service in ("submission", "submissions")
-        cleartext_submission = service == "submission" and flaws.auth_before_tls
+        cleartext_submission = service == "submission" and (flaws.auth_before_tls or flaws.hidden_auth_before_tls)
         excluded = {"ANONYMOUS", "CRAM-MD5"}
         if flaws.anonymous_login and submission:
             excluded.discard("ANONYMOUS")
@@ -184,7 +184,16 @@ class GatewaySMTP(SMTP):
         if self.service == "mx":
             await self.push(S.S502_AUTH_UNAVAILABLE)
             return
+        if self.hides_auth and not arg.upper().startswith("LOGIN"):  # the flaw lets only LOGIN through
+            await self.push(S.S530_STARTTLS_FIRST)
+            return
         await super().smtp_AUTH(arg)
+
+    @property
+    def hides_auth(self) -> bool:
+        """hidden_auth_before_tls: AUTH missing from EHLO before STARTTLS, but AUTH LOGIN answered there."""
+        return (self.runtime.flaws.hidden_auth_before_tls and self.service == "submission"
+                and self._tls_protocol is None)
 
     def _authenticate_login(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                             data: Any) -> AuthResult:
@@ -247,8 +256,9 @@ class SmtpPolicy:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname  # the 5-argument hook takes over this part of aiosmtpd's EHLO
-        lines = [r for r in responses if not (self.service == "mx" and r[4:].startswith("AUTH"))]
         assert isinstance(server, GatewaySMTP)
+        hidden = self.service == "mx" or server.hides_auth
+        lines = [r for r in responses if not (hidden and r[4:].startswith("AUTH"))]
         if (self.runtime.flaws.starttls_offered_twice and server._tls_protocol is not None
                 and self.service in ("mx", "submission")):
             lines.insert(1, "250-STARTTLS")

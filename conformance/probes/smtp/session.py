@@ -248,6 +248,31 @@ async def _auth_in_clear(smtp: SmtpSession, mechanism: str) -> tuple[SmtpReply, 
     return reply, cancelled.code == 501
 
 
+# Tried before TLS whether advertised or not: a server may hide AUTH from EHLO and still take it in clear.
+CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
+_EXPOSURE = (CleartextAuth.REFUSED_FOR_TLS, CleartextAuth.REFUSED, CleartextAuth.CREDENTIALS_CHECKED,
+             CleartextAuth.ACCEPTED)
+
+
+def _exposure(reply: SmtpReply) -> int:
+    return _EXPOSURE.index(classify_smtp_auth(reply))
+
+
+async def _worst_auth_in_clear(smtp: SmtpSession) -> tuple[str, SmtpReply, bool]:
+    """Each of CLEARTEXT_MECHANISMS while the session stays in a known state and unauthenticated; the
+    mechanism and reply that exposed credentials most, and whether the session is still usable."""
+    worst: tuple[str, SmtpReply] | None = None
+    settled = True
+    for mechanism in CLEARTEXT_MECHANISMS:
+        reply, settled = await _auth_in_clear(smtp, mechanism)
+        if worst is None or _exposure(reply) > _exposure(worst[1]):
+            worst = (mechanism, reply)
+        if not settled or reply.code == 235:
+            break
+    assert worst is not None
+    return worst[0], worst[1], settled
+
+
 @dataclass(frozen=True)
 class SmtpCapabilities:
     greeting: SmtpReply
@@ -257,8 +282,9 @@ class SmtpCapabilities:
     tls: TlsInfo | None                 # None if TLS could not be established
     tls_error: str | None               # why the handshake after a 220 to STARTTLS failed
     post_tls: EhloResult | None
-    auth_before_tls: SmtpReply | None   # reply to AUTH PLAIN with throwaway credentials before TLS
+    auth_before_tls: SmtpReply | None   # the most telling reply to AUTH with throwaway credentials before TLS
     cleartext_auth: CleartextAuth
+    auth_before_tls_mechanism: str | None = None   # the mechanism that drew it
 
     @property
     def auth_mechanisms_before_tls(self) -> frozenset[str]:
@@ -284,12 +310,12 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
             if endpoint.implicit_tls:
                 return SmtpCapabilities(greeting, None, False, None, smtp.tls, None, first, None,
                                         CleartextAuth.NOT_TRIED)
-            auth_reply, settled = None, True
+            auth_reply, mechanism, settled = None, None, True
             if try_auth_before_tls and (first.auth_mechanisms or endpoint.service is Service.SUBMISSION):
-                auth_reply, settled = await _auth_in_clear(smtp, "PLAIN")
+                mechanism, auth_reply, settled = await _worst_auth_in_clear(smtp)
                 if auth_reply.code == 235:  # authenticated as nobody: the session state is unusable
                     return SmtpCapabilities(greeting, first, first.starttls, None, None, None, None, auth_reply,
-                                            CleartextAuth.ACCEPTED)
+                                            CleartextAuth.ACCEPTED, mechanism)
             if first.starttls and not settled:
                 transcript.note("the AUTH exchange did not end on '*' (no 501): STARTTLS on a fresh connection")
                 await smtp.quit()
@@ -306,6 +332,6 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
                 await smtp.quit()
             return SmtpCapabilities(greeting, first, first.starttls, starttls_reply, smtp.tls, tls_error,
                                     smtp.capabilities if smtp.tls else None, auth_reply,
-                                    classify_smtp_auth(auth_reply))
+                                    classify_smtp_auth(auth_reply), mechanism)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from hostile import run
+from fake_imap import FakeImap
+from hostile import hidden_auth_login, run, serving
 from smtp_servers import endless_sasl_server
 
+from conformance.probes.imap.session import ImapCapabilities, probe_imap_capabilities
 from conformance.probes.smtp.session import SmtpCapabilities, probe_smtp_capabilities
 from conformance.probes.wire.config import CleartextAuth, ProbeConfig
 from conformance.probes.wire.outcome import Attempt, Outcome
+from conformance.target import Service
 
 pytestmark = pytest.mark.unit
 
@@ -29,3 +32,44 @@ def test_endless_sasl_does_not_swallow_starttls(context: ssl.SSLContext) -> None
     assert caps.starttls_reply.code == 220 and caps.tls is not None
     assert caps.cleartext_auth is CleartextAuth.CREDENTIALS_CHECKED  # it did take up AUTH in clear
     assert any("fresh connection" in line for line in result.transcript)
+
+
+def test_auth_taken_in_clear_though_not_advertised() -> None:
+    async def main() -> Attempt[SmtpCapabilities]:
+        async with serving(hidden_auth_login) as endpoint:
+            return await probe_smtp_capabilities(endpoint, ProbeConfig(timeout=5, use_system_store=False))
+    result = run(main())
+    caps = result.result
+    assert caps is not None, result.reason
+    assert not caps.auth_mechanisms_before_tls
+    assert caps.cleartext_auth is CleartextAuth.CREDENTIALS_CHECKED and caps.auth_before_tls_mechanism == "LOGIN"
+    assert caps.auth_before_tls is not None and caps.auth_before_tls.code == 535
+
+
+def imap_caps(server: FakeImap) -> Attempt[ImapCapabilities]:
+    async def main() -> Attempt[ImapCapabilities]:
+        async with serving(server, Service.IMAP) as endpoint:
+            return await probe_imap_capabilities(endpoint, ProbeConfig(timeout=5, use_system_store=False))
+    return run(main())
+
+
+def test_imap_authenticate_in_clear_despite_logindisabled(context: ssl.SSLContext) -> None:
+    result = imap_caps(FakeImap(context, sasl_before_tls=True))
+    caps = result.result
+    assert caps is not None, result.reason
+    assert caps.logindisabled_before_tls and caps.cleartext_login is CleartextAuth.REFUSED_FOR_TLS
+    assert caps.cleartext_authenticate is CleartextAuth.CREDENTIALS_CHECKED
+    assert caps.tls is not None
+
+
+def test_imap_authenticate_refused_for_tls(context: ssl.SSLContext) -> None:
+    caps = imap_caps(FakeImap(context)).result
+    assert caps is not None and caps.cleartext_authenticate is CleartextAuth.REFUSED_FOR_TLS and caps.tls is not None
+
+
+def test_imap_endless_sasl_does_not_swallow_starttls(context: ssl.SSLContext) -> None:
+    result = imap_caps(FakeImap(context, endless_sasl=True))
+    caps = result.result
+    assert caps is not None, result.reason
+    assert caps.cleartext_authenticate is CleartextAuth.CREDENTIALS_CHECKED and caps.authenticate_before_tls is None
+    assert caps.tls is not None and any("fresh connection" in line for line in result.transcript)
