@@ -736,7 +736,7 @@ def test_burst_limit_is_scoped_to_the_flaw_users() -> None:
 # --- SASL mechanisms -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("service", ["submission", "submissions"])
+@pytest.mark.parametrize("service", ["submission", "submissions", "imap", "imaps"])
 def test_every_advertised_mechanism_is_tried(gw: Gateway, target: Target, cfg: ProbeConfig, service: str) -> None:
     account = target.accounts["test"]
     posture = run(probe_auth_posture(endpoint(target, service), cfg, account.username, account.password,
@@ -747,13 +747,15 @@ def test_every_advertised_mechanism_is_tried(gw: Gateway, target: Target, cfg: P
 
 
 @pytest.mark.parametrize("mechanism", ["CRAM-MD5", "SCRAM-SHA-256"])
+@pytest.mark.parametrize(("service", "code"), [("submissions", "535 5.7.8"), ("imaps", "NO [AUTHENTICATIONFAILED]")])
 def test_challenge_response_wrong_password_is_rejected(gw: Gateway, target: Target, cfg: ProbeConfig,
-                                                       mechanism: str) -> None:
+                                                       mechanism: str, service: str, code: str) -> None:
     async def wrong() -> SaslReply:
-        async with tls_session(endpoint(target, "submissions"), cfg, cfg.transcript(endpoint(target, "mx"))) as s:
-            return await login_once(s, mechanism, target.accounts["other"].username, "wrong")
+        where = endpoint(target, service)
+        async with tls_session(where, cfg, cfg.transcript(where)) as session:
+            return await login_once(session, mechanism, target.accounts["other"].username, "wrong")
     reply = asyncio.run(wrong())
-    assert reply.outcome is LoginOutcome.REJECTED and reply.code == "535 5.7.8", reply.reply
+    assert reply.outcome is LoginOutcome.REJECTED and reply.code == code, reply.reply
 
 
 @pytest.mark.gateway(flaws=["broken_mechanism"])
