@@ -30,8 +30,11 @@ from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
+    ProbeTimeout,
     ProtocolViolation,
+    ServerUnavailable,
     Transcript,
+    Unreachable,
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, read_line, send
@@ -294,7 +297,11 @@ async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_l
                 login = await imap.login(*throwaway_credentials())
             verdict = classify_imap_login(login, "LOGINDISABLED" in caps)
             if login is not None and verdict is not CleartextAuth.ACCEPTED:
-                sasl, sasl_verdict, settled = await _authenticate_in_clear(imap)
+                try:
+                    sasl, sasl_verdict, settled = await _authenticate_in_clear(imap)
+                except (Unreachable, ProbeTimeout, ServerUnavailable, ProtocolViolation) as exc:
+                    transcript.note(f"AUTHENTICATE PLAIN before TLS got no answer ({exc})")
+                    settled = False
             authenticated = CleartextAuth.ACCEPTED in (verdict, sasl_verdict)
             if "STARTTLS" in caps and not authenticated and not settled:
                 transcript.note("AUTHENTICATE did not end on '*' (no BAD): STARTTLS on a fresh connection")

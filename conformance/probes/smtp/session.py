@@ -27,9 +27,11 @@ from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
+    ProbeTimeout,
     ProtocolViolation,
     ServerUnavailable,
     Transcript,
+    Unreachable,
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, send
@@ -248,6 +250,7 @@ async def _auth_in_clear(smtp: SmtpSession, mechanism: str) -> tuple[SmtpReply, 
     return reply, cancelled.code == 501
 
 
+_SERVER_ENDED = (Unreachable, ProbeTimeout, ServerUnavailable, ProtocolViolation)
 # Tried before TLS whether advertised or not: a server may hide AUTH from EHLO and still take it in clear.
 CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
 _EXPOSURE = (CleartextAuth.REFUSED_FOR_TLS, CleartextAuth.REFUSED, CleartextAuth.CREDENTIALS_CHECKED,
@@ -264,7 +267,15 @@ async def _worst_auth_in_clear(smtp: SmtpSession) -> tuple[str, SmtpReply, bool]
     worst: tuple[str, SmtpReply] | None = None
     settled = True
     for mechanism in CLEARTEXT_MECHANISMS:
-        reply, settled = await _auth_in_clear(smtp, mechanism)
+        if worst is None:
+            reply, settled = await _auth_in_clear(smtp, mechanism)
+        else:
+            try:
+                reply, settled = await _auth_in_clear(smtp, mechanism)
+            except _SERVER_ENDED as exc:  # e.g. a hang-up after one failed AUTH: what the first showed stands
+                smtp.transcript.note(f"AUTH {mechanism} before TLS got no answer ({exc})")
+                settled = False
+                break
         if worst is None or _exposure(reply) > _exposure(worst[1]):
             worst = (mechanism, reply)
         if not settled or reply.code == 235:

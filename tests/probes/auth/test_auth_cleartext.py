@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 from fake_imap import FakeImap
-from hostile import hidden_auth_login, run, serving
+from hostile import CLOSE, hidden_auth_login, run, script, serving
 from smtp_servers import endless_sasl_server
 
 from conformance.probes.imap.session import ImapCapabilities, probe_imap_capabilities
@@ -73,3 +73,18 @@ def test_imap_endless_sasl_does_not_swallow_starttls(context: ssl.SSLContext) ->
     assert caps is not None, result.reason
     assert caps.cleartext_authenticate is CleartextAuth.CREDENTIALS_CHECKED and caps.authenticate_before_tls is None
     assert caps.tls is not None and any("fresh connection" in line for line in result.transcript)
+
+
+def test_hang_up_after_one_cleartext_auth_keeps_the_first_answer() -> None:
+    """Trying AUTH LOGIN after AUTH PLAIN must not cost the capability probe when the server ends the
+    session after one failed AUTH (RFC 4954 4 lets it): the PLAIN answer stands."""
+    behaviour = script(b"220 strict.test\r\n", None, b"250-strict.test\r\n250 8BITMIME\r\n", None,
+                       b"530 5.7.0 Must issue a STARTTLS command first\r\n", None,
+                       b"421 4.7.0 Too many errors\r\n", CLOSE)
+
+    async def main() -> Attempt[SmtpCapabilities]:
+        async with serving(behaviour) as endpoint:
+            return await probe_smtp_capabilities(endpoint, ProbeConfig(timeout=5, use_system_store=False))
+    result = run(main())
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.cleartext_auth is CleartextAuth.REFUSED_FOR_TLS
