@@ -22,12 +22,12 @@ import statistics
 from dataclasses import dataclass
 
 BOX = (0.05, 0.30)        # percentiles of the box test: low, so load spikes stay out of it
-ALPHA = 0.005             # Mann-Whitney level per look
+ALPHA = 0.0001            # Mann-Whitney level per look: a suite run judges hundreds of fair endpoints
 LOOSE_ALPHA = 0.05        # with overlapping boxes and p above this there is no hint of a difference
 FLOOR = 0.001             # seconds between the boxes below which no difference counts
 MIN_SAMPLES = 7           # per user kind, for any judgement at all
 BATCH = 15                # pairs per look
-MAX_LOOKS = 4             # so at most 60 pairs
+MAX_LOOKS = 6             # so at most 90 pairs
 
 
 def percentile(sorted_values: tuple[float, ...], q: float) -> float:
