@@ -19,6 +19,8 @@ class FakeImap:
     sasl_ir: bool = False
     starttls: bool = True
     greeting_caps: bool = True
+    sasl_before_tls: bool = False      # LOGINDISABLED, yet AUTHENTICATE checks credentials in clear
+    endless_sasl: bool = False         # AUTHENTICATE answers every line, "*" too, with another "+"
     logins: list[str] = field(default_factory=list)
 
     def caps(self, tls: bool) -> str:
@@ -46,6 +48,12 @@ class FakeImap:
             elif verb == "LOGIN":
                 user, password = (a.strip('"') for a in args.split(" ", 1))
                 writer.write(self._auth(tag, tls, user, password))
+            elif verb == "AUTHENTICATE" and self.endless_sasl:
+                while True:
+                    writer.write(b"+ \r\n")
+                    await writer.drain()
+                    if not await asyncio.wait_for(reader.readline(), 10):
+                        return
             elif verb == "AUTHENTICATE":
                 token = args.partition(" ")[2]
                 if not token:
@@ -53,7 +61,7 @@ class FakeImap:
                     await writer.drain()
                     token = (await asyncio.wait_for(reader.readline(), 10)).decode().strip()
                 _, user, password = base64.b64decode(token).decode().split("\0")
-                writer.write(self._auth(tag, tls, user, password))
+                writer.write(self._auth(tag, tls or self.sasl_before_tls, user, password))
             elif verb == "LOGOUT":
                 writer.write(f"* BYE bye\r\n{tag} OK done\r\n".encode())
                 await writer.drain()

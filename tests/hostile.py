@@ -226,3 +226,26 @@ class BackgroundServers:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(TEST_BOUND)
             self._loop.close()
+async def hidden_auth_login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Submission that advertises no AUTH and refuses AUTH PLAIN for TLS, yet runs AUTH LOGIN in clear."""
+    writer.write(b"220 hidden.test\r\n")
+    while line := (await read_cmd(reader)).strip().upper():
+        if line.startswith(b"EHLO"):
+            writer.write(b"250-hidden.test\r\n250 8BITMIME\r\n")
+        elif line == b"AUTH LOGIN":
+            writer.write(b"334 VXNlcm5hbWU6\r\n")
+            await writer.drain()
+            await read_cmd(reader)
+            writer.write(b"334 UGFzc3dvcmQ6\r\n")
+            await writer.drain()
+            await read_cmd(reader)
+            writer.write(b"535 5.7.8 Authentication credentials invalid\r\n")
+        elif line.startswith(b"AUTH"):
+            writer.write(b"530 5.7.0 Must issue a STARTTLS command first\r\n")
+        elif line == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+            return
+        else:
+            writer.write(b"502 5.5.1 not here\r\n")
+        await writer.drain()

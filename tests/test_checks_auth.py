@@ -230,7 +230,8 @@ def samples(known_text: str = "invalid", known_delay: float = 0.0, outcome: Logi
     (test_enumeration.test_login_answers_alike, samples(known_text="wrong password"), "fail"),
     (test_enumeration.test_login_timing_alike, samples(), "pass"),
     (test_enumeration.test_login_timing_alike, samples(known_delay=0.15), "fail"),
-    (test_enumeration.test_login_timing_alike, samples(known_delay=0.02), "pass"),
+    (test_enumeration.test_login_timing_alike, samples(known_delay=0.005), "fail"),  # a few ms, separated: caught
+    (test_enumeration.test_login_timing_alike, samples(known_delay=0.0005), "pass"),  # below the 1 ms floor
     (test_enumeration.test_login_answers_alike,
      samples(outcome=LoginOutcome.TEMPORARY, throttled="454 4.7.0 later"), "skip"),
     (test_enumeration.test_login_timing_alike, samples(outcome=LoginOutcome.TEMPORARY), "inconclusive"),

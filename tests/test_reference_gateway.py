@@ -20,6 +20,7 @@ from imapclient import IMAPClient
 
 from conformance.probes.abuse.oneshot import probe_bare_lf_end_of_data, probe_open_relay
 from conformance.probes.auth.logins import LoginOutcome, probe_login
+from conformance.probes.auth.sasl import SaslReply, login_once, probe_auth_posture, tls_session
 from conformance.probes.imap.session import probe_imap_capabilities
 from conformance.probes.smtp.session import probe_smtp_capabilities
 from conformance.probes.starttls.injection import probe_starttls_injection
@@ -347,7 +348,7 @@ def test_good_submission_policy(gw: Gateway) -> None:
     with smtp(gw, "submission") as client:
         assert client.mail("alice@example.test") == (530, b"5.7.0 Authentication required")
         assert client.docmd("AUTH", "ANONYMOUS")[0] == 504
-        assert "CRAM-MD5" not in client.esmtp_features["auth"]
+        assert client.esmtp_features["auth"].split() == ["CRAM-MD5", "LOGIN", "PLAIN", "SCRAM-SHA-256"]
     with smtp(gw, "submissions", login="test") as client:
         assert client.mail("bob@example.test")[0] == 553  # not the user's own address
         assert client.rset()[0] == 250
@@ -730,3 +731,37 @@ def test_burst_limit_is_scoped_to_the_flaw_users() -> None:
             auth.session_started(user)
     assert auth.login("smtp", "alice@example.test", "right").verdict is Verdict.ACCEPTED
     assert auth.login("smtp", "bob@example.test", "right").verdict is Verdict.REJECTED
+
+
+# --- SASL mechanisms -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["submission", "submissions", "imap", "imaps"])
+def test_every_advertised_mechanism_is_tried(gw: Gateway, target: Target, cfg: ProbeConfig, service: str) -> None:
+    account = target.accounts["test"]
+    posture = run(probe_auth_posture(endpoint(target, service), cfg, account.username, account.password,
+                                     wrong_username=account.username, wrong_password="wrong"))
+    assert {"CRAM-MD5", "SCRAM-SHA-256"} <= posture.advertised
+    assert {m.mechanism: m.outcome for m in posture.mechanisms} == dict.fromkeys(posture.advertised,
+                                                                               LoginOutcome.ACCEPTED)
+
+
+@pytest.mark.parametrize("mechanism", ["CRAM-MD5", "SCRAM-SHA-256"])
+@pytest.mark.parametrize(("service", "code"), [("submissions", "535 5.7.8"), ("imaps", "NO [AUTHENTICATIONFAILED]")])
+def test_challenge_response_wrong_password_is_rejected(gw: Gateway, target: Target, cfg: ProbeConfig,
+                                                       mechanism: str, service: str, code: str) -> None:
+    async def wrong() -> SaslReply:
+        where = endpoint(target, service)
+        async with tls_session(where, cfg, cfg.transcript(where)) as session:
+            return await login_once(session, mechanism, target.accounts["other"].username, "wrong")
+    reply = asyncio.run(wrong())
+    assert reply.outcome is LoginOutcome.REJECTED and reply.code == code, reply.reply
+
+
+@pytest.mark.gateway(flaws=["broken_mechanism"])
+def test_broken_mechanism(flawed_gateway: Flawed) -> None:
+    _, target, cfg = flawed_gateway
+    account = target.accounts["test"]
+    posture = run(probe_auth_posture(endpoint(target, "submissions"), cfg, account.username, account.password,
+                                     wrong_username=account.username, wrong_password="wrong"))
+    assert {m.mechanism for m in posture.mechanisms if m.outcome is not LoginOutcome.ACCEPTED} == {"CRAM-MD5"}

@@ -40,14 +40,16 @@ def test_no_auth_before_tls(endpoint: Endpoint, smtp_capabilities: dict[str, Att
                             evidence: Evidence) -> None:
     caps = evidence.require(smtp_capabilities[endpoint.id])
     reply = caps.auth_before_tls
-    evidence.add("auth_before_tls_reply", f"{reply.code} {reply.text}" if reply else "not sent")
+    evidence.add("auth_before_tls_reply",
+                 f"AUTH {caps.auth_before_tls_mechanism}: {reply.code} {reply.text}" if reply else "not sent")
     evidence.add("auth_mechanisms_before_tls", caps.auth_mechanisms_before_tls)
     assert not caps.auth_mechanisms_before_tls, (
         f"{endpoint}: EHLO advertises AUTH {' '.join(sorted(caps.auth_mechanisms_before_tls))} before STARTTLS; "
         f"clients may send passwords in clear (Postfix: smtpd_tls_auth_only = yes)")
     assert caps.cleartext_auth not in _EXPOSED, (
-        f"{endpoint}: AUTH PLAIN before STARTTLS was {caps.cleartext_auth} "
-        f"({reply.code if reply else '-'} {reply.text if reply else ''}); it must be refused (530 5.7.0)")
+        f"{endpoint}: AUTH {caps.auth_before_tls_mechanism} before STARTTLS was {caps.cleartext_auth} "
+        f"({reply.code if reply else '-'} {reply.text if reply else ''}), whether advertised or not; "
+        f"it must be refused (530 5.7.0)")
 
 
 @pytest.mark.requirement("STARTTLS-IMAP-01")
@@ -63,6 +65,13 @@ def test_imap_login_disabled_before_tls(endpoint: Endpoint, imap_capabilities: d
         f"{endpoint}: LOGIN before STARTTLS was {caps.cleartext_login} "
         f"({login.status if login else '-'} {login.text if login else ''}); passwords cross the wire in clear "
         f"(Dovecot: disable_plaintext_auth = yes)")
+    sasl = caps.authenticate_before_tls
+    evidence.add("authenticate_plain_before_tls", f"{sasl.status} {sasl.text}" if sasl else
+                 "not sent" if caps.cleartext_authenticate is CleartextAuth.NOT_TRIED else "no final answer")
+    assert caps.cleartext_authenticate not in _EXPOSED, (
+        f"{endpoint}: AUTHENTICATE PLAIN before STARTTLS was {caps.cleartext_authenticate} "
+        f"({sasl.status if sasl else 'still asking for more after *'} {sasl.text if sasl else ''}), "
+        f"LOGINDISABLED or not; SASL passwords cross the wire in clear (Dovecot: disable_plaintext_auth = yes)")
     assert caps.logindisabled_before_tls, (
         f"{endpoint}: CAPABILITY before STARTTLS lacks LOGINDISABLED, so clients will try LOGIN in clear")
 

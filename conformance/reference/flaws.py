@@ -31,6 +31,10 @@ _FLAW_LIST = [
     _f("no_starttls", "starttls", "the MX does not offer STARTTLS", "STARTTLS-OFFER-01", services=("mx",)),
     _f("auth_before_tls", "starttls", "submission advertises and accepts AUTH before STARTTLS",
        "STARTTLS-AUTH-01", services=("submission",)),
+    _f("hidden_auth_before_tls", "starttls", "submission hides AUTH before STARTTLS but takes AUTH LOGIN in clear",
+       "STARTTLS-AUTH-01", services=("submission",)),
+    _f("imap_authenticate_before_tls", "starttls",
+       "IMAP advertises LOGINDISABLED but takes AUTHENTICATE PLAIN in clear", "STARTTLS-IMAP-01", services=("imap",)),
     _f("imap_login_before_tls", "starttls", "IMAP accepts LOGIN in cleartext (no LOGINDISABLED)",
        "STARTTLS-IMAP-01", services=("imap",)),
     _f("starttls_offered_twice", "starttls", "STARTTLS is advertised again inside TLS (SMTP and IMAP)",
@@ -129,6 +133,8 @@ class Flaws:
 
     no_starttls: bool = False
     auth_before_tls: bool = False
+    hidden_auth_before_tls: bool = False
+    imap_authenticate_before_tls: bool = False
     imap_login_before_tls: bool = False
     starttls_offered_twice: bool = False
     no_implicit_tls: bool = False

@@ -1,7 +1,7 @@
 """The gateway's IMAP services (imap with STARTTLS, imaps): a small IMAP4rev1 server on asyncio streams.
 
 Enough of RFC 9051/3501 for a client to log in and read its mail back: CAPABILITY, NOOP, LOGOUT,
-STARTTLS, LOGIN, AUTHENTICATE PLAIN (with SASL-IR), SELECT/EXAMINE INBOX, LIST, SEARCH and FETCH
+STARTTLS, LOGIN, AUTHENTICATE PLAIN, CRAM-MD5 and SCRAM-SHA-256 (with SASL-IR), SELECT/EXAMINE INBOX, LIST, SEARCH and FETCH
 (with their UID forms), CLOSE/UNSELECT. UIDs equal sequence numbers: nothing is ever expunged.
 """
 
@@ -18,12 +18,20 @@ from conformance.reference import statuscodes as S
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
 from conformance.reference.runtime import NodeRuntime, reset_transport
+from conformance.reference.sasl import CramMd5, Proof, ScramSha256
 
 MAX_LINE = 65536
 MAX_LITERAL = 1 << 20
 _TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"|(\((?:[^()]|\([^()]*\))*\))|([^\s()]+)')
 _LITERAL_AT_END = re.compile(rb"\{(\d+)(\+?)\}\r?\n?$")
 _FETCH_ITEM = re.compile(r"BODY(?:\.PEEK)?\[[^\]]*\](?:<[\d.]+>)?|[A-Z0-9.]+", re.IGNORECASE)
+
+
+def _b64decode(data: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error:
+        return None
 
 
 class _Quit(Exception):
@@ -138,7 +146,7 @@ class ImapSession:
         else:
             if flaws.starttls_offered_twice and self._did_starttls:
                 caps.append("STARTTLS")
-            caps.append("AUTH=PLAIN")
+            caps += ["AUTH=PLAIN", "AUTH=CRAM-MD5", "AUTH=SCRAM-SHA-256"]
         return " ".join(caps)
 
     async def _dispatch(self, tag: str, args: list[str], raw: str) -> None:
@@ -202,12 +210,32 @@ class ImapSession:
         await self._check_login(tag, args[0], args[1])
 
     async def _authenticate(self, tag: str, command: str, args: list[str], raw: str) -> None:
-        if not args or args[0].upper() != "PLAIN":
-            await self._send(S.I_NO_MECHANISM.format(tag=tag))
-            return
-        if len(args) > 1:
-            blob = args[1].encode()
+        mechanism = args[0].upper() if args else ""
+        initial = args[1].encode() if len(args) > 1 else None
+        if mechanism == "PLAIN":
+            await self._plain(tag, initial)
+        elif mechanism == "CRAM-MD5" and self.tls:
+            await self._cram_md5(tag)
+        elif mechanism == "SCRAM-SHA-256" and self.tls:
+            await self._scram_sha_256(tag, initial)
         else:
+            await self._send(S.I_NO_MECHANISM.format(tag=tag))
+
+    async def _challenge(self, tag: str, data: bytes) -> bytes | None:
+        """One "+" continuation and the client's decoded answer; None once the exchange was answered
+        (BAD for a cancel with "*", RFC 9051 6.2.2, or for a line that is not base64)."""
+        await self._send(b"+ " + base64.b64encode(data))
+        line = (await self._readline()).strip()
+        try:
+            if line != b"*":
+                return base64.b64decode(line, validate=True)
+        except binascii.Error:
+            pass
+        await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="AUTHENTICATE cancelled or not base64"))
+        return None
+
+    async def _plain(self, tag: str, blob: bytes | None) -> None:
+        if blob is None:
             await self._send("+ ")
             blob = (await self._readline()).strip()
         if blob == b"*":
@@ -218,17 +246,48 @@ class ImapSession:
         except (binascii.Error, ValueError):
             await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="invalid PLAIN response"))
             return
-        await self._check_login(tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        await self._check_login(tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"),
+                                sasl=True)
 
-    async def _check_login(self, tag: str, user: str, password: str) -> None:
-        runtime = self.runtime
+    async def _cram_md5(self, tag: str) -> None:
+        exchange = CramMd5(self.runtime.host)
+        response = await self._challenge(tag, exchange.challenge)
+        parsed = exchange.answer(response) if response is not None else None
+        if response is not None and parsed is None:
+            await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="invalid CRAM-MD5 response"))
+        if response is None or parsed is None:
+            return
+        await self._check_login(tag, parsed[0], response.decode("utf-8", "replace"), sasl=True, proof=parsed[1])
+
+    async def _scram_sha_256(self, tag: str, initial: bytes | None) -> None:
+        """RFC 7677; the server-final message goes out as a last continuation (RFC 9051 6.2.2)."""
+        exchange = ScramSha256(self.runtime.auth)
+        client_first = await self._challenge(tag, b"") if initial is None else _b64decode(initial)
+        server_first = exchange.first(client_first) if client_first is not None else None
+        if client_first is not None and server_first is None:
+            await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="invalid SCRAM client-first message"))
+        if server_first is None:
+            return
+        client_final = await self._challenge(tag, server_first.encode())
+        if client_final is None:
+            return
+        ok, server_final = exchange.final(client_final)
+        if ok and await self._challenge(tag, server_final.encode()) is None:
+            return
+        await self._check_login(tag, exchange.username, client_final.decode("utf-8", "replace"), sasl=True,
+                                proof=lambda _: ok)
+
+    async def _check_login(self, tag: str, user: str, password: str, *, sasl: bool = False,
+                           proof: Proof | None = None) -> None:
+        runtime, flaws = self.runtime, self.runtime.flaws
         if self.user is not None:
             await self._send(S.I_BAD_STATE.format(tag=tag, command="LOGIN"))
             return
-        if not self.tls and not runtime.flaws.imap_login_before_tls:
+        if not self.tls and not (flaws.imap_login_before_tls or (sasl and flaws.imap_authenticate_before_tls)):
             await self._send(S.I_NO_PRIVACY_REQUIRED.format(tag=tag))
             return
-        decision = runtime.auth.login("imap", user, password, backend_up=not runtime.down(Component.AUTH))
+        decision = runtime.auth.login("imap", user, password, proof=proof,
+                                      backend_up=not runtime.down(Component.AUTH))
         if decision.verdict is Verdict.ACCEPTED:
             self.user = decision.username
             runtime.auth.session_started(decision.username)

@@ -13,6 +13,7 @@ forgotten (measured from the last failure, so a slow client is not penalised for
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import threading
 import time
@@ -70,8 +71,11 @@ class AuthEngine:
         with self._lock:
             self._accounts.clear()
 
-    def login(self, protocol: str, username: str, password: str, *, backend_up: bool = True) -> Decision:
-        """Check one login attempt (protocol 'smtp' or 'imap') and account for it."""
+    def login(self, protocol: str, username: str, password: str, *, backend_up: bool = True,
+              proof: Callable[[str], bool] | None = None) -> Decision:
+        """Check one login attempt (protocol 'smtp' or 'imap') and account for it. Challenge-response
+        mechanisms pass ``proof`` (called with the stored password) and, as ``password``, the client's
+        response: it then only tells repeats apart."""
         user = username.lower()
         known = user in self._passwords
         key = (protocol if self.flaws.per_protocol_lockout else "*", user)
@@ -83,7 +87,8 @@ class AuthEngine:
                 if self.flaws.outage_counts_failures and self._flaw_hits(user):  # retrying clients lock
                     self._fail(key, user, password, known, now, stale_counts=True)
                 return Decision(Verdict.UNAVAILABLE, known, user)
-            correct = known and (self.flaws.accept_any_password or password == self._passwords[user])
+            check = proof or (lambda stored: hmac.compare_digest(password.encode(), stored.encode()))
+            correct = known and (self.flaws.accept_any_password or check(self._passwords[user]))
             if (correct and self.flaws.burst_login_limit and self._flaw_hits(user)
                     and self._active.get(user, 0) >= BURST_LIMIT):
                 self._fail(key, user, password, known, now)
@@ -94,6 +99,10 @@ class AuthEngine:
                 return Decision(Verdict.ACCEPTED, known, user)
             self._fail(key, user, password, known, now)
             return Decision(Verdict.REJECTED, known, user)
+
+    def stored_password(self, username: str) -> str | None:
+        """What a challenge-response mechanism's server half needs (a real server keeps SCRAM keys)."""
+        return self._passwords.get(username.lower())
 
     def session_started(self, username: str) -> None:
         with self._lock:

@@ -9,6 +9,8 @@ CVE-2011-0411); the flaws put that state back.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import ssl
@@ -21,6 +23,7 @@ from conformance.reference import statuscodes as S
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
 from conformance.reference.runtime import DOMAIN, NodeRuntime, reset_transport
+from conformance.reference.sasl import CramMd5, Proof, ScramSha256
 
 RELAY_FORM_CHARS = ("%", "!", "@", '"', ":")   # classic relay tricks hidden in a local part
 # aiosmtpd's own fixed replies, given the enhanced status codes (RFC 3463) of the gateway's catalogue
@@ -62,6 +65,13 @@ class _BareLfReader:
         return getattr(self._reader, name)
 
 
+def _b64decode(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
+
+
 class GatewaySMTP(SMTP):
     """One SMTP session of one service on one node."""
 
@@ -70,12 +80,8 @@ class GatewaySMTP(SMTP):
         flaws = runtime.flaws
         self.runtime, self.service, self.implicit_tls = runtime, service, implicit_tls
         submission = service in ("submission", "submissions")
-        cleartext_submission = service == "submission" and flaws.auth_before_tls
-        excluded = {"ANONYMOUS", "CRAM-MD5"}
-        if flaws.anonymous_login and submission:
-            excluded.discard("ANONYMOUS")
-        if flaws.broken_mechanism and submission:
-            excluded.discard("CRAM-MD5")
+        cleartext_submission = service == "submission" and (flaws.auth_before_tls or flaws.hidden_auth_before_tls)
+        excluded = set() if flaws.anonymous_login and submission else {"ANONYMOUS"}
         with warnings.catch_warnings():
             # aiosmtpd warns about "AUTH required without TLS required": on submissions the transport is
             # TLS already (implicit), which aiosmtpd cannot know
@@ -184,19 +190,32 @@ class GatewaySMTP(SMTP):
         if self.service == "mx":
             await self.push(S.S502_AUTH_UNAVAILABLE)
             return
+        if self.hides_auth and not arg.upper().startswith("LOGIN"):  # the flaw lets only LOGIN through
+            await self.push(S.S530_STARTTLS_FIRST)
+            return
         await super().smtp_AUTH(arg)
+
+    @property
+    def hides_auth(self) -> bool:
+        """hidden_auth_before_tls: AUTH missing from EHLO before STARTTLS, but AUTH LOGIN answered there."""
+        return (self.runtime.flaws.hidden_auth_before_tls and self.service == "submission"
+                and self._tls_protocol is None)
 
     def _authenticate_login(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                             data: Any) -> AuthResult:
         if not isinstance(data, LoginPassword):
             return AuthResult(success=False, handled=False, message=S.S535_AUTH_FAILED)
-        username = data.login.decode("utf-8", "replace")
-        decision = self.runtime.auth.login("smtp", username, data.password.decode("utf-8", "replace"),
+        return self._decide(data.login.decode("utf-8", "replace"), data.password.decode("utf-8", "replace"))
+
+    def _decide(self, username: str, password: str, proof: Proof | None = None) -> AuthResult:
+        """The engine's verdict on one login of any mechanism, as aiosmtpd's AuthResult."""
+        decision = self.runtime.auth.login("smtp", username, password, proof=proof,
                                            backend_up=not self.runtime.down(Component.AUTH))
         if decision.verdict is Verdict.ACCEPTED:
             self._auth_user = decision.username
             self.runtime.auth.session_started(decision.username)
-            return AuthResult(success=True, auth_data=data, message=S.S235_AUTH_OK)
+            return AuthResult(success=True, auth_data=LoginPassword(username.encode(), b""),
+                              message=S.S235_AUTH_OK)
         return AuthResult(success=False, handled=False, message=self._failure_reply(decision))
 
     def _failure_reply(self, decision: Decision) -> str:
@@ -218,9 +237,37 @@ class GatewaySMTP(SMTP):
         return AuthResult(success=True, auth_data=LoginPassword(b"anonymous", b""), message=S.S235_AUTH_OK)
 
     async def auth_CRAM__MD5(self, _: Any, args: list[str]) -> AuthResult:
-        """broken_mechanism: CRAM-MD5 is advertised, challenges, and never succeeds."""
-        await self.challenge_auth(f"<{id(self)}.mailconform@{self.runtime.host}>")
-        return AuthResult(success=False, handled=False, message=S.S535_AUTH_FAILED)
+        """RFC 2195; broken_mechanism: advertised, challenges, and never succeeds."""
+        exchange = CramMd5(self.runtime.host)
+        response = await self.challenge_auth(exchange.challenge)
+        if not isinstance(response, bytes):
+            return AuthResult(success=False, handled=True)  # "*": aiosmtpd has answered 501
+        parsed = exchange.answer(response)
+        if parsed is None or self.runtime.flaws.broken_mechanism:
+            return AuthResult(success=False, handled=False, message=S.S535_AUTH_FAILED)
+        user, proof = parsed
+        return self._decide(user, response.decode("utf-8", "replace"), proof)
+
+    async def auth_SCRAM__SHA__256(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 7677 (RFC 4954 4: the server-final message goes out as a last 334 challenge)."""
+        exchange = ScramSha256(self.runtime.auth)
+        client_first: bytes | None = _b64decode(args[1]) if len(args) > 1 else None
+        if len(args) == 1:
+            asked = await self.challenge_auth("")
+            if not isinstance(asked, bytes):
+                return AuthResult(success=False, handled=True)  # "*": aiosmtpd has answered 501
+            client_first = asked
+        server_first = exchange.first(client_first) if client_first is not None else None
+        if server_first is None:
+            return AuthResult(success=False, handled=False, message=S.S501_AUTH_SYNTAX)
+        client_final = await self.challenge_auth(server_first)
+        if not isinstance(client_final, bytes):
+            return AuthResult(success=False, handled=True)
+        ok, server_final = exchange.final(client_final)
+        result = self._decide(exchange.username, client_final.decode("utf-8", "replace"), lambda _: ok)
+        if result.success and not isinstance(await self.challenge_auth(server_final), bytes):
+            return AuthResult(success=False, handled=True)
+        return result
 
     # --- DATA --------------------------------------------------------------------------------------------
     async def smtp_DATA(self, arg: str) -> None:
@@ -247,8 +294,9 @@ class SmtpPolicy:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname  # the 5-argument hook takes over this part of aiosmtpd's EHLO
-        lines = [r for r in responses if not (self.service == "mx" and r[4:].startswith("AUTH"))]
         assert isinstance(server, GatewaySMTP)
+        hidden = self.service == "mx" or server.hides_auth
+        lines = [r for r in responses if not (hidden and r[4:].startswith("AUTH"))]
         if (self.runtime.flaws.starttls_offered_twice and server._tls_protocol is not None
                 and self.service in ("mx", "submission")):
             lines.insert(1, "250-STARTTLS")

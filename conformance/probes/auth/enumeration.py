@@ -8,7 +8,6 @@ password, the *same* one throughout a run, so a server that ignores repeats of o
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets as _random
 import statistics
 from dataclasses import dataclass, field
@@ -22,10 +21,18 @@ from conformance.probes.auth.sasl import (
     login_once,
     tls_session,
 )
+from conformance.probes.auth.timing import BATCH, MAX_LOOKS, TimingVerdict
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.smtp.wire import SmtpReply
 from conformance.probes.wire.config import ProbeConfig, scrubbed
-from conformance.probes.wire.outcome import Attempt, LocalError, ProbeError, ServerUnavailable, attempt
+from conformance.probes.wire.outcome import (
+    Attempt,
+    LocalError,
+    ProbeError,
+    ServerUnavailable,
+    Transcript,
+    attempt,
+)
 from conformance.target import Endpoint
 
 
@@ -80,16 +87,9 @@ async def probe_vrfy(endpoint: Endpoint, cfg: ProbeConfig, *, known: str, unknow
 
 # --- login answers and timing -----------------------------------------------------------------------------
 
-# The timing test (ENUM-TIMING-01). A leak is declared when the medians of PAIRS interleaved samples per
-# user kind differ by at least TIMING_THRESHOLD *and* a two-sided Mann-Whitney U test gives p < ALPHA.
-# The median floor carries the false-alarm rate: with equal timing, 8 of 15 samples of one group would
-# have to be hit by load spikes its interleaved partners escaped. Simulated on a loaded 2-core profile
-# (exponential jitter, 20 % spikes of 20-300 ms; tests/probes/auth/test_auth_enumeration.py): false alarms
-# <= 0.2 % per endpoint, a 150 ms difference caught >= 98 % (100 % with jitter alone). The U test keeps
-# a median gap from a couple of outliers in a small group from counting.
-PAIRS = 15                 # interleaved samples per user kind
-TIMING_THRESHOLD = 0.050   # seconds between the medians that count as a difference an attacker can use
-ALPHA = 0.05               # two-sided Mann-Whitney U level
+PAIRS = BATCH              # interleaved pairs per look; the probe looks up to MAX_LOOKS times
+SLOW_FAILURE = 0.5         # seconds: a server this slow to fail delays on purpose (Dovecot: 2 s, others 3 s)
+SIDE_BY_SIDE = 4           # sessions sampled at once on such a server, within the per-host budget
 
 
 @dataclass(frozen=True)
@@ -101,23 +101,10 @@ class LoginSample:
     reply: str
     seconds: float
 
-
-@dataclass(frozen=True)
-class TimingVerdict:
-    known_median: float
-    unknown_median: float
-    u: float
-    p_value: float
-    n_known: int
-    n_unknown: int
-
     @property
-    def difference(self) -> float:
-        return self.known_median - self.unknown_median
-
-    @property
-    def leaks(self) -> bool:
-        return abs(self.difference) >= TIMING_THRESHOLD and self.p_value < ALPHA
+    def plain(self) -> bool:
+        """A plain rejection: what timing compares (not a lock, throttle or acceptance)."""
+        return self.outcome is LoginOutcome.REJECTED
 
 
 @dataclass(frozen=True)
@@ -129,6 +116,7 @@ class EnumerationResult:
     known_accepted: bool   # the wrong password was accepted: AUTH-WRONG-01's finding, nothing to compare
     preauth: bool = False  # IMAP greeted with PREAUTH: no login to compare (STARTTLS-PREAUTH-01's finding)
     throttled: str | None = None  # a temporary answer (lock, throttle) ended the sampling early
+    side_by_side: int = 1         # sessions sampled at once (more than one on a server that delays failures)
 
     def rejected(self, known: bool) -> list[LoginSample]:
         """Samples the server answered as a plain rejection (not throttled or locked)."""
@@ -139,86 +127,101 @@ class EnumerationResult:
         return frozenset((s.code, s.text) for s in self.rejected(known))
 
     def timing(self) -> TimingVerdict | None:
-        known = [s.seconds for s in self.rejected(True)]
-        unknown = [s.seconds for s in self.rejected(False)]
-        if len(known) < PAIRS // 2 or len(unknown) < PAIRS // 2:
-            return None
-        u, p = mann_whitney(known, unknown)
-        return TimingVerdict(statistics.median(known), statistics.median(unknown), u, p, len(known), len(unknown))
-
-
-def mann_whitney(a: list[float], b: list[float]) -> tuple[float, float]:
-    """U of ``a`` against ``b`` and its two-sided p-value (normal approximation with tie correction;
-    accurate enough at n >= 8 per group, and conservative in the tails we use)."""
-    n1, n2 = len(a), len(b)
-    ranked = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
-    ranks = [0.0] * len(ranked)
-    ties = 0.0
-    i = 0
-    while i < len(ranked):
-        j = i
-        while j + 1 < len(ranked) and ranked[j + 1][0] == ranked[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        t = j - i + 1
-        ties += t ** 3 - t
-        i = j + 1
-    r1 = sum(r for r, (_, group) in zip(ranks, ranked) if group == 0)
-    u = r1 - n1 * (n1 + 1) / 2
-    n = n1 + n2
-    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
-    if variance <= 0:
-        return u, 1.0
-    z = (abs(u - n1 * n2 / 2) - 0.5) / math.sqrt(variance)
-    return u, math.erfc(max(z, 0.0) / math.sqrt(2))
+        """The judgement of ENUM-TIMING-01 (probes.auth.timing); None with too few plain rejections."""
+        return TimingVerdict.of([s.seconds for s in self.rejected(True)], [s.seconds for s in self.rejected(False)])
 
 
 async def probe_login_enumeration(endpoint: Endpoint, cfg: ProbeConfig, *, known_user: str, unknown_user: str,
-                                  wrong_password: str, pairs: int = PAIRS,
+                                  wrong_password: str, pairs: int = PAIRS, looks: int = MAX_LOOKS,
                                   require_verified_tls: bool = True) -> Attempt[EnumerationResult]:
-    """``pairs`` sessions, each with one wrong-password login for the unknown and for the known user,
-    in alternating order (interleaving spreads load spikes over both groups). Only the login exchange
-    is timed (the reply to AUTH / LOGIN), not the TCP and TLS setup. Two failures per session stay
-    below the three after which RFC 4954 4 lets a server hang up."""
+    """Sessions of one wrong-password login each for the unknown and the known user, in alternating order
+    (interleaving spreads load spikes over both groups), ``pairs`` more per look until the timing verdict
+    is settled or ``looks`` looks are done. Only the login exchange is timed (the reply to AUTH / LOGIN),
+    not TCP and TLS. Two failures per session stay below the three after which RFC 4954 4 lets a server
+    hang up. A server that takes SLOW_FAILURE to fail is sampled SIDE_BY_SIDE sessions at a time."""
     transcript = cfg.transcript(endpoint)
-    loop = asyncio.get_running_loop()
 
     async def run() -> EnumerationResult:
-        samples: list[LoginSample] = []
-        mechanism = ""
-        kept_lines = 0
-        for index in range(pairs):
-            async with tls_session(endpoint, cfg, transcript, require_verified_tls=require_verified_tls) as session:
-                if is_preauth(session):
-                    return EnumerationResult("", known_user, unknown_user, (), False, preauth=True)
-                mechanism = mechanism or _mechanism(advertised_mechanisms(session), endpoint.protocol)
-                order = (False, True) if index % 2 == 0 else (True, False)
-                for known in order:
-                    user = known_user if known else unknown_user
-                    started = loop.time()
-                    answer: SaslReply = await login_once(session, mechanism, user, wrong_password)
-                    elapsed = loop.time() - started
-                    samples.append(LoginSample(known, answer.outcome, answer.code, answer.text, answer.reply, elapsed))
-                    if answer.outcome is LoginOutcome.ACCEPTED:
-                        await end_session(session)
-                        return EnumerationResult(mechanism, known_user, unknown_user, tuple(samples), known)
-                    if answer.outcome is LoginOutcome.TEMPORARY:
-                        # locked or throttled: more failures would only keep it so (and count against it)
-                        transcript.note(f"temporary answer ({answer.reply}): sampling stopped")
-                        await end_session(session)
-                        return EnumerationResult(mechanism, known_user, unknown_user, tuple(samples), False,
-                                                 throttled=answer.reply)
-                await end_session(session)
-            # the evidence keeps the first session in full; the others repeat it and would only bury it
-            if index == 0:
-                transcript.note(f"further sessions repeat this exchange ({pairs} in all); their lines are omitted")
-                kept_lines = len(transcript.lines)
-            else:
-                del transcript.lines[kept_lines:]
-        return EnumerationResult(mechanism, known_user, unknown_user, tuple(samples), False)
+        sampler = _Sampler(endpoint, cfg, transcript, (known_user, unknown_user, wrong_password),
+                           require_verified_tls)
+        await sampler.pair(0, transcript)  # in full in the evidence; it also shows how slow failures are
+        if not sampler.stopped:
+            transcript.note("further sessions repeat this exchange; their lines are omitted")
+        slow = bool(sampler.samples) and min(s.seconds for s in sampler.samples) >= SLOW_FAILURE
+        budget = cfg.limiter.max_per_host if cfg.limiter else SIDE_BY_SIDE
+        side_by_side = max(1, min(SIDE_BY_SIDE, budget)) if slow else 1
+        done = 1
+        for look in range(1, looks + 1):
+            if not sampler.stopped and done < pairs * look:
+                await sampler.batch(range(done, pairs * look), side_by_side)
+                done = pairs * look
+            verdict = TimingVerdict.of([s.seconds for s in sampler.samples if s.known and s.plain],
+                                       [s.seconds for s in sampler.samples if not s.known and s.plain])
+            if sampler.stopped or verdict is None or verdict.settled:
+                break
+        return EnumerationResult(sampler.mechanism, known_user, unknown_user, tuple(sampler.samples),
+                                 sampler.known_accepted, sampler.preauth, sampler.throttled, side_by_side)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+class _Sampler:
+    """The sessions of one enumeration probe and what they found; ``stopped`` once a login was accepted,
+    a temporary answer came (more failures would only prolong a lock and count against it) or PREAUTH."""
+
+    def __init__(self, endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript,
+                 logins: tuple[str, str, str], require_verified_tls: bool) -> None:
+        self.endpoint, self.cfg, self.transcript = endpoint, cfg, transcript
+        self.known_user, self.unknown_user, self.wrong_password = logins
+        self.require_verified_tls = require_verified_tls
+        self.samples: list[LoginSample] = []
+        self.mechanism = ""
+        self.known_accepted = self.preauth = self.stopped = False
+        self.throttled: str | None = None
+
+    async def batch(self, indices: range, side_by_side: int) -> None:
+        """These pairs, ``side_by_side`` sessions at a time; a failing session's lines join the evidence."""
+        gate = asyncio.Semaphore(side_by_side)
+
+        async def one(index: int) -> None:
+            async with gate:
+                scratch = self.cfg.transcript(self.endpoint)
+                try:
+                    await self.pair(index, scratch)
+                except BaseException:
+                    self.transcript.lines.extend(scratch.lines)
+                    raise
+
+        outcomes = await asyncio.gather(*(one(i) for i in indices), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def pair(self, index: int, transcript: Transcript) -> None:
+        if self.stopped:
+            return
+        loop = asyncio.get_running_loop()
+        async with tls_session(self.endpoint, self.cfg, transcript,
+                               require_verified_tls=self.require_verified_tls) as session:
+            if is_preauth(session):
+                self.preauth = self.stopped = True
+                return
+            self.mechanism = self.mechanism or _mechanism(advertised_mechanisms(session), self.endpoint.protocol)
+            for known in ((False, True) if index % 2 == 0 else (True, False)):
+                started = loop.time()
+                answer: SaslReply = await login_once(session, self.mechanism,
+                                                     self.known_user if known else self.unknown_user,
+                                                     self.wrong_password)
+                self.samples.append(LoginSample(known, answer.outcome, answer.code, answer.text, answer.reply,
+                                                loop.time() - started))
+                if answer.outcome is LoginOutcome.ACCEPTED:
+                    self.known_accepted, self.stopped = known, True
+                    break
+                if answer.outcome is LoginOutcome.TEMPORARY:
+                    transcript.note(f"temporary answer ({answer.reply}): sampling stopped")
+                    self.throttled, self.stopped = answer.reply, True
+                    break
+            await end_session(session)
 
 
 def _mechanism(advertised: frozenset[str], protocol: str) -> str:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from conformance.probes.auth.logins import LoginOutcome, classify_imap, classify_smtp
+from conformance.probes.auth.mechanisms import TESTABLE, responder, reveal, untested_reason
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.imap.session import ImapSession
 from conformance.probes.smtp.session import SmtpSession
@@ -35,42 +34,9 @@ from conformance.probes.wire.outcome import (
 from conformance.probes.wire.streams import read_line, send
 from conformance.target import Endpoint, Secret
 
-# Mechanisms we can run with a username and password; others (SCRAM, OAuth, GSSAPI, EXTERNAL) are reported
-# as advertised but not exercised.
-TESTABLE = ("PLAIN", "LOGIN", "CRAM-MD5")
 MAX_SASL_ROUNDS = 4
-ANONYMOUS_TRACE = "mailconform-conformance-probe"
 
-Responder = Callable[[bytes], str]
 Session = SmtpSession | ImapSession
-
-
-def _b64(data: str | bytes) -> str:
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _reveal(secret: Secret | str) -> str:
-    return secret.reveal() if isinstance(secret, Secret) else secret
-
-
-def responder(mechanism: str, username: str, password: Secret | str) -> tuple[str | None, Responder]:
-    """The initial response (None: wait for the first challenge) and the answer to each challenge."""
-    mechanism = mechanism.upper()
-    if mechanism == "PLAIN":
-        token = _b64(f"\0{username}\0{_reveal(password)}")
-        return token, lambda challenge: token
-    if mechanism == "LOGIN":  # draft-murchison-sasl-login: "Username:" then "Password:"
-        return None, lambda challenge: _b64(
-            _reveal(password) if b"pass" in challenge.lower() else username)
-    if mechanism == "CRAM-MD5":  # RFC 2195: "user hex(HMAC-MD5(password, challenge))"
-        def cram(challenge: bytes) -> str:
-            digest = hmac.new(_reveal(password).encode("utf-8"), challenge, hashlib.md5).hexdigest()
-            return _b64(f"{username} {digest}")
-        return None, cram
-    if mechanism == "ANONYMOUS":  # RFC 4505: an optional trace string, no credentials
-        return _b64(ANONYMOUS_TRACE), lambda challenge: _b64(ANONYMOUS_TRACE)
-    raise LocalError(f"mechanism {mechanism} cannot be exercised with a username and password")
 
 
 @dataclass(frozen=True)
@@ -82,7 +48,7 @@ class SaslReply:
 
 
 async def smtp_sasl(smtp: SmtpSession, mechanism: str, username: str, password: Secret | str) -> SaslReply:
-    initial, answer = responder(mechanism, username, password)
+    initial, answer = responder(mechanism, username, password, service="smtp", host=smtp.endpoint.host)
     # the transcript shows "AUTH PLAIN <redacted>": it redacts every AUTH argument by itself
     reply = await smtp.command(f"AUTH {mechanism}" + (f" {initial}" if initial else ""))
     for _ in range(MAX_SASL_ROUNDS):
@@ -103,7 +69,7 @@ async def smtp_sasl(smtp: SmtpSession, mechanism: str, username: str, password: 
 async def imap_sasl(imap: ImapSession, mechanism: str, username: str, password: Secret | str) -> SaslReply:
     """AUTHENTICATE <mechanism>, or the LOGIN command for mechanism "LOGIN-COMMAND"."""
     if mechanism == "LOGIN-COMMAND":
-        response = await imap.login(username, _reveal(password))
+        response = await imap.login(username, reveal(password))
     else:
         response = await _imap_authenticate(imap, mechanism, username, password)
     code = f"{response.status} [{(response.code or '').split(' ', 1)[0]}]" if response.code else response.status
@@ -112,7 +78,7 @@ async def imap_sasl(imap: ImapSession, mechanism: str, username: str, password: 
 
 async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
                              password: Secret | str) -> imap_wire.ImapResponse:
-    initial, answer = responder(mechanism, username, password)
+    initial, answer = responder(mechanism, username, password, service="imap", host=imap.endpoint.host)
     reader, writer = imap._streams
     tag = next(imap._tags)
     use_ir = initial is not None and "SASL-IR" in (imap.capabilities or frozenset())
@@ -254,7 +220,7 @@ async def logged_in(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript
 @dataclass(frozen=True)
 class MechanismResult:
     mechanism: str
-    outcome: LoginOutcome | None   # None: advertised but not testable with a password
+    outcome: LoginOutcome | None   # None: advertised, but a mechanism mailconform does not speak
     reply: str
 
 
@@ -289,7 +255,7 @@ async def probe_auth_posture(endpoint: Endpoint, cfg: ProbeConfig, username: str
         results = []
         for mechanism in sorted(advertised):
             if mechanism not in TESTABLE and mechanism != "LOGIN-COMMAND":
-                results.append(MechanismResult(mechanism, None, "not exercised (needs more than a password)"))
+                results.append(MechanismResult(mechanism, None, untested_reason(mechanism)))
                 continue
             async with logged_in(endpoint, cfg, transcript, mechanism, username, password, retry_after=retry_after,
                                  require_verified_tls=require_verified_tls) as (s, answer):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import ssl
 from dataclasses import dataclass
@@ -29,8 +30,11 @@ from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
+    ProbeTimeout,
     ProtocolViolation,
+    ServerUnavailable,
     Transcript,
+    Unreachable,
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, read_line, send
@@ -193,6 +197,65 @@ def classify_imap_login(response: ImapResponse | None, logindisabled: bool) -> C
     return CleartextAuth.CREDENTIALS_CHECKED
 
 
+def classify_imap_authenticate(response: ImapResponse | None, asked_twice: bool) -> CleartextAuth:
+    """How the server treated AUTHENTICATE PLAIN with throwaway credentials before TLS. LOGINDISABLED
+    says nothing about SASL (RFC 9051 7.2.2), so only the answer counts: NO [PRIVACYREQUIRED] or BAD is the
+    refusal for TLS reasons; a server that asked for more after reading the credentials has read them."""
+    if response is None:
+        return CleartextAuth.NOT_TRIED
+    code = (response.code or "").split(" ", 1)[0].upper()
+    if response.ok:
+        return CleartextAuth.ACCEPTED
+    if asked_twice or code == "AUTHENTICATIONFAILED":
+        return CleartextAuth.CREDENTIALS_CHECKED
+    if code == "PRIVACYREQUIRED" or response.status == "BAD":
+        return CleartextAuth.REFUSED_FOR_TLS
+    return CleartextAuth.REFUSED
+
+
+async def _authenticate_in_clear(imap: ImapSession) -> tuple[ImapResponse | None, CleartextAuth, bool]:
+    """AUTHENTICATE PLAIN with throwaway credentials before TLS (SASL-IR when advertised). Returns the
+    tagged answer (None: the exchange never ended), its classification, and whether the session is back
+    in a known state: a server that keeps sending "+" gets "*", which RFC 9051 6.2.2 answers with BAD."""
+    _, writer = imap._streams
+    user, password = throwaway_credentials()
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    tag = next(imap._tags)
+    sent_token = "SASL-IR" in (imap.capabilities or frozenset())
+    imap.transcript.client(f"{tag} AUTHENTICATE PLAIN" + (" <redacted>" if sent_token else ""))
+    await send(writer, f"{tag} AUTHENTICATE PLAIN{' ' + token if sent_token else ''}\r\n".encode(),
+               timeout=imap.cfg.timeout, what="sending AUTHENTICATE")
+    asked_twice = cancelled = False
+    while True:
+        head, rest = await _next_tagged_or_continuation(imap)
+        if head != "+":
+            status = imap_wire.parse_status(rest)
+            if head != tag or status is None:
+                raise ProtocolViolation(f"unexpected answer to AUTHENTICATE PLAIN: {head} {rest}")
+            response = ImapResponse(tag, status.status, status.code, status.text)
+            return response, classify_imap_authenticate(response, asked_twice), True
+        if cancelled:
+            return None, CleartextAuth.CREDENTIALS_CHECKED, False
+        asked_twice, cancelled = sent_token, sent_token
+        imap.transcript.client("*" if sent_token else "<redacted>")
+        await send(writer, ("*" if sent_token else token).encode() + b"\r\n", timeout=imap.cfg.timeout,
+                   what="answering AUTHENTICATE")
+        sent_token = True
+
+
+async def _next_tagged_or_continuation(imap: ImapSession) -> tuple[str, str]:
+    """The head ("+" or a tag) and the rest of the next line that is not an untagged response."""
+    reader, _ = imap._streams
+    for _ in range(imap_wire.MAX_UNTAGGED):
+        line = await imap_wire.read_logical_line(reader, timeout=imap.cfg.timeout, deadline=imap._deadline,
+                                                 transcript=imap.transcript,
+                                                 what="reading the answer to AUTHENTICATE PLAIN")
+        head, _, rest = line.partition(" ")
+        if head != "*":
+            return head, rest
+    raise ProtocolViolation(f"more than {imap_wire.MAX_UNTAGGED} untagged responses to AUTHENTICATE PLAIN")
+
+
 @dataclass(frozen=True)
 class ImapCapabilities:
     greeting: StatusLine
@@ -204,6 +267,8 @@ class ImapCapabilities:
     post_tls: frozenset[str] | None
     login_before_tls: ImapResponse | None  # LOGIN with a random user and throwaway password
     cleartext_login: CleartextAuth
+    authenticate_before_tls: ImapResponse | None = None   # AUTHENTICATE PLAIN, likewise
+    cleartext_authenticate: CleartextAuth = CleartextAuth.NOT_TRIED
 
     @property
     def logindisabled_before_tls(self) -> bool:
@@ -221,18 +286,31 @@ async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_l
     transcript = cfg.transcript(endpoint)
 
     async def run() -> ImapCapabilities:
-        async with ImapSession(endpoint, cfg, transcript) as imap:
+        async with contextlib.AsyncExitStack() as sessions:
+            imap = await sessions.enter_async_context(ImapSession(endpoint, cfg, transcript))
             greeting = await imap.connect()
             caps = imap.capabilities or await imap.capability()
             if endpoint.implicit_tls:
                 return ImapCapabilities(greeting, None, False, None, imap.tls, None, caps, None,
                                         CleartextAuth.NOT_TRIED)
-            login = None
+            login, sasl, sasl_verdict, settled = None, None, CleartextAuth.NOT_TRIED, True
             if try_login_before_tls and greeting.status != "PREAUTH":
                 login = await imap.login(*throwaway_credentials())
             verdict = classify_imap_login(login, "LOGINDISABLED" in caps)
+            if login is not None and verdict is not CleartextAuth.ACCEPTED:
+                try:
+                    sasl, sasl_verdict, settled = await _authenticate_in_clear(imap)
+                except (Unreachable, ProbeTimeout, ServerUnavailable, ProtocolViolation) as exc:
+                    transcript.note(f"AUTHENTICATE PLAIN before TLS got no answer ({exc})")
+                    settled = False
+            authenticated = CleartextAuth.ACCEPTED in (verdict, sasl_verdict)
+            if "STARTTLS" in caps and not authenticated and not settled:
+                transcript.note("AUTHENTICATE did not end on '*' (no BAD): STARTTLS on a fresh connection")
+                await imap.logout()
+                imap = await sessions.enter_async_context(ImapSession(endpoint, cfg, transcript))
+                await imap.connect()
             starttls_response, tls_error = None, None
-            if "STARTTLS" in caps and verdict is not CleartextAuth.ACCEPTED:
+            if "STARTTLS" in caps and not authenticated:
                 try:
                     starttls_response = await imap.starttls()
                 except ProtocolViolation as exc:
@@ -243,6 +321,6 @@ async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_l
             if tls_error is None:
                 await imap.logout()
             return ImapCapabilities(greeting, caps, "STARTTLS" in caps, starttls_response, imap.tls, tls_error,
-                                    imap.capabilities if imap.tls else None, login, verdict)
+                                    imap.capabilities if imap.tls else None, login, verdict, sasl, sasl_verdict)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)

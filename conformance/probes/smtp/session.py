@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,9 +27,11 @@ from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
     ProbeError,
+    ProbeTimeout,
     ProtocolViolation,
     ServerUnavailable,
     Transcript,
+    Unreachable,
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, send
@@ -229,6 +232,59 @@ def classify_smtp_auth(reply: SmtpReply | None) -> CleartextAuth:
     return CleartextAuth.REFUSED
 
 
+async def _auth_in_clear(smtp: SmtpSession, mechanism: str) -> tuple[SmtpReply, bool]:
+    """One AUTH exchange with throwaway credentials before TLS. Returns the reply that tells how the
+    server treated them, and whether the session is back in a known state: a server still challenging
+    after our last line gets "*", and only the 501 that RFC 4954 4 prescribes ends the exchange for sure."""
+    user, password = throwaway_credentials()
+    plain = _b64(f"\0{user}\0{password}")
+    first, answers = (f"AUTH PLAIN {plain}", ()) if mechanism == "PLAIN" else ("AUTH LOGIN", (_b64(user), _b64(password)))
+    reply = await smtp.command(first)
+    with smtp.transcript.redacting():
+        for answer in answers:
+            if reply.code != 334:
+                break
+            reply = await smtp.command(answer, secret=True)
+        if reply.code != 334:
+            return reply, True
+        cancelled = await smtp.command("*", secret=True)
+    return reply, cancelled.code == 501
+
+
+_SERVER_ENDED = (Unreachable, ProbeTimeout, ServerUnavailable, ProtocolViolation)
+# Tried before TLS whether advertised or not: a server may hide AUTH from EHLO and still take it in clear.
+CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
+_EXPOSURE = (CleartextAuth.REFUSED_FOR_TLS, CleartextAuth.REFUSED, CleartextAuth.CREDENTIALS_CHECKED,
+             CleartextAuth.ACCEPTED)
+
+
+def _exposure(reply: SmtpReply) -> int:
+    return _EXPOSURE.index(classify_smtp_auth(reply))
+
+
+async def _worst_auth_in_clear(smtp: SmtpSession) -> tuple[str, SmtpReply, bool]:
+    """Each of CLEARTEXT_MECHANISMS while the session stays in a known state and unauthenticated; the
+    mechanism and reply that exposed credentials most, and whether the session is still usable."""
+    worst: tuple[str, SmtpReply] | None = None
+    settled = True
+    for mechanism in CLEARTEXT_MECHANISMS:
+        if worst is None:
+            reply, settled = await _auth_in_clear(smtp, mechanism)
+        else:
+            try:
+                reply, settled = await _auth_in_clear(smtp, mechanism)
+            except _SERVER_ENDED as exc:  # e.g. a hang-up after one failed AUTH: what the first showed stands
+                smtp.transcript.note(f"AUTH {mechanism} before TLS got no answer ({exc})")
+                settled = False
+                break
+        if worst is None or _exposure(reply) > _exposure(worst[1]):
+            worst = (mechanism, reply)
+        if not settled or reply.code == 235:
+            break
+    assert worst is not None
+    return worst[0], worst[1], settled
+
+
 @dataclass(frozen=True)
 class SmtpCapabilities:
     greeting: SmtpReply
@@ -238,8 +294,9 @@ class SmtpCapabilities:
     tls: TlsInfo | None                 # None if TLS could not be established
     tls_error: str | None               # why the handshake after a 220 to STARTTLS failed
     post_tls: EhloResult | None
-    auth_before_tls: SmtpReply | None   # reply to AUTH PLAIN with throwaway credentials before TLS
+    auth_before_tls: SmtpReply | None   # the most telling reply to AUTH with throwaway credentials before TLS
     cleartext_auth: CleartextAuth
+    auth_before_tls_mechanism: str | None = None   # the mechanism that drew it
 
     @property
     def auth_mechanisms_before_tls(self) -> frozenset[str]:
@@ -258,18 +315,25 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
     transcript = cfg.transcript(endpoint)
 
     async def run() -> SmtpCapabilities:
-        async with SmtpSession(endpoint, cfg, transcript) as smtp:
+        async with contextlib.AsyncExitStack() as sessions:
+            smtp = await sessions.enter_async_context(SmtpSession(endpoint, cfg, transcript))
             greeting = await smtp.connect()
             first = await smtp.ehlo()
             if endpoint.implicit_tls:
                 return SmtpCapabilities(greeting, None, False, None, smtp.tls, None, first, None,
                                         CleartextAuth.NOT_TRIED)
-            auth_reply = None
+            auth_reply, mechanism, settled = None, None, True
             if try_auth_before_tls and (first.auth_mechanisms or endpoint.service is Service.SUBMISSION):
-                auth_reply = await smtp.auth_plain(*throwaway_credentials())
+                mechanism, auth_reply, settled = await _worst_auth_in_clear(smtp)
                 if auth_reply.code == 235:  # authenticated as nobody: the session state is unusable
                     return SmtpCapabilities(greeting, first, first.starttls, None, None, None, None, auth_reply,
-                                            CleartextAuth.ACCEPTED)
+                                            CleartextAuth.ACCEPTED, mechanism)
+            if first.starttls and not settled:
+                transcript.note("the AUTH exchange did not end on '*' (no 501): STARTTLS on a fresh connection")
+                await smtp.quit()
+                smtp = await sessions.enter_async_context(SmtpSession(endpoint, cfg, transcript))
+                await smtp.connect()
+                await smtp.ehlo()
             starttls_reply, tls_error = None, None
             if first.starttls:
                 try:
@@ -283,6 +347,6 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
                 await smtp.quit()
             return SmtpCapabilities(greeting, first, first.starttls, starttls_reply, smtp.tls, tls_error,
                                     smtp.capabilities if smtp.tls else None, auth_reply,
-                                    classify_smtp_auth(auth_reply))
+                                    classify_smtp_auth(auth_reply), mechanism)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
