@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from conformance.reference.control import serve_control
-from conformance.reference.dns import DnsResponder
+from conformance.reference.dns import DnsResponder, domain_records
 from conformance.reference.flaws import Flaws
 from conformance.reference.imap import serve_imap
 from conformance.reference.lockout import AuthEngine
@@ -236,7 +236,7 @@ class Gateway:
         self.flaws = flaws
         self.auth.flaws = flaws
         if self._dns is not None:  # single_node publishes one MX host
-            self._dns.records = DnsResponder(self._dns_records()).records
+            self._dns.load_records(self._dns_records())
         if self._loop is None:
             return
         contexts = self._contexts()
@@ -313,7 +313,7 @@ class Gateway:
                 "--token-file", str(self.workdir / "control.token"), action, node]
 
     def _dns_records(self) -> dict[tuple[str, str], list[str]]:
-        return DnsResponder.for_domain("example.test", {NODES[n]: "127.0.0.1" for n in self.nodes}).records
+        return domain_records("example.test", {NODES[n]: "127.0.0.1" for n in self.nodes})
 
     def write_target(self, path: Path | str) -> Path:
         """Write a target.toml describing the running gateway; returns its path."""
