@@ -175,6 +175,8 @@ class DnsResponder:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         dnssec = bool(query.ednsflags & dns.flags.DO)
+        if dnssec:
+            response.ednsflags |= dns.flags.DO  # RFC 3225 §3: a server that understands DO echoes it
         for question in query.question:
             name = question.name.to_text().lower()
             self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
