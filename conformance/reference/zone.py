@@ -75,8 +75,8 @@ def _spki_sha256(leaf_der: bytes) -> str:
 
 
 def _dkim_record(flaws: Flaws) -> str:
-    public = dkim_key(2048).public_key().public_bytes(serialization.Encoding.DER,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = dkim_key(1024 if flaws.dkim_1024 else 2048).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     key = base64.b64encode(public).decode()
     chunks = " ".join(f'"{key[i:i + 200]}"' for i in range(0, len(key), 200))
     return f'"v=DKIM1; k=rsa; p=" {chunks}'
@@ -86,6 +86,36 @@ def _txt(*texts: str) -> list[str]:
     return [f'"{t}"' for t in texts]
 
 
+def _spf(flaws: Flaws) -> dict[tuple[str, str], list[str]]:
+    if flaws.spf_two_records:
+        return {("@", "TXT"): _txt("v=spf1 mx -all", "v=spf1 a -all")}
+    if flaws.spf_too_many_lookups:  # 1 (mx) + 1 (include) + 10 (a:) = 12 terms that query the DNS
+        ten = " ".join(f"a:mx1.{DOMAIN}" for _ in range(10))
+        return {("@", "TXT"): _txt(f"v=spf1 mx include:_spf.{DOMAIN} -all"), ("_spf", "TXT"): _txt(f"v=spf1 {ten} -all")}
+    return {("@", "TXT"): _txt("v=spf1 mx ~all" if flaws.spf_softfail else "v=spf1 mx -all")}
+
+
+def _policies(flaws: Flaws) -> dict[tuple[str, str], list[str]]:
+    policy = "none" if flaws.dmarc_none else "reject"
+    reports = "dmarc@reports.example.net" if flaws.dmarc_external_rua else f"dmarc-reports@{DOMAIN}"
+    out = {("_dmarc", "TXT"): _txt(f"v=DMARC1; p={policy}; rua=mailto:{reports}"),
+           ("_mta-sts", "TXT"): _txt("v=STSv1; id=20261201T000000")}
+    if not flaws.tlsrpt_missing:
+        out[("_smtp._tls", "TXT")] = _txt(f"v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}")
+    if not flaws.dkim_missing:
+        out[(f"{DKIM_SELECTOR}._domainkey", "TXT")] = [_dkim_record(flaws)]
+    return out
+
+
+def _srv(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
+    def point(service: str) -> list[str]:
+        return [f"{10 * i} 1 {mail.ports[(h, service)]} {h}." for i, h in enumerate(mail.hosts)]
+
+    return {("_submissions._tcp", "SRV"): point("submissions"), ("_imaps._tcp", "SRV"): point("imaps"),
+            ("_submission._tcp", "SRV"): point("submission") if flaws.srv_plaintext else ["0 0 0 ."],
+            ("_imap._tcp", "SRV"): ["0 0 0 ."]}
+
+
 def records(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
     """(name relative to the zone, type) -> rdata texts."""
     out: dict[tuple[str, str], list[str]] = {
@@ -93,21 +123,16 @@ def records(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
         ("@", "NS"): [f"ns.{DOMAIN}."],
         ("ns", "A"): ["127.0.0.1"],
         ("@", "MX"): [f"{10 * (i + 1)} {host}." for i, host in enumerate(mail.hosts)],
-        ("@", "TXT"): _txt("v=spf1 mx -all"),
-        ("_dmarc", "TXT"): _txt(f"v=DMARC1; p=reject; rua=mailto:dmarc-reports@{DOMAIN}"),
-        ("_smtp._tls", "TXT"): _txt(f"v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}"),
-        ("_mta-sts", "TXT"): _txt("v=STSv1; id=20261201T000000"),
-        (f"{DKIM_SELECTOR}._domainkey", "TXT"): [_dkim_record(flaws)],
-        ("_submissions._tcp", "SRV"): [f"{10 * i} 1 {mail.ports[(h, 'submissions')]} {h}."
-                                       for i, h in enumerate(mail.hosts)],
-        ("_imaps._tcp", "SRV"): [f"{10 * i} 1 {mail.ports[(h, 'imaps')]} {h}." for i, h in enumerate(mail.hosts)],
-        ("_submission._tcp", "SRV"): ["0 0 0 ."],
-        ("_imap._tcp", "SRV"): ["0 0 0 ."],
+        **_spf(flaws), **_policies(flaws), **_srv(mail, flaws),
     }
     for host in mail.hosts:
         label = host.removesuffix("." + DOMAIN)
         out[(label, "A")] = ["127.0.0.1"]
         out[(f"_25._tcp.{label}", "TLSA")] = [f"3 1 1 {_spki_sha256(mail.leaf_der)}"]
+    if flaws.mx_cname and len(mail.hosts) > 1:  # the backup MX becomes an alias of the primary
+        label = mail.hosts[1].removesuffix("." + DOMAIN)
+        del out[(label, "A")]
+        out[(label, "CNAME")] = [f"{mail.hosts[0]}."]
     return out
 
 
