@@ -218,6 +218,13 @@ _DNS = [
        "point at implicit-TLS endpoints; _submission._tcp and _imap._tcp are absent or '.'",
        "RFC 6186 §3.1, §3.2; RFC 8314 §5.1; RFC 2782 (target '.'); BSI TR-03108 v2.0 4.1.1 (TR-03108-01-M)",
        SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-DNSSEC-01", "The mail domain's zone is DNSSEC-signed: its MX and policy records validate from a "
+       "trust anchor (checked by the suite, not taken from a resolver's AD bit)",
+       "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 4035 §5; RFC 7672 §2.2.1", SHOULD, "dns",
+       sensitive_data=MUST),
+    _r("DNS-DNSSEC-02", "Every MX host's zone is DNSSEC-signed: its addresses and TLSA records validate from "
+       "a trust anchor", "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 4035 §5; RFC 7672 §2.2.1", SHOULD, "dns",
+       sensitive_data=MUST),
 ]
 
 CATALOGUE: dict[str, Requirement] = {

@@ -8,7 +8,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import dns.dnssec
+import dns.zone
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from conformance.reference.dns import DnsResponder
 from conformance.report import CaseResult, read_junit
@@ -24,12 +27,19 @@ GOOD_POLICY = {
 
 
 def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, domain: bool = True,
-               servfail: tuple[str, ...] = ()) -> dict[str, CaseResult]:
-    """requirement -> its case, for a target whose resolver serves ``records``."""
+               servfail: tuple[str, ...] = (), zone: dns.zone.Zone | None = None, anchors: str = "",
+               strip: bool = False) -> dict[str, CaseResult]:
+    """requirement -> its case, for a target whose resolver serves ``records`` (or ``zone``)."""
     with DnsResponder(records) as responder:
         responder.servfail.update(servfail)
+        responder.strip_signatures = strip
+        if zone is not None:
+            responder.load_zone(zone)
         target = tmp / "target.toml"
         head = f'domain = "example.test"\nresolver = "{responder.address}"\n' if domain else ""
+        if anchors:
+            (tmp / "anchors.txt").write_text(anchors)
+            head += 'dnssec_trust_anchors = ["anchors.txt"]\n'
         target.write_text(f'[target]\n{head}timeout = 2\n[[node]]\nname = "n1"\nhost = "mx1.example.test"\n'
                           'address = "127.0.0.1"\nservices = { submission = 1 }\n')
         junit = tmp / "junit.xml"
@@ -67,5 +77,29 @@ def test_a_failing_resolver_is_inconclusive_in_words(tmp_path: Path) -> None:
 
 def test_without_a_domain_every_dns_check_skips_and_says_why(tmp_path: Path) -> None:
     cases = run_checks(tmp_path, {}, domain=False)
-    assert len(cases) == 9
+    assert len(cases) == 11
     assert all(c.verdict == "skipped" and "[target] domain" in c.reason for c in cases.values())
+
+
+def _signed_zone() -> tuple[dns.zone.Zone, str]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), "ECDSAP256SHA256", flags=257)
+    zone = dns.zone.from_text("@ 300 IN SOA ns h 1 3600 600 86400 300\n@ 300 IN NS ns\nns 300 IN A 127.0.0.1\n"
+                              "@ 300 IN MX 10 mx1\nmx1 300 IN A 127.0.0.1\n", origin="example.test.")
+    dns.dnssec.sign_zone(zone, keys=[(private, dnskey)], lifetime=3600)
+    return zone, f"example.test. IN DS {dns.dnssec.make_ds('example.test.', dnskey, 'SHA256')}\n"
+
+
+def test_a_resolver_that_strips_signatures_is_blamed_not_the_zone(tmp_path: Path) -> None:
+    zone, anchor = _signed_zone()
+    cases = run_checks(tmp_path, {}, zone=zone, anchors=anchor)
+    assert cases["DNS-DNSSEC-01"].verdict == "pass" and cases["DNS-DNSSEC-02"].verdict == "pass"
+    stripped = run_checks(tmp_path, {}, zone=zone, anchors=anchor, strip=True)
+    for requirement in ("DNS-DNSSEC-01", "DNS-DNSSEC-02"):
+        assert stripped[requirement].verdict == "inconclusive" and "strips DNSSEC" in stripped[requirement].reason
+
+
+def test_the_iana_root_is_the_default_anchor(tmp_path: Path) -> None:
+    zone, _ = _signed_zone()
+    case = run_checks(tmp_path, {}, zone=zone)["DNS-DNSSEC-01"]   # no DS for example.test under the root
+    assert case.verdict == "fail" and "not signed" in case.reason, case

@@ -1,4 +1,4 @@
-"""The mail domain's DNS: MX set, SPF, DMARC, TLS-RPT, DKIM keys and client autoconfiguration (SRV).
+"""The mail domain's DNS: MX set, SPF, DMARC, TLS-RPT, DKIM keys, client autoconfiguration (SRV), DNSSEC.
 
 Opt-in by naming the domain (``[target] domain``); every record is fetched once per run, concurrently,
 from the target's resolver. A lookup the resolver could not answer (SERVFAIL, timeout) makes the check
@@ -12,7 +12,8 @@ import ipaddress
 import pytest
 
 from conformance.evidence import Evidence
-from conformance.fixtures.dns import DomainPolicy
+from conformance.fixtures.dns import DomainPolicy, dnssec_relied_on
+from conformance.probes.dns.dnssec import Security
 from conformance.probes.dns.policy import (
     DkimKey,
     Dmarc,
@@ -227,3 +228,44 @@ def test_srv_records_point_to_implicit_tls(mail_domain: str, target: Target, dom
             problems.append(f"_{plain}._tcp.{mail_domain} offers the STARTTLS service ({'; '.join(offered)}); "
                             "publish '0 0 0 .' or remove it")
     assert not problems, f"domain@{mail_domain}: client autoconfiguration: " + "; ".join(problems)
+
+
+def _judge_dnssec(policy: DomainPolicy, records: DomainRecords, wanted: list[tuple[str, str]], where: str,
+                  evidence: Evidence) -> None:
+    """Fail on every RRset that is not proven; inconclusive where the resolver kept the proof from us."""
+    if policy.anchor_error:
+        raise Inconclusive(f"{where}: {policy.anchor_error}")
+    found = [policy.dnssec[key] for key in wanted if key in policy.dnssec]
+    if not found:
+        pytest.skip(f"{where}: none of {', '.join(f'{t} {n}' for n, t in wanted)} exists: nothing to validate")
+    evidence.add("dnssec", [v.describe() for v in found])
+    undecided = [v for v in found if v.security is Security.INDETERMINATE]
+    if undecided:
+        raise Inconclusive(f"{where}: DNSSEC not decidable: " + "; ".join(v.describe() for v in undecided))
+    domain_keys = records.get(records.domain, "DNSKEY")
+    stripped = [v for v in found if v.reason.startswith("no signatures returned")]
+    if stripped and domain_keys.rrset is not None and domain_keys.rrsigs is None:
+        # the zone publishes DNSKEYs, yet not even they come with signatures: the resolver drops them
+        raise Inconclusive(f"{where}: the resolver {records.resolver} returns DNSKEY records without their "
+                           "RRSIGs: it strips DNSSEC data, so the zone cannot be validated through it")
+    unproven = [v.describe() for v in found if v.security is not Security.SECURE]
+    assert not unproven, f"{where}: records not proven by DNSSEC: " + "; ".join(unproven)
+
+
+@pytest.mark.requirement("DNS-DNSSEC-01")
+def test_domain_zone_validates(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    """Unsigned or bogus MX and policy records can be forged on the path: senders then deliver elsewhere,
+    and DANE is switched off for the domain (RFC 7672 §2.2.1)."""
+    records = _records(domain_policy, evidence)
+    wanted = [key for key in dnssec_relied_on(records, mail_domain) if key[0].endswith(mail_domain)
+              and key[1] in ("MX", "TXT")]
+    _judge_dnssec(domain_policy, records, wanted, f"domain@{mail_domain}", evidence)
+
+
+@pytest.mark.requirement("DNS-DNSSEC-02")
+def test_mx_host_zones_validate(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    """A TLSA record or an address that is not proven cannot protect the connection to the MX host."""
+    records = _records(domain_policy, evidence)
+    wanted = [key for key in dnssec_relied_on(records, mail_domain) if key[1] in ("A", "AAAA", "TLSA")]
+    _judge_dnssec(domain_policy, records, wanted, f"domain@{mail_domain} (MX hosts {', '.join(records.mx_hosts)})",
+                  evidence)

@@ -40,6 +40,7 @@ class DnsResponder:
         self.queries: list[tuple[str, str]] = []
         self.errors: list[BaseException] = []
         self.servfail: set[str] = set()   # names answered SERVFAIL (a broken upstream, for probe tests)
+        self.strip_signatures = False     # answer DO queries without RRSIGs (a resolver that drops them)
         self._rrsets: dict[tuple[str, dns.rdatatype.RdataType], dns.rrset.RRset] = {}
         self._sigs: dict[tuple[str, dns.rdatatype.RdataType], dns.rrset.RRset] = {}
         self._names: set[str] = set()
@@ -58,15 +59,17 @@ class DnsResponder:
         self._load(dns.rrset.from_text_list(_canonical(name), TTL, dns.rdataclass.IN, rtype.upper(), list(texts))
                    for (name, rtype), texts in records.items() if texts)
 
-    def load_zone(self, zone: dns.zone.Zone) -> None:
-        """Serve every RRset of a (possibly signed) zone from now on; RRSIGs go out with DO queries only."""
-        origin = zone.origin
-        assert origin is not None, "a zone built from text always has an origin"
+    def load_zone(self, *zones: dns.zone.Zone) -> None:
+        """Serve every RRset of these (possibly signed) zones from now on; RRSIGs go out with DO queries only."""
         rrsets = []
-        for name, rdataset in zone.iterate_rdatasets():
-            rrset = dns.rrset.RRset(name.derelativize(origin), rdataset.rdclass, rdataset.rdtype, rdataset.covers)
-            rrset.update(rdataset)
-            rrsets.append(rrset)
+        for zone in zones:
+            origin = zone.origin
+            assert origin is not None, "a zone built from text always has an origin"
+            for name, rdataset in zone.iterate_rdatasets():
+                # rdata in a relativized zone hold relative names: written out absolute, they go on the wire
+                texts = [rd.to_text(origin=origin, relativize=False) for rd in rdataset]
+                rrsets.append(dns.rrset.from_text_list(name.derelativize(origin), rdataset.ttl, rdataset.rdclass,
+                                                       rdataset.rdtype, texts))
         self._load(rrsets)
 
     def _load(self, rrsets: Iterable[dns.rrset.RRset]) -> None:
@@ -129,9 +132,11 @@ class DnsResponder:
 
     def _reply(self, data: bytes, udp: bool) -> bytes | None:
         try:
-            return self.answer(data, udp=udp)
+            dns.message.from_wire(data)
         except dns.exception.DNSException:
             return None  # not a DNS query: drop it, as a real server would
+        try:
+            return self.answer(data, udp=udp)
         except Exception as exc:  # noqa: BLE001 - kept for check_errors(), the thread must go on
             self.errors.append(exc)
             return None
@@ -174,7 +179,7 @@ class DnsResponder:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
-        dnssec = bool(query.ednsflags & dns.flags.DO)
+        dnssec = bool(query.ednsflags & dns.flags.DO) and not self.strip_signatures
         if dnssec:
             response.ednsflags |= dns.flags.DO  # RFC 3225 §3: a server that understands DO echoes it
         for question in query.question:

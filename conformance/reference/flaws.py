@@ -133,6 +133,9 @@ _DNS_FLAWS = [
     _f("dkim_missing", "dns", "the DKIM selector 'mail' publishes no key", "DNS-DKIM-01"),
     _f("dkim_1024", "dns", "the DKIM key is RSA 1024 bit", "DNS-DKIM-02"),
     _f("srv_plaintext", "dns", "_submission._tcp points mail clients at the STARTTLS port", "DNS-SRV-01"),
+    # the MX hosts live in the mail domain's zone: an unsigned zone leaves both unproven
+    _f("unsigned_zone", "dns", "the mail domain's zone is not DNSSEC-signed", "DNS-DNSSEC-01", "DNS-DNSSEC-02"),
+    _f("bogus_signature", "dns", "the RRSIG over the domain's MX records does not verify", "DNS-DNSSEC-01"),
 ]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS]}
 
@@ -203,6 +206,8 @@ class Flaws:
     dkim_missing: bool = False
     dkim_1024: bool = False
     srv_plaintext: bool = False
+    unsigned_zone: bool = False
+    bogus_signature: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -4,7 +4,8 @@ MX and A for the nodes, SPF, DMARC, TLS-RPT, the MTA-STS TXT, a DKIM key, the RF
 implicit-TLS ones pointing at the nodes' real ports, the plaintext ones set to '.', RFC 6186 §4), and a
 DANE-EE TLSA record (3 1 1) per MX host made from the leaf certificate the nodes really serve. The zone
 is signed at start-up with an ECDSAP256SHA256 key made for this gateway (dnspython's ``sign_zone``);
-its DS is the lab trust anchor the target file names. Flaws change single records before signing.
+its DS is the lab trust anchor the target file names. Flaws change single records before signing (or
+leave the zone unsigned, or break one signature after it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import dns.dnssec
 import dns.name
+import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.DNSKEY
 import dns.zone
@@ -141,5 +143,17 @@ def build_zone(mail: MailZone, flaws: Flaws, key: ZoneKey) -> dns.zone.Zone:
     lines = [f"{name} {TTL} IN {rtype} {text}" for (name, rtype), texts in records(mail, flaws).items()
              for text in texts]
     zone = dns.zone.from_text("\n".join(lines) + "\n", origin=DOMAIN + ".", relativize=False)
+    if flaws.unsigned_zone:
+        return zone
     dns.dnssec.sign_zone(zone, keys=[(key.private, key.dnskey)], lifetime=SIGNATURE_LIFETIME, dnskey_ttl=TTL)
+    if flaws.bogus_signature:
+        _corrupt_signature(zone, dns.rdatatype.MX)
     return zone
+
+
+def _corrupt_signature(zone: dns.zone.Zone, covered: dns.rdatatype.RdataType) -> None:
+    """Flip one bit of the RRSIG over the apex RRset of type ``covered``: the data no longer verifies."""
+    with zone.writer() as txn:
+        sigs = txn.get(DOMAIN + ".", dns.rdatatype.RRSIG, covered)
+        broken = [sig.replace(signature=bytes([sig.signature[0] ^ 1]) + sig.signature[1:]) for sig in sigs]
+        txn.replace(DOMAIN + ".", dns.rdataset.from_rdata_list(sigs.ttl, broken))
