@@ -225,6 +225,13 @@ _DNS = [
     _r("DNS-DNSSEC-02", "Every MX host's zone is DNSSEC-signed: its addresses and TLSA records validate from "
        "a trust anchor", "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 4035 §5; RFC 7672 §2.2.1", SHOULD, "dns",
        sensitive_data=MUST),
+    _r("DNS-DANE-01", "Every MX host publishes _25._tcp TLSA records, and they are DNSSEC-secure",
+       "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 7672 §2.2", SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-DANE-02", "Every MX host's TLSA set matches the certificate it really serves: DANE-EE (3) the "
+       "leaf, DANE-TA (2) a certificate the server sends", "RFC 7672 §3.1.1, §3.1.2; RFC 6698 §2.1", MUST,
+       "dns"),
+    _r("DNS-DANE-03", "No PKIX-TA (0) or PKIX-EE (1) TLSA records: SMTP senders cannot use them",
+       "RFC 7672 §3.1.3", SHOULD, "dns"),
 ]
 
 CATALOGUE: dict[str, Requirement] = {

@@ -77,7 +77,7 @@ def test_a_failing_resolver_is_inconclusive_in_words(tmp_path: Path) -> None:
 
 def test_without_a_domain_every_dns_check_skips_and_says_why(tmp_path: Path) -> None:
     cases = run_checks(tmp_path, {}, domain=False)
-    assert len(cases) == 11
+    assert len(cases) == 14
     assert all(c.verdict == "skipped" and "[target] domain" in c.reason for c in cases.values())
 
 

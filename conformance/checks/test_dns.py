@@ -1,4 +1,5 @@
-"""The mail domain's DNS: MX set, SPF, DMARC, TLS-RPT, DKIM keys, client autoconfiguration (SRV), DNSSEC.
+"""The mail domain's DNS: MX set, SPF, DMARC, TLS-RPT, DKIM keys, client autoconfiguration (SRV), DNSSEC
+and DANE (TLSA held against the certificates the TLS family's handshakes saw: no extra connection).
 
 Opt-in by naming the domain (``[target] domain``); every record is fetched once per run, concurrently,
 from the target's resolver. A lookup the resolver could not answer (SERVFAIL, timeout) makes the check
@@ -13,6 +14,8 @@ import pytest
 
 from conformance.evidence import Evidence
 from conformance.fixtures.dns import DomainPolicy, dnssec_relied_on
+from conformance.fixtures.tls import Certificates
+from conformance.probes.dns.dane import UNUSABLE_FOR_SMTP, chain_matches, spki_sha256, tlsa_records
 from conformance.probes.dns.dnssec import Security
 from conformance.probes.dns.policy import (
     DkimKey,
@@ -23,6 +26,7 @@ from conformance.probes.dns.policy import (
     parse_tlsrpt,
 )
 from conformance.probes.dns.records import DomainRecords, Lookup, Status
+from conformance.probes.wire.outcome import Outcome
 from conformance.target import Service, Target
 from conformance.verdict import Inconclusive
 
@@ -269,3 +273,81 @@ def test_mx_host_zones_validate(mail_domain: str, domain_policy: DomainPolicy, e
     wanted = [key for key in dnssec_relied_on(records, mail_domain) if key[1] in ("A", "AAAA", "TLSA")]
     _judge_dnssec(domain_policy, records, wanted, f"domain@{mail_domain} (MX hosts {', '.join(records.mx_hosts)})",
                   evidence)
+
+
+def _tlsa_of(records: DomainRecords, host: str) -> Lookup:
+    return _answered(records.get(f"_25._tcp.{host}", "TLSA"))
+
+
+@pytest.mark.requirement("DNS-DANE-01")
+def test_mx_hosts_publish_secure_tlsa(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    """Without a DNSSEC-secure TLSA set, a sender's STARTTLS to the MX can be stripped or intercepted unseen."""
+    records = _records(domain_policy, evidence)
+    if not records.mx_hosts:
+        pytest.skip(f"domain@{mail_domain}: no MX host to look up TLSA records for")
+    problems = []
+    for host in records.mx_hosts:
+        tlsa = _tlsa_of(records, host)
+        evidence.add(f"tlsa.{host}", tlsa.texts or str(tlsa.status))
+        if tlsa.status is not Status.ANSWER:
+            problems.append(f"_25._tcp.{host} has no TLSA record ({tlsa.status})")
+            continue
+        proof = domain_policy.dnssec.get((tlsa.name, "TLSA"))
+        if proof is None or proof.security is not Security.SECURE:
+            if proof is not None and proof.security is Security.INDETERMINATE:
+                raise Inconclusive(f"domain@{mail_domain}: {proof.describe()}")
+            problems.append(f"_25._tcp.{host} TLSA is not DNSSEC-secure "
+                            f"({proof.describe() if proof else domain_policy.anchor_error}): senders ignore it")
+    assert not problems, f"domain@{mail_domain}: DANE: " + "; ".join(problems)
+
+
+def _served_chains(host: str, target: Target, certificates: dict[str, Certificates]) -> list[tuple[str, tuple[bytes, ...]]]:
+    """(where, chain) for every certificate the MX endpoints of ``host`` served in the TLS family's handshakes."""
+    chains = []
+    for endpoint in (e for e in target.endpoints_for(Service.MX) if e.host.rstrip(".").lower() == host):
+        found = certificates[endpoint.id]
+        if found.default.outcome is Outcome.SERVER_ERROR:
+            pytest.skip(f"{endpoint}: no TLS handshake, so no certificate to hold the TLSA set against "
+                        "(see STARTTLS-OFFER-01)")
+        if found.default.result is None:
+            raise Inconclusive(f"{endpoint}: {found.default.reason}")
+        where = f"{endpoint} at {endpoint.address or endpoint.host}"
+        chains += [(where, result.peer_chain_der) for result in found.distinct() if result.peer_chain_der]
+    return chains
+
+
+@pytest.mark.requirement("DNS-DANE-02")
+def test_tlsa_matches_the_served_certificate(mail_domain: str, target: Target, domain_policy: DomainPolicy,
+                                            certificates: dict[str, Certificates], evidence: Evidence) -> None:
+    """A TLSA set that matches nothing makes every DANE-validating sender defer mail to the domain."""
+    records = _records(domain_policy, evidence)
+    problems, judged = [], 0
+    for host in records.mx_hosts:
+        tlsa = _tlsa_of(records, host)
+        usable = [r for r in tlsa_records(tlsa.rrset or ()) if r.usage not in UNUSABLE_FOR_SMTP]
+        if not tlsa.texts:
+            continue
+        for where, chain in _served_chains(host, target, certificates):
+            judged += 1
+            matched = chain_matches(usable, chain)
+            evidence.add(f"dane.{where}", f"leaf SPKI SHA-256 {spki_sha256(chain[0])}; "
+                                          f"matched by {matched.text if matched else 'nothing'}")
+            if matched is None:
+                problems.append(f"{where}: no usable TLSA record of _25._tcp.{host} "
+                                f"({'; '.join(tlsa.texts)}) matches the certificate served "
+                                f"(leaf SPKI SHA-256 {spki_sha256(chain[0])})")
+    if not judged:
+        pytest.skip(f"domain@{mail_domain}: no TLSA record and served certificate to hold together (see DNS-DANE-01)")
+    assert not problems, f"domain@{mail_domain}: DANE mismatch: " + "; ".join(problems)
+
+
+@pytest.mark.requirement("DNS-DANE-03")
+def test_no_pkix_tlsa_usages(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    records = _records(domain_policy, evidence)
+    found = [(host, r) for host in records.mx_hosts for r in tlsa_records(_tlsa_of(records, host).rrset or ())]
+    if not found:
+        pytest.skip(f"domain@{mail_domain}: no TLSA records to judge (see DNS-DANE-01)")
+    evidence.add("tlsa", [f"_25._tcp.{h}: {r.text}" for h, r in found])
+    pkix = [f"_25._tcp.{h}: {r.text}" for h, r in found if r.usage in UNUSABLE_FOR_SMTP]
+    assert not pkix, (f"domain@{mail_domain}: TLSA records with PKIX usages (0/1), which SMTP senders cannot use: "
+                      + "; ".join(pkix) + ". Publish DANE-EE (3 1 1) or DANE-TA (2 x x) records instead")

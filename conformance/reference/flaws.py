@@ -136,6 +136,10 @@ _DNS_FLAWS = [
     # the MX hosts live in the mail domain's zone: an unsigned zone leaves both unproven
     _f("unsigned_zone", "dns", "the mail domain's zone is not DNSSEC-signed", "DNS-DNSSEC-01", "DNS-DNSSEC-02"),
     _f("bogus_signature", "dns", "the RRSIG over the domain's MX records does not verify", "DNS-DNSSEC-01"),
+    _f("tlsa_missing", "dns", "the MX hosts publish no _25._tcp TLSA records", "DNS-DANE-01"),
+    _f("tlsa_mismatch", "dns", "the TLSA records name a key the MX hosts do not serve (an old key)",
+       "DNS-DANE-02"),
+    _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
 ]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS]}
 
@@ -208,6 +212,9 @@ class Flaws:
     srv_plaintext: bool = False
     unsigned_zone: bool = False
     bogus_signature: bool = False
+    tlsa_missing: bool = False
+    tlsa_mismatch: bool = False
+    tlsa_pkix_usage: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

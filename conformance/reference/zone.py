@@ -118,6 +118,16 @@ def _srv(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
             ("_imap._tcp", "SRV"): ["0 0 0 ."]}
 
 
+def _tlsa(label: str, mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
+    if flaws.tlsa_missing:
+        return {}
+    digest = _spki_sha256(mail.leaf_der)
+    if flaws.tlsa_mismatch:  # what is left behind after a key rollover that forgot the DNS
+        digest = hashlib.sha256(b"the key this host served last year").hexdigest()
+    extra = [f"1 1 1 {digest}"] if flaws.tlsa_pkix_usage else []
+    return {(f"_25._tcp.{label}", "TLSA"): [f"3 1 1 {digest}", *extra]}
+
+
 def records(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
     """(name relative to the zone, type) -> rdata texts."""
     out: dict[tuple[str, str], list[str]] = {
@@ -130,7 +140,7 @@ def records(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
     for host in mail.hosts:
         label = host.removesuffix("." + DOMAIN)
         out[(label, "A")] = ["127.0.0.1"]
-        out[(f"_25._tcp.{label}", "TLSA")] = [f"3 1 1 {_spki_sha256(mail.leaf_der)}"]
+        out.update(_tlsa(label, mail, flaws))
     if flaws.mx_cname and len(mail.hosts) > 1:  # the backup MX becomes an alias of the primary
         label = mail.hosts[1].removesuffix("." + DOMAIN)
         del out[(label, "A")]
