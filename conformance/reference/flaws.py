@@ -133,8 +133,9 @@ _DNS_FLAWS = [
     _f("dkim_missing", "dns", "the DKIM selector 'mail' publishes no key", "DNS-DKIM-01"),
     _f("dkim_1024", "dns", "the DKIM key is RSA 1024 bit", "DNS-DKIM-02"),
     _f("srv_plaintext", "dns", "_submission._tcp points mail clients at the STARTTLS port", "DNS-SRV-01"),
-    # the MX hosts live in the mail domain's zone: an unsigned zone leaves both unproven
-    _f("unsigned_zone", "dns", "the mail domain's zone is not DNSSEC-signed", "DNS-DNSSEC-01", "DNS-DNSSEC-02"),
+    # the MX hosts live in the mail domain's zone: an unsigned zone leaves both unproven, and their TLSA too
+    _f("unsigned_zone", "dns", "the mail domain's zone is not DNSSEC-signed", "DNS-DNSSEC-01", "DNS-DNSSEC-02",
+       "DNS-DANE-01"),
     _f("bogus_signature", "dns", "the RRSIG over the domain's MX records does not verify", "DNS-DNSSEC-01"),
     _f("tlsa_missing", "dns", "the MX hosts publish no _25._tcp TLSA records", "DNS-DANE-01"),
     _f("tlsa_mismatch", "dns", "the TLSA records name a key the MX hosts do not serve (an old key)",
