@@ -37,6 +37,7 @@ FIXTURE_MODULES = (
     "conformance.fixtures.auth",
     "conformance.fixtures.lockout",
     "conformance.fixtures.failover",
+    "conformance.fixtures.dns",
 )
 
 

@@ -198,8 +198,50 @@ _FAILOVER = [
        "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE)", MUST, "failover"),
 ]
 
+# The mail domain's DNS (opt-in by naming `[target] domain`); sections confirmed against the RFC texts.
+_DNS = [
+    _r("DNS-MX-01", "The mail domain's MX set is usable: every MX host has an A/AAAA address, is no alias "
+       "(CNAME) and no IP literal; a null MX stands alone", "RFC 5321 §5.1; RFC 2181 §10.3; RFC 7505 §3",
+       MUST, "dns"),
+    _r("DNS-SPF-01", "Exactly one SPF record, valid, with at most 10 DNS-querying terms and at most 2 void "
+       "lookups counted through include and redirect", "RFC 7208 §4.5, §4.6, §4.6.4; CISA BOD 18-01",
+       MUST, "dns"),
+    _r("DNS-SPF-02", "The SPF record ends in a hard fail (-all): unauthorised senders are refused",
+       "RFC 7208 §5.1, §8.4; sensitive-data profile (BSI TR-03182 4.1.1 also accepts ~all)", SHOULD, "dns",
+       sensitive_data=MUST),
+    _r("DNS-DMARC-01", "One DMARC record at _dmarc: v=DMARC1 first, p= present; external report "
+       "destinations have authorised the reports", "RFC 7489 §6.3, §6.4, §6.6.3, §7.1", MUST, "dns"),
+    _r("DNS-DMARC-02", "The DMARC policy is enforced: p=reject (p=quarantine accepted as the SHOULD-level "
+       "choice)", "CISA BOD 18-01 (p=reject); RFC 7489 §6.3", SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-TLSRPT-01", "One TLS-RPT record at _smtp._tls: v=TLSRPTv1 with mailto: or https: report "
+       "destinations", "RFC 8460 §3; BSI TR-03108 v2.0 4.1.10 (TR-03108-10-M)", SHOULD, "dns",
+       sensitive_data=MUST),
+    _r("DNS-DKIM-01", "Every named DKIM selector publishes one usable key: RSA of at least 1024 bits or "
+       "Ed25519, not revoked", "RFC 8301 §3.2; RFC 8463 §3, §4; RFC 6376 §3.6.1", MUST, "dns"),
+    _r("DNS-DKIM-02", "DKIM keys are RSA of at least 2048 bits (or Ed25519) and not in test mode (t=y)",
+       "RFC 8301 §3.2 (2048 SHOULD); RFC 6376 §3.6.1 (t=y)", SHOULD, "dns"),
+    _r("DNS-SRV-01", "Mail clients are configured for implicit TLS: _submissions._tcp and _imaps._tcp SRV "
+       "point at implicit-TLS endpoints; _submission._tcp and _imap._tcp are absent or '.'",
+       "RFC 6186 §3.1, §3.2; RFC 8314 §5.1; RFC 2782 (target '.'); BSI TR-03108 v2.0 4.1.1 (TR-03108-01-M)",
+       SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-DNSSEC-01", "The mail domain's zone is DNSSEC-signed: its MX and policy records validate from a "
+       "trust anchor (checked by the suite, not taken from a resolver's AD bit)",
+       "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 4035 §5; RFC 7672 §2.2.1", SHOULD, "dns",
+       sensitive_data=MUST),
+    _r("DNS-DNSSEC-02", "Every MX host's zone is DNSSEC-signed: its addresses and TLSA records validate from "
+       "a trust anchor", "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 4035 §5; RFC 7672 §2.2.1", SHOULD, "dns",
+       sensitive_data=MUST),
+    _r("DNS-DANE-01", "Every MX host publishes _25._tcp TLSA records, and they are DNSSEC-secure",
+       "BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M); RFC 7672 §2.2", SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-DANE-02", "Every MX host's TLSA set matches the certificate it really serves: DANE-EE (3) the "
+       "leaf, DANE-TA (2) a certificate the server sends", "RFC 7672 §3.1.1, §3.1.2; RFC 6698 §2.1", MUST,
+       "dns"),
+    _r("DNS-DANE-03", "No PKIX-TA (0) or PKIX-EE (1) TLSA records: SMTP senders cannot use them",
+       "RFC 7672 §3.1.3", SHOULD, "dns"),
+]
+
 CATALOGUE: dict[str, Requirement] = {
-    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER)
+    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS)
 }
 
 

@@ -156,6 +156,8 @@ class Target:
     timeout: float = 10.0
     relay_sink: str | None = None
     source: Path | None = None
+    dkim_selectors: tuple[str, ...] = ()            # DKIM selectors whose keys the dns family judges
+    dnssec_trust_anchors: tuple[Path, ...] = ()     # DS/DNSKEY files for lab zones (else the IANA root)
 
     def endpoints_for(self, *services: Service | str) -> tuple[Endpoint, ...]:
         wanted = {Service(s) for s in services}
@@ -175,7 +177,7 @@ class Target:
 _TOP_KEYS = {"target", "node", "accounts", "policy"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
-    "relay_sink",
+    "relay_sink", "dkim_selectors", "dnssec_trust_anchors",
 }
 _NODE_KEYS = {"name", "host", "address", "services", "hooks", "outages"}
 _HOOK_KEYS = {"down", "up", "timeout"}
@@ -292,6 +294,8 @@ def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
         timeout=float(_positive(reader, top, "timeout", "target", 10.0)),
         relay_sink=reader.get(top, "relay_sink", "target", str, None),
         source=reader.path,
+        dkim_selectors=_dkim_selectors(reader, top),
+        dnssec_trust_anchors=_dnssec_anchors(reader, top, base),
     )
 
 
@@ -417,3 +421,24 @@ def _policy(reader: _Reader, raw: dict[str, Any]) -> Policy:
     if "lockout_threshold" in values and not isinstance(values["lockout_threshold"], int):
         raise reader.fail("policy.lockout_threshold", "expected an integer")
     return Policy(**values)
+
+
+def _dkim_selectors(reader: _Reader, top: dict[str, Any]) -> tuple[str, ...]:
+    selectors = reader.get(top, "dkim_selectors", "target", list, [])
+    for index, selector in enumerate(selectors):
+        if not isinstance(selector, str) or not selector.strip(". ") or " " in selector:
+            raise reader.fail("target.dkim_selectors", f"entry {index}: expected a DNS label such as "
+                              f'"mail" or "s2024._mta", got {selector!r}')
+    return tuple(s.strip(".") for s in selectors)
+
+
+def _dnssec_anchors(reader: _Reader, top: dict[str, Any], base: Path) -> tuple[Path, ...]:
+    paths = []
+    for index, value in enumerate(reader.get(top, "dnssec_trust_anchors", "target", list, [])):
+        path = (base / value).resolve() if isinstance(value, str) else None
+        if path is None or not path.is_file():
+            raise reader.fail("target.dnssec_trust_anchors",
+                              f"entry {index}: expected a file with DS or DNSKEY records, got {value!r}"
+                              + (f" (not found: {path})" if path is not None else ""))
+        paths.append(path)
+    return tuple(paths)

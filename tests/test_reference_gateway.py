@@ -173,7 +173,7 @@ def test_mail_submitted_over_smtp_is_read_back_over_imap(gw: Gateway) -> None:
 
 
 def test_flaw_catalogue_and_parse() -> None:
-    assert all(info.fails and info.family in ("starttls", "tls", "cert", "auth", "lockout", "failover")
+    assert all(info.fails and info.family in ("starttls", "tls", "cert", "auth", "lockout", "failover", "dns")
                for info in FLAWS.values())
     flaws = Flaws.parse(["tls1_0"])
     assert "tls1_0" in flaws and "no_tls13" not in flaws and flaws.names == ("tls1_0",)

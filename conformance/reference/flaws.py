@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 @dataclass(frozen=True)
 class FlawInfo:
     name: str
-    family: str                        # starttls, tls, cert, auth, lockout, failover
+    family: str                        # starttls, tls, cert, auth, lockout, failover, dns
     breaks: str                        # one operator-facing sentence: what is wrong
     fails: tuple[str, ...]             # requirement IDs this flaw must make fail, and only those
     services: tuple[str, ...] = ()     # services affected (empty: every service it can touch)
@@ -124,7 +124,29 @@ _FLAW_LIST = [
     _f("slow_recovery", "failover", "a node answers again only after its recovery-time objective has passed",
        "FAIL-RECOVER-01"),
 ]
-FLAWS: dict[str, FlawInfo] = {info.name: info for info in _FLAW_LIST}
+_DNS_FLAWS = [
+    _f("mx_cname", "dns", "the MX host mx2.example.test is an alias (CNAME) of mx1.example.test", "DNS-MX-01"),
+    _f("spf_two_records", "dns", "the domain publishes two SPF records", "DNS-SPF-01"),
+    _f("spf_too_many_lookups", "dns", "the SPF record needs 12 DNS lookups through an include",
+       "DNS-SPF-01"),
+    _f("spf_softfail", "dns", "the SPF record ends in ~all (soft fail)", "DNS-SPF-02"),
+    _f("dmarc_external_rua", "dns", "DMARC reports go to a foreign domain that has not authorised them",
+       "DNS-DMARC-01"),
+    _f("dmarc_none", "dns", "the DMARC policy is p=none (monitoring only)", "DNS-DMARC-02"),
+    _f("tlsrpt_missing", "dns", "no TLS-RPT record at _smtp._tls", "DNS-TLSRPT-01"),
+    _f("dkim_missing", "dns", "the DKIM selector 'mail' publishes no key", "DNS-DKIM-01"),
+    _f("dkim_1024", "dns", "the DKIM key is RSA 1024 bit", "DNS-DKIM-02"),
+    _f("srv_plaintext", "dns", "_submission._tcp points mail clients at the STARTTLS port", "DNS-SRV-01"),
+    # the MX hosts live in the mail domain's zone: an unsigned zone leaves both unproven, and their TLSA too
+    _f("unsigned_zone", "dns", "the mail domain's zone is not DNSSEC-signed", "DNS-DNSSEC-01", "DNS-DNSSEC-02",
+       "DNS-DANE-01"),
+    _f("bogus_signature", "dns", "the RRSIG over the domain's MX records does not verify", "DNS-DNSSEC-01"),
+    _f("tlsa_missing", "dns", "the MX hosts publish no _25._tcp TLSA records", "DNS-DANE-01"),
+    _f("tlsa_mismatch", "dns", "the TLSA records name a key the MX hosts do not serve (an old key)",
+       "DNS-DANE-02"),
+    _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -185,6 +207,21 @@ class Flaws:
     slow_data_reply: bool = False
     reset_on_shutdown: bool = False
     slow_recovery: bool = False
+    mx_cname: bool = False
+    spf_two_records: bool = False
+    spf_too_many_lookups: bool = False
+    spf_softfail: bool = False
+    dmarc_external_rua: bool = False
+    dmarc_none: bool = False
+    tlsrpt_missing: bool = False
+    dkim_missing: bool = False
+    dkim_1024: bool = False
+    srv_plaintext: bool = False
+    unsigned_zone: bool = False
+    bogus_signature: bool = False
+    tlsa_missing: bool = False
+    tlsa_mismatch: bool = False
+    tlsa_pkix_usage: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -23,17 +23,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import dns.zone
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from conformance.reference.control import serve_control
 from conformance.reference.dns import DnsResponder
 from conformance.reference.flaws import Flaws
 from conformance.reference.imap import serve_imap
 from conformance.reference.lockout import AuthEngine
 from conformance.reference.outage import Component, Outages
-from conformance.reference.pki import Pki
+from conformance.reference.pki import Pki, variant_for
 from conformance.reference.runtime import ErrorLog, NodeRuntime, Settings
 from conformance.reference.smtp import GatewaySMTP
 from conformance.reference.store import MailStore
 from conformance.reference.tlsconf import server_context
+from conformance.reference.zone import DKIM_SELECTOR, MailZone, ZoneKey, build_zone
 
 T = TypeVar("T")
 NODES = {"node1": "mx1.example.test", "node2": "mx2.example.test"}
@@ -75,7 +80,8 @@ class Gateway:
         self._servers: list[asyncio.AbstractServer] = []
         self._control: asyncio.AbstractServer | None = None
         self._runtimes: dict[str, NodeRuntime] = {}
-        self._dns: DnsResponder | None = None   # the demo domain's MX records (failover family)
+        self._dns: DnsResponder | None = None   # the demo domain's signed zone (dns and failover families)
+        self._zone_key: ZoneKey | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -117,7 +123,9 @@ class Gateway:
         try:
             self._call(self._listen(contexts, {}), self.start_timeout, "starting the listeners")
             self.control_port = self._call(self._listen_control(), self.start_timeout, "starting the control server")
-            self._dns = DnsResponder(self._dns_records()).start()
+            self._zone_key = ZoneKey.create()
+            self._dns = DnsResponder().start()
+            self._dns.load_zone(self._zone())
         except BaseException:
             self.stop()
             raise
@@ -235,13 +243,13 @@ class Gateway:
         flaws = Flaws.parse(names)
         self.flaws = flaws
         self.auth.flaws = flaws
-        if self._dns is not None:  # single_node publishes one MX host
-            self._dns.records = DnsResponder(self._dns_records()).records
         if self._loop is None:
             return
         contexts = self._contexts()
         self._call(self._close_servers(), self.start_timeout, "closing the listeners")
         self._call(self._listen(contexts, dict(self.ports)), self.start_timeout, "restarting the listeners")
+        if self._dns is not None:  # single_node publishes one MX host; the ports may have moved
+            self._dns.load_zone(self._zone())
 
     def reset(self) -> None:
         """Forget lockout state, delivered mail and outages (between tests on one gateway)."""
@@ -312,8 +320,18 @@ class Gateway:
         return [sys.executable, "-m", "conformance.reference.control", "--port", str(self.control_port),
                 "--token-file", str(self.workdir / "control.token"), action, node]
 
-    def _dns_records(self) -> dict[tuple[str, str], list[str]]:
-        return DnsResponder.for_domain("example.test", {NODES[n]: "127.0.0.1" for n in self.nodes}).records
+    def _zone(self) -> dns.zone.Zone:
+        """The demo domain's zone for the current flaws and ports, signed with the gateway's key."""
+        assert self._pki is not None and self._zone_key is not None
+        chain, _ = self._pki.leaf(variant_for(self.flaws))
+        leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0].public_bytes(serialization.Encoding.DER)
+        ports = {(NODES[node], service): port for (node, service), port in self.ports.items()}
+        mail = MailZone(tuple(NODES[n] for n in self.nodes), ports, leaf)
+        return build_zone(mail, self.flaws, self._zone_key)
+
+    @property
+    def dnssec_anchor_path(self) -> Path:
+        return self.workdir / "dnssec-anchor.txt"
 
     def write_target(self, path: Path | str) -> Path:
         """Write a target.toml describing the running gateway; returns its path."""
@@ -324,7 +342,10 @@ class Gateway:
         lines = ["[target]", 'name = "reference"', 'domain = "example.test"',
                  'ehlo_name = "client.mailconform.invalid"', f"trust_anchors = [{q(str(self.ca_path))}]",
                  "timeout = 5", "max_connections_per_host = 8"]
-        lines += [f'resolver = "{self._dns.address}"'] if self._dns is not None else []
+        if self._dns is not None and self._zone_key is not None:
+            self.dnssec_anchor_path.write_text(self._zone_key.trust_anchor(), encoding="ascii")
+            lines += [f'resolver = "{self._dns.address}"', f"dkim_selectors = [{q(DKIM_SELECTOR)}]",
+                      f"dnssec_trust_anchors = [{q(str(self.dnssec_anchor_path))}]"]
         lines += [""]
         for node in self.nodes:
             services = ", ".join(f"{s} = {self.ports[(node, s)]}" for s in SERVICES)

@@ -71,7 +71,7 @@ def _port(text: str, spec: str) -> int:
     return int(text)
 
 
-def _resolver(spec: str | None, timeout: float) -> dns.asyncresolver.Resolver:
+def make_resolver(spec: str | None, timeout: float) -> dns.asyncresolver.Resolver:
     if spec is None:
         resolver = dns.asyncresolver.Resolver()
     else:
@@ -99,7 +99,7 @@ async def resolve_mx(domain: str, resolver_spec: str | None = None, *, timeout: 
     """The MX set of ``domain`` and each MX host's addresses. Never raises for DNS trouble."""
     where = resolver_spec or "system"
     try:
-        resolver = _resolver(resolver_spec, timeout)
+        resolver = make_resolver(resolver_spec, timeout)
     except ValueError as exc:
         return Attempt(f"mx {domain}", Outcome.LOCAL_ERROR, None, str(exc))
     notes = [f"-- MX {domain} via {where}"]

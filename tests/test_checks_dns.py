@@ -1,0 +1,105 @@
+"""The dns checks as users run them (pytest in a subprocess, JUnit read back) against loopback responders
+holding zones the reference gateway does not publish: a null MX, an IP literal, a resolver that fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import dns.dnssec
+import dns.zone
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from conformance.reference.dns import DnsResponder
+from conformance.report import CaseResult, read_junit
+
+pytestmark = pytest.mark.unit
+
+CHECKS = Path(__file__).parent.parent / "conformance" / "checks" / "test_dns.py"
+GOOD_POLICY = {
+    ("example.test", "TXT"): ['"v=spf1 -all"'],
+    ("_dmarc.example.test", "TXT"): ['"v=DMARC1; p=quarantine"'],
+    ("_smtp._tls.example.test", "TXT"): ['"v=TLSRPTv1; rua=https://tlsrpt.example.test/v1"'],
+}
+
+
+def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, domain: bool = True,
+               servfail: tuple[str, ...] = (), zone: dns.zone.Zone | None = None, anchors: str = "",
+               strip: bool = False) -> dict[str, CaseResult]:
+    """requirement -> its case, for a target whose resolver serves ``records`` (or ``zone``)."""
+    with DnsResponder(records) as responder:
+        responder.servfail.update(servfail)
+        responder.strip_signatures = strip
+        if zone is not None:
+            responder.load_zone(zone)
+        target = tmp / "target.toml"
+        head = f'domain = "example.test"\nresolver = "{responder.address}"\n' if domain else ""
+        if anchors:
+            (tmp / "anchors.txt").write_text(anchors)
+            head += 'dnssec_trust_anchors = ["anchors.txt"]\n'
+        target.write_text(f'[target]\n{head}timeout = 2\n[[node]]\nname = "n1"\nhost = "mx1.example.test"\n'
+                          'address = "127.0.0.1"\nservices = { submission = 1 }\n')
+        junit = tmp / "junit.xml"
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), "--mail-target", str(target),
+                               "--junitxml", str(junit), "-p", "no:cacheprovider", "-q", "-o", "addopts=",
+                               "-o", "testpaths="], check=False, capture_output=True, text=True, timeout=120, cwd=tmp)
+        responder.check_errors()
+    assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {c.requirement: c for c in read_junit(junit)}
+
+
+def test_null_mx_beside_an_ip_literal_fails_and_quarantine_passes(tmp_path: Path) -> None:
+    cases = run_checks(tmp_path, {("example.test", "MX"): ["0 .", "10 192.0.2.1."], **GOOD_POLICY})
+    mx = cases["DNS-MX-01"]
+    assert mx.verdict == "fail" and "null MX" in mx.reason and "192.0.2.1 is an IP address" in mx.reason
+    assert cases["DNS-DMARC-02"].verdict == "pass"                      # quarantine: the SHOULD-level choice
+    assert cases["DNS-TLSRPT-01"].verdict == "pass"                     # https: destinations are allowed
+    assert cases["DNS-DKIM-01"].verdict == "skipped" and "dkim_selectors" in cases["DNS-DKIM-01"].reason
+    assert cases["DNS-SRV-01"].verdict == "fail" and "names no server" in cases["DNS-SRV-01"].reason
+
+
+def test_a_null_mx_alone_is_a_usable_statement(tmp_path: Path) -> None:
+    assert run_checks(tmp_path, {("example.test", "MX"): ["0 ."]})["DNS-MX-01"].verdict == "pass"
+
+
+def test_a_failing_resolver_is_inconclusive_in_words(tmp_path: Path) -> None:
+    cases = run_checks(tmp_path, {("example.test", "MX"): ["10 mx1.example.test."], **GOOD_POLICY},
+                       servfail=("_dmarc.example.test.", "mx1.example.test."))
+    for requirement in ("DNS-DMARC-01", "DNS-DMARC-02", "DNS-MX-01"):
+        case = cases[requirement]
+        assert case.verdict == "inconclusive" and "SERVFAIL" in case.reason, case
+        assert "Error" not in case.reason.split(":")[0]
+    assert cases["DNS-SPF-01"].verdict == "pass" and cases["DNS-SPF-02"].verdict == "pass"
+
+
+def test_without_a_domain_every_dns_check_skips_and_says_why(tmp_path: Path) -> None:
+    cases = run_checks(tmp_path, {}, domain=False)
+    assert len(cases) == 14
+    assert all(c.verdict == "skipped" and "[target] domain" in c.reason for c in cases.values())
+
+
+def _signed_zone() -> tuple[dns.zone.Zone, str]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), "ECDSAP256SHA256", flags=257)
+    zone = dns.zone.from_text("@ 300 IN SOA ns h 1 3600 600 86400 300\n@ 300 IN NS ns\nns 300 IN A 127.0.0.1\n"
+                              "@ 300 IN MX 10 mx1\nmx1 300 IN A 127.0.0.1\n", origin="example.test.")
+    dns.dnssec.sign_zone(zone, keys=[(private, dnskey)], lifetime=3600)
+    return zone, f"example.test. IN DS {dns.dnssec.make_ds('example.test.', dnskey, 'SHA256')}\n"
+
+
+def test_a_resolver_that_strips_signatures_is_blamed_not_the_zone(tmp_path: Path) -> None:
+    zone, anchor = _signed_zone()
+    cases = run_checks(tmp_path, {}, zone=zone, anchors=anchor)
+    assert cases["DNS-DNSSEC-01"].verdict == "pass" and cases["DNS-DNSSEC-02"].verdict == "pass"
+    stripped = run_checks(tmp_path, {}, zone=zone, anchors=anchor, strip=True)
+    for requirement in ("DNS-DNSSEC-01", "DNS-DNSSEC-02"):
+        assert stripped[requirement].verdict == "inconclusive" and "strips DNSSEC" in stripped[requirement].reason
+
+
+def test_the_iana_root_is_the_default_anchor(tmp_path: Path) -> None:
+    zone, _ = _signed_zone()
+    case = run_checks(tmp_path, {}, zone=zone)["DNS-DNSSEC-01"]   # no DS for example.test under the root
+    assert case.verdict == "fail" and "not signed" in case.reason, case
