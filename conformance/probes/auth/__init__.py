@@ -1,1 +1,1 @@
-"""The authentication family: logins, SASL exchanges and posture, user enumeration."""
+"""The authentication family: logins, SASL mechanisms and posture, user enumeration and its timing judgement."""

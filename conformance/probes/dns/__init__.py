@@ -1,1 +1,1 @@
-"""DNS lookups for mail: MX resolution."""
+"""The dns family: mail domain records fetched concurrently, MX, SPF, DMARC, TLS-RPT, DKIM, SRV, DNSSEC, DANE."""

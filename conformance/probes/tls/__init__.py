@@ -1,1 +1,1 @@
-"""The TLS family: wire format, ClientHellos, the raw scan, the suites registry, certificates, the stdlib handshake."""
+"""The TLS family: wire format, ClientHellos, the raw scan and its handshake confirmation, suites, certificates."""
