@@ -93,6 +93,11 @@ def test_auth_backend_down_dovecot_says_unavailable_postfix_says_535(servers: Ma
         assert "NO [UNAVAILABLE] Temporary authentication failure." in props[name].get("evidence.answer", ""), seen
     for service in ("submission", "submissions"):
         name = f"test_auth_outage_is_temporary[{service}@node1]"
+        if props[name].get("evidence.answer", "").startswith("454 4.7.0"):
+            # under load Postfix can lose its own connection to Dovecot's auth socket first and then says
+            # 454 (temporary): that is a pass, and the verdict follows what the server answered
+            assert found[name].verdict == "pass", seen
+            continue
         assert found[name].verdict == "fail", seen
         assert ("the correct password got '535 5.7.8 Error: authentication failed: (reason unavailable)'"
                 in found[name].reason), seen
