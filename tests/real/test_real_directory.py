@@ -87,23 +87,42 @@ def test_auth_backend_down_dovecot_says_unavailable_postfix_says_535(servers: Ma
     found = {c.name: c for c in cases if c.requirement == "FAIL-AUTHDOWN-01"}
     assert set(found) == {f"test_auth_outage_is_temporary[{s}@node1]" for s in AUTH}, output[-3000:]
     seen = {name: (case.verdict, case.reason, props[name].get("evidence.answer", "")) for name, case in found.items()}
+    # Dovecot's auth process queues logins behind its pgsql reconnect back-off, so which login of the four
+    # meets the back-off depends on timing: a login held past the session budget is inconclusive (no
+    # answer), never a pass or a fail; every answer that did come is judged as the server gave it.
+    imap_passed = 0
     for service in ("imap", "imaps"):
         name = f"test_auth_outage_is_temporary[{service}@node1]"
+        if _held_past_the_budget(found[name].verdict, found[name].reason):
+            continue
         assert found[name].verdict == "pass", seen
         assert "NO [UNAVAILABLE] Temporary authentication failure." in props[name].get("evidence.answer", ""), seen
+        imap_passed += 1
+    assert imap_passed, seen
+    smtp_judged = 0
     for service in ("submission", "submissions"):
         name = f"test_auth_outage_is_temporary[{service}@node1]"
+        if _held_past_the_budget(found[name].verdict, found[name].reason):
+            continue
         if props[name].get("evidence.answer", "").startswith("454 4.7.0"):
-            # under load Postfix can lose its own connection to Dovecot's auth socket first and then says
-            # 454 (temporary): that is a pass, and the verdict follows what the server answered
+            # Postfix lost its own connection to Dovecot's auth socket first and said 454 (temporary): a pass
             assert found[name].verdict == "pass", seen
+            smtp_judged += 1
             continue
         assert found[name].verdict == "fail", seen
+        smtp_judged += 1
         assert ("the correct password got '535 5.7.8 Error: authentication failed: (reason unavailable)'"
                 in found[name].reason), seen
         assert "answer 454 4.7.0" in found[name].reason, seen  # the failure message says what to fix
+    assert smtp_judged, seen
     hooks = props[next(iter(found))].get("evidence.hooks", "")
     assert "directory-stop" in hooks and "directory-start" in hooks and "exit 0" in hooks, hooks
+
+
+def _held_past_the_budget(verdict: str, reason: str) -> bool:
+    """No answer to the login within the budget: the per-read timeout or the session's overall deadline."""
+    unanswered = "no complete line within" in reason or "passed before reading the response" in reason
+    return verdict == "inconclusive" and unanswered
 
 
 def test_account_logs_in_again_after_the_outage(servers: MailServers, target: Path) -> None:
