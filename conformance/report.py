@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.parsers.expat import ErrorString
 
-VERDICT_ORDER = ("pass", "fail", "inconclusive", "skipped")
+VERDICT_ORDER = ("pass", "fail", "inconclusive", "waived", "skipped")
 JUNIT_ROOTS = ("testsuites", "testsuite")
 SKIP_REASONS_SHOWN = 5
 

@@ -10,6 +10,7 @@ class Verdict(StrEnum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     SKIPPED = "skipped"  # not run: opt-in missing, nothing to test, profile leaves it out
+    WAIVED = "waived"    # failed or inconclusive, under a waiver in force: reported, never failing the run
 
 
 class Inconclusive(Exception):
