@@ -28,6 +28,7 @@ from conformance.verdict import (
     Verdict,
     default_fail_on,
     fails_run,
+    nothing_reached,
 )
 
 FIXTURE_MODULES = (
@@ -359,13 +360,21 @@ class VerdictPolicy:
 
     @property
     def nothing_reached(self) -> bool:
-        """Checks ran, and none could judge an endpoint (or none could judge at all)."""
-        def count(verdicts: tuple[Verdict, ...], one_endpoint: tuple[bool, ...] = (True, False)) -> int:
-            return sum(self.seen[v, e] for v in verdicts for e in one_endpoint)
+        return nothing_reached(self.seen)
 
-        judged = (Verdict.PASS, Verdict.FAIL)
-        return bool(count((Verdict.INCONCLUSIVE,), (True,)) and not count(judged, (True,))
-                    or count((Verdict.INCONCLUSIVE,)) and not count(judged))
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """The run's own facts go into the JUnit file, so that every report is made from that file alone.
+        pytest's own record_testsuite_property works through this key; there is no public way from a hook."""
+        from _pytest.junitxml import xml_key
+
+        xml = session.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        target = self.opts.target
+        facts = {"target": target.name if target else "", "target_file": str(target.source or "") if target else "",
+                 "profile": self.opts.profile, "fail_on": str(self.opts.fail_on), "version": _suite_version()}
+        for name, value in facts.items():
+            xml.add_global_property(f"mailconform.{name}", value)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -392,3 +401,12 @@ class VerdictPolicy:
             terminalreporter.write_line(
                 f"mailconform: {len(self.failing)} result(s) fail the run under --mail-fail-on={self.opts.fail_on}",
                 red=True)
+
+
+def _suite_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailconform")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
