@@ -41,7 +41,7 @@ RENAMED = {"--profile": "--mail-profile", "--fail-on": "--mail-fail-on", "--time
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command not in ("run", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = int(args.handler(args, extra))
@@ -154,7 +154,7 @@ def run_suite(target: Path, args: argparse.Namespace, extra: Sequence[str] = ())
     load_target(target)  # one clear line for a bad file, before pytest starts
     if args.baseline:
         read_run(args.baseline)  # a bad previous file is said before the run, not after it
-    detail = [*VERBOSE, *["-v"] * args.verbose] if args.verbose else list(QUIET)
+    detail = [*VERBOSE, *["-v"] * (args.verbose + 1)] if args.verbose else list(QUIET)  # one -v undoes -q
     code = int(pytest.main(["--pyargs", "conformance.checks", "--mail-target", str(target),
                             "--junitxml", str(args.junitxml), *PYTEST_OPTIONS, *detail, *extra]))
     if args.junitxml.exists():

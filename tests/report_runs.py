@@ -3,6 +3,7 @@ through `mailconform run` as a user types it, so the JUnit file carries real pro
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -13,16 +14,18 @@ from conformance.reference.gateway import Gateway
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-def mailconform(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def mailconform(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "conformance.cli", *map(str, args)], check=False,
-                          capture_output=True, text=True, timeout=300, cwd=cwd)
+                          capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, **env} if env else None)
 
 
-def starttls_run(workdir: Path, flaws: Sequence[str], *options: str | Path) -> subprocess.CompletedProcess[str]:
-    """`mailconform run TARGET -k starttls ...` against the reference with ``flaws``; JUnit in report.xml."""
+def starttls_run(workdir: Path, flaws: Sequence[str], *options: str | Path, junitxml: str = "report.xml",
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`mailconform run TARGET -k test_starttls ...` against the reference with ``flaws``."""
     with Gateway(tuple(flaws), workdir=workdir) as gateway:
         target = gateway.write_target(workdir / "target.toml")
-        proc = mailconform("run", target, "--junitxml", workdir / "report.xml", "-k", "test_starttls",
-                           *options, cwd=workdir)
+        proc = mailconform("run", target, "--junitxml", workdir / junitxml, "-k", "test_starttls",
+                           *options, cwd=workdir, env=env)
         gateway.check_errors()
     return proc

@@ -121,3 +121,23 @@ def test_run_help_lists_what_it_passes_to_pytest(capsys: pytest.CaptureFixture[s
     for option in ("--mail-profile", "--mail-fail-on", "--mail-allow-lockout", "--mail-allow-disruption",
                    "--mail-timeout", "--html", "--markdown", "--baseline"):
         assert f"\n  {option}" in out
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (["--profile", "sensitive-data"], "--profile is spelled --mail-profile (the same for run, demo and pytest)"),
+    (["--fail-on=never"], "--fail-on is spelled --mail-fail-on (the same for run, demo and pytest)"),
+    (["--mail-profile", "baseline", "--mail-profile=sensitive-data"],
+     "--mail-profile given twice with different values ('baseline', 'sensitive-data'): give it once"),
+    (["--mail-target", "other.toml"],
+     "--mail-target given twice with different values ('{target}', 'other.toml'): give it once"),
+])
+def test_each_option_has_one_spelling_and_one_value(minimal_target: Path, capsys: pytest.CaptureFixture[str],
+                                                    options: list[str], error: str) -> None:
+    assert cli.main(["run", str(minimal_target), *options]) == 2
+    assert capsys.readouterr().err.strip() == "mailconform: " + error.format(target=minimal_target)
+
+
+def test_demo_takes_the_same_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--profile", "baseline"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mailconform: --profile is spelled --mail-profile (the same for run, demo and pytest)")
