@@ -1,4 +1,4 @@
-"""mailconform run | demo | serve | requirements | report."""
+"""mailconform run | demo | serve | init | requirements | report."""
 
 from __future__ import annotations
 
@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--write-target", type=Path, metavar="FILE", help="write the target file describing it")
     serve.add_argument("--list-flaws", action="store_true", help="list every flaw and what it breaks")
     serve.set_defaults(handler=_serve)
+
+    init = commands.add_parser("init", help="write a commented example target file to start from")
+    init.add_argument("file", type=Path, nargs="?", default=Path("target.toml"), help="default: %(default)s")
+    init.set_defaults(handler=_init)
 
     reqs = commands.add_parser("requirements", help="print the requirement catalogue")
     reqs.add_argument("--format", choices=("table", "json"), default="table")
@@ -259,6 +263,16 @@ def _serve(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _init(args: argparse.Namespace, extra: list[str]) -> int:
+    from importlib.resources import files
+
+    if args.file.exists():
+        raise UsageError(f"{args.file}: exists already; give another file name")
+    args.file.write_text(files("conformance").joinpath("example-target.toml").read_text("utf-8"), encoding="utf-8")
+    print(f"wrote {args.file}: a commented example; every key is in the README (Running it against your gateway)")
+    return 0
 
 
 def _requirements(args: argparse.Namespace, extra: list[str]) -> int:

@@ -141,3 +141,13 @@ def test_demo_takes_the_same_spellings(capsys: pytest.CaptureFixture[str]) -> No
     assert cli.main(["demo", "--profile", "baseline"]) == 2
     assert capsys.readouterr().err.strip() == (
         "mailconform: --profile is spelled --mail-profile (the same for run, demo and pytest)")
+
+
+def test_init_writes_the_commented_example_target(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init"]) == 0
+    example = Path(__file__).resolve().parent.parent / "fixtures" / "targets" / "two-node-staging.toml"
+    assert (tmp_path / "target.toml").read_text() == example.read_text()  # one example, two places
+    assert cli.main(["init"]) == 2
+    assert capsys.readouterr().err.strip() == "mailconform: target.toml: exists already; give another file name"
