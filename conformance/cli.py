@@ -40,10 +40,10 @@ RENAMED = {"--profile": "--mail-profile", "--fail-on": "--mail-fail-on", "--time
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("run", "demo"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command not in ("run", "demo"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         code = int(args.handler(args, extra))
         sys.stdout.flush()  # a reader that left is seen here, not at interpreter exit
         return code
@@ -100,18 +100,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Once(argparse.Action):
+    """An option given twice is an error, not the last one silently winning."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) != self.default:
+            raise UsageError(f"{option_string} given twice: give it once")
+        setattr(namespace, self.dest, values)
+
+
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT), help="default: %(default)s")
+    parser.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT), action=_Once,
+                        help="default: %(default)s")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="pytest's verbose output with tracebacks (default: progress and the summary)")
     _report_options(parser)
 
 
 def _report_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report (one self-contained file)")
-    parser.add_argument("--markdown", type=Path, metavar="FILE",
+    parser.add_argument("--html", type=Path, metavar="FILE", action=_Once,
+                        help="write the HTML report (one self-contained file)")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", action=_Once,
                         help="write the Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)")
-    parser.add_argument("--baseline", type=Path, metavar="PREVIOUS_XML",
+    parser.add_argument("--baseline", type=Path, metavar="PREVIOUS_XML", action=_Once,
                         help="compare with the JUnit file of a previous run: new failures, fixed, endpoints")
 
 

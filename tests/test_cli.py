@@ -128,6 +128,7 @@ def test_run_help_lists_what_it_passes_to_pytest(capsys: pytest.CaptureFixture[s
     (["--fail-on=never"], "--fail-on is spelled --mail-fail-on (the same for run, demo and pytest)"),
     (["--mail-profile", "baseline", "--mail-profile=sensitive-data"],
      "--mail-profile given twice with different values ('baseline', 'sensitive-data'): give it once"),
+    (["--html", "a.html", "--html", "b.html"], "--html given twice: give it once"),
     (["--mail-target", "other.toml"],
      "--mail-target given twice with different values ('{target}', 'other.toml'): give it once"),
 ])
