@@ -4,6 +4,7 @@
 # the tests start private instances on loopback from a temporary directory, never the system ones.
 set -euo pipefail
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
+PACKAGES+=(chromium chromium-driver)  # the HTML report's browser test (tests/test_report_browser.py)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

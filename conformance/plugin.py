@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from conformance import requirements
 from conformance.evidence import Evidence
 from conformance.requirements import Level, Requirement
-from conformance.target import Service, Target, TargetError, load_target
+from conformance.target import Service, Target, TargetError, Waiver, load_target
 from conformance.verdict import (
     FLEET,
     NOTHING_REACHED,
@@ -27,6 +28,7 @@ from conformance.verdict import (
     Verdict,
     default_fail_on,
     fails_run,
+    nothing_reached,
 )
 
 FIXTURE_MODULES = (
@@ -199,7 +201,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     decisive = report.when == "call" or (report.when == "setup" and not report.passed)
     if decisive and not item.stash.get(RECORDED_KEY, False):
         item.stash[RECORDED_KEY] = True
-        _record_properties(item, report, _verdict_of(report, call))
+        _record_properties(item, report, _verdict_of(report, call), _waiver_for(item))
 
 
 def _verdict_of(report: pytest.TestReport, call: pytest.CallInfo[None]) -> Verdict:
@@ -242,19 +244,46 @@ def _endpoint(item: pytest.Item) -> str:
     return f"{FLEET} ({', '.join(n.name for n in target.nodes)})" if target is not None else FLEET
 
 
-def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Verdict) -> None:
+def _waiver_for(item: pytest.Item) -> Waiver | None:
+    target, mark = options(item.config).target, _stashed_mark(item)
+    if target is None or mark is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    endpoint = callspec.params.get("endpoint") if callspec is not None else None
+    return target.waiver_for(mark.requirement.id, endpoint.id if endpoint is not None else FLEET,
+                             endpoint.node if endpoint is not None else None, date.today())
+
+
+def _waive(report: pytest.TestReport, verdict: Verdict, reason: str,
+           waiver: Waiver | None) -> tuple[Verdict, list[tuple[str, object]]]:
+    """The verdict to report and the waiver's properties. A waiver in force turns a failed or inconclusive
+    check into a skipped one with a WAIVED message (the run's exit code ignores it); an expired one says so."""
+    if waiver is None or verdict not in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        return verdict, []
+    props: list[tuple[str, object]] = [("waiver.reason", waiver.reason), ("waiver.approved_by", waiver.approved_by),
+                                       ("waiver.expires", str(waiver.expires))]
+    if waiver.expired(date.today()):
+        return verdict, [("waiver", f"expired on {waiver.expires}: no longer applies"), *props]
+    report.outcome = "skipped"
+    report.longrepr = (str(report.fspath), report.location[1] or 0, f"WAIVED: {waiver}; {verdict}: {reason}")
+    return Verdict.WAIVED, [("waived_verdict", str(verdict)), ("waiver", str(waiver)), *props]
+
+
+def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Verdict,
+                       waiver: Waiver | None = None) -> None:
     mark = _stashed_mark(item)
+    evidence = item.stash.get(EVIDENCE_KEY, None)
+    reason = _reason(report, evidence, mark)
+    verdict, waiver_props = _waive(report, verdict, _scrub(reason, _secrets(item)), waiver)
     props: list[tuple[str, object]] = [("verdict", str(verdict))]
     if mark is not None:
         req = mark.requirement
         props += [("requirement", req.id), ("title", req.title), ("source", req.source),
                   ("level", str(mark.level or req.level)), ("family", req.family)]
-    evidence = item.stash.get(EVIDENCE_KEY, None)
-    reason = _reason(report, evidence, mark)
-    props += [("endpoint", _endpoint(item)), ("reason", reason)]
+    props += [("endpoint", _endpoint(item)), ("reason", reason), *waiver_props]
     if evidence is not None:
         props += [(f"evidence.{k}", v) for k, v in evidence.items.items()]
-    if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+    if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.WAIVED):
         transcripts = evidence.transcripts if evidence is not None else []
         # an inconclusive case always says what was tried and what came back, even if nothing was
         text = "\n".join(transcripts)[-4000:] or (f"-- {reason}" if verdict is Verdict.INCONCLUSIVE else "")
@@ -291,6 +320,8 @@ def _scrub_secrets(item: pytest.Item, report: pytest.TestReport) -> None:
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     if report.skipped and isinstance(report.longrepr, tuple) and "INCONCLUSIVE: " in str(report.longrepr[2]):
         return "inconclusive", "I", "INCONCLUSIVE"
+    if report.skipped and isinstance(report.longrepr, tuple) and str(report.longrepr[2]).startswith("WAIVED: "):
+        return "waived", "W", "WAIVED"
     return None
 
 
@@ -304,6 +335,7 @@ class VerdictPolicy:
         self.inconclusive: Counter[str] = Counter()  # reason (without its endpoint) -> checks
         # (verdict, one endpoint or not) -> checks: did any check reach and judge an endpoint?
         self.seen: Counter[tuple[Verdict, bool]] = Counter()
+        self.waivers: Counter[str] = Counter()  # "REQ: waived until … / expired on …" -> checks
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "teardown" and report.failed:
@@ -313,6 +345,11 @@ class VerdictPolicy:
         props = dict(report.user_properties)
         verdict = Verdict(str(props.get("verdict", Verdict.PASS)))
         level = str(props.get("level", "MUST"))  # a plain test of the user's own counts like a MUST
+        if "waiver" in props:
+            self.waivers[f"{props.get('requirement')}: {props['waiver']}"] += 1
+        if verdict is Verdict.WAIVED:  # judged (or not) like any check, never failing the run
+            self.seen[Verdict(str(props["waived_verdict"])), not str(props.get("endpoint")).startswith(FLEET)] += 1
+            return
         self.seen[verdict, not str(props.get("endpoint", FLEET)).startswith(FLEET)] += 1
         if verdict is Verdict.INCONCLUSIVE:
             self.inconclusive[_ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))] += 1
@@ -323,13 +360,21 @@ class VerdictPolicy:
 
     @property
     def nothing_reached(self) -> bool:
-        """Checks ran, and none could judge an endpoint (or none could judge at all)."""
-        def count(verdicts: tuple[Verdict, ...], one_endpoint: tuple[bool, ...] = (True, False)) -> int:
-            return sum(self.seen[v, e] for v in verdicts for e in one_endpoint)
+        return nothing_reached(self.seen)
 
-        judged = (Verdict.PASS, Verdict.FAIL)
-        return bool(count((Verdict.INCONCLUSIVE,), (True,)) and not count(judged, (True,))
-                    or count((Verdict.INCONCLUSIVE,)) and not count(judged))
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """The run's own facts go into the JUnit file, so that every report is made from that file alone.
+        pytest's own record_testsuite_property works through this key; there is no public way from a hook."""
+        from _pytest.junitxml import xml_key
+
+        xml = session.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        target = self.opts.target
+        facts = {"target": target.name if target else "", "target_file": str(target.source or "") if target else "",
+                 "profile": self.opts.profile, "fail_on": str(self.opts.fail_on), "version": _suite_version()}
+        for name, value in facts.items():
+            xml.add_global_property(f"mailconform.{name}", value)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -339,6 +384,8 @@ class VerdictPolicy:
                 session.exitstatus = NOTHING_REACHED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for waiver, count in sorted(self.waivers.items()):
+            terminalreporter.write_line(f"mailconform: {count} check(s) of {waiver}", yellow=True)
         for reason, count in self.inconclusive.most_common(3):  # a cause shared by many checks, said once
             if count > 1:
                 terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive: {reason}", yellow=True)
@@ -354,3 +401,12 @@ class VerdictPolicy:
             terminalreporter.write_line(
                 f"mailconform: {len(self.failing)} result(s) fail the run under --mail-fail-on={self.opts.fail_on}",
                 red=True)
+
+
+def _suite_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailconform")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
