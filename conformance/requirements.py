@@ -266,6 +266,12 @@ _OUTBOUND = [
     _r("OUT-DKIM-01", "Outbound mail carries a valid DKIM signature of the sender's domain: rsa-sha256 with a "
        "key of 2048 bits or more, or ed25519-sha256, without l=",
        "RFC 6376 §3.5, §8.2; RFC 8301 §3.1, §3.2; RFC 8463 §3", SHOULD, "outbound", sensitive_data=MUST),
+    _r("OUT-STS-01", "Under an MTA-STS policy in enforce mode the gateway delivers only to MX hosts the policy "
+       "names, over TLS with a certificate valid for the host: nothing to others, the mail to one that is",
+       "RFC 8461 §4.1, §4.2, §5; BSI TR-03108 v2.0 4.1.8 (TR-03108-08-M)", SHOULD, "outbound",
+       sensitive_data=MUST),
+    _r("OUT-STS-02", "Under an MTA-STS policy in testing mode the gateway still delivers when validation fails",
+       "RFC 8461 §5", MUST, "outbound"),
 ]
 
 CATALOGUE: dict[str, Requirement] = {

@@ -152,6 +152,7 @@ class Outbound:
     address: str                        # the lab DNS listens here; MX host i on address + i (i >= 1)
     dns_port: int = 53
     mx_port: int = 25
+    https_port: int = 443               # the MTA-STS policy hosts (on ``address``)
     lab_dir: Path | None = None         # zone key and lab CA (made on first use); else a fresh pair per run
     send: tuple[str, ...] | None = None  # operator hook: argv + recipient, message file (else: submission)
     via: Service = Service.SUBMISSION    # where the test account submits, without a send hook
@@ -192,7 +193,7 @@ class Target:
 
 
 _TOP_KEYS = {"target", "node", "accounts", "policy", "outbound"}
-_OUTBOUND_KEYS = {"domain", "address", "dns_port", "mx_port", "lab_dir", "send", "via"}
+_OUTBOUND_KEYS = {"domain", "address", "dns_port", "mx_port", "https_port", "lab_dir", "send", "via"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
     "relay_sink", "dkim_selectors", "dnssec_trust_anchors",
@@ -475,7 +476,8 @@ def _outbound(reader: _Reader, raw: dict[str, Any] | None, base: Path) -> Outbou
         parsed = ipaddress.IPv4Address(address)
     except ValueError:
         raise reader.fail("outbound.address", f"expected an IPv4 address, got {address!r}") from None
-    ports = {key: reader.get(raw, key, "outbound", int, default) for key, default in (("dns_port", 53), ("mx_port", 25))}
+    ports = {key: reader.get(raw, key, "outbound", int, default)
+             for key, default in (("dns_port", 53), ("mx_port", 25), ("https_port", 443))}
     for key, port in ports.items():
         if not 0 < port < 65536:
             raise reader.fail(f"outbound.{key}", f"port out of range 1-65535: {port!r}")
@@ -487,5 +489,5 @@ def _outbound(reader: _Reader, raw: dict[str, Any] | None, base: Path) -> Outbou
         raise reader.fail("outbound.via", f'expected "submission" or "submissions", got {via!r}')
     lab_dir = reader.get(raw, "lab_dir", "outbound", str, None)
     return Outbound(domain=domain.lower().rstrip("."), address=str(parsed), dns_port=ports["dns_port"],
-                    mx_port=ports["mx_port"], lab_dir=(base / lab_dir).resolve() if lab_dir else None,
+                    mx_port=ports["mx_port"], https_port=ports["https_port"], lab_dir=(base / lab_dir).resolve() if lab_dir else None,
                     send=tuple(send) if send else None, via=Service(via))

@@ -174,6 +174,36 @@ def test_secondary_mx(outbound_lab: LabReport, evidence: Evidence) -> None:
     assert len(result.arrivals) == 1, f"{result.sent.recipient} arrived {len(result.arrivals)} times"
 
 
+@pytest.mark.requirement("OUT-STS-01")
+def test_mta_sts_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """Three domains with an enforce policy: one whose MX host the policy names with a lab-CA certificate
+    (the positive control), one whose MX host the policy does not name, one whose MX certificate is
+    self-signed. Only the first may get mail."""
+    good = scenario(outbound_lab, "sts-enforce")
+    outside, badcert = scenario(outbound_lab, "sts-outside"), scenario(outbound_lab, "sts-badcert")
+    _record(evidence, outbound_lab, good, outside, badcert)
+    assert not outside.arrivals, (f"the gateway delivered {outside.sent.recipient} to {_where(outside.arrivals[0])}, "
+                                  f"an MX host its domain's MTA-STS policy (enforce) does not name")
+    assert not badcert.arrivals, (f"the gateway delivered {badcert.sent.recipient} to {_where(badcert.arrivals[0])} "
+                                  f"although its certificate fails PKIX validation and the domain's MTA-STS policy "
+                                  f"is in enforce mode")
+    assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
+                            f"although the MX host is named by the MTA-STS policy and its certificate is valid")
+    plain = [a for a in good.arrivals if not a.tls_version]
+    assert not plain, f"the gateway delivered {good.sent.recipient} in plaintext under an MTA-STS enforce policy"
+
+
+@pytest.mark.requirement("OUT-STS-02")
+def test_mta_sts_testing_delivers(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """testing mode: report failures, deliver anyway (here: a self-signed MX certificate)."""
+    result = scenario(outbound_lab, "sts-testing")
+    _record(evidence, outbound_lab, result)
+    if not result.delivered:
+        _delivered_somewhere(outbound_lab)
+    assert result.delivered, (f"the gateway delivered nothing for {result.sent.recipient} within "
+                              f"{result.waited:.1f} s: an MTA-STS policy in testing mode must not stop delivery")
+
+
 @pytest.mark.requirement("OUT-DKIM-01")
 def test_dkim_signed(outbound_dkim: DkimVerdict, target: Target, evidence: Evidence) -> None:
     """Verified with dkimpy against the key in the sender's DNS."""

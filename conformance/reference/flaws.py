@@ -161,6 +161,9 @@ _OUTBOUND_FLAWS = [
     _f("no_retry", "outbound", "the gateway drops a message after one temporary failure (4xx)", "OUT-RETRY-01"),
     _f("no_secondary_mx", "outbound", "the gateway tries only the most preferred MX host", "OUT-BACKUP-01"),
     _f("dkim_sha1", "outbound", "the gateway signs outgoing mail with DKIM rsa-sha1", "OUT-DKIM-01"),
+    _f("mta_sts_ignored", "outbound", "the gateway ignores MTA-STS policies (enforce included)", "OUT-STS-01"),
+    _f("mta_sts_testing_enforced", "outbound", "the gateway enforces MTA-STS policies in testing mode",
+       "OUT-STS-02"),
 ]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS]}
 
@@ -247,6 +250,8 @@ class Flaws:
     no_retry: bool = False
     no_secondary_mx: bool = False
     dkim_sha1: bool = False
+    mta_sts_ignored: bool = False
+    mta_sts_testing_enforced: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

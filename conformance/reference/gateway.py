@@ -344,15 +344,16 @@ class Gateway:
         if self.sender.route is None:
             address = f"127.77.{secrets.randbelow(250) + 1}.0"
             dns_port, mx_port = _free_port(address), _free_port(_next_address(address))
+            https_port = next(p for p in iter(lambda: _free_port(address), None) if p != dns_port)
             self.sender.route = Route(resolver=f"{address}:{dns_port}", lab_dir=self.workdir / "outbound-lab",
-                                      mx_port=mx_port)
+                                      mx_port=mx_port, https_port=https_port)
         return self.sender.route
 
     def _outbound_section(self) -> list[str]:
         route = self.enable_outbound()
         address, _, dns_port = route.resolver.rpartition(":")
         return ["[outbound]", 'domain = "outbound.test"', f'address = "{address}"', f"dns_port = {dns_port}",
-                f"mx_port = {route.mx_port}", f"lab_dir = {json.dumps(str(route.lab_dir))}", ""]
+                f"mx_port = {route.mx_port}", f"https_port = {route.https_port}", f"lab_dir = {json.dumps(str(route.lab_dir))}", ""]
 
     def write_target(self, path: Path | str, *, outbound: bool = False) -> Path:
         """Write a target.toml describing the running gateway; returns its path. ``outbound``: with an

@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conformance.reference.flaws import Flaws
+from conformance.reference.mtasts import StsPolicy, fetch_policy
 from conformance.reference.validator import LookupFailed, Security, Validator
 from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
 
@@ -41,6 +42,7 @@ class Route:
     resolver: str            # "address:port"
     lab_dir: Path            # zone.ds (trust anchor) and ca.pem (the lab CA) as the suite writes them
     mx_port: int = 25
+    https_port: int = 443    # the MTA-STS policy hosts
     ehlo_name: str = "mx1.example.test"
     retry_delay: float = 0.3
     attempts: int = 5
@@ -103,14 +105,33 @@ class Sender:
         if mx is None:
             return Result.BOUNCED
         hosts = [r.exchange.to_text() for r in sorted(mx, key=lambda r: r.preference)]
+        policy = None if self.flaws.mta_sts_ignored else await self._sts(route, validator, domain)
+        enforce = policy is not None and (policy.mode == "enforce" or (
+            policy.mode == "testing" and self.flaws.mta_sts_testing_enforced))
+        if enforce and policy is not None:   # RFC 8461 §5: only MX hosts the policy names, only with PKIX
+            hosts = [h for h in hosts if policy.allows(h)]
         for host in hosts[:1] if self.flaws.no_secondary_mx else hosts:
-            result = await self._to_host(route, validator, host, mx_security, mail_from, rcpts, message)
+            result = await self._to_host(route, validator, host, mx_security, mail_from, rcpts, message, enforce)
             if result is not Result.DEFERRED:
                 return result
         return Result.DEFERRED
 
+    async def _sts(self, route: Route, validator: Validator, domain: str) -> StsPolicy | None:
+        """The domain's MTA-STS policy (RFC 8461 §3), or None: no record, or no policy that could be fetched."""
+        try:
+            txt, _ = await validator.lookup(f"_mta-sts.{domain}", "TXT")
+            if txt is None or not any(b"".join(r.strings).startswith(b"v=STSv1") for r in txt):  # type: ignore[attr-defined]
+                return None
+            addresses, _ = await validator.lookup(f"mta-sts.{domain}", "A")
+        except LookupFailed:
+            return None
+        if addresses is None:
+            return None
+        return await asyncio.to_thread(fetch_policy, f"mta-sts.{domain}", addresses[0].address,
+                                       route.https_port, route.lab_dir / "ca.pem")
+
     async def _to_host(self, route: Route, validator: Validator, host: str, mx_security: Security, mail_from: str,
-                       rcpts: list[str], message: bytes) -> Result:
+                       rcpts: list[str], message: bytes, enforce: bool = False) -> Result:
         try:
             addresses, a_security = await validator.lookup(host, "A")
             tlsa, tlsa_security = await validator.lookup(f"_25._tcp.{host}", "TLSA")
@@ -121,15 +142,17 @@ class Sender:
         dane = None
         if tlsa is not None and not self.flaws.no_dane and mx_security is tlsa_security is Security.SECURE:
             dane = [r for r in tlsa if isinstance(r, dns.rdtypes.ANY.TLSA.TLSA)]
-        client = _Client(route, self.flaws, host.rstrip("."), addresses[0].address, dane)
+        client = _Client(route, self.flaws, host.rstrip("."), addresses[0].address, dane, enforce)
         return await asyncio.to_thread(client.send, mail_from, rcpts, message)
 
 
 class _Client:
     """One SMTP delivery to one MX host (blocking; runs in a worker thread)."""
 
-    def __init__(self, route: Route, flaws: Flaws, host: str, address: str, dane: list[dns.rdtypes.ANY.TLSA.TLSA] | None) -> None:
+    def __init__(self, route: Route, flaws: Flaws, host: str, address: str,
+                 dane: list[dns.rdtypes.ANY.TLSA.TLSA] | None, sts_enforce: bool = False) -> None:
         self.route, self.flaws, self.host, self.address, self.dane = route, flaws, host, address, dane
+        self.sts_enforce = sts_enforce   # MTA-STS enforce: STARTTLS and a PKIX-valid certificate, or nothing
 
     def send(self, mail_from: str, rcpts: list[str], message: bytes, *, plaintext: bool = False) -> Result:
         try:
@@ -139,8 +162,8 @@ class _Client:
                        timeout=SMTP_TIMEOUT) as smtp:
                 smtp.ehlo()
                 offered = smtp.has_extn("starttls")
-                if self.dane is not None and not offered:
-                    return Result.DEFERRED           # RFC 7672 §2.2: TLSA published, no STARTTLS: do not send
+                if (self.dane is not None or self.sts_enforce) and not offered:
+                    return Result.DEFERRED           # RFC 7672 §2.2, RFC 8461 §5: TLS required, none offered
                 if offered and not plaintext and (self.dane is not None or not self.flaws.no_starttls_client):
                     result = self._starttls(smtp)
                     if result is not None:
@@ -158,11 +181,16 @@ class _Client:
     def _starttls(self, smtp: smtplib.SMTP) -> Result | None:
         """None once TLS is up and acceptable; DEFERRED to give up on this host; BOUNCED (plaintext_fallback
         only) to start over in plaintext."""
-        verify = self.flaws.plaintext_fallback and self.dane is None
+        enforced = self.sts_enforce and self.dane is None
+        verify = enforced or (self.flaws.plaintext_fallback and self.dane is None)
+        give_up = Result.BOUNCED if verify and not enforced else Result.DEFERRED
         try:
             smtp.starttls(context=self._context(verify))
         except ssl.SSLError:
-            return Result.BOUNCED if verify else Result.DEFERRED
+            return give_up
+        if verify and not self._names_host(smtp):
+            smtp.quit()
+            return give_up
         if self.dane is not None and not self._dane_match(smtp):
             smtp.quit()
             return Result.DEFERRED
@@ -170,8 +198,10 @@ class _Client:
         return None
 
     def _context(self, verify: bool) -> ssl.SSLContext:
-        if verify:
-            return ssl.create_default_context(cafile=str(self.route.lab_dir / "ca.pem"))
+        if verify:   # the chain here, the name in _names_host: the no_sni flaw sends no name to check against
+            context = ssl.create_default_context(cafile=str(self.route.lab_dir / "ca.pem"))
+            context.check_hostname = False
+            return context
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE   # opportunistic TLS (RFC 7435): encrypt, authenticate nothing
@@ -182,15 +212,30 @@ class _Client:
             context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
+    def _names_host(self, smtp: smtplib.SMTP) -> bool:
+        """The verified certificate names the MX host (a DNS-ID in its SAN, RFC 6125)."""
+        der = _peer_der(smtp)
+        if not der:
+            return False
+        try:
+            san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return False
+        return self.host.lower() in (n.lower() for n in san.value.get_values_for_type(x509.DNSName))
+
     def _dane_match(self, smtp: smtplib.SMTP) -> bool:
-        sock = smtp.sock
-        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        der = _peer_der(smtp)
         if not der:
             return False
         spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         digest = hashlib.sha256(spki).digest()
         return any((r.usage, r.selector, r.mtype, r.cert) == (3, 1, 1, digest) for r in self.dane or ())
+
+
+def _peer_der(smtp: smtplib.SMTP) -> bytes | None:
+    sock = smtp.sock
+    return sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
 
 
 class _Smtp(smtplib.SMTP):

@@ -22,7 +22,8 @@ from typing import Self
 from conformance.probes.outbound.dns import LabDns
 from conformance.probes.outbound.mx import Arrival, MxLog, start_mx
 from conformance.probes.outbound.pki import LabPki
-from conformance.probes.outbound.scenarios import SCENARIOS, Posture, Scenario, mx_addresses
+from conformance.probes.outbound.scenarios import SCENARIOS, Posture, Scenario, mx_addresses, sts_policy
+from conformance.probes.outbound.sts import PolicyHost
 from conformance.probes.outbound.zone import build_zone
 from conformance.probes.smtp.session import SmtpReply, SmtpSession
 from conformance.probes.tls.handshake import judge
@@ -132,6 +133,7 @@ class Lab:
         self.pki = LabPki.load_or_create(outbound.lab_dir, outbound.domain)
         self._servers: list[asyncio.Server] = []
         self._dns: LabDns | None = None
+        self.policy_host: PolicyHost | None = None
 
     async def __aenter__(self) -> Self:
         out = self.outbound
@@ -144,12 +146,26 @@ class Lab:
                     self._servers.append(await start_mx(
                         addresses[(scenario.name, index)], out.mx_port, scenario=scenario.name, host=host,
                         domain=scenario.domain(out.domain), posture=posture, context=context, log=self.log))
-            self._dns = LabDns(build_zone(out.domain, out.address, self.pki, leaves, self.scenarios))
+            self._dns = LabDns(build_zone(out.domain, out.address, self.pki, leaves, self.scenarios,
+                                          policy_id=secrets.token_hex(6)))
             await self._dns.start(out.address, out.dns_port)
+            await self._start_policy_host()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
         return self
+
+    async def _start_policy_host(self) -> None:
+        domain = self.outbound.domain
+        policies = {f"mta-sts.{s.domain(domain)}": policy for s in self.scenarios
+                    if (policy := sts_policy(s, domain)) is not None}
+        if not policies:
+            return
+        first, *rest = policies
+        issued = self.pki.issue(first, also=tuple(rest))
+        self.policy_host = PolicyHost(policies)
+        await self.policy_host.start(self.outbound.address, self.outbound.https_port,
+                                     _server_context(issued.chain_pem, issued.key_pem))
 
     async def __aexit__(self, *_: object) -> None:
         for server in self._servers:
@@ -159,18 +175,14 @@ class Lab:
         self._servers = []
         if self._dns is not None:
             await self._dns.close()
+        if self.policy_host is not None:
+            await self.policy_host.close()
 
     def _context(self, host: str, posture: Posture) -> tuple[ssl.SSLContext | None, bytes]:
         issued = self.pki.issue(host, self_signed=posture is Posture.SELF_SIGNED)
         if posture in (Posture.NO_STARTTLS, Posture.DOWN):
             return None, issued.leaf_der
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        with tempfile.TemporaryDirectory(prefix="mailconform-mx-") as tmp:
-            chain, key = Path(tmp) / "chain.pem", Path(tmp) / "key.pem"
-            chain.write_bytes(issued.chain_pem)
-            key.write_bytes(issued.key_pem)
-            context.load_cert_chain(chain, key)
-        return context, issued.leaf_der
+        return _server_context(issued.chain_pem, issued.key_pem), issued.leaf_der
 
     async def run(self, tag: str, send: Sequence[tuple[Scenario, str, bytes]], sender: Sender,
                   window: float) -> LabReport:
@@ -199,6 +211,16 @@ class Lab:
         except ProbeError as exc:
             return Sent(scenario.name, to, False, str(exc))
         return Sent(scenario.name, to, True, str(words))
+
+
+def _server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="mailconform-lab-") as tmp:  # ssl loads keys from files only
+        chain, key = Path(tmp) / "chain.pem", Path(tmp) / "key.pem"
+        chain.write_bytes(chain_pem)
+        key.write_bytes(key_pem)
+        context.load_cert_chain(chain, key)
+    return context
 
 
 async def run_lab(outbound: Outbound, cfg: ProbeConfig, account: Account, endpoint: Endpoint | None,

@@ -138,6 +138,11 @@ class _Recorder:
         return "250 2.0.0 accepted by the mailconform lab"
 
 
+    async def handle_exception(self, error: Exception) -> str:
+        # a sender that aborts the TLS handshake (DANE or MTA-STS said no) is behaving, not failing the lab
+        return "421 4.3.0 the mailconform lab closes this session"
+
+
 def _hello(data: bytes) -> tuple[OfferedHello | None, str | None]:
     try:
         return OfferedHello.parse(data), None

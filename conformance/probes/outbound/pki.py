@@ -71,12 +71,15 @@ class LabPki:
         ds = dns.dnssec.make_ds(domain + ".", self.dnskey, "SHA256")
         return f"{domain}. {TTL} IN DS {ds.to_text()}\n"
 
-    def issue(self, host: str, *, expired: bool = False, self_signed: bool = False) -> Issued:
-        """A leaf for ``host`` from the lab CA (or signed by itself), valid now unless ``expired``."""
+    def issue(self, host: str, *, expired: bool = False, self_signed: bool = False,
+              also: tuple[str, ...] = ()) -> Issued:
+        """A leaf for ``host`` (and the names ``also``) from the lab CA (or signed by itself), valid now
+        unless ``expired``."""
         key = ec.generate_private_key(ec.SECP256R1())
         start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400 if expired else 1)
         issuer = None if self_signed else self.ca
-        leaf = _certificate(host, key, key if self_signed else self.ca_key, issuer, start=start, dns_name=host)
+        leaf = _certificate(host, key, key if self_signed else self.ca_key, issuer, start=start,
+                            dns_names=(host, *also))
         chain = [leaf] if self_signed else [leaf, self.ca]
         return Issued(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain),
                       key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -86,15 +89,16 @@ class LabPki:
 
 def _certificate(cn: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
                  issuer: x509.Certificate | None, *, ca: bool = False, start: dt.datetime | None = None,
-                 dns_name: str | None = None) -> x509.Certificate:
+                 dns_names: tuple[str, ...] = ()) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     start = start or dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(start).not_valid_after(start + dt.timedelta(days=3650 if ca else 90))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if dns_name:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+    if dns_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
+                                        critical=False)
     return builder.sign(signer, hashes.SHA256())
 
 

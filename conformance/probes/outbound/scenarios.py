@@ -22,6 +22,15 @@ class Posture(StrEnum):
     DOWN = "421 to every connection (a host that is down)"
 
 
+class Sts(StrEnum):
+    """The MTA-STS policy a scenario's domain publishes (RFC 8461 §3.2)."""
+
+    NONE = "none"
+    ENFORCE = "enforce"
+    ENFORCE_OTHER_MX = "enforce, naming another MX host"   # the real MX host is outside the policy
+    TESTING = "testing"
+
+
 class Tlsa(StrEnum):
     NONE = "none"
     MATCH = "match"          # 3 1 1 of the certificate the MX host serves
@@ -34,6 +43,7 @@ class Scenario:
     mx: tuple[Posture, ...]             # MX hosts in preference order
     tlsa: Tlsa = Tlsa.NONE
     bogus: bool = False                 # the MX and TLSA signatures do not verify
+    sts: Sts = Sts.NONE
     deliver: bool = True                # a conforming sender delivers (else: it must not)
 
     def domain(self, base: str) -> str:
@@ -52,8 +62,22 @@ SCENARIOS = (
     Scenario("self-signed", (Posture.SELF_SIGNED,)),
     Scenario("tempfail", (Posture.TEMPFAIL_FIRST,)),
     Scenario("backup", (Posture.DOWN, Posture.GOOD)),
+    Scenario("sts-enforce", (Posture.GOOD,), sts=Sts.ENFORCE),
+    Scenario("sts-outside", (Posture.GOOD,), sts=Sts.ENFORCE_OTHER_MX, deliver=False),
+    Scenario("sts-badcert", (Posture.SELF_SIGNED,), sts=Sts.ENFORCE, deliver=False),
+    Scenario("sts-testing", (Posture.SELF_SIGNED,), sts=Sts.TESTING),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def sts_policy(scenario: Scenario, base: str) -> str | None:
+    """The policy file served at https://mta-sts.<scenario domain>/.well-known/mta-sts.txt (RFC 8461 §3.2)."""
+    if scenario.sts is Sts.NONE:
+        return None
+    mode = "testing" if scenario.sts is Sts.TESTING else "enforce"
+    mx = (f"elsewhere.{scenario.domain(base)}" if scenario.sts is Sts.ENFORCE_OTHER_MX
+          else scenario.hosts(base)[0])
+    return f"version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n"
 
 
 def mx_addresses(address: str, scenarios: tuple[Scenario, ...] = SCENARIOS) -> dict[tuple[str, int], str]:

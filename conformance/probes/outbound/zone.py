@@ -14,18 +14,22 @@ import dns.zone
 
 from conformance.probes.dns.dane import spki_sha256
 from conformance.probes.outbound.pki import TTL, LabPki
-from conformance.probes.outbound.scenarios import SCENARIOS, Scenario, Tlsa, mx_addresses
+from conformance.probes.outbound.scenarios import SCENARIOS, Scenario, Sts, Tlsa, mx_addresses
 
 SIGNATURE_LIFETIME = 7 * 24 * 3600
 
 
 def records(domain: str, address: str, leaves: dict[str, bytes],
-            scenarios: tuple[Scenario, ...] = SCENARIOS) -> list[str]:
-    """Zone-file lines; ``leaves`` maps each MX host name to the DER certificate it serves."""
+            scenarios: tuple[Scenario, ...] = SCENARIOS, policy_id: str = "1") -> list[str]:
+    """Zone-file lines; ``leaves`` maps each MX host name to the DER certificate it serves. The MTA-STS
+    policy hosts live on ``address`` (beside the lab DNS); ``policy_id`` changes per run (RFC 8461 §3.1)."""
     lines = [f"@ {TTL} IN SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 {TTL}",
              f"@ {TTL} IN NS ns.{domain}.", f"ns {TTL} IN A {address}"]
     addresses = mx_addresses(address, scenarios)
     for scenario in scenarios:
+        if scenario.sts is not Sts.NONE:
+            lines.append(f'_mta-sts.{scenario.domain(domain)}. {TTL} IN TXT "v=STSv1; id={policy_id}"')
+            lines.append(f"mta-sts.{scenario.domain(domain)}. {TTL} IN A {address}")
         for index, host in enumerate(scenario.hosts(domain)):
             lines.append(f"{scenario.domain(domain)}. {TTL} IN MX {10 * (index + 1)} {host}.")
             lines.append(f"{host}. {TTL} IN A {addresses[(scenario.name, index)]}")
@@ -37,8 +41,8 @@ def records(domain: str, address: str, leaves: dict[str, bytes],
 
 
 def build_zone(domain: str, address: str, pki: LabPki, leaves: dict[str, bytes],
-               scenarios: tuple[Scenario, ...] = SCENARIOS) -> dns.zone.Zone:
-    text = "\n".join(records(domain, address, leaves, scenarios)) + "\n"
+               scenarios: tuple[Scenario, ...] = SCENARIOS, policy_id: str = "1") -> dns.zone.Zone:
+    text = "\n".join(records(domain, address, leaves, scenarios, policy_id)) + "\n"
     zone = dns.zone.from_text(text, origin=domain + ".", relativize=False)
     dns.dnssec.sign_zone(zone, keys=[(pki.zone_key, pki.dnskey)], lifetime=SIGNATURE_LIFETIME, dnskey_ttl=TTL)
     for scenario in scenarios:

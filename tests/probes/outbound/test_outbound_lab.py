@@ -154,3 +154,24 @@ def test_every_scenario_has_its_own_subdomain_and_addresses() -> None:
     assert len(set(addresses.values())) == sum(len(s.mx) for s in SCENARIOS)
     assert "127.0.0.10" not in addresses.values()   # the lab DNS keeps the base address
     assert len({s.domain(DOMAIN) for s in SCENARIOS}) == len(SCENARIOS)
+
+
+def test_the_policy_hosts_serve_each_scenarios_mta_sts_policy_over_verified_tls(outbound: Outbound) -> None:
+    from conformance.reference.mtasts import StsPolicy, fetch_policy
+
+    outbound = Outbound(outbound.domain, outbound.address, outbound.dns_port, outbound.mx_port,
+                        _free_port(outbound.address), outbound.lab_dir)
+    assert outbound.lab_dir is not None
+    ca = outbound.lab_dir / "ca.pem"
+
+    def fetch(scenario: str) -> StsPolicy | None:
+        return fetch_policy(f"mta-sts.{scenario}.{DOMAIN}", outbound.address, outbound.https_port, ca)
+
+    async def body(lab: Lab) -> list[StsPolicy | None]:
+        return [await asyncio.to_thread(fetch, name) for name in ("sts-enforce", "sts-outside", "sts-testing",
+                                                                   "starttls")]
+    enforce, outside, testing, none = _in_lab(outbound, body)  # type: ignore[misc]
+    assert enforce == StsPolicy("enforce", (f"mx1.sts-enforce.{DOMAIN}",))
+    assert outside is not None and not outside.allows(f"mx1.sts-outside.{DOMAIN}")
+    assert testing is not None and testing.mode == "testing"
+    assert none is None   # no policy published for that domain: no policy host, no policy
