@@ -148,7 +148,7 @@ _DNS_FLAWS = [
 ]
 # outbound: the gateway as a sender, judged at the suite's lab MX hosts (conformance/reference/sender.py)
 _OUTBOUND_FLAWS = [
-    _f("no_starttls_client", "outbound", "the gateway sends in plaintext unless DANE demands TLS",
+    _f("no_starttls_client", "outbound", "the gateway sends in plaintext unless DANE or MTA-STS demands TLS",
        "OUT-STARTTLS-01", "OUT-OPPORTUNISTIC-01"),
     _f("tls10_client", "outbound", "the gateway's ClientHello offers TLS 1.0 and 1.1", "OUT-HELLO-01"),
     _f("no_sni", "outbound", "the gateway sends no SNI when it starts TLS", "OUT-SNI-01"),

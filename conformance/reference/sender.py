@@ -164,7 +164,8 @@ class _Client:
                 offered = smtp.has_extn("starttls")
                 if (self.dane is not None or self.sts_enforce) and not offered:
                     return Result.DEFERRED           # RFC 7672 §2.2, RFC 8461 §5: TLS required, none offered
-                if offered and not plaintext and (self.dane is not None or not self.flaws.no_starttls_client):
+                required = self.dane is not None or self.sts_enforce
+                if offered and not plaintext and (required or not self.flaws.no_starttls_client):
                     result = self._starttls(smtp)
                     if result is not None:
                         return (self.send(mail_from, rcpts, message, plaintext=True)
