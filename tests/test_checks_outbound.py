@@ -32,14 +32,14 @@ def _run(gateway: Gateway, workdir: Path, send_hook: list[str]) -> SuiteRun:
 
 
 def test_a_gateway_that_never_delivers_passes_nothing(gateway: Gateway, tmp_path: Path) -> None:
-    """The send hook 'succeeds' and nothing is ever sent: DANE fails on its positive control, everything
-    else is inconclusive (no arrival is no evidence), nothing passes."""
+    """The send hook 'succeeds' and nothing is ever sent: DANE and MTA-STS fail on their positive controls,
+    everything else is inconclusive (no arrival is no evidence), nothing passes."""
     run = _run(gateway, tmp_path, [sys.executable, "-c", "pass"])
     verdicts = {c.requirement: c.verdict for c in run.cases}
-    assert len(verdicts) == 10 and not run.with_verdict("pass"), run.describe()
-    assert run.failing_requirements == {"OUT-DANE-01"}, run.describe()
-    (dane,) = run.with_verdict("fail")
-    assert "delivered nothing" in dane.reason and "@dane-match.outbound.test" in dane.reason
+    assert len(verdicts) == 12 and not run.with_verdict("pass"), run.describe()
+    assert run.failing_requirements == {"OUT-DANE-01", "OUT-STS-01"}, run.describe()
+    for case, control in zip(run.with_verdict("fail"), ("dane-match", "sts-enforce"), strict=True):
+        assert "delivered nothing" in case.reason and f"@{control}.outbound.test" in case.reason
     assert all("within" in c.reason or "arrived" in c.reason for c in run.with_verdict("inconclusive")), run.describe()
 
 
