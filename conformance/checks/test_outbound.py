@@ -19,6 +19,9 @@ from conformance.probes.outbound.mx import Arrival
 from conformance.target import Target
 from conformance.verdict import Inconclusive
 
+# one lab per run: under pytest-xdist `--dist loadgroup` keeps every check on the worker that runs it
+pytestmark = pytest.mark.xdist_group("outbound")
+
 GOOD_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 MIN_RSA_BITS = 2048
 
