@@ -179,17 +179,19 @@ def test_secondary_mx(outbound_lab: LabReport, evidence: Evidence) -> None:
 
 @pytest.mark.requirement("OUT-STS-01")
 def test_mta_sts_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
-    """Three domains with an enforce policy: one whose MX host the policy names with a lab-CA certificate
-    (the positive control), one whose MX host the policy does not name, one whose MX certificate is
-    self-signed. Only the first may get mail."""
+    """Domains with an enforce policy: one whose MX host the policy names with a lab-CA certificate (the
+    positive control), one whose MX host the policy does not name, two whose MX certificates fail PKIX
+    (self-signed; issued for another name). Only the first may get mail."""
     good = scenario(outbound_lab, "sts-enforce")
-    outside, badcert = scenario(outbound_lab, "sts-outside"), scenario(outbound_lab, "sts-badcert")
-    _record(evidence, outbound_lab, good, outside, badcert)
+    outside, badcerts = scenario(outbound_lab, "sts-outside"), [
+        scenario(outbound_lab, name) for name in ("sts-badcert", "sts-wrongname")]
+    _record(evidence, outbound_lab, good, outside, *badcerts)
     assert not outside.arrivals, (f"the gateway delivered {outside.sent.recipient} to {_where(outside.arrivals[0])}, "
                                   f"an MX host its domain's MTA-STS policy (enforce) does not name")
-    assert not badcert.arrivals, (f"the gateway delivered {badcert.sent.recipient} to {_where(badcert.arrivals[0])} "
-                                  f"although its certificate fails PKIX validation and the domain's MTA-STS policy "
-                                  f"is in enforce mode")
+    for bad in badcerts:
+        assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
+                                  f"its certificate ({bad.scenario.mx[0].value.removeprefix('STARTTLS with ')}) fails "
+                                  f"PKIX validation and the domain's MTA-STS policy is in enforce mode")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host is named by the MTA-STS policy and its certificate is valid")
     plain = [a for a in good.arrivals if not a.tls_version]

@@ -17,6 +17,7 @@ class Posture(StrEnum):
 
     GOOD = "STARTTLS with a lab-CA certificate for its name"
     SELF_SIGNED = "STARTTLS with a self-signed certificate"
+    WRONG_NAME = "STARTTLS with a lab-CA certificate for another name"
     NO_STARTTLS = "no STARTTLS offered"
     TEMPFAIL_FIRST = "451 to the first DATA, then 250"
     DOWN = "421 to every connection (a host that is down)"
@@ -65,6 +66,7 @@ SCENARIOS = (
     Scenario("sts-enforce", (Posture.GOOD,), sts=Sts.ENFORCE),
     Scenario("sts-outside", (Posture.GOOD,), sts=Sts.ENFORCE_OTHER_MX, deliver=False),
     Scenario("sts-badcert", (Posture.SELF_SIGNED,), sts=Sts.ENFORCE, deliver=False),
+    Scenario("sts-wrongname", (Posture.WRONG_NAME,), sts=Sts.ENFORCE, deliver=False),
     Scenario("sts-testing", (Posture.SELF_SIGNED,), sts=Sts.TESTING),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
