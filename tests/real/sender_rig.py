@@ -1,0 +1,363 @@
+"""Real Postfix as a sender: private Postfix instances that only send, through a private validating
+Unbound, with OpenDKIM as their signing milter and postfix-mta-sts-resolver as their MTA-STS policy map.
+
+No pytest here. ``SenderRig`` starts the lab (``outbound_lab``: one MX per scenario, the MTA-STS policy
+host), its signed zone on Knot and Unbound (``lab_dns``), OpenDKIM and mta-sts-daemon on free loopback
+ports, and one Postfix per ``SenderConfig``. Postfix's resolver is glibc's, which reads /etc/resolv.conf
+and nothing else: Postfix's master (and so every smtp(8) it forks) and mta-sts-daemon run in their own
+mount namespace (``unshare --mount``) in which a private resolv.conf naming the lab Unbound is bind-mounted
+over /etc/resolv.conf. The host's file, its resolver and its ports are never touched. Every daemon is
+stopped by its own command or PID.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from cryptography.hazmat.primitives import serialization
+
+from tests.real.lab_dns import RESOLVER_ADDRESS, LabDns, signed_zone
+from tests.real.outbound_lab import (
+    DKIM_SELECTOR,
+    ORIGIN,
+    SCENARIOS,
+    SENDER_DOMAIN,
+    Arrival,
+    OutboundLab,
+    records,
+)
+from tests.real.processes import postfix_pid_file, process_alive, read_pid
+from tests.real.servers import FIXTURES, free_port, render
+
+BINARIES = ("postfix", "sendmail", "postqueue", "unshare", "mount", "knotd", "unbound", "opendkim",
+            "opendkim-genkey", "mta-sts-daemon")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+DELIVERY_TIMEOUT = 45.0   # every message delivered or deferred with a reason (first attempts are immediate)
+TAG_HEADER = "X-Mailconform-Tag"
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    """A sender: the good one (DANE, MTA-STS, DKIM), or the good one with exactly one of them off."""
+
+    name: str
+    tls_level: str = "dane"   # smtp_tls_security_level: dane (good) | may (weak: no DANE)
+    mta_sts: bool = True      # smtp_tls_policy_maps through mta-sts-daemon
+    dkim: bool = True         # OpenDKIM as milter
+    weakness: str = ""
+
+
+SENDER_CONFIGS = (
+    SenderConfig("good"),
+    SenderConfig("dane-off", tls_level="may", weakness="smtp_tls_security_level = may: TLSA records are ignored"),
+    SenderConfig("no-mta-sts", mta_sts=False, weakness="no MTA-STS policy daemon: policies are ignored"),
+    SenderConfig("no-dkim", dkim=False, weakness="no DKIM signer: mail leaves unsigned"),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message: it arrived at the scenario's MX, or Postfix deferred it (and why)."""
+
+    arrival: Arrival | None
+    deferred: str | None       # Postfix's delay_reason
+
+    def describe(self) -> str:
+        if self.arrival is not None:
+            return f"delivered over {self.arrival.tls_version or 'plaintext'}"
+        return f"deferred: {self.deferred}" if self.deferred is not None else "nothing arrived and nothing deferred"
+
+
+class RigError(RuntimeError):
+    """A daemon of the rig did not start; the message carries its log's tail."""
+
+
+def unavailable_reason() -> str | None:
+    missing = [b for b in BINARIES if _which(b) is None]
+    if missing:
+        return (f"the outbound rig needs {', '.join(missing)}: install them with `bash ci/install-real-servers.sh`")
+    if os.geteuid() != 0:
+        return "the outbound rig starts private daemons in their own mount namespace, which needs root"
+    return None
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def namespaced(argv: Sequence[str], resolv_conf: Path) -> list[str]:
+    """``argv`` run in a new mount namespace (private propagation: nothing leaks back to the host) where
+    ``resolv_conf`` is bind-mounted over /etc/resolv.conf. A Postfix- or daemon-native setting for the
+    resolver's address does not exist: glibc and c-ares read that file."""
+    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, str(resolv_conf), *argv]
+
+
+def _wait_port(port: int, what: str, process: subprocess.Popen[bytes] | None, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            pass
+        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+            raise RigError(f"{what} did not listen on 127.0.0.1:{port}\n{tail}")
+        time.sleep(0.05)  # between polls of a daemon that is still starting; bounded by the deadline
+
+
+class _Daemon:
+    """A foreground daemon we started, stopped by its handle."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                            env=env)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # our own child, by its handle
+            self.process.wait(timeout=STOP_TIMEOUT)
+
+
+def start_opendkim(workdir: Path) -> tuple[_Daemon, int, str]:
+    """OpenDKIM signing for the sender domain with a fresh 2048-bit key (opendkim-genkey); returns the
+    daemon, its milter port and the public key (base64 SubjectPublicKeyInfo) for the zone."""
+    keydir = workdir / "dkim"
+    keydir.mkdir()
+    subprocess.run([_which("opendkim-genkey") or "opendkim-genkey", "-b", "2048", "-d", SENDER_DOMAIN,
+                    "-s", DKIM_SELECTOR, "-D", str(keydir)], check=True, capture_output=True, timeout=60)
+    private = keydir / f"{DKIM_SELECTOR}.private"
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    port = free_port("127.0.0.1")
+    conf = keydir / "opendkim.conf"
+    # RequireSafeKeys off: OpenDKIM refuses any file under /tmp (world-writable, if sticky); the key is 0600.
+    conf.write_text(f"""Mode s
+RequireSafeKeys false
+Domain {SENDER_DOMAIN}
+Selector {DKIM_SELECTOR}
+KeyFile {private}
+SignatureAlgorithm rsa-sha256
+Canonicalization relaxed/simple
+Socket inet:{port}@127.0.0.1
+PidFile {keydir / 'opendkim.pid'}
+Syslog no
+UMask 077
+""")
+    log = keydir / "opendkim.log"
+    daemon = _Daemon("OpenDKIM", [_which("opendkim") or "opendkim", "-f", "-x", str(conf)], log)
+    _wait_port(port, "OpenDKIM", daemon.process, log)
+    return daemon, port, public
+
+
+def start_mta_sts_daemon(workdir: Path, resolv_conf: Path, ca_file: Path) -> tuple[_Daemon, int]:
+    """postfix-mta-sts-resolver on a free loopback port, resolving through the lab Unbound (its own mount
+    namespace) and trusting the lab CA for the policy host (SSL_CERT_FILE: aiohttp's default context)."""
+    directory = workdir / "mta-sts"
+    directory.mkdir()
+    port = free_port("127.0.0.1")
+    conf = directory / "mta-sts-daemon.yml"
+    # reuse_port stays on: 1.1.2 fails to start with it off (an unset variable in responder.start)
+    conf.write_text(f"""host: 127.0.0.1
+port: {port}
+reuse_port: true
+shutdown_timeout: 2
+cache:
+  type: internal
+  options:
+    cache_size: 100
+default_zone:
+  strict_testing: false
+  timeout: 4
+""")
+    log = directory / "mta-sts-daemon.log"
+    env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
+    argv = namespaced([_which("mta-sts-daemon") or "mta-sts-daemon", "-c", str(conf), "-v", "debug",
+                       "-l", str(log), "--disable-uvloop"], resolv_conf)
+    daemon = _Daemon("mta-sts-daemon", argv, directory / "stdout.log", env)
+    _wait_port(port, "mta-sts-daemon", daemon.process, log)
+    return daemon, port
+
+
+class PostfixSender:
+    """One private Postfix instance for ``config``: started in the resolver namespace, fed by sendmail."""
+
+    def __init__(self, config: SenderConfig, workdir: Path, values: dict[str, str]) -> None:
+        self.config = config
+        self.workdir = workdir / f"postfix-{config.name}"
+        self.config_dir = self.workdir / "postfix"
+        self.log = self.workdir / "log" / "postfix.log"
+        self._values = values
+        self._started = False
+
+    def start(self, resolv_conf: Path) -> None:
+        for sub in ("postfix", "spool", "data", "log"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        os.chown(self.workdir / "data", pwd.getpwnam("postfix").pw_uid, 0)
+        values = {**self._values, "config": self.config.name, "queue_directory": str(self.workdir / "spool"),
+                  "data_directory": str(self.workdir / "data"), "postfix_log": str(self.log),
+                  "log_dir": str(self.workdir / "log")}
+        for name in ("main.cf", "master.cf"):
+            (self.config_dir / name).write_text(render(FIXTURES / "postfix" / f"sender-{name}.in", values))
+        self._started = True
+        self._run(namespaced([_which("postfix") or "postfix", "-c", str(self.config_dir), "start"], resolv_conf))
+
+    def _run(self, argv: list[str], stdin: bytes | None = None) -> str:
+        result = subprocess.run(argv, input=stdin, capture_output=True, timeout=START_TIMEOUT, check=False)
+        if result.returncode != 0:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RigError(f"{' '.join(argv)} exited {result.returncode}: "
+                           f"{(result.stdout + result.stderr).decode(errors='replace')}\n{tail}")
+        return result.stdout.decode(errors="replace")
+
+    def send(self, scenario_domain: str, tag: str) -> None:
+        sender = f"{self.config.name}@{SENDER_DOMAIN}"
+        message = (f"From: <{sender}>\r\nTo: <probe@{scenario_domain}>\r\nSubject: outbound rig {tag}\r\n"
+                   f"Message-ID: <{tag}@{SENDER_DOMAIN}>\r\n{TAG_HEADER}: {tag}\r\n\r\nA test message.\r\n")
+        self._run([_which("sendmail") or "sendmail", "-C", str(self.config_dir), "-f", sender, "-t", "-i"],
+                  message.encode())
+
+    def deferred(self) -> dict[str, str]:
+        """Recipient address -> Postfix's delay reason, for every message in the deferred queue."""
+        out = self._run([_which("postqueue") or "postqueue", "-c", str(self.config_dir), "-j"])
+        reasons = {}
+        for line in out.splitlines():
+            entry = json.loads(line)
+            if entry.get("queue_name") == "deferred":
+                for rcpt in entry.get("recipients", []):
+                    reasons[rcpt["address"]] = rcpt.get("delay_reason", "")
+        return reasons
+
+    def stop(self) -> str | None:
+        if not self._started:
+            return None
+        self._started = False
+        pid = read_pid(postfix_pid_file(self.workdir))
+        try:
+            self._run([_which("postfix") or "postfix", "-c", str(self.config_dir), "stop"])
+        except (RigError, subprocess.TimeoutExpired) as exc:
+            if pid is not None and process_alive(pid):
+                return str(exc)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while pid is not None and process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a master on its way out; bounded by the deadline
+        if pid is not None and process_alive(pid):
+            os.kill(pid, 9)  # our own master, by its PID
+            return f"sender {self.config.name}: Postfix did not stop; killed its master, PID {pid}"
+        return None
+
+
+class SenderRig:
+    """The whole rig; a context manager. ``send_all()`` then ``outcomes()`` give every message's fate."""
+
+    def __init__(self, configs: Sequence[SenderConfig] = SENDER_CONFIGS) -> None:
+        self.configs = tuple(configs)
+        self.workdir = Path(tempfile.mkdtemp(prefix="mailconform-sender-"))
+        self.workdir.chmod(0o755)  # Postfix's processes run as postfix and must traverse it
+        self.lab = OutboundLab(self.workdir)
+        self.resolv_conf = self.workdir / "resolv.conf"
+        self.resolv_conf.write_text(f"nameserver {RESOLVER_ADDRESS}\noptions trust-ad\n")
+        self.senders = {}
+        self.dns: LabDns | None = None
+        self._daemons: list[_Daemon] = []
+        self._tags: dict[tuple[str, str], str] = {}
+        self.senders = {c.name: PostfixSender(c, self.workdir, {}) for c in self.configs}
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        opendkim, milter_port, dkim_public = start_opendkim(self.workdir)
+        self._daemons.append(opendkim)
+        zone, anchor = signed_zone(ORIGIN, records(self.lab.pki, self.lab.port, dkim_public))
+        self.dns = LabDns(self.workdir, zone, anchor)
+        self.dns.start()
+        self.lab.start()
+        sts, sts_port = start_mta_sts_daemon(self.workdir, self.resolv_conf, self.lab.pki.ca_path)
+        self._daemons.append(sts)
+        for config in self.configs:
+            values = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.lab.port), "tls_level": config.tls_level,
+                      "lab_ca": str(self.lab.pki.ca_path),
+                      "policy_maps": f"socketmap:inet:127.0.0.1:{sts_port}:postfix" if config.mta_sts else "",
+                      "milters": f"inet:127.0.0.1:{milter_port}" if config.dkim else ""}
+            sender = PostfixSender(config, self.workdir, values)
+            self.senders[config.name] = sender
+            sender.start(self.resolv_conf)
+
+    def send_all(self) -> None:
+        """One message from every sender to every scenario's domain, each with its own tag."""
+        for name, sender in self.senders.items():
+            for scenario in SCENARIOS:
+                tag = f"{name}.{scenario.label}.{uuid.uuid4().hex[:8]}"
+                self._tags[(name, scenario.label)] = tag
+                sender.send(scenario.domain, tag)
+
+    def outcomes(self) -> dict[tuple[str, str], Outcome]:
+        """Every message's fate, waiting until each has arrived or been deferred (bounded)."""
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while True:
+            found = self._collect()
+            if all(o.arrival is not None or o.deferred is not None for o in found.values()):
+                return found
+            if time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)  # Postfix works on its own schedule; bounded by DELIVERY_TIMEOUT
+
+    def _collect(self) -> dict[tuple[str, str], Outcome]:
+        arrivals: dict[str, Arrival] = {}
+        for arrival in self.lab.arrived():
+            for line in arrival.content.decode(errors="replace").splitlines():
+                if line.startswith(TAG_HEADER + ":"):
+                    arrivals[line.split(":", 1)[1].strip()] = arrival
+        deferred = {name: sender.deferred() for name, sender in self.senders.items()}
+        by_domain = {s.label: f"probe@{s.domain}" for s in SCENARIOS}
+        return {(name, label): Outcome(arrivals.get(tag), deferred[name].get(by_domain[label]))
+                for (name, label), tag in self._tags.items()}
+
+    def log_tail(self, config: str) -> str:
+        log = self.senders[config].log
+        return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+
+    def stop(self) -> None:
+        errors = [e for e in (s.stop() for s in self.senders.values()) if e]
+        for daemon in reversed(self._daemons):
+            daemon.stop()
+        self._daemons = []
+        self.lab.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        if errors:
+            raise RigError("; ".join(errors))
+        shutil.rmtree(self.workdir, ignore_errors=True)
