@@ -57,8 +57,11 @@ class Unbound:
 
     def __init__(self, address: str = DEFAULT_ADDRESS, port: int | None = None, *,
                  stub_zones: Mapping[str, tuple[str, int]] | None = None, trust_anchors: Sequence[str] = (),
-                 workdir: Path | None = None) -> None:
+                 sig_skew: int | None = None, workdir: Path | None = None) -> None:
+        """``sig_skew``: seconds of clock skew Unbound forgives around a signature's validity period (its
+        default: a tenth of the period, at least an hour); 0 makes a signature that expired a second ago bogus."""
         self.address = address
+        self.sig_skew = sig_skew
         self.port = port or free_udp_tcp_port(address)
         self.stub_zones = dict(stub_zones or {})
         self.trust_anchors = list(trust_anchors)
@@ -141,6 +144,8 @@ class Unbound:
                         for zone, (addr, port) in self.stub_zones.items())
         no_defaults = "".join(f'  local-zone: "{suffix}" nodefault\n' for suffix in _suffixes(self.stub_zones))
         anchors = "".join(f'  trust-anchor: "{line.strip()}"\n' for line in self.trust_anchors if line.strip())
+        skew = ("" if self.sig_skew is None else
+                f"  val-sig-skew-min: {self.sig_skew}\n  val-sig-skew-max: {self.sig_skew}\n")
         return f"""# Written by tests/real/unbound.py: a private, validating resolver on loopback.
 server:
   interface: {self.address}@{self.port}
@@ -160,7 +165,7 @@ server:
   num-threads: 1
   so-reuseport: no
   module-config: "validator iterator"
-{no_defaults}{anchors}
+{skew}{no_defaults}{anchors}
 remote-control:
   control-enable: yes
   control-interface: "{self.workdir / 'control.sock'}"
