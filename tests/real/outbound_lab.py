@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import http.server
 import socket
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.hazmat.primitives import serialization
@@ -103,9 +105,8 @@ def _spki_sha256(leaf: Issued) -> str:
 def records(pki: LabPki, port: int, dkim_public: str) -> dict[tuple[str, str], list[str]]:
     """The lab zone: every scenario's records, and the sender domain's DKIM key (``p=`` base64)."""
     out: dict[tuple[str, str], list[str]] = {
-        (ORIGIN, "SOA"): [f"ns.{ORIGIN} hostmaster.{ORIGIN} 1 3600 600 86400 60"],
-        (ORIGIN, "NS"): [f"ns.{ORIGIN}"],
-        (f"ns.{ORIGIN}", "A"): ["127.0.0.1"],
+        (ORIGIN, "NS"): [f"ns1.{ORIGIN}"],
+        (f"ns1.{ORIGIN}", "A"): ["127.0.0.1"],
         (f"{DKIM_SELECTOR}._domainkey.{SENDER_DOMAIN}.", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={dkim_public}")],
     }
     for s in SCENARIOS:
@@ -118,6 +119,11 @@ def records(pki: LabPki, port: int, dkim_public: str) -> dict[tuple[str, str], l
             out[(f"_mta-sts.{s.domain}.", "TXT")] = [_txt("v=STSv1; id=20261201T000000")]
             out[(f"mta-sts.{s.domain}.", "A")] = [POLICY_ADDRESS]
     return out
+
+
+def zone_body(zone: dict[tuple[str, str], list[str]]) -> str:
+    """The records as zone-file lines (Knot adds the SOA and signs them)."""
+    return "".join(f"{name} 60 IN {rtype} {text}\n" for (name, rtype), texts in zone.items() for text in texts)
 
 
 def _txt(text: str) -> str:
@@ -151,7 +157,7 @@ class _Recorder:
 
 
 class _PolicyHandler(http.server.BaseHTTPRequestHandler):
-    policies: dict[str, str] = {}
+    policies: ClassVar[dict[str, str]] = {}   # mta-sts.<domain> -> policy, set per lab in a subclass
 
     def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0].lower()
@@ -197,10 +203,9 @@ class OutboundLab:
         servers = []
         for s in SCENARIOS:
             context = self.pki.context(self.pki.leaves[s.label], s.label) if s.starttls else None
-            recorder = _Recorder(s, self.arrivals)
-            servers.append(await self._loop.create_server(
-                lambda r=recorder, c=context, h=s.mx_host: SMTP(r, hostname=h, tls_context=c, timeout=10),
-                s.address, self.port))
+            factory = functools.partial(SMTP, _Recorder(s, self.arrivals), hostname=s.mx_host, tls_context=context,
+                                        timeout=10)
+            servers.append(await self._loop.create_server(factory, s.address, self.port))
         return servers
 
     def stop(self) -> None:

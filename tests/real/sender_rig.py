@@ -2,12 +2,14 @@
 Unbound, with OpenDKIM as their signing milter and postfix-mta-sts-resolver as their MTA-STS policy map.
 
 No pytest here. ``SenderRig`` starts the lab (``outbound_lab``: one MX per scenario, the MTA-STS policy
-host), its signed zone on Knot and Unbound (``lab_dns``), OpenDKIM and mta-sts-daemon on free loopback
-ports, and one Postfix per ``SenderConfig``. Postfix's resolver is glibc's, which reads /etc/resolv.conf
-and nothing else: Postfix's master (and so every smtp(8) it forks) and mta-sts-daemon run in their own
-mount namespace (``unshare --mount``) in which a private resolv.conf naming the lab Unbound is bind-mounted
-over /etc/resolv.conf. The host's file, its resolver and its ports are never touched. Every daemon is
-stopped by its own command or PID.
+host), its zone signed by Knot (``knot``) and a validating Unbound that trusts only that zone's key
+(``unbound``), OpenDKIM and mta-sts-daemon on free loopback ports, and one Postfix per ``SenderConfig``.
+
+Postfix's resolver is glibc's, which reads /etc/resolv.conf and nothing else, and a resolv.conf cannot name
+a port: Unbound listens on port 53 of a loopback address nothing else uses (127.0.53.1), and Postfix's
+master (so every smtp(8) it forks) and mta-sts-daemon run in their own mount namespace (``unshare --mount``)
+in which a private resolv.conf naming that Unbound is bind-mounted over /etc/resolv.conf. The host's file,
+its resolver and its ports are never touched. Every daemon is stopped by its own command or PID.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Self
 
 from cryptography.hazmat.primitives import serialization
 
-from tests.real.lab_dns import RESOLVER_ADDRESS, LabDns, signed_zone
+from tests.real.daemon import DaemonError, log_tail, wait_until, which
+from tests.real.knot import Knot
 from tests.real.outbound_lab import (
     DKIM_SELECTOR,
     ORIGIN,
@@ -39,14 +42,17 @@ from tests.real.outbound_lab import (
     Arrival,
     OutboundLab,
     records,
+    zone_body,
 )
 from tests.real.processes import postfix_pid_file, process_alive, read_pid
 from tests.real.servers import FIXTURES, free_port, render
+from tests.real.unbound import Unbound
 
 BINARIES = ("postfix", "sendmail", "postqueue", "unshare", "mount", "knotd", "unbound", "opendkim",
             "opendkim-genkey", "mta-sts-daemon")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
+RESOLVER_ADDRESS = "127.0.53.1"   # port 53 (resolv.conf has no port syntax), an address nothing else uses
 DELIVERY_TIMEOUT = 45.0   # every message delivered or deferred with a reason (first attempts are immediate)
 TAG_HEADER = "X-Mailconform-Tag"
 
@@ -88,7 +94,7 @@ class RigError(RuntimeError):
 
 
 def unavailable_reason() -> str | None:
-    missing = [b for b in BINARIES if _which(b) is None]
+    missing = [b for b in BINARIES if which(b) is None]
     if missing:
         return (f"the outbound rig needs {', '.join(missing)}: install them with `bash ci/install-real-servers.sh`")
     if os.geteuid() != 0:
@@ -96,8 +102,8 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _which(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+def _binary(name: str) -> str:
+    return which(name) or name  # not installed: the command fails with the name in its message
 
 
 def namespaced(argv: Sequence[str], resolv_conf: Path) -> list[str]:
@@ -108,18 +114,19 @@ def namespaced(argv: Sequence[str], resolv_conf: Path) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, str(resolv_conf), *argv]
 
 
-def _wait_port(port: int, what: str, process: subprocess.Popen[bytes] | None, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
+def _wait_port(port: int, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    def listening() -> bool:
+        if process.poll() is not None:
+            return True  # exited: stop waiting, the check below says so
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                return
+                return True
         except OSError:
-            pass
-        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
-            raise RigError(f"{what} did not listen on 127.0.0.1:{port}\n{tail}")
-        time.sleep(0.05)  # between polls of a daemon that is still starting; bounded by the deadline
+            return False
+
+    wait_until(listening, START_TIMEOUT, lambda: f"{what} did not listen on 127.0.0.1:{port}\n{log_tail(log)}")
+    if process.poll() is not None:
+        raise RigError(f"{what} exited {process.returncode}\n{log_tail(log)}")
 
 
 class _Daemon:
@@ -147,7 +154,7 @@ def start_opendkim(workdir: Path) -> tuple[_Daemon, int, str]:
     daemon, its milter port and the public key (base64 SubjectPublicKeyInfo) for the zone."""
     keydir = workdir / "dkim"
     keydir.mkdir()
-    subprocess.run([_which("opendkim-genkey") or "opendkim-genkey", "-b", "2048", "-d", SENDER_DOMAIN,
+    subprocess.run([_binary("opendkim-genkey"), "-b", "2048", "-d", SENDER_DOMAIN,
                     "-s", DKIM_SELECTOR, "-D", str(keydir)], check=True, capture_output=True, timeout=60)
     private = keydir / f"{DKIM_SELECTOR}.private"
     key = serialization.load_pem_private_key(private.read_bytes(), password=None)
@@ -169,7 +176,7 @@ Syslog no
 UMask 077
 """)
     log = keydir / "opendkim.log"
-    daemon = _Daemon("OpenDKIM", [_which("opendkim") or "opendkim", "-f", "-x", str(conf)], log)
+    daemon = _Daemon("OpenDKIM", [_binary("opendkim"), "-f", "-x", str(conf)], log)
     _wait_port(port, "OpenDKIM", daemon.process, log)
     return daemon, port, public
 
@@ -196,7 +203,7 @@ default_zone:
 """)
     log = directory / "mta-sts-daemon.log"
     env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
-    argv = namespaced([_which("mta-sts-daemon") or "mta-sts-daemon", "-c", str(conf), "-v", "debug",
+    argv = namespaced([_binary("mta-sts-daemon"), "-c", str(conf), "-v", "debug",
                        "-l", str(log), "--disable-uvloop"], resolv_conf)
     daemon = _Daemon("mta-sts-daemon", argv, directory / "stdout.log", env)
     _wait_port(port, "mta-sts-daemon", daemon.process, log)
@@ -224,7 +231,7 @@ class PostfixSender:
         for name in ("main.cf", "master.cf"):
             (self.config_dir / name).write_text(render(FIXTURES / "postfix" / f"sender-{name}.in", values))
         self._started = True
-        self._run(namespaced([_which("postfix") or "postfix", "-c", str(self.config_dir), "start"], resolv_conf))
+        self._run(namespaced([_binary("postfix"), "-c", str(self.config_dir), "start"], resolv_conf))
 
     def _run(self, argv: list[str], stdin: bytes | None = None) -> str:
         result = subprocess.run(argv, input=stdin, capture_output=True, timeout=START_TIMEOUT, check=False)
@@ -238,12 +245,12 @@ class PostfixSender:
         sender = f"{self.config.name}@{SENDER_DOMAIN}"
         message = (f"From: <{sender}>\r\nTo: <probe@{scenario_domain}>\r\nSubject: outbound rig {tag}\r\n"
                    f"Message-ID: <{tag}@{SENDER_DOMAIN}>\r\n{TAG_HEADER}: {tag}\r\n\r\nA test message.\r\n")
-        self._run([_which("sendmail") or "sendmail", "-C", str(self.config_dir), "-f", sender, "-t", "-i"],
+        self._run([_binary("sendmail"), "-C", str(self.config_dir), "-f", sender, "-t", "-i"],
                   message.encode())
 
     def deferred(self) -> dict[str, str]:
         """Recipient address -> Postfix's delay reason, for every message in the deferred queue."""
-        out = self._run([_which("postqueue") or "postqueue", "-c", str(self.config_dir), "-j"])
+        out = self._run([_binary("postqueue"), "-c", str(self.config_dir), "-j"])
         reasons = {}
         for line in out.splitlines():
             entry = json.loads(line)
@@ -258,7 +265,7 @@ class PostfixSender:
         self._started = False
         pid = read_pid(postfix_pid_file(self.workdir))
         try:
-            self._run([_which("postfix") or "postfix", "-c", str(self.config_dir), "stop"])
+            self._run([_binary("postfix"), "-c", str(self.config_dir), "stop"])
         except (RigError, subprocess.TimeoutExpired) as exc:
             if pid is not None and process_alive(pid):
                 return str(exc)
@@ -281,8 +288,8 @@ class SenderRig:
         self.lab = OutboundLab(self.workdir)
         self.resolv_conf = self.workdir / "resolv.conf"
         self.resolv_conf.write_text(f"nameserver {RESOLVER_ADDRESS}\noptions trust-ad\n")
-        self.senders = {}
-        self.dns: LabDns | None = None
+        self.knot: Knot | None = None
+        self.unbound: Unbound | None = None
         self._daemons: list[_Daemon] = []
         self._tags: dict[tuple[str, str], str] = {}
         self.senders = {c.name: PostfixSender(c, self.workdir, {}) for c in self.configs}
@@ -301,9 +308,13 @@ class SenderRig:
     def start(self) -> None:
         opendkim, milter_port, dkim_public = start_opendkim(self.workdir)
         self._daemons.append(opendkim)
-        zone, anchor = signed_zone(ORIGIN, records(self.lab.pki, self.lab.port, dkim_public))
-        self.dns = LabDns(self.workdir, zone, anchor)
-        self.dns.start()
+        self.knot = Knot(workdir=self._subdir("knot"))
+        self.knot.start()
+        zone = ORIGIN.rstrip(".")
+        self.knot.serve(zone, zone_body(records(self.lab.pki, self.lab.port, dkim_public)))
+        self.unbound = Unbound(RESOLVER_ADDRESS, 53, stub_zones={zone: (self.knot.address, self.knot.port)},
+                               trust_anchors=[self.knot.trust_anchor(zone)], workdir=self._subdir("unbound"))
+        self.unbound.start()
         self.lab.start()
         sts, sts_port = start_mta_sts_daemon(self.workdir, self.resolv_conf, self.lab.pki.ca_path)
         self._daemons.append(sts)
@@ -346,6 +357,11 @@ class SenderRig:
         return {(name, label): Outcome(arrivals.get(tag), deferred[name].get(by_domain[label]))
                 for (name, label), tag in self._tags.items()}
 
+    def _subdir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir()
+        return path
+
     def log_tail(self, config: str) -> str:
         log = self.senders[config].log
         return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
@@ -356,8 +372,12 @@ class SenderRig:
             daemon.stop()
         self._daemons = []
         self.lab.stop()
-        if self.dns is not None:
-            self.dns.stop()
+        for dns_server in (self.unbound, self.knot):
+            if dns_server is not None:
+                try:
+                    dns_server.stop()
+                except DaemonError as exc:
+                    errors.append(str(exc))
         if errors:
             raise RigError("; ".join(errors))
         shutil.rmtree(self.workdir, ignore_errors=True)
