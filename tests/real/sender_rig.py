@@ -24,7 +24,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -139,7 +140,7 @@ class _Daemon:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                             env=env)
 
-    def stop(self) -> None:
+    def stop(self) -> str | None:
         if self.process.poll() is None:
             self.process.terminate()
         try:
@@ -147,6 +148,8 @@ class _Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()  # our own child, by its handle
             self.process.wait(timeout=STOP_TIMEOUT)
+            return f"{self.name} did not stop within {STOP_TIMEOUT:.0f} s; killed it"
+        return None
 
 
 def start_opendkim(workdir: Path) -> tuple[_Daemon, int, str]:
@@ -292,7 +295,7 @@ class SenderRig:
         self.unbound: Unbound | None = None
         self._daemons: list[_Daemon] = []
         self._tags: dict[tuple[str, str], str] = {}
-        self.senders = {c.name: PostfixSender(c, self.workdir, {}) for c in self.configs}
+        self.senders: dict[str, PostfixSender] = {}
 
     def __enter__(self) -> Self:
         try:
@@ -318,14 +321,15 @@ class SenderRig:
         self.lab.start()
         sts, sts_port = start_mta_sts_daemon(self.workdir, self.resolv_conf, self.lab.pki.ca_path)
         self._daemons.append(sts)
+        values = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.lab.port), "lab_ca": str(self.lab.pki.ca_path)}
         for config in self.configs:
-            values = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.lab.port), "tls_level": config.tls_level,
-                      "lab_ca": str(self.lab.pki.ca_path),
-                      "policy_maps": f"socketmap:inet:127.0.0.1:{sts_port}:postfix" if config.mta_sts else "",
-                      "milters": f"inet:127.0.0.1:{milter_port}" if config.dkim else ""}
-            sender = PostfixSender(config, self.workdir, values)
-            self.senders[config.name] = sender
-            sender.start(self.resolv_conf)
+            self.senders[config.name] = PostfixSender(config, self.workdir, {
+                **values, "tls_level": config.tls_level,
+                "policy_maps": f"socketmap:inet:127.0.0.1:{sts_port}:postfix" if config.mta_sts else "",
+                "milters": f"inet:127.0.0.1:{milter_port}" if config.dkim else ""})
+        # side by side: `postfix start` takes seconds each (its checks and set-permissions), they need not add up
+        with ThreadPoolExecutor(max_workers=len(self.senders)) as pool:
+            list(pool.map(lambda sender: sender.start(self.resolv_conf), self.senders.values()))
 
     def send_all(self) -> None:
         """One message from every sender to every scenario's domain, each with its own tag."""
@@ -367,9 +371,11 @@ class SenderRig:
         return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
 
     def stop(self) -> None:
-        errors = [e for e in (s.stop() for s in self.senders.values()) if e]
-        for daemon in reversed(self._daemons):
-            daemon.stop()
+        # side by side (OpenDKIM alone takes seconds to go); a sender that outlives its signer only defers
+        stops: list[Callable[[], str | None]] = [*(s.stop for s in self.senders.values()),
+                                                 *(d.stop for d in self._daemons)]
+        with ThreadPoolExecutor(max_workers=max(1, len(stops))) as pool:
+            errors = [e for e in pool.map(lambda stop: stop(), stops) if e]
         self._daemons = []
         self.lab.stop()
         for dns_server in (self.unbound, self.knot):
