@@ -4,6 +4,8 @@
 # the tests start private instances on loopback from a temporary directory, never the system ones.
 set -euo pipefail
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
+# The outbound rig (tests/real/sender_rig.py): DKIM signer, MTA-STS policy daemon, the lab's DNS servers.
+PACKAGES+=(opendkim opendkim-tools postfix-mta-sts-resolver unbound knot)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
