@@ -7,6 +7,7 @@ variable or a file, never from the file itself or the command line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -139,6 +140,21 @@ class Policy:
     # Seconds the final reply to DATA may take while a backend stalls: a sender that times out first
     # resends, and the message arrives twice (RFC 5321 §4.5.3.2.6, §6.1).
     data_reply_budget: float = 10.0
+    # Seconds the outbound family waits for mail that should (or must not) arrive at the lab's MX hosts.
+    outbound_window: float = 20.0
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """The suite as the far end of the gateway's outbound mail: its test domain, zone and MX hosts."""
+
+    domain: str
+    address: str                        # the lab DNS listens here; MX host i on address + i (i >= 1)
+    dns_port: int = 53
+    mx_port: int = 25
+    lab_dir: Path | None = None         # zone key and lab CA (made on first use); else a fresh pair per run
+    send: tuple[str, ...] | None = None  # operator hook: argv + recipient, message file (else: submission)
+    via: Service = Service.SUBMISSION    # where the test account submits, without a send hook
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,7 @@ class Target:
     source: Path | None = None
     dkim_selectors: tuple[str, ...] = ()            # DKIM selectors whose keys the dns family judges
     dnssec_trust_anchors: tuple[Path, ...] = ()     # DS/DNSKEY files for lab zones (else the IANA root)
+    outbound: Outbound | None = None                # the outbound family's lab ([outbound]), opt-in
 
     def endpoints_for(self, *services: Service | str) -> tuple[Endpoint, ...]:
         wanted = {Service(s) for s in services}
@@ -174,7 +191,8 @@ class Target:
         return tuple(a.password.reveal() for a in self.accounts.values() if a.password.reveal())
 
 
-_TOP_KEYS = {"target", "node", "accounts", "policy"}
+_TOP_KEYS = {"target", "node", "accounts", "policy", "outbound"}
+_OUTBOUND_KEYS = {"domain", "address", "dns_port", "mx_port", "lab_dir", "send", "via"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
     "relay_sink", "dkim_selectors", "dnssec_trust_anchors",
@@ -296,6 +314,7 @@ def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
         source=reader.path,
         dkim_selectors=_dkim_selectors(reader, top),
         dnssec_trust_anchors=_dnssec_anchors(reader, top, base),
+        outbound=_outbound(reader, reader.get(data, "outbound", "", dict, None), base),
     )
 
 
@@ -442,3 +461,31 @@ def _dnssec_anchors(reader: _Reader, top: dict[str, Any], base: Path) -> tuple[P
                               + (f" (not found: {path})" if path is not None else ""))
         paths.append(path)
     return tuple(paths)
+
+
+def _outbound(reader: _Reader, raw: dict[str, Any] | None, base: Path) -> Outbound | None:
+    if raw is None:
+        return None
+    reader.table(raw, "outbound", _OUTBOUND_KEYS)
+    domain = reader.get(raw, "domain", "outbound", str, expected='the suite\'s test mail domain, e.g. "outbound.test"')
+    if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]+\.?", domain.lower()):
+        raise reader.fail("outbound.domain", f"expected a DNS domain name, got {domain!r}")
+    address = reader.get(raw, "address", "outbound", str, expected="an IPv4 address the lab listens on")
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise reader.fail("outbound.address", f"expected an IPv4 address, got {address!r}") from None
+    ports = {key: reader.get(raw, key, "outbound", int, default) for key, default in (("dns_port", 53), ("mx_port", 25))}
+    for key, port in ports.items():
+        if not 0 < port < 65536:
+            raise reader.fail(f"outbound.{key}", f"port out of range 1-65535: {port!r}")
+    send = reader.get(raw, "send", "outbound", list, None, expected="a command as a list of strings")
+    if send is not None and (not send or not all(isinstance(a, str) for a in send)):
+        raise reader.fail("outbound.send", "expected a non-empty list of strings (argv, no shell)")
+    via = reader.get(raw, "via", "outbound", str, "submission")
+    if via not in ("submission", "submissions"):
+        raise reader.fail("outbound.via", f'expected "submission" or "submissions", got {via!r}')
+    lab_dir = reader.get(raw, "lab_dir", "outbound", str, None)
+    return Outbound(domain=domain.lower().rstrip("."), address=str(parsed), dns_port=ports["dns_port"],
+                    mx_port=ports["mx_port"], lab_dir=(base / lab_dir).resolve() if lab_dir else None,
+                    send=tuple(send) if send else None, via=Service(via))

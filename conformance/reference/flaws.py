@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 @dataclass(frozen=True)
 class FlawInfo:
     name: str
-    family: str                        # starttls, tls, cert, auth, lockout, failover, dns
+    family: str                        # starttls, tls, cert, auth, lockout, failover, dns, outbound
     breaks: str                        # one operator-facing sentence: what is wrong
     fails: tuple[str, ...]             # requirement IDs this flaw must make fail, and only those
     services: tuple[str, ...] = ()     # services affected (empty: every service it can touch)
@@ -146,7 +146,23 @@ _DNS_FLAWS = [
        "DNS-DANE-02"),
     _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
 ]
-FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS]}
+# outbound: the gateway as a sender, judged at the suite's lab MX hosts (conformance/reference/sender.py)
+_OUTBOUND_FLAWS = [
+    _f("no_starttls_client", "outbound", "the gateway sends in plaintext unless DANE demands TLS",
+       "OUT-STARTTLS-01", "OUT-OPPORTUNISTIC-01"),
+    _f("tls10_client", "outbound", "the gateway's ClientHello offers TLS 1.0 and 1.1", "OUT-HELLO-01"),
+    _f("no_sni", "outbound", "the gateway sends no SNI when it starts TLS", "OUT-SNI-01"),
+    _f("no_dane", "outbound", "the gateway ignores TLSA records (delivers to a mismatching or plaintext MX)",
+       "OUT-DANE-01", "OUT-DANE-02"),
+    _f("no_dnssec_validation", "outbound", "the gateway uses DNS answers whose signatures do not verify",
+       "OUT-DNSSEC-01"),
+    _f("plaintext_fallback", "outbound", "the gateway retries in plaintext when a certificate does not verify",
+       "OUT-OPPORTUNISTIC-01"),
+    _f("no_retry", "outbound", "the gateway drops a message after one temporary failure (4xx)", "OUT-RETRY-01"),
+    _f("no_secondary_mx", "outbound", "the gateway tries only the most preferred MX host", "OUT-BACKUP-01"),
+    _f("dkim_sha1", "outbound", "the gateway signs outgoing mail with DKIM rsa-sha1", "OUT-DKIM-01"),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -222,6 +238,15 @@ class Flaws:
     tlsa_missing: bool = False
     tlsa_mismatch: bool = False
     tlsa_pkix_usage: bool = False
+    no_starttls_client: bool = False
+    tls10_client: bool = False
+    no_sni: bool = False
+    no_dane: bool = False
+    no_dnssec_validation: bool = False
+    plaintext_fallback: bool = False
+    no_retry: bool = False
+    no_secondary_mx: bool = False
+    dkim_sha1: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

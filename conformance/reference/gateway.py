@@ -11,9 +11,11 @@ A synchronous API over one background thread that runs its own event loop:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
 import shutil
+import socket
 import ssl
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from conformance.reference.lockout import AuthEngine
 from conformance.reference.outage import Component, Outages
 from conformance.reference.pki import Pki, variant_for
 from conformance.reference.runtime import ErrorLog, NodeRuntime, Settings
+from conformance.reference.sender import Route, Sender
 from conformance.reference.smtp import GatewaySMTP
 from conformance.reference.store import MailStore
 from conformance.reference.tlsconf import server_context
@@ -82,6 +85,7 @@ class Gateway:
         self._runtimes: dict[str, NodeRuntime] = {}
         self._dns: DnsResponder | None = None   # the demo domain's signed zone (dns and failover families)
         self._zone_key: ZoneKey | None = None
+        self.sender = Sender(self.flaws)        # outbound mail, sent once write_target(outbound=True) set a route
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -182,7 +186,7 @@ class Gateway:
     def _runtime(self, node: str) -> NodeRuntime:
         return NodeRuntime(node=node, host=NODES[node], flaws=self.flaws, store=self.store, auth=self.auth,
                            outages=self.outages, errors=self.errors, settings=self.settings,
-                           preauth_user=self.accounts["test"][0])
+                           preauth_user=self.accounts["test"][0], sender=self.sender)
 
     async def _listen(self, contexts: dict[str, ssl.SSLContext], ports: dict[tuple[str, str], int]) -> None:
         loop = asyncio.get_running_loop()
@@ -243,6 +247,7 @@ class Gateway:
         flaws = Flaws.parse(names)
         self.flaws = flaws
         self.auth.flaws = flaws
+        self.sender.flaws = flaws
         if self._loop is None:
             return
         contexts = self._contexts()
@@ -333,8 +338,25 @@ class Gateway:
     def dnssec_anchor_path(self) -> Path:
         return self.workdir / "dnssec-anchor.txt"
 
-    def write_target(self, path: Path | str) -> Path:
-        """Write a target.toml describing the running gateway; returns its path."""
+    def enable_outbound(self) -> Route:
+        """Point the sender at a lab for the outbound family: a random 127.77.x.0 (the lab DNS; its MX hosts
+        on the next addresses), free ports, the lab's keys under the workdir. Idempotent."""
+        if self.sender.route is None:
+            address = f"127.77.{secrets.randbelow(250) + 1}.0"
+            dns_port, mx_port = _free_port(address), _free_port(_next_address(address))
+            self.sender.route = Route(resolver=f"{address}:{dns_port}", lab_dir=self.workdir / "outbound-lab",
+                                      mx_port=mx_port)
+        return self.sender.route
+
+    def _outbound_section(self) -> list[str]:
+        route = self.enable_outbound()
+        address, _, dns_port = route.resolver.rpartition(":")
+        return ["[outbound]", 'domain = "outbound.test"', f'address = "{address}"', f"dns_port = {dns_port}",
+                f"mx_port = {route.mx_port}", f"lab_dir = {json.dumps(str(route.lab_dir))}", ""]
+
+    def write_target(self, path: Path | str, *, outbound: bool = False) -> Path:
+        """Write a target.toml describing the running gateway; returns its path. ``outbound``: with an
+        [outbound] section (and the sender pointed at its lab), so the outbound family runs."""
         if self._loop is None:
             raise GatewayError("write_target needs a started gateway (the ports are not known before)")
         path = Path(path)
@@ -363,9 +385,21 @@ class Gateway:
                       f"password_file = {q(str(self.workdir / f'{role}.password'))}", f"address = {q(address)}", ""]
         lines += ["[policy]", f"lockout_threshold = {LOCKOUT_THRESHOLD}", f"lockout_window = {LOCKOUT_WINDOW:g}",
                   f"lockout_duration = {LOCKOUT_DURATION:g}", "cert_expiry_warning_days = 30",
-                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5", ""]
+                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5"]
+        lines += ["outbound_window = 2", "", *self._outbound_section()] if outbound else [""]
         path.write_text("\n".join(lines), encoding="utf-8")
         return path
+
+
+def _free_port(address: str) -> int:
+    """A port free on ``address`` now (the lab binds it moments later; another taker is unlikely)."""
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def _next_address(address: str) -> str:
+    return str(ipaddress.IPv4Address(address) + 1)
 
 
 def _smtp_factory(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,

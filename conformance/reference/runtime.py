@@ -29,6 +29,10 @@ class Settings:
     idle_timeout: float = 60.0
 
 
+class Outbound(Protocol):
+    def submit(self, mail_from: str, recipients: list[str], message: bytes) -> None: ...
+
+
 class Closable(Protocol):
     def shutdown(self, reset: bool) -> None: ...
 
@@ -63,6 +67,7 @@ class NodeRuntime:
     preauth_user: str                  # imap_preauth: who an imaps PREAUTH greeting logs in
     sessions: set[Closable] = field(default_factory=set)
     held: list[tuple[list[str], bytes]] = field(default_factory=list)  # duplicate_after_recovery
+    sender: Outbound | None = None     # delivers mail for non-local domains (the outbound family)
 
     def down(self, component: Component) -> bool:
         return self.outages.is_down(self.node, component)

@@ -362,6 +362,9 @@ class SmtpPolicy:
         if runtime.down(Component.STALL) and flaws.slow_data_reply:
             await asyncio.sleep(runtime.settings.stall_delay)
         # good behaviour while stalled: the message is queued at once and the reply is not held back
+        remote = [r for r in envelope.rcpt_tos if not runtime.store.is_local(r)]
+        if remote and runtime.sender is not None and session.authenticated:
+            runtime.sender.submit(str(envelope.mail_from or ""), remote, message)
         runtime.store.deliver(list(envelope.rcpt_tos), message)
         return S.S250_QUEUED
 

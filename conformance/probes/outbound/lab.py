@@ -1,0 +1,222 @@
+"""One run of the outbound lab: publish the zone, start the MX hosts, make the gateway send one tagged
+message per scenario, watch for one window, and report what arrived where.
+
+The messages go only to the suite's own test domain (``mc-<tag>@<scenario>.<domain>``); the tag is new
+per run, so a message an earlier run left in the gateway's queue is counted as stale, never as this
+run's. Every scenario runs at once: the run takes about one window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import secrets
+import ssl
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from conformance.probes.outbound.dns import LabDns
+from conformance.probes.outbound.mx import Arrival, MxLog, start_mx
+from conformance.probes.outbound.pki import LabPki
+from conformance.probes.outbound.scenarios import SCENARIOS, Posture, Scenario, mx_addresses
+from conformance.probes.outbound.zone import build_zone
+from conformance.probes.smtp.session import SmtpReply, SmtpSession
+from conformance.probes.tls.handshake import judge
+from conformance.probes.wire.config import ProbeConfig, scrub
+from conformance.probes.wire.outcome import LocalError, ProbeError
+from conformance.target import Account, Endpoint, Outbound
+
+Sender = Callable[[str, bytes], Awaitable[str]]
+POLL = 0.1   # seconds between looks at the arrivals while the window runs
+
+
+@dataclass(frozen=True)
+class Sent:
+    """How the gateway took the scenario's message: ``accepted`` or why not, in the gateway's words."""
+
+    scenario: str
+    recipient: str
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: Scenario
+    sent: Sent
+    arrivals: tuple[Arrival, ...]        # this run's copies only
+    connections: int                     # sessions the sender opened to this scenario's MX hosts
+    waited: float
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.arrivals)
+
+
+@dataclass(frozen=True)
+class LabReport:
+    tag: str
+    window: float
+    results: dict[str, ScenarioResult]
+    stale: int = 0                                       # messages of earlier runs that arrived now
+    refused: tuple[str, ...] = ()                        # recipients the MX hosts refused (not ours)
+    dns_queries: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+def recipient(scenario: Scenario, domain: str, tag: str) -> str:
+    return f"mc-{tag}@{scenario.domain(domain)}"
+
+
+def make_message(account: Account, to: str, scenario: Scenario, tag: str) -> bytes:
+    return (f"From: <{account.address}>\r\nTo: <{to}>\r\n"
+            f"Subject: mailconform outbound {scenario.name} {tag}\r\n"
+            f"Message-ID: <mc-{tag}-{scenario.name}@mailconform.invalid>\r\n"
+            f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+            f"X-Mailconform-Token: mc-{tag}-{scenario.name}\r\n\r\n"
+            f"Sent by mailconform to see how the gateway delivers to: {', '.join(p.value for p in scenario.mx)}.\r\n"
+            ).encode()
+
+
+async def submit(endpoint: Endpoint, cfg: ProbeConfig, account: Account, to: str, message: bytes) -> str:
+    """Submit one message as the test account (TLS verified before AUTH). Returns the DATA reply;
+    raises ProbeError (LocalError for a refusal, with the gateway's reply) otherwise."""
+    async with SmtpSession(endpoint, cfg, cfg.transcript(endpoint)) as smtp:
+        await smtp.connect()
+        _expect("EHLO", (await smtp.ehlo()).reply, (250,))
+        if not endpoint.implicit_tls:
+            _expect("STARTTLS", await smtp.starttls(), (220,))
+        if smtp.tls is None or not judge(smtp.tls, endpoint, cfg).verified:
+            raise LocalError(f"not logging in to {endpoint}: its certificate does not verify")
+        _expect("AUTH", await smtp.auth_plain(account.username, account.password), (235,))
+        _expect("MAIL", await smtp.mail(account.address), (250,))
+        _expect("RCPT", await smtp.rcpt(to), (250, 251))
+        reply = await smtp.data(message)
+        _expect("DATA", reply, (250,))
+        await smtp.quit()
+        return f"DATA {reply}"
+
+
+def _expect(stage: str, reply: SmtpReply, ok: tuple[int, ...]) -> None:
+    if reply.code not in ok:
+        raise LocalError(f"the gateway answered {stage} with {reply}")
+
+
+async def _send_hook(argv: Sequence[str], to: str, message: bytes, timeout: float) -> str:
+    """The operator's send hook: ``argv + [recipient, message file]``; exit 0 means the gateway took it."""
+    with tempfile.TemporaryDirectory(prefix="mailconform-out-") as tmp:
+        path = Path(tmp) / "message.eml"
+        path.write_bytes(message)
+        proc = await asyncio.create_subprocess_exec(*argv, to, str(path), stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            raise LocalError(f"the send hook did not finish within {timeout:g} s") from None
+        words = output.decode(errors="replace").strip()[-300:]
+        if proc.returncode != 0:
+            raise LocalError(f"the send hook exited {proc.returncode}: {words or 'no output'}")
+        return words or "the send hook exited 0"
+
+
+class Lab:
+    """The lab's servers for one run (use ``async with``)."""
+
+    def __init__(self, outbound: Outbound, scenarios: tuple[Scenario, ...] = SCENARIOS) -> None:
+        self.outbound, self.scenarios = outbound, scenarios
+        self.log = MxLog()
+        self.pki = LabPki.load_or_create(outbound.lab_dir, outbound.domain)
+        self._servers: list[asyncio.Server] = []
+        self._dns: LabDns | None = None
+
+    async def __aenter__(self) -> Self:
+        out = self.outbound
+        addresses = mx_addresses(out.address, self.scenarios)
+        leaves: dict[str, bytes] = {}
+        try:
+            for scenario in self.scenarios:
+                for index, (host, posture) in enumerate(zip(scenario.hosts(out.domain), scenario.mx, strict=True)):
+                    context, leaves[host] = self._context(host, posture)
+                    self._servers.append(await start_mx(
+                        addresses[(scenario.name, index)], out.mx_port, scenario=scenario.name, host=host,
+                        domain=scenario.domain(out.domain), posture=posture, context=context, log=self.log))
+            self._dns = LabDns(build_zone(out.domain, out.address, self.pki, leaves, self.scenarios))
+            await self._dns.start(out.address, out.dns_port)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+        if self._dns is not None:
+            await self._dns.close()
+
+    def _context(self, host: str, posture: Posture) -> tuple[ssl.SSLContext | None, bytes]:
+        issued = self.pki.issue(host, self_signed=posture is Posture.SELF_SIGNED)
+        if posture in (Posture.NO_STARTTLS, Posture.DOWN):
+            return None, issued.leaf_der
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory(prefix="mailconform-mx-") as tmp:
+            chain, key = Path(tmp) / "chain.pem", Path(tmp) / "key.pem"
+            chain.write_bytes(issued.chain_pem)
+            key.write_bytes(issued.key_pem)
+            context.load_cert_chain(chain, key)
+        return context, issued.leaf_der
+
+    async def run(self, tag: str, send: Sequence[tuple[Scenario, str, bytes]], sender: Sender,
+                  window: float) -> LabReport:
+        """``sender(to, message)`` is awaited per scenario at once; then the window runs out."""
+        started = time.monotonic()
+        sent = await asyncio.gather(*(self._send(sender, scenario, to, message) for scenario, to, message in send))
+        deadline = started + window
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL)
+        waited = time.monotonic() - started
+        results = {}
+        for (scenario, to, _), how in zip(send, sent, strict=True):
+            mine = tuple(a for a in self.log.arrivals if to in a.recipients)
+            hosts = scenario.hosts(self.outbound.domain)
+            results[scenario.name] = ScenarioResult(scenario, how, mine,
+                                                    sum(self.log.connections.get(h, 0) for h in hosts), waited)
+        stale = sum(1 for a in self.log.arrivals if not any(r.startswith(f"mc-{tag}@") for r in a.recipients))
+        return LabReport(tag, window, results, stale, tuple(self.log.refused),
+                         tuple(self._dns.queries) if self._dns else ())
+
+    async def _send(self, sender: Sender, scenario: Scenario, to: str, message: bytes) -> Sent:
+        try:
+            words = await sender(to, message)
+        except ProbeError as exc:
+            return Sent(scenario.name, to, False, str(exc))
+        return Sent(scenario.name, to, True, str(words))
+
+
+async def run_lab(outbound: Outbound, cfg: ProbeConfig, account: Account, endpoint: Endpoint | None,
+                  window: float, scenarios: tuple[Scenario, ...] = SCENARIOS) -> LabReport:
+    """The whole run: lab up, one message per scenario (through the send hook or by submission)."""
+    tag = secrets.token_hex(4)
+    messages = [(s, to, make_message(account, to, s, tag))
+                for s, to in ((s, recipient(s, outbound.domain, tag)) for s in scenarios)]
+
+    async def sender(to: str, message: bytes) -> str:
+        try:
+            if outbound.send is not None:
+                return await _send_hook(outbound.send, to, message, cfg.session_budget)
+            if endpoint is None:
+                raise LocalError("the target has no submission endpoint to send through")
+            return await asyncio.wait_for(submit(endpoint, cfg, account, to, message), cfg.session_budget)
+        except TimeoutError:
+            raise LocalError(f"submitting took longer than {cfg.session_budget:g} s") from None
+        except ProbeError as exc:
+            raise type(exc)(scrub(str(exc), cfg.secrets)) from None
+
+    async with Lab(outbound, scenarios) as lab:
+        return await lab.run(tag, messages, sender, window)

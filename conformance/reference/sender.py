@@ -1,0 +1,204 @@
+"""The reference gateway as a sender: mail the test account submits for a non-local domain leaves through
+the same logic a real MTA has (RFC 5321 §5.1, RFC 7672, RFC 7435), towards the suite's lab.
+
+MX, A and TLSA come from the configured resolver, validated (``validator.py``). With a secure TLSA RRset
+the sender requires STARTTLS and a certificate matching a DANE-EE record, or it does not deliver to that
+host (RFC 7672 §2.2); a bogus answer is never used. Without TLSA it uses STARTTLS opportunistically and
+does not verify the certificate (RFC 7435). A 4xx or a host that cannot be reached means the next MX host,
+then a retry a moment later; every message is DKIM-signed (dkimpy) with the key the demo zone publishes.
+The SMTP client is the standard library's ``smtplib``, run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import smtplib
+import socket
+import ssl
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import dkim
+import dns.rdtypes.ANY.TLSA
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from conformance.reference.flaws import Flaws
+from conformance.reference.validator import LookupFailed, Security, Validator
+from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
+
+SMTP_TIMEOUT = 10.0
+SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where outbound mail goes: the resolver that serves the lab zone, its trust anchor, the MX port."""
+
+    resolver: str            # "address:port"
+    lab_dir: Path            # zone.ds (trust anchor) and ca.pem (the lab CA) as the suite writes them
+    mx_port: int = 25
+    ehlo_name: str = "mx1.example.test"
+    retry_delay: float = 0.3
+    attempts: int = 5
+
+
+class Result(StrEnum):
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+
+
+class Sender:
+    """Queue and deliver outbound mail on the gateway's event loop (``route`` None: mail is kept, not sent)."""
+
+    def __init__(self, flaws: Flaws) -> None:
+        self.flaws = flaws
+        self.route: Route | None = None
+        self.results: list[tuple[str, Result]] = []     # (recipient domain, final result), for tests
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, mail_from: str, recipients: list[str], message: bytes) -> None:
+        """Called on the gateway's loop once the message is accepted (250 to DATA)."""
+        if self.route is None:
+            return
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for rcpt in recipients:
+            by_domain[rcpt.rpartition("@")[2].lower()].append(rcpt)
+        signed = self._sign(message)
+        for domain, rcpts in by_domain.items():
+            task = asyncio.get_running_loop().create_task(self._deliver(self.route, domain, mail_from, rcpts, signed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _sign(self, message: bytes) -> bytes:
+        key = dkim_key(2048).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption())
+        algorithm = b"rsa-sha1" if self.flaws.dkim_sha1 else b"rsa-sha256"
+        header = dkim.sign(message, DKIM_SELECTOR.encode(), DOMAIN.encode(), key, include_headers=SIGNED_HEADERS,
+                           signature_algorithm=algorithm)
+        return header + message
+
+    async def _deliver(self, route: Route, domain: str, mail_from: str, rcpts: list[str], message: bytes) -> None:
+        result = Result.DEFERRED
+        for attempt in range(route.attempts):
+            result = await self._attempt(route, domain, mail_from, rcpts, message)
+            if result is not Result.DEFERRED or self.flaws.no_retry:
+                break
+            if attempt + 1 < route.attempts:
+                await asyncio.sleep(route.retry_delay)   # a queue's retry interval, compressed for the lab
+        self.results.append((domain, result))
+
+    async def _attempt(self, route: Route, domain: str, mail_from: str, rcpts: list[str], message: bytes) -> Result:
+        validator = Validator(route.resolver, route.lab_dir / "zone.ds", trust_bogus=self.flaws.no_dnssec_validation)
+        try:
+            mx, mx_security = await validator.lookup(domain, "MX")
+        except LookupFailed:
+            return Result.DEFERRED
+        if mx_security is Security.BOGUS:
+            return Result.DEFERRED
+        if mx is None:
+            return Result.BOUNCED
+        hosts = [r.exchange.to_text() for r in sorted(mx, key=lambda r: r.preference)]
+        for host in hosts[:1] if self.flaws.no_secondary_mx else hosts:
+            result = await self._to_host(route, validator, host, mx_security, mail_from, rcpts, message)
+            if result is not Result.DEFERRED:
+                return result
+        return Result.DEFERRED
+
+    async def _to_host(self, route: Route, validator: Validator, host: str, mx_security: Security, mail_from: str,
+                       rcpts: list[str], message: bytes) -> Result:
+        try:
+            addresses, a_security = await validator.lookup(host, "A")
+            tlsa, tlsa_security = await validator.lookup(f"_25._tcp.{host}", "TLSA")
+        except LookupFailed:
+            return Result.DEFERRED
+        if addresses is None or Security.BOGUS in (a_security, tlsa_security):
+            return Result.DEFERRED   # RFC 7672 §2.2: a bogus TLSA RRset means no delivery to this host
+        dane = None
+        if tlsa is not None and not self.flaws.no_dane and mx_security is tlsa_security is Security.SECURE:
+            dane = [r for r in tlsa if isinstance(r, dns.rdtypes.ANY.TLSA.TLSA)]
+        client = _Client(route, self.flaws, host.rstrip("."), addresses[0].address, dane)
+        return await asyncio.to_thread(client.send, mail_from, rcpts, message)
+
+
+class _Client:
+    """One SMTP delivery to one MX host (blocking; runs in a worker thread)."""
+
+    def __init__(self, route: Route, flaws: Flaws, host: str, address: str, dane: list[dns.rdtypes.ANY.TLSA.TLSA] | None) -> None:
+        self.route, self.flaws, self.host, self.address, self.dane = route, flaws, host, address, dane
+
+    def send(self, mail_from: str, rcpts: list[str], message: bytes, *, plaintext: bool = False) -> Result:
+        try:
+            # the name (not the address) is smtplib's host: starttls() sends it as SNI
+            name = self.address if self.flaws.no_sni else self.host
+            with _Smtp(self.address, name, self.route.mx_port, local_hostname=self.route.ehlo_name,
+                       timeout=SMTP_TIMEOUT) as smtp:
+                smtp.ehlo()
+                offered = smtp.has_extn("starttls")
+                if self.dane is not None and not offered:
+                    return Result.DEFERRED           # RFC 7672 §2.2: TLSA published, no STARTTLS: do not send
+                if offered and not plaintext and (self.dane is not None or not self.flaws.no_starttls_client):
+                    result = self._starttls(smtp)
+                    if result is not None:
+                        return (self.send(mail_from, rcpts, message, plaintext=True)
+                                if result is Result.BOUNCED else result)
+                smtp.sendmail(mail_from, rcpts, message)
+                return Result.DELIVERED
+        except smtplib.SMTPRecipientsRefused:
+            return Result.BOUNCED
+        except smtplib.SMTPResponseException as exc:
+            return Result.DEFERRED if 400 <= exc.smtp_code < 500 else Result.BOUNCED
+        except (OSError, smtplib.SMTPException):
+            return Result.DEFERRED
+
+    def _starttls(self, smtp: smtplib.SMTP) -> Result | None:
+        """None once TLS is up and acceptable; DEFERRED to give up on this host; BOUNCED (plaintext_fallback
+        only) to start over in plaintext."""
+        verify = self.flaws.plaintext_fallback and self.dane is None
+        try:
+            smtp.starttls(context=self._context(verify))
+        except ssl.SSLError:
+            return Result.BOUNCED if verify else Result.DEFERRED
+        if self.dane is not None and not self._dane_match(smtp):
+            smtp.quit()
+            return Result.DEFERRED
+        smtp.ehlo()
+        return None
+
+    def _context(self, verify: bool) -> ssl.SSLContext:
+        if verify:
+            return ssl.create_default_context(cafile=str(self.route.lab_dir / "ca.pem"))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE   # opportunistic TLS (RFC 7435): encrypt, authenticate nothing
+        if self.flaws.tls10_client:
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        else:
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def _dane_match(self, smtp: smtplib.SMTP) -> bool:
+        sock = smtp.sock
+        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        if not der:
+            return False
+        spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        digest = hashlib.sha256(spki).digest()
+        return any((r.usage, r.selector, r.mtype, r.cert) == (3, 1, 1, digest) for r in self.dane or ())
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib connecting to a fixed address while its host is the MX host's name (for SNI)."""
+
+    def __init__(self, address: str, host: str, port: int, *, local_hostname: str, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, local_hostname=local_hostname, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self._address, port), timeout, self.source_address)
