@@ -29,8 +29,6 @@ from cryptography.hazmat.primitives import serialization
 from tests.certgen import Issued, issue
 
 ORIGIN = "outbound.test."
-SENDER_DOMAIN = "sender.outbound.test"
-DKIM_SELECTOR = "mail"
 POLICY_ADDRESS = "127.0.53.20"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -102,12 +100,11 @@ def _spki_sha256(leaf: Issued) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def records(pki: LabPki, port: int, dkim_public: str) -> dict[tuple[str, str], list[str]]:
-    """The lab zone: every scenario's records, and the sender domain's DKIM key (``p=`` base64)."""
+def records(pki: LabPki, port: int) -> dict[tuple[str, str], list[str]]:
+    """The lab zone: every scenario's records."""
     out: dict[tuple[str, str], list[str]] = {
         (ORIGIN, "NS"): [f"ns1.{ORIGIN}"],
         (f"ns1.{ORIGIN}", "A"): ["127.0.0.1"],
-        (f"{DKIM_SELECTOR}._domainkey.{SENDER_DOMAIN}.", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={dkim_public}")],
     }
     for s in SCENARIOS:
         out[(f"{s.domain}.", "MX")] = [f"10 {s.mx_host}."]
@@ -116,7 +113,7 @@ def records(pki: LabPki, port: int, dkim_public: str) -> dict[tuple[str, str], l
             digest = _spki_sha256(pki.leaves[s.label]) if s.tlsa == "match" else hashlib.sha256(b"old key").hexdigest()
             out[(f"_{port}._tcp.{s.mx_host}.", "TLSA")] = [f"3 1 1 {digest}"]
         if s.sts_mode:
-            out[(f"_mta-sts.{s.domain}.", "TXT")] = [_txt("v=STSv1; id=20261201T000000")]
+            out[(f"_mta-sts.{s.domain}.", "TXT")] = ['"v=STSv1; id=20261201T000000"']
             out[(f"mta-sts.{s.domain}.", "A")] = [POLICY_ADDRESS]
     return out
 
@@ -124,11 +121,6 @@ def records(pki: LabPki, port: int, dkim_public: str) -> dict[tuple[str, str], l
 def zone_body(zone: dict[tuple[str, str], list[str]]) -> str:
     """The records as zone-file lines (Knot adds the SOA and signs them)."""
     return "".join(f"{name} 60 IN {rtype} {text}\n" for (name, rtype), texts in zone.items() for text in texts)
-
-
-def _txt(text: str) -> str:
-    """A TXT rdata of 255-octet strings (a 2048-bit key is longer than one)."""
-    return " ".join(f'"{text[i:i + 255]}"' for i in range(0, len(text), 255))
 
 
 def policy_text(scenario: Scenario) -> str:

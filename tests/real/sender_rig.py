@@ -35,16 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.real.daemon import DaemonError, log_tail, wait_until, which
 from tests.real.knot import Knot
-from tests.real.outbound_lab import (
-    DKIM_SELECTOR,
-    ORIGIN,
-    SCENARIOS,
-    SENDER_DOMAIN,
-    Arrival,
-    OutboundLab,
-    records,
-    zone_body,
-)
+from tests.real.outbound_lab import ORIGIN, SCENARIOS, Arrival, OutboundLab, records, zone_body
 from tests.real.processes import postfix_pid_file, process_alive, read_pid
 from tests.real.servers import FIXTURES, free_port, render
 from tests.real.unbound import Unbound
@@ -53,6 +44,10 @@ BINARIES = ("postfix", "sendmail", "postqueue", "unshare", "mount", "knotd", "un
             "opendkim-genkey", "mta-sts-daemon")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
+SENDER_DOMAIN = "sender.test"      # the senders' own domain: OpenDKIM signs for it, Knot serves its key
+DKIM_SELECTOR = "mail"
+# Postfix retries deferred mail after 5 minutes by default; a suite's window is seconds.
+FAST_RETRY = "minimal_backoff_time = 2s\nmaximal_backoff_time = 4s\nqueue_run_delay = 1s"
 RESOLVER_ADDRESS = "127.0.53.1"   # port 53 (resolv.conf has no port syntax), an address nothing else uses
 DELIVERY_TIMEOUT = 45.0   # every message delivered or deferred with a reason (first attempts are immediate)
 TAG_HEADER = "X-Mailconform-Tag"
@@ -281,21 +276,35 @@ class PostfixSender:
         return None
 
 
-class SenderRig:
-    """The whole rig; a context manager. ``send_all()`` then ``outcomes()`` give every message's fate."""
+@dataclass(frozen=True)
+class Stub:
+    """A zone the rig's Unbound asks another server for, and the DS it validates it from."""
 
-    def __init__(self, configs: Sequence[SenderConfig] = SENDER_CONFIGS) -> None:
-        self.configs = tuple(configs)
-        self.workdir = Path(tempfile.mkdtemp(prefix="mailconform-sender-"))
-        self.workdir.chmod(0o755)  # Postfix's processes run as postfix and must traverse it
-        self.lab = OutboundLab(self.workdir)
-        self.resolv_conf = self.workdir / "resolv.conf"
-        self.resolv_conf.write_text(f"nameserver {RESOLVER_ADDRESS}\noptions trust-ad\n")
+    address: str
+    port: int
+    trust_anchor: str
+
+
+class SenderStack:
+    """Everything on the sending side: Knot (the sender's own zone with its DKIM key, and ``own_zones``),
+    a validating Unbound on ``resolver:53`` (Knot's zones and the ``stubs``), OpenDKIM, mta-sts-daemon and
+    one Postfix per config sending to MX hosts on ``mx_port`` and trusting ``ca_file`` for PKIX.
+    A context manager; ``stop()`` stops everything it started, side by side."""
+
+    def __init__(self, workdir: Path, configs: Sequence[SenderConfig], *, resolver: str, mx_port: int,
+                 ca_file: Path, stubs: dict[str, Stub] | None = None, own_zones: dict[str, str] | None = None,
+                 fast_retry: bool = False) -> None:
+        """``fast_retry``: deferred mail is retried within seconds, not Postfix's 5 minutes (a rig setting for
+        speed: a suite window of seconds can then see a retry)."""
+        self.workdir, self.configs, self.resolver, self.mx_port, self.ca_file = workdir, tuple(configs), resolver, \
+            mx_port, ca_file
+        self.stubs, self.own_zones, self.fast_retry = dict(stubs or {}), dict(own_zones or {}), fast_retry
+        self.resolv_conf = workdir / "resolv.conf"
+        self.resolv_conf.write_text(f"nameserver {resolver}\noptions trust-ad\n")
         self.knot: Knot | None = None
         self.unbound: Unbound | None = None
-        self._daemons: list[_Daemon] = []
-        self._tags: dict[tuple[str, str], str] = {}
         self.senders: dict[str, PostfixSender] = {}
+        self._daemons: list[_Daemon] = []
 
     def __enter__(self) -> Self:
         try:
@@ -313,15 +322,18 @@ class SenderRig:
         self._daemons.append(opendkim)
         self.knot = Knot(workdir=self._subdir("knot"))
         self.knot.start()
-        zone = ORIGIN.rstrip(".")
-        self.knot.serve(zone, zone_body(records(self.lab.pki, self.lab.port, dkim_public)))
-        self.unbound = Unbound(RESOLVER_ADDRESS, 53, stub_zones={zone: (self.knot.address, self.knot.port)},
-                               trust_anchors=[self.knot.trust_anchor(zone)], workdir=self._subdir("unbound"))
+        zones = {SENDER_DOMAIN: sender_zone(dkim_public), **self.own_zones}
+        for zone, body in zones.items():
+            self.knot.serve(zone, body)
+        stubs = {**{z: Stub(self.knot.address, self.knot.port, self.knot.trust_anchor(z)) for z in zones},
+                 **self.stubs}
+        self.unbound = Unbound(self.resolver, 53, stub_zones={z: (s.address, s.port) for z, s in stubs.items()},
+                               trust_anchors=[s.trust_anchor for s in stubs.values()], workdir=self._subdir("unbound"))
         self.unbound.start()
-        self.lab.start()
-        sts, sts_port = start_mta_sts_daemon(self.workdir, self.resolv_conf, self.lab.pki.ca_path)
+        sts, sts_port = start_mta_sts_daemon(self.workdir, self.resolv_conf, self.ca_file)
         self._daemons.append(sts)
-        values = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.lab.port), "lab_ca": str(self.lab.pki.ca_path)}
+        values = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.mx_port), "lab_ca": str(self.ca_file),
+                  "backoff_block": FAST_RETRY if self.fast_retry else ""}
         for config in self.configs:
             self.senders[config.name] = PostfixSender(config, self.workdir, {
                 **values, "tls_level": config.tls_level,
@@ -330,6 +342,70 @@ class SenderRig:
         # side by side: `postfix start` takes seconds each (its checks and set-permissions), they need not add up
         with ThreadPoolExecutor(max_workers=len(self.senders)) as pool:
             list(pool.map(lambda sender: sender.start(self.resolv_conf), self.senders.values()))
+
+    def _subdir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir()
+        return path
+
+    def log_tail(self, config: str) -> str:
+        log = self.senders[config].log
+        return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+
+    def stop(self) -> None:
+        """Stop everything; RigError naming what did not stop (after stopping the rest)."""
+        # side by side (OpenDKIM alone takes seconds to go); a sender that outlives its signer only defers
+        stops: list[Callable[[], str | None]] = [*(s.stop for s in self.senders.values()),
+                                                 *(d.stop for d in self._daemons)]
+        with ThreadPoolExecutor(max_workers=max(1, len(stops))) as pool:
+            errors = [e for e in pool.map(lambda stop: stop(), stops) if e]
+        self._daemons = []
+        for dns_server in (self.unbound, self.knot):
+            if dns_server is not None:
+                try:
+                    dns_server.stop()
+                except DaemonError as exc:
+                    errors.append(str(exc))
+        self.unbound = self.knot = None
+        if errors:
+            raise RigError("; ".join(errors))
+
+
+def sender_zone(dkim_public: str) -> str:
+    """The sender's own zone: its DKIM key (RFC 6376 §3.6.2: one TXT of 255-octet strings)."""
+    record = f"v=DKIM1; k=rsa; p={dkim_public}"
+    strings = " ".join(f'"{record[i:i + 255]}"' for i in range(0, len(record), 255))
+    return (f"@ NS ns1\nns1 A 127.0.0.1\n{DKIM_SELECTOR}._domainkey TXT {strings}\n")
+
+
+class SenderRig:
+    """The senders with the rig's own lab (``outbound_lab``: MTA-STS scenarios included); a context manager.
+    ``send_all()`` then ``outcomes()`` give every message's fate."""
+
+    def __init__(self, configs: Sequence[SenderConfig] = SENDER_CONFIGS) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="mailconform-sender-"))
+        self.workdir.chmod(0o755)  # Postfix's processes run as postfix and must traverse it
+        self.lab = OutboundLab(self.workdir)
+        self.stack = SenderStack(self.workdir, configs, resolver=RESOLVER_ADDRESS, mx_port=self.lab.port,
+                                 ca_file=self.lab.pki.ca_path,
+                                 own_zones={ORIGIN.rstrip("."): zone_body(records(self.lab.pki, self.lab.port))})
+        self._tags: dict[tuple[str, str], str] = {}
+
+    @property
+    def senders(self) -> dict[str, PostfixSender]:
+        return self.stack.senders
+
+    def __enter__(self) -> Self:
+        try:
+            self.lab.start()
+            self.stack.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
 
     def send_all(self) -> None:
         """One message from every sender to every scenario's domain, each with its own tag."""
@@ -361,29 +437,12 @@ class SenderRig:
         return {(name, label): Outcome(arrivals.get(tag), deferred[name].get(by_domain[label]))
                 for (name, label), tag in self._tags.items()}
 
-    def _subdir(self, name: str) -> Path:
-        path = self.workdir / name
-        path.mkdir()
-        return path
-
     def log_tail(self, config: str) -> str:
-        log = self.senders[config].log
-        return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+        return self.stack.log_tail(config)
 
     def stop(self) -> None:
-        # side by side (OpenDKIM alone takes seconds to go); a sender that outlives its signer only defers
-        stops: list[Callable[[], str | None]] = [*(s.stop for s in self.senders.values()),
-                                                 *(d.stop for d in self._daemons)]
-        with ThreadPoolExecutor(max_workers=max(1, len(stops))) as pool:
-            errors = [e for e in pool.map(lambda stop: stop(), stops) if e]
-        self._daemons = []
-        self.lab.stop()
-        for dns_server in (self.unbound, self.knot):
-            if dns_server is not None:
-                try:
-                    dns_server.stop()
-                except DaemonError as exc:
-                    errors.append(str(exc))
-        if errors:
-            raise RigError("; ".join(errors))
+        try:
+            self.stack.stop()
+        finally:
+            self.lab.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -18,9 +18,16 @@ import dns.message
 import dns.query
 import pytest
 
-from tests.real.outbound_lab import SCENARIOS, SENDER_DOMAIN
+from tests.real.outbound_lab import SCENARIOS
 from tests.real.processes import postfix_pid_file, read_pid
-from tests.real.sender_rig import RESOLVER_ADDRESS, SENDER_CONFIGS, Outcome, SenderRig, unavailable_reason
+from tests.real.sender_rig import (
+    RESOLVER_ADDRESS,
+    SENDER_CONFIGS,
+    SENDER_DOMAIN,
+    Outcome,
+    SenderRig,
+    unavailable_reason,
+)
 from tests.real.servers import unavailable_reason as servers_unavailable
 
 pytestmark = pytest.mark.real
