@@ -48,6 +48,13 @@ SENDER_DOMAIN = "sender.test"      # the senders' own domain: OpenDKIM signs for
 DKIM_SELECTOR = "mail"
 # Postfix retries deferred mail after 5 minutes by default; a suite's window is seconds.
 FAST_RETRY = "minimal_backoff_time = 2s\nmaximal_backoff_time = 4s\nqueue_run_delay = 1s"
+HARDENED_TLS_CLIENT = """smtp_tls_protocols = >=TLSv1.2
+smtp_tls_mandatory_protocols = >=TLSv1.2
+smtp_tls_ciphers = high
+smtp_tls_mandatory_ciphers = high
+tls_high_cipherlist = ECDHE+AESGCM:ECDHE+CHACHA20
+smtp_tls_exclude_ciphers = aNULL
+smtp_tls_servername = hostname"""
 RESOLVER_ADDRESS = "127.0.53.1"   # port 53 (resolv.conf has no port syntax), an address nothing else uses
 DELIVERY_TIMEOUT = 45.0   # every message delivered or deferred with a reason (first attempts are immediate)
 TAG_HEADER = "X-Mailconform-Tag"
@@ -61,6 +68,7 @@ class SenderConfig:
     tls_level: str = "dane"   # smtp_tls_security_level: dane (good) | may (weak: no DANE)
     mta_sts: bool = True      # smtp_tls_policy_maps through mta-sts-daemon
     dkim: bool = True         # OpenDKIM as milter
+    hardened_tls: bool = True  # HARDENED_TLS_CLIENT (else Postfix's own defaults)
     weakness: str = ""
 
 
@@ -69,6 +77,9 @@ SENDER_CONFIGS = (
     SenderConfig("dane-off", tls_level="may", weakness="smtp_tls_security_level = may: TLSA records are ignored"),
     SenderConfig("no-mta-sts", mta_sts=False, weakness="no MTA-STS policy daemon: policies are ignored"),
     SenderConfig("no-dkim", dkim=False, weakness="no DKIM signer: mail leaves unsigned"),
+    SenderConfig("postfix-defaults", hardened_tls=False,
+                 weakness="Postfix's default TLS client settings: TLS 1.0/1.1 and anonymous suites offered, no SNI "
+                          "without a TLSA record"),
 )
 
 
@@ -337,6 +348,7 @@ class SenderStack:
         for config in self.configs:
             self.senders[config.name] = PostfixSender(config, self.workdir, {
                 **values, "tls_level": config.tls_level,
+                "tls_client_block": HARDENED_TLS_CLIENT if config.hardened_tls else "",
                 "policy_maps": f"socketmap:inet:127.0.0.1:{sts_port}:postfix" if config.mta_sts else "",
                 "milters": f"inet:127.0.0.1:{milter_port}" if config.dkim else ""})
         # side by side: `postfix start` takes seconds each (its checks and set-permissions), they need not add up
