@@ -38,6 +38,7 @@ FIXTURE_MODULES = (
     "conformance.fixtures.lockout",
     "conformance.fixtures.failover",
     "conformance.fixtures.dns",
+    "conformance.fixtures.outbound",
 )
 
 

@@ -240,8 +240,36 @@ _DNS = [
        "RFC 7672 §3.1.3", SHOULD, "dns"),
 ]
 
+# The gateway as a sender, judged at the suite's own lab MX hosts and zone ([outbound] in the target)
+_OUTBOUND = [
+    _r("OUT-STARTTLS-01", "The gateway uses STARTTLS when the receiving MX offers it",
+       "RFC 3207 §4; RFC 7435 §1.2; BSI TR-03108 v2.0 4.1.4 (TR-03108-04-M)", MUST, "outbound"),
+    _r("OUT-HELLO-01", "The gateway's ClientHello offers nothing below TLS 1.2 and no cipher suite of a broken "
+       "class", "RFC 8996 §2, §3; RFC 9325 §4.1; BSI TR-03108 v2.0 4.1.4 (TR-03108-04-M)", MUST, "outbound"),
+    _r("OUT-SNI-01", "The gateway sends SNI naming the MX host when it starts TLS",
+       "RFC 7672 §8.1; RFC 6066 §3", SHOULD, "outbound", sensitive_data=MUST),
+    _r("OUT-DANE-01", "With a DNSSEC-valid TLSA set the gateway delivers only over TLS to a matching "
+       "certificate: nothing to an MX whose certificate does not match, and the mail to one that does",
+       "RFC 7672 §2.2, §3.1.1; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound", sensitive_data=MUST),
+    _r("OUT-DANE-02", "With TLSA records published the gateway sends nothing to an MX that does not offer "
+       "STARTTLS", "RFC 7672 §2.2; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound",
+       sensitive_data=MUST),
+    _r("OUT-DNSSEC-01", "The gateway validates DNSSEC: MX and TLSA answers whose signatures fail are not used",
+       "RFC 4035 §5; RFC 7672 §2.1, §2.2; BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M)", SHOULD, "outbound",
+       sensitive_data=MUST),
+    _r("OUT-OPPORTUNISTIC-01", "Without DANE or MTA-STS, an unverifiable certificate still gets the mail over "
+       "TLS, never in plaintext", "RFC 7435 §1.2, §3; RFC 7672 §1.3", MUST, "outbound"),
+    _r("OUT-RETRY-01", "After a 4xx the gateway retries and delivers the message exactly once",
+       "RFC 5321 §4.5.4.1, §4.2.5, §6.1", MUST, "outbound"),
+    _r("OUT-BACKUP-01", "When the most preferred MX host is down the gateway delivers to the next one",
+       "RFC 5321 §5.1", MUST, "outbound"),
+    _r("OUT-DKIM-01", "Outbound mail carries a valid DKIM signature of the sender's domain: rsa-sha256 with a "
+       "key of 2048 bits or more, or ed25519-sha256, without l=",
+       "RFC 6376 §3.5, §8.2; RFC 8301 §3.1, §3.2; RFC 8463 §3", SHOULD, "outbound", sensitive_data=MUST),
+]
+
 CATALOGUE: dict[str, Requirement] = {
-    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS)
+    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS, *_OUTBOUND)
 }
 
 

@@ -1,0 +1,188 @@
+"""The gateway as a sender: what arrived at the suite's lab MX hosts, over which TLS, signed how — or that
+nothing arrived where nothing may.
+
+Opt-in by the target's ``[outbound]`` section. Every scenario has its own subdomain of the suite's test
+domain and its own MX hosts; the gateway gets one tagged message per scenario at once, and the lab watches
+for ``[policy] outbound_window`` seconds. "Not delivered" verdicts need the positive control: a gateway that
+delivers nowhere proves nothing by not delivering here (inconclusive), and fails the DANE check outright.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.evidence import Evidence
+from conformance.fixtures.outbound import scenario
+from conformance.probes.outbound.dkim import DkimVerdict
+from conformance.probes.outbound.lab import LabReport, ScenarioResult
+from conformance.probes.outbound.mx import Arrival
+from conformance.target import Target
+from conformance.verdict import Inconclusive
+
+GOOD_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+MIN_RSA_BITS = 2048
+
+
+def _where(arrival: Arrival) -> str:
+    how = f"over {arrival.tls_version} ({arrival.cipher})" if arrival.tls_version else "in plaintext"
+    return f"{arrival.host} {how}"
+
+
+def _record(evidence: Evidence, report: LabReport, *results: ScenarioResult) -> None:
+    evidence.add("window", f"{report.window:g} s (run tag {report.tag})")
+    for result in results:
+        seen = ", ".join(_where(a) for a in result.arrivals) or f"nothing within {result.waited:.1f} s"
+        evidence.add(f"scenario.{result.scenario.name}", f"{result.sent.recipient}: {seen}; "
+                     f"{result.connections} connection(s) to its MX hosts")
+
+
+def _delivered_somewhere(report: LabReport) -> None:
+    """The control: the gateway delivered where a conforming sender delivers. Without it, a message that
+    did not arrive proves nothing."""
+    if not any(report.results[name].delivered for name in ("starttls", "dane-match")):
+        raise Inconclusive(f"nothing the gateway sent arrived anywhere within {report.window:g} s, not even at "
+                           f"the lab MX hosts a conforming sender delivers to: check the gateway's resolver "
+                           f"(the suite's zone) and its queue")
+
+
+def _tls_arrivals(report: LabReport) -> list[Arrival]:
+    arrivals = [a for r in report.results.values() for a in r.arrivals if a.tls_version]
+    if not arrivals:
+        raise Inconclusive(f"no message arrived over TLS within {report.window:g} s: no ClientHello to judge")
+    return arrivals
+
+
+@pytest.mark.requirement("OUT-STARTTLS-01")
+def test_uses_starttls(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """A sender that meets STARTTLS in EHLO uses it (opportunistic TLS at the least)."""
+    result = scenario(outbound_lab, "starttls")
+    _record(evidence, outbound_lab, result)
+    if not result.delivered:
+        raise Inconclusive(f"nothing arrived for {result.sent.recipient} within {result.waited:.1f} s")
+    plain = [a for a in result.arrivals if not a.tls_version]
+    assert not plain, (f"the gateway delivered {result.sent.recipient} to {plain[0].host} in plaintext although "
+                       f"the host offered STARTTLS")
+
+
+@pytest.mark.requirement("OUT-HELLO-01")
+def test_client_hello_offers_nothing_weak(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """Read from the ClientHello itself: what the gateway offers, not only what one MX host picked."""
+    arrivals = _tls_arrivals(outbound_lab)
+    hellos = [(a, a.hello) for a in arrivals if a.hello is not None]
+    if not hellos:
+        raise Inconclusive(f"no ClientHello could be read at the lab MX hosts: {arrivals[0].hello_error}")
+    arrival, hello = hellos[0]
+    evidence.add("offered_versions", hello.legacy_versions or "TLS 1.2 and newer only")
+    evidence.add("offered_suites", len(hello.suites))
+    for arrival, hello in hellos:
+        assert not hello.legacy_versions, (f"the gateway offered {', '.join(hello.legacy_versions)} to "
+                                           f"{arrival.host}: nothing below TLS 1.2 may be offered")
+        assert not hello.broken_suites, (f"the gateway offered broken cipher suites to {arrival.host}: "
+                                         f"{', '.join(s.name for s in hello.broken_suites)}")
+
+
+@pytest.mark.requirement("OUT-SNI-01")
+def test_sends_sni(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """SNI names the MX host (RFC 7672 §8.1): a server with several certificates can pick the right one."""
+    hellos = [(a, a.hello) for a in _tls_arrivals(outbound_lab) if a.hello is not None]
+    if not hellos:
+        raise Inconclusive("no ClientHello could be read at the lab MX hosts")
+    evidence.add("sni", ", ".join(f"{a.host}: {h.sni or 'none'}" for a, h in hellos))
+    for arrival, hello in hellos:
+        assert hello.sni, f"the gateway started TLS with {arrival.host} without SNI"
+        assert hello.sni.rstrip(".").lower() == arrival.host, (
+            f"the gateway sent SNI {hello.sni!r} to {arrival.host}: it must name the MX host")
+
+
+@pytest.mark.requirement("OUT-DANE-01")
+def test_dane_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """Nothing to an MX whose certificate matches none of its DNSSEC-valid TLSA records; the mail, over TLS,
+    to one whose certificate matches (the positive control: a gateway that never delivers cannot pass)."""
+    good, bad = scenario(outbound_lab, "dane-match"), scenario(outbound_lab, "dane-mismatch")
+    _record(evidence, outbound_lab, good, bad)
+    assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
+                              f"its certificate matches none of the host's DNSSEC-valid TLSA records")
+    assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
+                            f"although the MX host's certificate matches its DNSSEC-valid TLSA record")
+    plain = [a for a in good.arrivals if not a.tls_version]
+    assert not plain, f"the gateway delivered {good.sent.recipient} in plaintext to a host with TLSA records"
+
+
+@pytest.mark.requirement("OUT-DANE-02")
+def test_dane_requires_starttls(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """TLSA records published and no STARTTLS offered (a downgrade): nothing may be sent."""
+    result = scenario(outbound_lab, "dane-notls")
+    _record(evidence, outbound_lab, result)
+    assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
+                                 f"although the host publishes TLSA records and offers no STARTTLS")
+    _delivered_somewhere(outbound_lab)
+
+
+@pytest.mark.requirement("OUT-DNSSEC-01")
+def test_bogus_dnssec_not_used(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """MX and TLSA answers whose signatures do not verify are bogus: the gateway must not act on them."""
+    result = scenario(outbound_lab, "dnssec-bogus")
+    _record(evidence, outbound_lab, result)
+    assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
+                                 f"although the MX and TLSA signatures of that domain do not verify")
+    _delivered_somewhere(outbound_lab)
+
+
+@pytest.mark.requirement("OUT-OPPORTUNISTIC-01")
+def test_opportunistic_tls(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """No DANE, no MTA-STS, a self-signed certificate: encrypt anyway (RFC 7435), never fall back to clear."""
+    result = scenario(outbound_lab, "self-signed")
+    _record(evidence, outbound_lab, result)
+    plain = [a for a in result.arrivals if not a.tls_version]
+    assert not plain, (f"the gateway delivered {result.sent.recipient} to {plain[0].host} in plaintext although "
+                       f"the host offered STARTTLS (with a certificate it could not verify)")
+    if not result.delivered:
+        _delivered_somewhere(outbound_lab)
+    assert result.delivered, (f"the gateway delivered nothing for {result.sent.recipient} within "
+                              f"{result.waited:.1f} s: an unverifiable certificate without DANE or MTA-STS "
+                              f"should still get the mail over TLS")
+
+
+@pytest.mark.requirement("OUT-RETRY-01")
+def test_retries_after_4xx(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """The lab MX answers the first DATA with 451: the message must come again, and only once."""
+    result = scenario(outbound_lab, "tempfail")
+    _record(evidence, outbound_lab, result)
+    if not result.delivered:
+        _delivered_somewhere(outbound_lab)
+    assert result.delivered, (f"the gateway did not deliver {result.sent.recipient} again within "
+                              f"{result.waited:.1f} s after the MX answered 451 ({result.connections} connection(s))")
+    assert len(result.arrivals) == 1, (f"the gateway delivered {result.sent.recipient} "
+                                       f"{len(result.arrivals)} times after a 451")
+
+
+@pytest.mark.requirement("OUT-BACKUP-01")
+def test_secondary_mx(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """The primary MX host answers 421 to every connection: the next MX host must get the mail."""
+    result = scenario(outbound_lab, "backup")
+    _record(evidence, outbound_lab, result)
+    if not result.delivered:
+        _delivered_somewhere(outbound_lab)
+    assert result.delivered, (f"the gateway did not deliver {result.sent.recipient} to the secondary MX host "
+                              f"within {result.waited:.1f} s while the primary was down")
+    assert len(result.arrivals) == 1, f"{result.sent.recipient} arrived {len(result.arrivals)} times"
+
+
+@pytest.mark.requirement("OUT-DKIM-01")
+def test_dkim_signed(outbound_dkim: DkimVerdict, target: Target, evidence: Evidence) -> None:
+    """Verified with dkimpy against the key in the sender's DNS."""
+    dkim = outbound_dkim
+    evidence.add("dkim", f"d={dkim.domain} a={dkim.algorithm} key={dkim.key_bits} bits l={dkim.body_length}")
+    account = target.account("test")
+    sender = account.address.rpartition("@")[2].lower() if account else None
+    assert dkim.signed, "mail from the gateway arrived without a DKIM-Signature (sent as the test account)"
+    assert dkim.valid, f"the DKIM signature of mail from {account.address if account else 'the gateway'} " \
+                       f"does not verify: {dkim.error}"
+    assert dkim.algorithm in GOOD_ALGORITHMS, (f"the gateway signs with {dkim.algorithm} (d={dkim.domain}): "
+                                               f"use rsa-sha256 or ed25519-sha256 (RFC 8301, RFC 8463)")
+    assert not (dkim.algorithm == "rsa-sha256" and (dkim.key_bits or 0) < MIN_RSA_BITS), (
+        f"the DKIM key of d={dkim.domain} has {dkim.key_bits} bits: at least {MIN_RSA_BITS}")
+    assert dkim.body_length is None, f"the DKIM signature of d={dkim.domain} has l={dkim.body_length}: content " \
+                                     f"can be appended"
+    assert sender is None or (dkim.domain or "").lower() == sender, (
+        f"the DKIM signature is of d={dkim.domain}, not of the sender's domain {sender}")
