@@ -47,7 +47,7 @@ STOP_TIMEOUT = 20.0
 SENDER_DOMAIN = "sender.test"      # the senders' own domain: OpenDKIM signs for it, Knot serves its key
 DKIM_SELECTOR = "mail"
 # Postfix retries deferred mail after 5 minutes by default; a suite's window is seconds.
-FAST_RETRY = "minimal_backoff_time = 2s\nmaximal_backoff_time = 4s\nqueue_run_delay = 1s"
+FAST_RETRY = "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s"
 HARDENED_TLS_CLIENT = """smtp_tls_protocols = >=TLSv1.2
 smtp_tls_mandatory_protocols = >=TLSv1.2
 smtp_tls_ciphers = high

@@ -4,7 +4,7 @@ its own ``[outbound]`` lab (its own test domain and loopback addresses), all run
 No pytest here. Every sender's lab is the suite's own (``conformance.probes.outbound``): the suite starts its
 DNS and MX hosts during its run; the rig only prepares what an operator prepares before one — the lab's keys
 (``lab_dir``: the zone's DS for the resolver, the lab CA), the gateway's resolver pointed at the lab zone (a
-stub zone in the stack's Unbound, validated from that DS), and a ``send`` hook (``outbound_send_hook.py``).
+stub zone in the stack's Unbound, validated from that DS), and a ``send`` hook: the instance's own sendmail.
 The MX hosts listen on port 25 of their own loopback addresses (127.0.54.0/24, nothing else uses them):
 the suite publishes its TLSA records at ``_25._tcp``, so a DANE sender must connect to port 25.
 """
@@ -12,7 +12,7 @@ the suite publishes its TLSA records at ``_25._tcp``, so a DANE sender must conn
 from __future__ import annotations
 
 import ipaddress
-import sys
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,9 @@ RESOLVER = "127.0.55.1"             # the senders' Unbound (port 53), outside ev
 LAB_NETWORK = "127.0.54.0"
 LAB_STRIDE = 32                     # each lab: its DNS on .1 of its block, MX hosts on the next addresses
 ACCOUNT = f"alice@{SENDER_DOMAIN}"
-HOOK = Path(__file__).resolve().parent / "outbound_send_hook.py"
+# The send hook, as an operator writes one: the suite appends the recipient and the message file, sendmail
+# reads the message from stdin. sh, not Python: the suite starts every scenario's hook at once.
+SEND = 'exec /usr/sbin/sendmail -C "$0" -i -f "$1" -- "$2" < "$3"'
 WINDOW = 10                         # seconds: the tempfail scenario needs one retry (FAST_RETRY: ~3 s)
 
 
@@ -78,7 +80,7 @@ def write_target(stack: SenderStack, lab: SenderLab, path: Path) -> Path:
     password.write_text("unused: the send hook submits without logging in\n")
     password.chmod(0o600)
     config_dir = stack.senders[lab.config.name].config_dir
-    send = ", ".join(f'"{arg}"' for arg in (sys.executable, str(HOOK), str(config_dir), ACCOUNT))
+    send = ", ".join(json.dumps(arg) for arg in ("/bin/sh", "-c", SEND, str(config_dir), ACCOUNT))
     path.write_text(f'''# Written by tests/real/sender_suite.py for the real Postfix sender "{lab.config.name}".
 [target]
 name = "real-sender-{lab.config.name}"
