@@ -1,9 +1,11 @@
 """Real Postfix as a sender: private Postfix instances that only send, through a private validating
 Unbound, with OpenDKIM as their signing milter and postfix-mta-sts-resolver as their MTA-STS policy map.
 
-No pytest here. ``SenderRig`` starts the lab (``outbound_lab``: one MX per scenario, the MTA-STS policy
-host), its zone signed by Knot (``knot``) and a validating Unbound that trusts only that zone's key
-(``unbound``), OpenDKIM and mta-sts-daemon on free loopback ports, and one Postfix per ``SenderConfig``.
+No pytest here. ``SenderStack`` is the sending side: Knot (``knot``) signing the sender's own zone (its
+DKIM key), a validating Unbound (``unbound``) that trusts only the lab zones' keys, OpenDKIM and
+mta-sts-daemon on free loopback ports, and one Postfix per ``SenderConfig``. ``SenderRig`` adds the rig's
+own lab (``outbound_lab``: one MX per scenario, the MTA-STS policy host); ``sender_suite`` points the stack
+at the suite's outbound lab instead.
 
 Postfix's resolver is glibc's, which reads /etc/resolv.conf and nothing else, and a resolv.conf cannot name
 a port: Unbound listens on port 53 of a loopback address nothing else uses (127.0.53.1), and Postfix's
@@ -40,8 +42,8 @@ from tests.real.processes import postfix_pid_file, process_alive, read_pid
 from tests.real.servers import FIXTURES, free_port, render
 from tests.real.unbound import Unbound
 
-BINARIES = ("postfix", "sendmail", "postqueue", "unshare", "mount", "knotd", "unbound", "opendkim",
-            "opendkim-genkey", "mta-sts-daemon")
+BINARIES = ("postfix", "sendmail", "postqueue", "unshare", "mount", "knotd", "knotc", "unbound", "unbound-control",
+            "opendkim", "opendkim-genkey", "mta-sts-daemon")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 SENDER_DOMAIN = "sender.test"      # the senders' own domain: OpenDKIM signs for it, Knot serves its key
@@ -219,6 +221,14 @@ default_zone:
     return daemon, port
 
 
+def config_values(config: SenderConfig, shared: dict[str, str], sts_port: int, milter_port: int) -> dict[str, str]:
+    """The template values of ``config``'s main.cf: ``shared`` plus what its switches say."""
+    return {**shared, "tls_level": config.tls_level,
+            "tls_client_block": HARDENED_TLS_CLIENT if config.hardened_tls else "",
+            "policy_maps": f"socketmap:inet:127.0.0.1:{sts_port}:postfix" if config.mta_sts else "",
+            "milters": f"inet:127.0.0.1:{milter_port}" if config.dkim else ""}
+
+
 class PostfixSender:
     """One private Postfix instance for ``config``: started in the resolver namespace, fed by sendmail."""
 
@@ -343,14 +353,11 @@ class SenderStack:
         self.unbound.start()
         sts, sts_port = start_mta_sts_daemon(self.workdir, self.resolv_conf, self.ca_file)
         self._daemons.append(sts)
-        values = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.mx_port), "lab_ca": str(self.ca_file),
+        shared = {"sender_domain": SENDER_DOMAIN, "mx_port": str(self.mx_port), "lab_ca": str(self.ca_file),
                   "backoff_block": FAST_RETRY if self.fast_retry else ""}
         for config in self.configs:
-            self.senders[config.name] = PostfixSender(config, self.workdir, {
-                **values, "tls_level": config.tls_level,
-                "tls_client_block": HARDENED_TLS_CLIENT if config.hardened_tls else "",
-                "policy_maps": f"socketmap:inet:127.0.0.1:{sts_port}:postfix" if config.mta_sts else "",
-                "milters": f"inet:127.0.0.1:{milter_port}" if config.dkim else ""})
+            self.senders[config.name] = PostfixSender(config, self.workdir,
+                                                      config_values(config, shared, sts_port, milter_port))
         # side by side: `postfix start` takes seconds each (its checks and set-permissions), they need not add up
         with ThreadPoolExecutor(max_workers=len(self.senders)) as pool:
             list(pool.map(lambda sender: sender.start(self.resolv_conf), self.senders.values()))

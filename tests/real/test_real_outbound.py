@@ -25,9 +25,12 @@ from tests.real.sender_rig import (
     SENDER_CONFIGS,
     SENDER_DOMAIN,
     Outcome,
+    SenderConfig,
     SenderRig,
+    config_values,
     unavailable_reason,
 )
+from tests.real.servers import FIXTURES, render
 from tests.real.servers import unavailable_reason as servers_unavailable
 
 pytestmark = pytest.mark.real
@@ -54,6 +57,15 @@ WEAK = {
     "no-mta-sts": {"sts-enforce-badcert": "tls", "sts-enforce-other-mx": "tls"},
 }
 CONFIGS = [c for c in SENDER_CONFIGS if c.name in WEAK]
+# The main.cf settings each weak sender changes (and no other).
+WEAKNESS_SETTINGS = {
+    "dane-off": {"smtp_tls_security_level"},
+    "no-mta-sts": {"smtp_tls_policy_maps"},
+    "no-dkim": {"non_smtpd_milters"},
+    "postfix-defaults": {"smtp_tls_protocols", "smtp_tls_mandatory_protocols", "smtp_tls_ciphers",
+                         "smtp_tls_mandatory_ciphers", "tls_high_cipherlist", "smtp_tls_exclude_ciphers",
+                         "smtp_tls_servername"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +81,19 @@ def rig() -> Iterator[tuple[SenderRig, Outcomes]]:
 def test_expectations_cover_every_sender_and_scenario() -> None:
     assert set(GOOD) == {s.label for s in SCENARIOS}
     assert set(WEAK) == {c.name for c in CONFIGS}
+
+
+@pytest.mark.parametrize("config", [c for c in SENDER_CONFIGS if c.name != "good"], ids=lambda c: c.name)
+def test_weak_sender_differs_from_good_only_in_its_weakness(config: SenderConfig) -> None:
+    def main_cf(sender: SenderConfig) -> set[str]:
+        values = config_values(sender, {"sender_domain": SENDER_DOMAIN, "mx_port": "25", "lab_ca": "/lab/ca.pem",
+                                        "backoff_block": "", "config": "c", "queue_directory": "/q",
+                                        "data_directory": "/d", "postfix_log": "/l", "log_dir": "/ld"}, 1, 2)
+        return set(render(FIXTURES / "postfix" / "sender-main.cf.in", values).splitlines())
+
+    good = next(c for c in SENDER_CONFIGS if c.name == "good")
+    changed = {line.split(" =")[0] for line in main_cf(good) ^ main_cf(config)}
+    assert changed == WEAKNESS_SETTINGS[config.name]
 
 
 def test_postfix_resolves_through_the_lab_resolver_and_the_host_file_is_untouched(
