@@ -153,7 +153,7 @@ def _demo(args: argparse.Namespace, extra: list[str]) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mailconform-demo-") as workdir, \
             Gateway(args.flaw, workdir=Path(workdir)) as gateway:
-        target = gateway.write_target(Path(workdir) / "target.toml")
+        target = gateway.write_target(Path(workdir) / "target.toml", outbound=True)
         print(f"mailconform demo: reference gateway on loopback, flaws: {', '.join(args.flaw) or 'none'}")
         # The reference's lockout account is throw-away and its outages are internal and bounded.
         code = run_suite(target, args.junitxml, args.profile,
@@ -179,7 +179,7 @@ def _serve(args: argparse.Namespace, extra: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     with Gateway(args.flaw) as gateway:
         if args.write_target:
-            gateway.write_target(args.write_target)
+            gateway.write_target(args.write_target, outbound=True)
             print(f"target file: {args.write_target}")
         for (node, service), port in sorted(gateway.ports.items()):
             print(f"{node:<8} {service:<12} 127.0.0.1:{port}")

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.reference
 OPT_INS = {"lockout": ("--mail-allow-lockout",), "failover": ("--mail-allow-disruption",)}
 
 
-def _run_with(flaws: tuple[str, ...], workdir: Path, extra: tuple[str, ...]) -> SuiteRun:
+def _run_with(flaws: tuple[str, ...], workdir: Path, extra: tuple[str, ...], *, outbound: bool = False) -> SuiteRun:
+    """``outbound``: the target gets an [outbound] section (the outbound family runs, about one window)."""
     with Gateway(flaws, workdir=workdir) as gateway:
-        target = gateway.write_target(workdir / "target.toml")
+        target = gateway.write_target(workdir / "target.toml", outbound=outbound)
         run = run_suite(target, workdir, extra=extra)
         gateway.check_errors()
     return run
@@ -34,7 +35,7 @@ def _run_with(flaws: tuple[str, ...], workdir: Path, extra: tuple[str, ...]) -> 
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
-    yield _run_with((), tmp_path_factory.mktemp("good"), ALL_OPT_INS)
+    yield _run_with((), tmp_path_factory.mktemp("good"), ALL_OPT_INS, outbound=True)
 
 
 def test_good_gateway_passes_everything(good_run: SuiteRun) -> None:
@@ -72,7 +73,7 @@ def test_every_requirement_has_a_flaw() -> None:
 def test_flaw_fails_exactly_its_checks(info: FlawInfo, tmp_path: Path) -> None:
     # LOCK-OUTAGE-01 takes the auth backend down: it needs the disruption opt-in too
     opt_ins = ALL_OPT_INS if "LOCK-OUTAGE-01" in info.fails else OPT_INS.get(info.family, ())
-    run = _run_with((info.name,), tmp_path, opt_ins)
+    run = _run_with((info.name,), tmp_path, opt_ins, outbound=info.family == "outbound")
     assert run.failing_requirements == set(info.fails), (
         f"flaw {info.name} ({info.breaks}) should fail exactly {sorted(info.fails)}:\n{run.describe()}")
     assert not run.with_verdict("inconclusive"), run.describe()
@@ -101,7 +102,8 @@ def test_xdist_run_gives_the_same_verdicts(good_run: SuiteRun, tmp_path: Path) -
     ran = {key: verdict for key, verdict in spread.items() if verdict != "skipped"}
     assert len(ran) > 200 and all(serial[key] == verdict for key, verdict in ran.items()), parallel.describe()
     opted_out = [c for c in parallel.cases if c.verdict == "skipped"]
-    assert all("--mail-allow-" in c.reason for c in opted_out), parallel.describe(("skipped",))
+    assert all("--mail-allow-" in c.reason or "[outbound]" in c.reason for c in opted_out), (
+        parallel.describe(("skipped",)))
     assert parallel.returncode == 0, parallel.output[-2000:]
 
 

@@ -23,6 +23,10 @@ GOOD_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 MIN_RSA_BITS = 2048
 
 
+def _for(arrival: Arrival) -> str:
+    return arrival.recipients[0] if arrival.recipients else "a message"
+
+
 def _where(arrival: Arrival) -> str:
     how = f"over {arrival.tls_version} ({arrival.cipher})" if arrival.tls_version else "in plaintext"
     return f"{arrival.host} {how}"
@@ -76,9 +80,10 @@ def test_client_hello_offers_nothing_weak(outbound_lab: LabReport, evidence: Evi
     evidence.add("offered_suites", len(hello.suites))
     for arrival, hello in hellos:
         assert not hello.legacy_versions, (f"the gateway offered {', '.join(hello.legacy_versions)} to "
-                                           f"{arrival.host}: nothing below TLS 1.2 may be offered")
-        assert not hello.broken_suites, (f"the gateway offered broken cipher suites to {arrival.host}: "
-                                         f"{', '.join(s.name for s in hello.broken_suites)}")
+                                           f"{arrival.host} (delivering {_for(arrival)}): nothing below TLS 1.2 "
+                                           f"may be offered")
+        assert not hello.broken_suites, (f"the gateway offered broken cipher suites to {arrival.host} (delivering "
+                                         f"{_for(arrival)}): {', '.join(s.name for s in hello.broken_suites)}")
 
 
 @pytest.mark.requirement("OUT-SNI-01")
@@ -89,9 +94,10 @@ def test_sends_sni(outbound_lab: LabReport, evidence: Evidence) -> None:
         raise Inconclusive("no ClientHello could be read at the lab MX hosts")
     evidence.add("sni", ", ".join(f"{a.host}: {h.sni or 'none'}" for a, h in hellos))
     for arrival, hello in hellos:
-        assert hello.sni, f"the gateway started TLS with {arrival.host} without SNI"
+        assert hello.sni, f"the gateway started TLS with {arrival.host} without SNI (delivering {_for(arrival)})"
         assert hello.sni.rstrip(".").lower() == arrival.host, (
-            f"the gateway sent SNI {hello.sni!r} to {arrival.host}: it must name the MX host")
+            f"the gateway sent SNI {hello.sni!r} to {arrival.host} (delivering {_for(arrival)}): it must name "
+            f"the MX host")
 
 
 @pytest.mark.requirement("OUT-DANE-01")
@@ -174,15 +180,15 @@ def test_dkim_signed(outbound_dkim: DkimVerdict, target: Target, evidence: Evide
     dkim = outbound_dkim
     evidence.add("dkim", f"d={dkim.domain} a={dkim.algorithm} key={dkim.key_bits} bits l={dkim.body_length}")
     account = target.account("test")
-    sender = account.address.rpartition("@")[2].lower() if account else None
-    assert dkim.signed, "mail from the gateway arrived without a DKIM-Signature (sent as the test account)"
-    assert dkim.valid, f"the DKIM signature of mail from {account.address if account else 'the gateway'} " \
-                       f"does not verify: {dkim.error}"
-    assert dkim.algorithm in GOOD_ALGORITHMS, (f"the gateway signs with {dkim.algorithm} (d={dkim.domain}): "
-                                               f"use rsa-sha256 or ed25519-sha256 (RFC 8301, RFC 8463)")
+    sender = account.address if account else "the test account"
+    domain = sender.rpartition("@")[2].lower()
+    assert dkim.signed, f"mail from {sender} left the gateway without a DKIM-Signature"
+    assert dkim.valid, f"the DKIM signature on mail from {sender} does not verify: {dkim.error}"
+    assert dkim.algorithm in GOOD_ALGORITHMS, (f"the gateway signs mail from {sender} with {dkim.algorithm} "
+                                               f"(d={dkim.domain}): use rsa-sha256 or ed25519-sha256")
     assert not (dkim.algorithm == "rsa-sha256" and (dkim.key_bits or 0) < MIN_RSA_BITS), (
-        f"the DKIM key of d={dkim.domain} has {dkim.key_bits} bits: at least {MIN_RSA_BITS}")
-    assert dkim.body_length is None, f"the DKIM signature of d={dkim.domain} has l={dkim.body_length}: content " \
-                                     f"can be appended"
-    assert sender is None or (dkim.domain or "").lower() == sender, (
-        f"the DKIM signature is of d={dkim.domain}, not of the sender's domain {sender}")
+        f"the DKIM key signing mail from {sender} (d={dkim.domain}) has {dkim.key_bits} bits: at least {MIN_RSA_BITS}")
+    assert dkim.body_length is None, (f"the DKIM signature on mail from {sender} has l={dkim.body_length}: content "
+                                      f"can be appended under it")
+    assert (dkim.domain or "").lower() == domain, (f"the DKIM signature on mail from {sender} is of "
+                                                   f"d={dkim.domain}, not of the sender's domain {domain}")

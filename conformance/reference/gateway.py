@@ -386,7 +386,7 @@ class Gateway:
         lines += ["[policy]", f"lockout_threshold = {LOCKOUT_THRESHOLD}", f"lockout_window = {LOCKOUT_WINDOW:g}",
                   f"lockout_duration = {LOCKOUT_DURATION:g}", "cert_expiry_warning_days = 30",
                   "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5"]
-        lines += ["outbound_window = 2", "", *self._outbound_section()] if outbound else [""]
+        lines += ["outbound_window = 3", "", *self._outbound_section()] if outbound else [""]
         path.write_text("\n".join(lines), encoding="utf-8")
         return path
 
