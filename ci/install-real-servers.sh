@@ -5,6 +5,14 @@
 set -euo pipefail
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
 PACKAGES+=(chromium chromium-driver)  # the HTML report's browser test (tests/test_report_browser.py)
+# The DNS proving ground (tests/real/test_real_dns.py): Knot DNS (knotc, keymgr) and Unbound (unbound-control).
+PACKAGES+=(knot unbound)
+# Packaged DNS daemons that must never start from their units (the tests run private instances on loopback):
+# unbound.service would take port 53, and its unbound-resolvconf helper would put 127.0.0.1 into resolv.conf.
+DNS_UNITS=(unbound.service unbound-resolvconf.service knot.service)
+# The outbound rig (tests/real/sender_rig.py): DKIM signer and MTA-STS policy daemon, also kept from starting.
+PACKAGES+=(opendkim opendkim-tools postfix-mta-sts-resolver)
+DNS_UNITS+=(opendkim.service postfix-mta-sts-resolver.service)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -36,3 +44,7 @@ APT_WAIT=(-o DPkg::Lock::Timeout=600)
 $SUDO apt-get "${APT_WAIT[@]}" update -q
 $SUDO apt-get "${APT_WAIT[@]}" install -y -q --no-install-recommends "${missing[@]}"
 echo "install-real-servers: installed ${missing[*]}"
+# policy-rc.d kept them from starting now; disabled, they do not start at the next boot either.
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable "${DNS_UNITS[@]}" >/dev/null 2>&1 || true
+fi

@@ -45,7 +45,7 @@ class Expected:
 # Every configuration is one node: FAIL-REDUNDANT-01 (a SHOULD in baseline, a check of the whole target)
 # fails everywhere, and FAIL-PARITY-01 has no second node to compare (test_real_fleet.py runs two).
 ONE_NODE = {"FAIL-REDUNDANT-01": TARGET_WIDE}
-# Nor does any configuration name a mail domain (no DNS server runs here yet): the dns family skips.
+# Nor does any configuration name a mail domain: the dns family skips here (test_real_dns.py runs it against Knot and Unbound).
 ONE_NODE_SKIPS = {"FAIL-PARITY-01": "only one node",
                   **{rid: "[target] domain" for rid in CATALOGUE if rid.startswith("DNS-")}}
 

@@ -13,6 +13,8 @@ Trust anchors: the IANA root anchors shipped with the suite (``root-anchors.txt`
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -112,7 +114,7 @@ class Validator:
             dns.dnssec.validate(rrset, sigs, {signer: keys})
         except dns.dnssec.ValidationFailure as exc:
             raise _Fail(Security.BOGUS, f"the RRSIG over {_rr(rrset)} does not verify with the DNSKEYs of "
-                        f"{signer} ({_tags(keys)}): {exc}") from None
+                        f"{signer} ({_tags(keys)}): {_why(exc, sigs)}") from None
         return (signer.to_text(omit_final_dot=True) or ".", *chain)
 
     async def _proven_keys(self, zone: dns.name.Name) -> tuple[dns.rrset.RRset, tuple[str, ...]]:
@@ -143,7 +145,7 @@ class Validator:
                                 {zone: entry})
         except dns.dnssec.ValidationFailure as exc:
             raise _Fail(Security.BOGUS, f"the DNSKEY set of {zone} is not signed by its anchored key "
-                        f"({_tags(entry)}): {exc}") from None
+                        f"({_tags(entry)}): {_why(exc, found.rrsigs)}") from None
         return keys, chain
 
     async def _parent_ds(self, zone: dns.name.Name) -> tuple[dns.rrset.RRset, tuple[str, ...]]:
@@ -174,6 +176,22 @@ def _matching_keys(keys: dns.rrset.RRset, trusted: dns.rrset.RRset) -> dns.rrset
             except dns.dnssec.UnsupportedAlgorithm:
                 continue
     return out
+
+
+def _why(failure: dns.dnssec.ValidationFailure, sigs: dns.rrset.RRset | None) -> str:
+    """dnspython's reason, or when every signature is outside its validity period, that period in words:
+    with several RRSIGs dnspython only says "no RRSIGs validated", and an expired zone is the common case."""
+    now = time.time()
+    periods = [(sig.inception, sig.expiration) for sig in sigs or ()]
+    if periods and all(expiration < now for _, expiration in periods):
+        return f"every RRSIG has expired (the last at {_utc(max(e for _, e in periods))})"
+    if periods and all(inception > now for inception, _ in periods):
+        return f"no RRSIG is valid yet (the first from {_utc(min(i for i, _ in periods))})"
+    return str(failure)
+
+
+def _utc(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _tags(rrset: dns.rrset.RRset) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,17 @@ def test_a_bad_anchor_file_names_itself(tmp_path: Path) -> None:
     empty.write_text("; nothing\n")
     with pytest.raises(TrustAnchorError, match="no DS or DNSKEY"):
         load_anchors((empty,))
+
+
+@pytest.mark.parametrize(("inception", "expiration", "words"), [
+    (-7200, -3600, "every RRSIG has expired (the last at "), (3600, 7200, "no RRSIG is valid yet (the first from ")])
+def test_signatures_outside_their_validity_period_say_so(responder: DnsResponder, tmp_path: Path, inception: int,
+                                                          expiration: int, words: str) -> None:
+    """Knot's frozen zone in tests/real/test_real_dns.py: the reason names the expiry, not just "no RRSIGs
+    validated" (all dnspython says when a set carries more than one signature)."""
+    zone = _zone("child.test", CHILD, None)
+    now = int(time.time())
+    dns.dnssec.sign_zone(zone, keys=[CHILD_KEY, OTHER_KEY], inception=now + inception, expiration=now + expiration)
+    responder.load_zone(zone)
+    found = validate(responder, _ds("child.test", CHILD_KEY), tmp=tmp_path)
+    assert found.security is Security.BOGUS and words in found.reason, found

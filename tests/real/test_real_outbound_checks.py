@@ -1,0 +1,67 @@
+"""The shipped outbound family against real Postfix senders (tests/real/sender_suite.py): the good sender
+(``dane``, OpenDKIM) passes every outbound check; ``smtp_tls_security_level = may`` fails exactly the DANE
+checks; a sender without its DKIM milter fails exactly the DKIM check. The three suite runs go side by
+side, each against its own lab, so the module takes about one outbound window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conformance.requirements import CATALOGUE
+from tests.real.sender_rig import SENDER_CONFIGS, unavailable_reason
+from tests.real.sender_suite import plan_labs, sender_stack, write_target
+from tests.real.servers import unavailable_reason as servers_unavailable
+from tests.suite_runner import SuiteRun, run_suite
+
+pytestmark = pytest.mark.real
+
+OUTBOUND = sorted(rid for rid, r in CATALOGUE.items() if r.family == "outbound")
+# The senders this module runs, and the outbound checks each must fail (every other one must pass).
+EXPECTED_FAILS: dict[str, set[str]] = {
+    "good": set(),
+    "dane-off": {"OUT-DANE-01", "OUT-DANE-02"},   # TLSA ignored: mismatch and no-STARTTLS MX hosts get mail
+    "no-dkim": {"OUT-DKIM-01"},
+    "postfix-defaults": {"OUT-HELLO-01", "OUT-SNI-01"},   # TLS 1.0/1.1 and anonymous suites offered, no SNI
+}
+CONFIGS = [c for c in SENDER_CONFIGS if c.name in EXPECTED_FAILS]
+# The outbound family alone, without anyio's pytest plugin (it probes for trio at every start-up, 1-2 s a run,
+# and serves no check).
+ONLY_OUTBOUND = ("-k", "test_outbound", "-p", "no:anyio")
+
+
+@pytest.fixture(scope="module")
+def suite_runs() -> Iterator[dict[str, SuiteRun]]:
+    reason = servers_unavailable() or unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    if not OUTBOUND:
+        pytest.skip("the catalogue has no outbound requirements yet")
+    workdir = Path(tempfile.mkdtemp(prefix="mailconform-sender-suite-"))
+    workdir.chmod(0o755)  # Postfix's processes run as postfix and must traverse it
+    try:
+        labs = plan_labs(workdir, CONFIGS)
+        with sender_stack(workdir, CONFIGS, labs) as stack:
+            targets = {name: write_target(stack, lab, workdir / f"target-{name}.toml") for name, lab in labs.items()}
+            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+                runs = dict(zip(targets, pool.map(
+                    lambda path: run_suite(path, workdir, extra=ONLY_OUTBOUND, timeout=180),
+                    targets.values()), strict=True))
+            yield runs
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("config", list(EXPECTED_FAILS))
+def test_outbound_verdicts(suite_runs: dict[str, SuiteRun], config: str) -> None:
+    run = suite_runs[config]
+    judged = {c.requirement: c.verdict for c in run.cases if c.requirement in OUTBOUND}
+    assert set(judged) == set(OUTBOUND), f"{config}: not run: {sorted(set(OUTBOUND) - set(judged))}\n{run.output[-2000:]}"
+    expected = {rid: "fail" if rid in EXPECTED_FAILS[config] else "pass" for rid in OUTBOUND}
+    assert judged == expected, f"{config}:\n{run.describe()}"
