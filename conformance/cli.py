@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from conformance import requirements
 from conformance.report import ReportError, read_junit, summary_markdown, summary_text
-from conformance.target import TargetError, load_target
+from conformance.target import TargetError
 
 if TYPE_CHECKING:
     import pytest
@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the suite against a target file (extra args go to pytest)",
                               add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("-h", "--help", action=_RunHelp, nargs=0, help="show this help message and exit")
-    run.add_argument("target", type=Path, help="the target file (README: Running it against your gateway)")
+    run.add_argument("target", type=Path, nargs="+",
+                     help="target files, or directories of them (README: Running it against your gateway); "
+                          "then any pytest option, e.g. -n auto for a fleet")
     run.add_argument("--junitxml", type=Path, default=Path(DEFAULT_REPORT), help="default: %(default)s")
     run.add_argument("--profile", choices=requirements.PROFILES, default=requirements.DEFAULT_PROFILE,
                      help="requirement profile (default: %(default)s)")
@@ -123,13 +125,16 @@ class _PluginOptions:
             self.group.add_argument(*names, **spec)
 
 
-def run_suite(target: Path, junitxml: Path, profile: str, extra: Sequence[str] = ()) -> int:
+def run_suite(target: Path | Sequence[Path], junitxml: Path, profile: str, extra: Sequence[str] = ()) -> int:
     """Run the checks in-process the way `pytest --pyargs conformance.checks` would, then summarize."""
     import pytest
 
-    load_target(target)  # one clear line for a bad file, before pytest starts
-    args = ["--pyargs", "conformance.checks", "--mail-target", str(target), "--mail-profile", profile,
-            "--junitxml", str(junitxml), *PYTEST_OPTIONS, *extra]
+    from conformance.fleet import load_targets
+
+    targets = [target] if isinstance(target, Path) else list(target)
+    load_targets(targets)  # one clear line for a bad file, before pytest starts
+    args = ["--pyargs", "conformance.checks", *(a for t in targets for a in ("--mail-target", str(t))),
+            "--mail-profile", profile, "--junitxml", str(junitxml), *PYTEST_OPTIONS, *extra]
     code = int(pytest.main(args))
     if junitxml.exists():
         print("\n" + summary_text(read_junit(junitxml)))

@@ -138,3 +138,16 @@ def _group(items: list[pytest.Item], targets: Sequence[Target]) -> None:
         for node in item.listchain():  # the lockout module declares its group module-wide
             node.own_markers[:] = [m for m in node.own_markers if m.name != "xdist_group"]
         item.add_marker(pytest.mark.xdist_group(name))
+
+
+
+class StableIds:
+    """On the pytest-xdist controller: reports keep the test ID a serial run gives. pytest-xdist carries
+    the group in the node ID ("…[east:mx@node1]@mailconform-east"); JUnit, the summary and CI history
+    key on the test ID, which must not depend on whether the run was distributed."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        at = report.nodeid.rfind(f"@{GROUP_PREFIX}-")
+        if at > report.nodeid.rfind("]"):
+            report.nodeid = report.nodeid[:at]

@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fleet, "mailconform-fleet")
     if not hasattr(config, "workerinput"):  # the xdist controller (or a plain run) decides the exit code
         config.pluginmanager.register(VerdictPolicy(config.stash[OPTIONS_KEY]), "mailconform-verdicts")
+        config.pluginmanager.register(fleet.StableIds(), "mailconform-stable-ids")
 
 
 def _read_options(config: pytest.Config) -> MailOptions:
