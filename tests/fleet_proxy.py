@@ -27,6 +27,7 @@ class FleetProxy:
         self.delay = rtt / 2
         self.opened: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
+        self.clients: Counter[tuple[str, str]] = Counter()  # (host, the client's address) -> connections
         self._active: Counter[str] = Counter()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -54,6 +55,7 @@ class FleetProxy:
         async def clear() -> None:
             self.opened.clear()
             self.peak.clear()
+            self.clients.clear()
         asyncio.run_coroutine_threadsafe(clear(), self._loop).result(10)
 
     async def _shutdown(self) -> None:
@@ -74,6 +76,7 @@ class FleetProxy:
         for _ in range(3):
             await asyncio.sleep(0)
         self.opened[host] += 1
+        self.clients[host, writer.get_extra_info("peername")[0]] += 1
         self._active[host] += 1
         self.peak[host] = max(self.peak[host], self._active[host])
         client_open = [True]
