@@ -3,7 +3,8 @@
 # that already has them skips apt entirely. The packages' own boot-time daemons are stopped at once:
 # the tests start private instances on loopback from a temporary directory, never the system ones.
 set -euo pipefail
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql
+  iproute2)  # iproute2: `ip netns` for the second "machine" of tests/real/test_real_multihost.py
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -90,7 +90,7 @@ def _verdicts(run: SuiteRun) -> dict[str, str]:
 
 
 def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
-    """Serial and `mailconform run -n auto` (2 workers here): equal verdicts and connections per host."""
+    """Serial and `mailconform run -n auto` (two targets: two workers): equal verdicts and connections per host."""
     pytest.importorskip("xdist")
     fleet.proxy.reset()
     serial = run_suite(fleet.targets[0], fleet.workdir,
@@ -99,7 +99,7 @@ def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
     fleet.proxy.reset()
     junit = fleet.workdir / "parallel.xml"
     proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", *map(str, fleet.targets), "--junitxml",
-                           str(junit), "-n", "2", "-vv", *SELECTION],
+                           str(junit), "-n", "auto", "-vv", *SELECTION],
                           check=False, capture_output=True, text=True, timeout=300, cwd=fleet.workdir)
     parallel = SuiteRun(proc.returncode, tuple(read_junit(junit)), proc.stdout + proc.stderr)
 
@@ -110,7 +110,7 @@ def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
     assert {c.name.split("[")[1].split(":")[0].rstrip("]") for c in serial.cases} == {"east", "west"}
     # each target on one worker, and the two targets on different workers
     workers = {line.split("]")[0].lstrip("[") for line in proc.stdout.splitlines() if line.startswith("[gw")}
-    assert workers == {"gw0", "gw1"}, proc.stdout[-2000:]
+    assert len(workers) == 2, proc.stdout[-2000:]
     summary = [line for line in proc.stdout.splitlines() if line.startswith("FAIL ")]
     assert summary and all("[west:" in line for line in summary), proc.stdout[-2000:]
 
