@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -341,6 +341,7 @@ class VerdictPolicy:
         self.inconclusive: Counter[str] = Counter()  # reason (without its endpoint) -> checks
         # (verdict, one endpoint or not) -> checks: did any check reach and judge an endpoint?
         self.seen: Counter[tuple[Verdict, bool]] = Counter()
+        self.targets: defaultdict[str, set[str]] = defaultdict(set)  # summary line -> the targets it covers
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "teardown" and report.failed:
@@ -351,12 +352,22 @@ class VerdictPolicy:
         verdict = Verdict(str(props.get("verdict", Verdict.PASS)))
         level = str(props.get("level", "MUST"))  # a plain test of the user's own counts like a MUST
         self.seen[verdict, not str(props.get("endpoint", FLEET)).startswith(FLEET)] += 1
+        target = str(props.get("target", ""))
         if verdict is Verdict.INCONCLUSIVE:
-            self.inconclusive[_ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))] += 1
+            reason = _ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))
+            self.inconclusive[reason] += 1
+            self.targets[reason].add(target)
         if fails_run(self.opts.fail_on, verdict, level):
             self.failing.append(report.nodeid)
+            self.targets["failing"].add(target)
         elif verdict is Verdict.FAIL:
             self.should_failed.append(report.nodeid)
+            self.targets["should"].add(target)
+
+    def _of(self, line: str) -> str:
+        """With several targets, which ones a summary line speaks of."""
+        names = sorted(t for t in self.targets[line] if t)
+        return f" (target{'s' if len(names) > 1 else ''} {', '.join(names)})" if len(self.opts.targets) > 1 else ""
 
     @property
     def nothing_reached(self) -> bool:
@@ -378,16 +389,18 @@ class VerdictPolicy:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         for reason, count in self.inconclusive.most_common(3):  # a cause shared by many checks, said once
             if count > 1:
-                terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive: {reason}", yellow=True)
+                terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive{self._of(reason)}: {reason}",
+                                            yellow=True)
         if self.nothing_reached:
             terminalreporter.write_line(
                 f"mailconform: no endpoint could be reached: {sum(self.inconclusive.values())} check(s) inconclusive, "
                 f"none judged an endpoint (exit code {NOTHING_REACHED}); check the target file", red=True)
         if self.should_failed:
             terminalreporter.write_line(
-                f"mailconform: {len(self.should_failed)} SHOULD requirement(s) not met "
+                f"mailconform: {len(self.should_failed)} SHOULD requirement(s) not met{self._of('should')} "
                 f"(reported, not failing the run under --mail-fail-on={self.opts.fail_on})", yellow=True)
         if self.failing:
             terminalreporter.write_line(
-                f"mailconform: {len(self.failing)} result(s) fail the run under --mail-fail-on={self.opts.fail_on}",
+                f"mailconform: {len(self.failing)} result(s){self._of('failing')} fail the run under "
+                f"--mail-fail-on={self.opts.fail_on}",
                 red=True)

@@ -113,6 +113,7 @@ def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
     assert len(workers) == 2, proc.stdout[-2000:]
     summary = [line for line in proc.stdout.splitlines() if line.startswith("FAIL ")]
     assert summary and all("[west:" in line for line in summary), proc.stdout[-2000:]
+    assert "mailconform: 2 result(s) (target west) fail the run" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_one_bad_file_stops_the_run_before_any_traffic(fleet: Fleet) -> None:
