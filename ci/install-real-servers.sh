@@ -3,8 +3,9 @@
 # that already has them skips apt entirely. The packages' own boot-time daemons are stopped at once:
 # the tests start private instances on loopback from a temporary directory, never the system ones.
 set -euo pipefail
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql
-  iproute2)  # iproute2: `ip netns` for the second "machine" of tests/real/test_real_multihost.py
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
+PACKAGES+=(chromium chromium-driver)  # the HTML report's browser test (tests/test_report_browser.py)
+PACKAGES+=(iproute2)  # `ip netns`: the second "machine" of tests/real/test_real_multihost.py
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

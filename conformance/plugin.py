@@ -11,6 +11,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from conformance import fleet, requirements
 from conformance.evidence import Evidence
 from conformance.requirements import Level, Requirement
-from conformance.target import Service, Target, TargetError
+from conformance.target import Service, Target, TargetError, Waiver
 from conformance.verdict import (
     FLEET,
     NOTHING_REACHED,
@@ -27,6 +28,7 @@ from conformance.verdict import (
     Verdict,
     default_fail_on,
     fails_run,
+    nothing_reached,
 )
 
 FIXTURE_MODULES = (
@@ -231,7 +233,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     decisive = report.when == "call" or (report.when == "setup" and not report.passed)
     if decisive and not item.stash.get(RECORDED_KEY, False):
         item.stash[RECORDED_KEY] = True
-        _record_properties(item, report, _verdict_of(report, call))
+        _record_properties(item, report, _verdict_of(report, call), _waiver_for(item))
 
 
 def _verdict_of(report: pytest.TestReport, call: pytest.CallInfo[None]) -> Verdict:
@@ -279,20 +281,48 @@ def _endpoint(item: pytest.Item) -> str:
     return f"{FLEET}{f' {own.name}' if own else ''} ({', '.join(n.name for n in target.nodes)})"
 
 
-def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Verdict) -> None:
+def _waiver_for(item: pytest.Item) -> Waiver | None:
+    target, mark = fleet.item_target(item) or options(item.config).target, _stashed_mark(item)
+    if target is None or mark is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    endpoint = callspec.params.get("endpoint") if callspec is not None else None
+    return target.waiver_for(mark.requirement.id, endpoint.id if endpoint is not None else FLEET,
+                             endpoint.node if endpoint is not None else None, date.today())
+
+
+def _waive(report: pytest.TestReport, verdict: Verdict, reason: str,
+           waiver: Waiver | None) -> tuple[Verdict, list[tuple[str, object]]]:
+    """The verdict to report and the waiver's properties. A waiver in force turns a failed or inconclusive
+    check into a skipped one with a WAIVED message (the run's exit code ignores it); an expired one says so."""
+    if waiver is None or verdict not in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        return verdict, []
+    props: list[tuple[str, object]] = [("waiver.reason", waiver.reason), ("waiver.approved_by", waiver.approved_by),
+                                       ("waiver.expires", str(waiver.expires))]
+    if waiver.expired(date.today()):
+        return verdict, [("waiver", f"expired on {waiver.expires}: no longer applies"), *props]
+    report.outcome = "skipped"
+    report.longrepr = (str(report.fspath), report.location[1] or 0, f"WAIVED: {waiver}; {verdict}: {reason}")
+    return Verdict.WAIVED, [("waived_verdict", str(verdict)), ("waiver", str(waiver)), *props]
+
+
+def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Verdict,
+                       waiver: Waiver | None = None) -> None:
     mark = _stashed_mark(item)
+    evidence = item.stash.get(EVIDENCE_KEY, None)
+    reason = _reason(report, evidence, mark)
+    verdict, waiver_props = _waive(report, verdict, _scrub(reason, _secrets(item)), waiver)
     props: list[tuple[str, object]] = [("verdict", str(verdict))]
     if mark is not None:
         req = mark.requirement
         props += [("requirement", req.id), ("title", req.title), ("source", req.source),
                   ("level", str(mark.level or req.level)), ("family", req.family)]
-    evidence = item.stash.get(EVIDENCE_KEY, None)
-    reason = _reason(report, evidence, mark)
     target = fleet.item_target(item) or options(item.config).target
-    props += [("target", target.name if target else ""), ("endpoint", _endpoint(item)), ("reason", reason)]
+    props += [("target", target.name if target else ""), ("endpoint", _endpoint(item)), ("reason", reason),
+              *waiver_props]
     if evidence is not None:
         props += [(f"evidence.{k}", v) for k, v in evidence.items.items()]
-    if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+    if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.WAIVED):
         transcripts = evidence.transcripts if evidence is not None else []
         # an inconclusive case always says what was tried and what came back, even if nothing was
         text = "\n".join(transcripts)[-4000:] or (f"-- {reason}" if verdict is Verdict.INCONCLUSIVE else "")
@@ -328,6 +358,8 @@ def _scrub_secrets(item: pytest.Item, report: pytest.TestReport) -> None:
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     if report.skipped and isinstance(report.longrepr, tuple) and "INCONCLUSIVE: " in str(report.longrepr[2]):
         return "inconclusive", "I", "INCONCLUSIVE"
+    if report.skipped and isinstance(report.longrepr, tuple) and str(report.longrepr[2]).startswith("WAIVED: "):
+        return "waived", "W", "WAIVED"
     return None
 
 
@@ -342,6 +374,7 @@ class VerdictPolicy:
         # (verdict, one endpoint or not) -> checks: did any check reach and judge an endpoint?
         self.seen: Counter[tuple[Verdict, bool]] = Counter()
         self.targets: defaultdict[str, set[str]] = defaultdict(set)  # summary line -> the targets it covers
+        self.waivers: Counter[str] = Counter()  # "REQ: waived until … / expired on …" -> checks
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "teardown" and report.failed:
@@ -351,6 +384,11 @@ class VerdictPolicy:
         props = dict(report.user_properties)
         verdict = Verdict(str(props.get("verdict", Verdict.PASS)))
         level = str(props.get("level", "MUST"))  # a plain test of the user's own counts like a MUST
+        if "waiver" in props:
+            self.waivers[f"{props.get('requirement')}: {props['waiver']}"] += 1
+        if verdict is Verdict.WAIVED:  # judged (or not) like any check, never failing the run
+            self.seen[Verdict(str(props["waived_verdict"])), not str(props.get("endpoint")).startswith(FLEET)] += 1
+            return
         self.seen[verdict, not str(props.get("endpoint", FLEET)).startswith(FLEET)] += 1
         target = str(props.get("target", ""))
         if verdict is Verdict.INCONCLUSIVE:
@@ -371,13 +409,21 @@ class VerdictPolicy:
 
     @property
     def nothing_reached(self) -> bool:
-        """Checks ran, and none could judge an endpoint (or none could judge at all)."""
-        def count(verdicts: tuple[Verdict, ...], one_endpoint: tuple[bool, ...] = (True, False)) -> int:
-            return sum(self.seen[v, e] for v in verdicts for e in one_endpoint)
+        return nothing_reached(self.seen)
 
-        judged = (Verdict.PASS, Verdict.FAIL)
-        return bool(count((Verdict.INCONCLUSIVE,), (True,)) and not count(judged, (True,))
-                    or count((Verdict.INCONCLUSIVE,)) and not count(judged))
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """The run's own facts go into the JUnit file, so that every report is made from that file alone.
+        pytest's own record_testsuite_property works through this key; there is no public way from a hook."""
+        from _pytest.junitxml import xml_key
+
+        xml = session.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        targets = self.opts.targets  # a fleet run names every target
+        facts = {"target": ", ".join(t.name for t in targets), "target_file": ", ".join(str(t.source or "") for t in targets),
+                 "profile": self.opts.profile, "fail_on": str(self.opts.fail_on), "version": _suite_version()}
+        for name, value in facts.items():
+            xml.add_global_property(f"mailconform.{name}", value)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -387,6 +433,8 @@ class VerdictPolicy:
                 session.exitstatus = NOTHING_REACHED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for waiver, count in sorted(self.waivers.items()):
+            terminalreporter.write_line(f"mailconform: {count} check(s) of {waiver}", yellow=True)
         for reason, count in self.inconclusive.most_common(3):  # a cause shared by many checks, said once
             if count > 1:
                 terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive{self._of(reason)}: {reason}",
@@ -404,3 +452,12 @@ class VerdictPolicy:
                 f"mailconform: {len(self.failing)} result(s){self._of('failing')} fail the run under "
                 f"--mail-fail-on={self.opts.fail_on}",
                 red=True)
+
+
+def _suite_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailconform")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"

@@ -11,9 +11,14 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
+from datetime import datetime as datetime_type
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+
+from conformance import requirements
 
 
 class TargetError(ValueError):
@@ -142,6 +147,33 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    """A requirement the operator knowingly does not meet (``[[waiver]]``): its checks still run, and a failed
+    or inconclusive one is reported as waived instead of failing the run, until the waiver expires."""
+
+    requirement: str
+    reason: str
+    approved_by: str
+    expires: date                      # the last day it applies
+    endpoints: tuple[str, ...] = ()    # globs on endpoint IDs (``submission@mx*``); none and no nodes: all
+    nodes: tuple[str, ...] = ()        # globs on node names
+
+    def covers(self, requirement: str, endpoint_id: str, node: str | None) -> bool:
+        if requirement != self.requirement:
+            return False
+        if not self.endpoints and not self.nodes:
+            return True
+        return (any(fnmatchcase(endpoint_id, glob) for glob in self.endpoints)
+                or node is not None and any(fnmatchcase(node, glob) for glob in self.nodes))
+
+    def expired(self, today: date) -> bool:
+        return today > self.expires
+
+    def __str__(self) -> str:
+        return f"waived until {self.expires}, approved by {self.approved_by}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     nodes: tuple[Node, ...]
@@ -158,6 +190,12 @@ class Target:
     source: Path | None = None
     dkim_selectors: tuple[str, ...] = ()            # DKIM selectors whose keys the dns family judges
     dnssec_trust_anchors: tuple[Path, ...] = ()     # DS/DNSKEY files for lab zones (else the IANA root)
+    waivers: tuple[Waiver, ...] = ()
+
+    def waiver_for(self, requirement: str, endpoint_id: str, node: str | None, today: date) -> Waiver | None:
+        """The waiver covering this check: one in force before an expired one (which only says so)."""
+        covering = [w for w in self.waivers if w.covers(requirement, endpoint_id, node)]
+        return min(covering, key=lambda w: w.expired(today), default=None)
 
     def endpoints_for(self, *services: Service | str) -> tuple[Endpoint, ...]:
         wanted = {Service(s) for s in services}
@@ -174,7 +212,7 @@ class Target:
         return tuple(a.password.reveal() for a in self.accounts.values() if a.password.reveal())
 
 
-_TOP_KEYS = {"target", "node", "accounts", "policy"}
+_TOP_KEYS = {"target", "node", "accounts", "policy", "waiver"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
     "relay_sink", "dkim_selectors", "dnssec_trust_anchors",
@@ -183,6 +221,7 @@ _NODE_KEYS = {"name", "host", "address", "services", "hooks", "outages"}
 _HOOK_KEYS = {"down", "up", "timeout"}
 _ACCOUNT_KEYS = {"username", "password_env", "password_file", "address"}
 _POLICY_FIELDS = {f for f in Policy.__dataclass_fields__}
+_WAIVER_KEYS = {"requirement", "endpoints", "nodes", "reason", "approved_by", "expires"}
 
 
 class _Reader:
@@ -196,6 +235,17 @@ class _Reader:
         line = self._line_of(key)
         where = f"{self.path}:{line}" if line else str(self.path)
         return TargetError(f"{where}: key '{key}': {message}")
+
+    def fail_in(self, table: str, index: int, key: str, message: str) -> TargetError:
+        """Like ``fail``, for the ``index``-th ``[[table]]`` of an array of tables."""
+        headers = [i for i, raw in enumerate(self.lines) if re.match(rf"\s*\[\[\s*{re.escape(table)}\s*\]\]", raw)]
+        start = headers[index] if index < len(headers) else 0
+        end = next((i for i, raw in enumerate(self.lines[start + 1:], start + 1) if re.match(r"\s*\[", raw)),
+                   len(self.lines))
+        line = next((i + 1 for i, raw in enumerate(self.lines[start:end], start)
+                     if re.match(rf"\s*{re.escape(key)}\s*=", raw)), start + 1 if headers else None)
+        return TargetError(f"{self.path}:{line}: key '{table}.{key}': {message}" if line
+                           else f"{self.path}: key '{table}.{key}': {message}")
 
     def _line_of(self, dotted: str) -> int | None:
         """Best-effort line of a dotted key: tomllib reports lines only for syntax errors."""
@@ -296,6 +346,7 @@ def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
         source=reader.path,
         dkim_selectors=_dkim_selectors(reader, top),
         dnssec_trust_anchors=_dnssec_anchors(reader, top, base),
+        waivers=tuple(_waiver(reader, i, raw) for i, raw in enumerate(reader.get(data, "waiver", "", list, []))),
     )
 
 
@@ -442,3 +493,35 @@ def _dnssec_anchors(reader: _Reader, top: dict[str, Any], base: Path) -> tuple[P
                               + (f" (not found: {path})" if path is not None else ""))
         paths.append(path)
     return tuple(paths)
+
+
+def _waiver(reader: _Reader, index: int, raw: Any) -> Waiver:
+    if not isinstance(raw, dict):
+        raise reader.fail("waiver", "expected [[waiver]] tables")
+    unknown = sorted(set(raw) - _WAIVER_KEYS)
+    if unknown:
+        raise reader.fail_in("waiver", index, unknown[0],
+                             f"unknown key (expected one of: {', '.join(sorted(_WAIVER_KEYS))})")
+
+    def text(key: str) -> str:
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise reader.fail_in("waiver", index, key, "missing (expected a non-empty string)"
+                                 if value is None else f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    requirement = text("requirement")
+    if requirement not in requirements.CATALOGUE:
+        raise reader.fail_in("waiver", index, "requirement",
+                             f"unknown requirement {requirement!r} (see `mailconform requirements`)")
+    expires = raw.get("expires")
+    if not isinstance(expires, date) or isinstance(expires, datetime_type):
+        raise reader.fail_in("waiver", index, "expires", f"expected a date such as 2027-06-30, got {expires!r}")
+    globs = {}
+    for key in ("endpoints", "nodes"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
+            raise reader.fail_in("waiver", index, key, f"expected a list of globs such as [\"mx@*\"], got {value!r}")
+        globs[key] = tuple(value)
+    return Waiver(requirement=requirement, reason=text("reason"), approved_by=text("approved_by"),
+                  expires=expires, endpoints=globs["endpoints"], nodes=globs["nodes"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import StrEnum
 
 
@@ -10,6 +11,7 @@ class Verdict(StrEnum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     SKIPPED = "skipped"  # not run: opt-in missing, nothing to test, profile leaves it out
+    WAIVED = "waived"    # failed or inconclusive, under a waiver in force: reported, never failing the run
 
 
 class Inconclusive(Exception):
@@ -46,3 +48,14 @@ def fails_run(policy: FailOn, verdict: Verdict, level: str) -> bool:
     if verdict is Verdict.INCONCLUSIVE:
         return level == "MUST" and policy in (FailOn.MUST_PROVEN, FailOn.SHOULD)
     return False
+
+
+def nothing_reached(seen: Counter[tuple[Verdict, bool]]) -> bool:
+    """Checks ran, and none could judge an endpoint (or none could judge at all). ``seen`` counts checks by
+    (verdict, whether the check judged one endpoint rather than the fleet); a waived check by its own verdict."""
+    def count(verdicts: tuple[Verdict, ...], one_endpoint: tuple[bool, ...] = (True, False)) -> int:
+        return sum(seen[v, e] for v in verdicts for e in one_endpoint)
+
+    judged = (Verdict.PASS, Verdict.FAIL)
+    return bool(count((Verdict.INCONCLUSIVE,), (True,)) and not count(judged, (True,))
+                or count((Verdict.INCONCLUSIVE,)) and not count(judged))

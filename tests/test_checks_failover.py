@@ -20,6 +20,7 @@ from conformance.probes.tls.wire import TlsVersion
 from conformance.probes.wire.config import CleartextAuth
 from conformance.reference.gateway import Gateway
 from conformance.report import CaseResult, read_junit
+from tests.interrupt import python_module
 
 CHECKS = Path(__file__).parent.parent / "conformance" / "checks"
 
@@ -146,9 +147,9 @@ def test_ctrl_c_during_an_outage_brings_the_node_back(gateway: Gateway, tmp_path
     lines[index + 1] = f"down = {json.dumps(slow)}"
     target = tmp_path / "t.toml"
     target.write_text("\n".join(lines) + "\n")
-    child = subprocess.Popen([sys.executable, "-m", "pytest", str(CHECKS / "test_failover.py"), "--mail-target",
-                              str(target), "--mail-allow-disruption", "-k", "test_delivery_outage", "-p",
-                              "no:cacheprovider", "-q", "-o", "addopts=", "-o", "testpaths="],
+    child = subprocess.Popen(python_module("pytest", str(CHECKS / "test_failover.py"), "--mail-target",
+                                           str(target), "--mail-allow-disruption", "-k", "test_delivery_outage",
+                                           "-p", "no:cacheprovider", "-q", "-o", "addopts=", "-o", "testpaths="),
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

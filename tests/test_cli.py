@@ -45,7 +45,7 @@ def test_run_with_bad_target_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.parametrize("profile", requirements.PROFILES)
 def test_requirements_json_carries_the_level_in_force_for_the_profile(
         profile: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["requirements", "--format", "json", "--profile", profile]) == 0
+    assert cli.main(["requirements", "--format", "json", "--mail-profile", profile]) == 0
     rows = json.loads(capsys.readouterr().out)
     expected = {r.id: str(r.level_in(profile)) for r in requirements.CATALOGUE.values() if r.level_in(profile)}
     assert {r["id"]: r["level"] for r in rows} == expected
@@ -87,7 +87,7 @@ def test_requirements_table_fits_the_terminal(columns: int, monkeypatch: pytest.
 
 
 def test_requirements_table_shows_the_level_in_force_for_the_profile(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["requirements", "--profile", "sensitive-data"]) == 0
+    assert cli.main(["requirements", "--mail-profile", "sensitive-data"]) == 0
     rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
             if line[:1].strip()}
     assert requirements.get("TLS-SUITE-02").level == requirements.Level.SHOULD
@@ -116,7 +116,39 @@ def test_run_help_lists_what_it_passes_to_pytest(capsys: pytest.CaptureFixture[s
         cli.main(["run", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "pytest --pyargs conformance.checks --mail-target TARGET --mail-profile PROFILE" in out
+    assert "pytest --pyargs conformance.checks --mail-target TARGET --junitxml JUNITXML" in out
     assert " ".join(cli.PYTEST_OPTIONS[:4]) in out
-    for option in ("--mail-fail-on", "--mail-allow-lockout", "--mail-allow-disruption", "--mail-timeout"):
+    for option in ("--mail-profile", "--mail-fail-on", "--mail-allow-lockout", "--mail-allow-disruption",
+                   "--mail-timeout", "--html", "--markdown", "--baseline"):
         assert f"\n  {option}" in out
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (["--profile", "sensitive-data"], "--profile is spelled --mail-profile (the same for run, demo and pytest)"),
+    (["--fail-on=never"], "--fail-on is spelled --mail-fail-on (the same for run, demo and pytest)"),
+    (["--mail-profile", "baseline", "--mail-profile=sensitive-data"],
+     "--mail-profile given twice with different values ('baseline', 'sensitive-data'): give it once"),
+    (["--html", "a.html", "--html", "b.html"], "--html given twice: give it once"),
+    (["--mail-target", "other.toml"],
+     "--mail-target given twice with different values ('{target}', 'other.toml'): give it once"),
+])
+def test_each_option_has_one_spelling_and_one_value(minimal_target: Path, capsys: pytest.CaptureFixture[str],
+                                                    options: list[str], error: str) -> None:
+    assert cli.main(["run", str(minimal_target), *options]) == 2
+    assert capsys.readouterr().err.strip() == "mailconform: " + error.format(target=minimal_target)
+
+
+def test_demo_takes_the_same_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--profile", "baseline"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mailconform: --profile is spelled --mail-profile (the same for run, demo and pytest)")
+
+
+def test_init_writes_the_commented_example_target(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init"]) == 0
+    example = Path(__file__).resolve().parent.parent / "fixtures" / "targets" / "two-node-staging.toml"
+    assert (tmp_path / "target.toml").read_text() == example.read_text()  # one example, two places
+    assert cli.main(["init"]) == 2
+    assert capsys.readouterr().err.strip() == "mailconform: target.toml: exists already; give another file name"

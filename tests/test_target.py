@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from conformance.target import Service, TargetError, load_target
+from conformance.target import Service, TargetError, Waiver, load_target
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.unit
@@ -110,3 +111,57 @@ def test_bad_outage_hooks_are_one_clear_line(tmp_path: Path, extra: str, expecte
     with pytest.raises(TargetError, match=expected) as info:
         load_target(write(tmp_path, _OUTAGE_NODE + extra))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("endpoints", "nodes", "covered"), [
+    ((), (), {"submission@mx1", "mx@mx2", "fleet"}),
+    (("submission@*",), (), {"submission@mx1"}),
+    ((), ("mx2",), {"mx@mx2"}),
+    (("fleet",), (), {"fleet"}),
+])
+def test_a_waiver_covers_the_endpoints_and_nodes_its_globs_name(
+        endpoints: tuple[str, ...], nodes: tuple[str, ...], covered: set[str]) -> None:
+    waiver = Waiver("STARTTLS-AUTH-01", "r", "a", date(2030, 1, 1), endpoints, nodes)
+    checks = {"submission@mx1": "mx1", "mx@mx2": "mx2", "fleet": None}
+    assert {e for e, node in checks.items() if waiver.covers("STARTTLS-AUTH-01", e, node)} == covered
+    assert not waiver.covers("STARTTLS-OFFER-01", "submission@mx1", "mx1")
+    assert not waiver.expired(date(2030, 1, 1)) and waiver.expired(date(2030, 1, 2))
+
+
+TARGET = """[target]
+name = "t"
+[[node]]
+host = "h"
+services = { mx = 25 }
+[[waiver]]
+requirement = "FAIL-REDUNDANT-01"
+reason = "one node in staging"
+approved_by = "ops"
+expires = 2030-01-01
+"""
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ('[[waiver]]\nrequirement = "NOPE-01"\nreason = "r"\napproved_by = "a"\nexpires = 2030-01-01\n',
+     ":12: key 'waiver.requirement': unknown requirement 'NOPE-01' (see `mailconform requirements`)"),
+    ('[[waiver]]\nrequirement = "TLS-VER-01"\nreason = "r"\napproved_by = "a"\nexpires = "soon"\n',
+     ":15: key 'waiver.expires': expected a date such as 2027-06-30, got 'soon'"),
+    ('[[waiver]]\nrequirement = "TLS-VER-01"\nexpires = 2030-01-01\nreason = "r"\n',
+     ":11: key 'waiver.approved_by': missing (expected a non-empty string)"),
+    ('[[waiver]]\nrequirement = "TLS-VER-01"\nnode = ["mx1"]\n',
+     (":13: key 'waiver.node': unknown key (expected one of: approved_by, endpoints, expires, nodes, "
+     "reason, requirement)")),
+])
+def test_a_bad_waiver_is_a_target_error_naming_file_line_and_key(tmp_path: Path, extra: str, error: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(TARGET + extra)
+    with pytest.raises(TargetError) as raised:
+        load_target(path)
+    assert str(raised.value) == f"{path}{error}"
+
+
+def test_waivers_load_from_the_target(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(TARGET)
+    (waiver,) = load_target(path).waivers
+    assert waiver == Waiver("FAIL-REDUNDANT-01", "one node in staging", "ops", date(2030, 1, 1))

@@ -35,6 +35,8 @@ from conformance.probes.wire.outcome import (
     ServerUnavailable,
     Transcript,
     attempt,
+    os_error_words,
+    tls_error_words,
 )
 from conformance.probes.wire.streams import close
 from conformance.target import Account, Endpoint, Service
@@ -216,6 +218,10 @@ async def _hold_session(endpoint: Endpoint, account: Account, session: SmtpSessi
     return _Held(endpoint, transcript, reader, writer, held, smtp)
 
 
+def _lost_words(exc: BaseException) -> str:
+    return tls_error_words(exc) if isinstance(exc, ssl.SSLError) else os_error_words(exc)
+
+
 async def _last_words(held: _Held, wait: float) -> SessionEnd:
     """Read what the server says after the node went down, telling a reset from a close."""
     lines: list[str] = []
@@ -235,10 +241,10 @@ async def _last_words(held: _Held, wait: float) -> SessionEnd:
         if not lines:
             return SessionEnd(Ending.OPEN, held.held, f"no answer and no close within {wait:g} s")
     except (ConnectionResetError, BrokenPipeError) as exc:
-        return SessionEnd(Ending.RESET, held.held, f"{type(exc).__name__}" + (f" after {lines[-1]!r}" if lines else ""))
+        return SessionEnd(Ending.RESET, held.held, os_error_words(exc) + (f" after {lines[-1]!r}" if lines else ""))
     except (ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
         if not lines:
-            return SessionEnd(Ending.CLOSED, held.held, f"connection ended without a reply ({type(exc).__name__})")
+            return SessionEnd(Ending.CLOSED, held.held, f"connection ended without a reply ({_lost_words(exc)})")
     if not lines:
         return SessionEnd(Ending.CLOSED, held.held, "connection closed without a reply")
     last = lines[-1]

@@ -173,13 +173,16 @@ class LoginRun:
 class LockoutDriver:
     """Logs the lockout account in and out on chosen endpoints and times everything from one start."""
 
-    def __init__(self, cfg: ProbeConfig, plan: LockoutPlan, account: Account, *, domain: str | None = None) -> None:
+    def __init__(self, cfg: ProbeConfig, plan: LockoutPlan, account: Account, *, domain: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.plan = plan
         self.account = account
         self.domain = domain or account.address.rpartition("@")[2] or "invalid"
         self.started = time.monotonic()
         self.last_failure: float | None = None
+        self.progress = progress  # a line for the operator while the run waits minutes for a lock to lift
+        self._said_at: float | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -238,7 +241,24 @@ class LockoutDriver:
             # no TLS, or a certificate that does not verify: the password is never sent, waiting changes nothing
             if poll.error is Outcome.LOCAL_ERROR or waited + self.plan.poll_interval > bound:
                 return Unlock(False, None, bound, tuple(polls))
+            self._say_waiting(waited, bound)
             await asyncio.sleep(self.plan.poll_interval)
+
+    def _say_waiting(self, waited: float, bound: float) -> None:
+        """At most once a minute: a quiet run must not look hung during a lock of many minutes."""
+        now = time.monotonic()
+        if self.progress is None or self._said_at is not None and now - self._said_at < PROGRESS_EVERY:
+            return
+        self._said_at = now
+        self.progress(f"lockout: waiting for the lock to lift, {_minutes(bound - waited)} of at most "
+                      f"{_minutes(bound)} left")
+
+
+PROGRESS_EVERY = 60.0  # seconds between two "waiting for the lock to lift" lines
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(seconds, 0):.0f} s"
 
 
 async def ensure_unlocked(driver: LockoutDriver, endpoint: Endpoint, bound: float | None = None,

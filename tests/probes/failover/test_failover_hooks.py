@@ -13,6 +13,7 @@ import pytest
 
 from conformance.probes.failover.hooks import HookError, outage, run_hook
 from conformance.target import Hook, Node
+from tests.interrupt import python_script
 
 pytestmark = pytest.mark.unit
 
@@ -104,7 +105,7 @@ def test_ctrl_c_in_a_real_process_brings_the_node_back(tmp_path: Path) -> None:
             Path({str(ready)!r}).write_text("in outage")
             time.sleep(60)
     """)
-    child = subprocess.Popen([PY, "-c", script], cwd=Path(__file__).resolve().parents[3],  # the checkout root, so -c imports this conformance
+    child = subprocess.Popen(python_script(script), cwd=Path(__file__).resolve().parents[3],  # the checkout root, so -c imports this conformance
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20

@@ -130,6 +130,7 @@ def test_shutdown_endings(gw: Gateway, target: Target, cfg: ProbeConfig, account
         assert attempt.outcome is Outcome.COMPLETED, (eid, attempt.reason)
         assert attempt.result is not None
         assert attempt.result.ending is (imap_end if eid.startswith("imap") else smtp_end), (eid, attempt.result)
+        assert "Error" not in attempt.result.detail, attempt.result.detail  # words, never an exception class
     assert found["mx@node1"].result is not None and "DATA" in found["mx@node1"].result.held
 
 

@@ -182,3 +182,15 @@ def test_a_server_echoing_the_password_does_not_get_it_into_the_record(server: L
     for login in logins:
         text = " ".join((login.code, login.reply, login.brief(), *login.transcript))
         assert secret not in text and "<redacted>" in login.reply
+
+
+def test_waiting_for_the_lock_to_lift_says_so_on_the_terminal(server: LockoutServer) -> None:
+    """A quiet run waits minutes in a real lockout: the driver says what it waits for, with the time left."""
+    lines: list[str] = []
+    lock = driver(server)
+    lock.progress = lines.append
+    for _ in range(POLICY.lockout_threshold):
+        run(lock.wrong(endpoint(server, "submission")))
+    unlock = run(lock.wait_unlocked(endpoint(server, "submission")))
+    assert unlock.unlocked and len(lines) == 1, lines  # one line, not one per poll
+    assert lines[0].startswith("lockout: waiting for the lock to lift, ") and lines[0].endswith(" of at most 3 s left")
