@@ -1,6 +1,6 @@
 """A fleet scanned serially and under pytest-xdist: wall time, connections per host, the most open at once.
 
-    python benchmarks/fleet.py [--sizes 1 10 50 200] [--rtt-ms 50] [--workers 2]
+    python benchmarks/fleet.py [--sizes 1 10 50 200] [--rtt-ms 50] [--workers 2 8] [--no-serial]
 
 Starts one reference gateway and puts N copies of it on loopback addresses of their own (127.0.1.1 …
 127.0.1.N) behind a proxy adding ``--rtt-ms`` of round-trip time and counting connections per address;
@@ -47,7 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50, 200])
     parser.add_argument("--rtt-ms", type=float, default=50.0)
-    parser.add_argument("--workers", default="2")
+    parser.add_argument("--workers", nargs="+", default=["2"], help="pytest-xdist worker counts to compare")
+    parser.add_argument("--serial", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mailconform-fleet-"))
     print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'conn/host':>10} {'max simult.':>12} {'max RSS MB':>11}")
@@ -56,7 +57,8 @@ def main() -> None:
         for size in args.sizes:
             targets = [proxied_target(gateway, proxy, f"127.0.1.{i + 1}" if i < 254 else f"127.0.2.{i - 253}",
                                       workdir / f"gw{i + 1}.toml", f"gw{i + 1}") for i in range(size)]
-            for mode, extra in (("serial", ()), (f"-n {args.workers}", ("-n", args.workers))):
+            modes = [("serial", ())] if args.serial else []
+            for mode, extra in modes + [(f"-n {n}", ("-n", n)) for n in args.workers]:
                 proxy.reset()
                 seconds, rss_kb = scan(targets, workdir, extra)
                 per_host = sorted(set(proxy.opened.values()))
