@@ -127,3 +127,13 @@ def test_one_bad_file_stops_the_run_before_any_traffic(fleet: Fleet) -> None:
     errors = [line for line in proc.stderr.splitlines() if "bad.toml" in line]
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR and len(errors) == 1, proc.stderr[-2000:]
     assert "max_connections_per_host" in errors[0] and not fleet.proxy.opened
+
+
+@pytest.mark.unit
+def test_another_dist_mode_is_warned_about(tmp_path: Path) -> None:
+    """`--dist load` sends a target's checks to every worker, and each probes it again: the header says so."""
+    target = _target(tmp_path, "solo", "solo.example.net")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+                           "-o", "addopts=", "--co", "--mail-target", str(target), "-n", "2", "--dist", "load"],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "mailconform: WARNING: --dist load runs a target's checks on several workers" in proc.stdout, proc.stdout
