@@ -13,6 +13,7 @@ DNS_UNITS=(unbound.service unbound-resolvconf.service knot.service)
 # The outbound rig (tests/real/sender_rig.py): DKIM signer and MTA-STS policy daemon, also kept from starting.
 PACKAGES+=(opendkim opendkim-tools postfix-mta-sts-resolver)
 DNS_UNITS+=(opendkim.service postfix-mta-sts-resolver.service)
+PACKAGES+=(iproute2)  # `ip netns`: the second "machine" of tests/real/test_real_multihost.py
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

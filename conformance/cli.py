@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from conformance import requirements
 from conformance.report import Comparison, ReportError, Run, compare, read_run, summary_markdown, summary_text
-from conformance.target import TargetError, load_target
+from conformance.target import TargetError
 
 if TYPE_CHECKING:
     import pytest
@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the suite against a target file (extra args go to pytest)",
                               add_help=False, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("-h", "--help", action=_RunHelp, nargs=0, help="show this help message and exit")
-    run.add_argument("target", type=Path, help="the target file (README: Running it against your gateway)")
+    run.add_argument("target", type=Path, nargs="+",
+                     help="target files, or directories of them (README: Running it against your gateway); "
+                          "then any pytest option, e.g. -n auto for a fleet")
     _run_options(run)
     run.set_defaults(handler=_run)
 
@@ -162,16 +164,20 @@ class _PluginOptions:
             self.group.add_argument(*names, **spec)
 
 
-def run_suite(target: Path, args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+def run_suite(target: Path | Sequence[Path], args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
     """Run the checks in-process the way `pytest --pyargs conformance.checks` would, then report."""
     import pytest
 
-    _one_spelling(["--mail-target", str(target), "--junitxml", str(args.junitxml), *extra])
-    load_target(target)  # one clear line for a bad file, before pytest starts
+    from conformance.fleet import load_targets
+
+    targets = [target] if isinstance(target, Path) else list(target)
+    # the targets are TARGET...: a --mail-target among the pytest options is one too many
+    _one_spelling(["--mail-target", str(targets[0]), "--junitxml", str(args.junitxml), *extra])
+    load_targets(targets)  # one clear line for a bad file, before pytest starts
     if args.baseline:
         read_run(args.baseline)  # a bad previous file is said before the run, not after it
     detail = [*VERBOSE, *["-v"] * (args.verbose + 1)] if args.verbose else list(QUIET)  # one -v undoes -q
-    code = int(pytest.main(["--pyargs", "conformance.checks", "--mail-target", str(target),
+    code = int(pytest.main(["--pyargs", "conformance.checks", *(a for t in targets for a in ("--mail-target", str(t))),
                             "--junitxml", str(args.junitxml), *PYTEST_OPTIONS, *detail, *extra]))
     if args.junitxml.exists():
         _write_reports(args, args.junitxml)

@@ -6,20 +6,20 @@ Every value written into a report is a plain string, so pytest-xdist can carry i
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance import requirements
+from conformance import fleet, requirements
 from conformance.evidence import Evidence
 from conformance.requirements import Level, Requirement
-from conformance.target import Service, Target, TargetError, Waiver, load_target
+from conformance.target import Service, Target, TargetError, Waiver
 from conformance.verdict import (
     FLEET,
     NOTHING_REACHED,
@@ -46,12 +46,13 @@ FIXTURE_MODULES = (
 
 @dataclass(frozen=True)
 class MailOptions:
-    target: Target | None
+    target: Target | None            # the first (with one --mail-target, the only) target
     profile: str
     fail_on: FailOn
     allow_lockout: bool
     allow_disruption: bool
     timeout: float | None
+    targets: tuple[Target, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,14 @@ OPTIONS_KEY = pytest.StashKey[MailOptions]()
 REQUIREMENT_KEY = pytest.StashKey[RequirementMark]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RECORDED_KEY = pytest.StashKey[bool]()
+HEADER_TARGETS = 5  # targets named one per line in the report header; a fleet of 200 is counted
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mailconform", "mail gateway conformance")
-    group.addoption("--mail-target", metavar="TOML", help="target file describing the gateway under test")
+    group.addoption("--mail-target", metavar="TOML", action="append",
+                    help="target file describing the gateway under test; repeat it, or name a directory of "
+                         "*.toml files, to check several targets in one run")
     group.addoption("--mail-profile", choices=requirements.PROFILES, default=requirements.DEFAULT_PROFILE,
                     help="requirement profile (default: %(default)s)")
     group.addoption("--mail-fail-on", choices=[f.value for f in FailOn], default=None,
@@ -89,25 +93,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = _read_options(config)
     for module in FIXTURE_MODULES:
         config.pluginmanager.import_plugin(module)
+    config.pluginmanager.register(fleet, "mailconform-fleet")
     if not hasattr(config, "workerinput"):  # the xdist controller (or a plain run) decides the exit code
         config.pluginmanager.register(VerdictPolicy(config.stash[OPTIONS_KEY]), "mailconform-verdicts")
+        config.pluginmanager.register(fleet.StableIds(), "mailconform-stable-ids")
 
 
 def _read_options(config: pytest.Config) -> MailOptions:
     profile = config.getoption("mail_profile")
-    path = config.getoption("mail_target")
-    target = None
-    if path:
-        try:
-            target = load_target(Path(path))
-        except TargetError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        if target.domain:  # every MX host of the mail domain is checked too (a DNS failure changes nothing)
-            from conformance.probes.dns.mx import expand_target
-            target, _ = expand_target(target)
+    try:  # every file first: one bad file stops the run before any traffic
+        targets = fleet.load_targets(config.getoption("mail_target") or ())
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if any(t.domain for t in targets):  # every MX host of the mail domain is checked too (a DNS failure changes nothing)
+        from conformance.probes.dns.mx import expand_target
+        targets = tuple(expand_target(t)[0] if t.domain else t for t in targets)
     fail_on = config.getoption("mail_fail_on")
     return MailOptions(
-        target=target,
+        target=targets[0] if targets else None,
+        targets=targets,
         profile=profile,
         fail_on=FailOn(fail_on) if fail_on else default_fail_on(profile),
         allow_lockout=config.getoption("mail_allow_lockout"),
@@ -120,46 +124,74 @@ def options(config: pytest.Config) -> MailOptions:
     return config.stash[OPTIONS_KEY]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
+    fleet.default_dist(config)  # before pytest-xdist's own hook turns an unset --dist into "load"
+    return (yield)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = options(config)
     if opts.target is None:
         return []  # not a conformance run (e.g. a project's own tests); checks still skip saying why
     optins = [name for name, on in (("lockout", opts.allow_lockout), ("disruption", opts.allow_disruption)) if on]
     return [
-        (f"mailconform: target {opts.target.name!r} from {opts.target.source} "
-        f"({len(opts.target.endpoints)} endpoints on {len(opts.target.nodes)} nodes)"),
+        *(f"mailconform: target {t.name!r} from {t.source} ({len(t.endpoints)} endpoints on {len(t.nodes)} nodes)"
+          for t in opts.targets[:HEADER_TARGETS]),
+        *([f"mailconform: … and {len(opts.targets) - HEADER_TARGETS} more targets"]
+          if len(opts.targets) > HEADER_TARGETS else []),
         f"mailconform: profile {opts.profile}, fail-on {opts.fail_on}, opt-ins: {', '.join(optins) or 'none'}",
         *_xdist_warning(config, optins),
     ]
 
 
 def _xdist_warning(config: pytest.Config, optins: list[str]) -> list[str]:
-    """Outages and lockouts on one worker are visible to the passive checks on the others."""
-    if not optins or not config.getoption("numprocesses", None):
+    """Only --dist loadgroup keeps each target on one worker: any other mode probes it again on every worker."""
+    dist = config.getoption("dist", "no")
+    if not fleet.distributing(config) or dist in ("no", fleet.LOADGROUP):
         return []
-    return [("mailconform: WARNING: active checks under pytest-xdist: passive checks on other workers may meet "
-            "an outage or a lock and come out inconclusive; scan with -n without opt-ins, then run the active "
-            "families serially")]
+    lines = [(f"mailconform: WARNING: --dist {dist} runs a target's checks on several workers, and each probes "
+             "every endpoint again (more connections than the per-host budget allows); leave --dist unset")]
+    if optins:
+        lines.append("mailconform: WARNING: active checks on one worker may lock or take down what passive "
+                     "checks on another are probing: they then come out inconclusive")
+    return lines
+
+
+PER_TARGET_ARGS = ("endpoint", "mail_domain")  # what a check is parametrized over within one target
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    _requirement_mark(metafunc.definition, options(metafunc.config).profile)  # unknown ID: collection error
-    if "endpoint" not in metafunc.fixturenames:
+    opts = options(metafunc.config)
+    _requirement_mark(metafunc.definition, opts.profile)  # unknown ID: collection error
+    names = [name for name in PER_TARGET_ARGS if name in metafunc.fixturenames]
+    if len(opts.targets) <= 1 or "target" not in metafunc.fixturenames:
+        for name in names:
+            metafunc.parametrize(name, _params_for(name, metafunc, opts.target))
         return
+    values = []
+    for target in opts.targets:  # each check once per target, its ID led by the target's name
+        for combo in itertools.product(*(_params_for(name, metafunc, target) for name in names)):
+            values.append(pytest.param(target, *(p.values[0] for p in combo),
+                                       id=":".join([target.name, *(str(p.id) for p in combo)]),
+                                       marks=[m for p in combo for m in p.marks]))
+    # session scope: the probes (session fixtures of the target) are set up once per target
+    metafunc.parametrize(["target", *names], values, scope="session")
+
+
+def _params_for(name: str, metafunc: pytest.Metafunc, target: Target | None) -> list[Any]:
+    if name == "mail_domain":
+        from conformance.fixtures.dns import domain_params
+        return domain_params(target)
     service_mark = metafunc.definition.get_closest_marker("service")
     if service_mark is None or not service_mark.args:
         pytest.fail(f"{metafunc.definition.nodeid}: uses 'endpoint' without @pytest.mark.service(...)",
                     pytrace=False)
     services = [Service(s) for s in service_mark.args]
-    target = options(metafunc.config).target
     if target is None:
-        params = [pytest.param(None, id="no-target", marks=pytest.mark.skip(reason="no --mail-target given"))]
-    else:
-        endpoints = target.endpoints_for(*services)
-        params = [pytest.param(e, id=e.id) for e in endpoints] or [pytest.param(
-            None, id="no-endpoint",
-            marks=pytest.mark.skip(reason=f"target has no {'/'.join(services)} endpoint"))]
-    metafunc.parametrize("endpoint", params)
+        return [pytest.param(None, id="no-target", marks=pytest.mark.skip(reason="no --mail-target given"))]
+    return [pytest.param(e, id=e.id) for e in target.endpoints_for(*services)] or [pytest.param(
+        None, id="no-endpoint", marks=pytest.mark.skip(reason=f"target has no {'/'.join(services)} endpoint"))]
 
 
 def _requirement_mark(definition: pytest.Function | Any, profile: str) -> RequirementMark | None:
@@ -236,17 +268,22 @@ def _seen(evidence: Evidence | None, mark: RequirementMark | None) -> str:
 
 
 def _endpoint(item: pytest.Item) -> str:
-    """The endpoint a check judged, or for a check of the whole fleet, the nodes it covers."""
+    """The endpoint a check judged, or for a check of the whole fleet, the nodes it covers; with several
+    targets, led by the target's name."""
     callspec = getattr(item, "callspec", None)
     endpoint = callspec.params.get("endpoint") if callspec is not None else None
+    own = fleet.item_target(item)
     if endpoint is not None:
-        return f"{endpoint.service} {endpoint.host}:{endpoint.port} ({endpoint.node})"
-    target = options(item.config).target
-    return f"{FLEET} ({', '.join(n.name for n in target.nodes)})" if target is not None else FLEET
+        where = f"{endpoint.service} {endpoint.host}:{endpoint.port} ({endpoint.node})"
+        return f"{own.name}: {where}" if own is not None else where
+    target = own or options(item.config).target
+    if target is None:
+        return FLEET
+    return f"{FLEET}{f' {own.name}' if own else ''} ({', '.join(n.name for n in target.nodes)})"
 
 
 def _waiver_for(item: pytest.Item) -> Waiver | None:
-    target, mark = options(item.config).target, _stashed_mark(item)
+    target, mark = fleet.item_target(item) or options(item.config).target, _stashed_mark(item)
     if target is None or mark is None:
         return None
     callspec = getattr(item, "callspec", None)
@@ -281,7 +318,9 @@ def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Ve
         req = mark.requirement
         props += [("requirement", req.id), ("title", req.title), ("source", req.source),
                   ("level", str(mark.level or req.level)), ("family", req.family)]
-    props += [("endpoint", _endpoint(item)), ("reason", reason), *waiver_props]
+    target = fleet.item_target(item) or options(item.config).target
+    props += [("target", target.name if target else ""), ("endpoint", _endpoint(item)), ("reason", reason),
+              *waiver_props]
     if evidence is not None:
         props += [(f"evidence.{k}", v) for k, v in evidence.items.items()]
     if verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.WAIVED):
@@ -295,8 +334,7 @@ def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Ve
 
 
 def _secrets(item: pytest.Item) -> tuple[str, ...]:
-    target = options(item.config).target
-    return target.secrets() if target is not None else ()
+    return tuple(secret for target in options(item.config).targets for secret in target.secrets())
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
@@ -336,6 +374,7 @@ class VerdictPolicy:
         self.inconclusive: Counter[str] = Counter()  # reason (without its endpoint) -> checks
         # (verdict, one endpoint or not) -> checks: did any check reach and judge an endpoint?
         self.seen: Counter[tuple[Verdict, bool]] = Counter()
+        self.targets: defaultdict[str, set[str]] = defaultdict(set)  # summary line -> the targets it covers
         self.waivers: Counter[str] = Counter()  # "REQ: waived until … / expired on …" -> checks
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -352,12 +391,22 @@ class VerdictPolicy:
             self.seen[Verdict(str(props["waived_verdict"])), not str(props.get("endpoint")).startswith(FLEET)] += 1
             return
         self.seen[verdict, not str(props.get("endpoint", FLEET)).startswith(FLEET)] += 1
+        target = str(props.get("target", ""))
         if verdict is Verdict.INCONCLUSIVE:
-            self.inconclusive[_ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))] += 1
+            reason = _ENDPOINT_PREFIX.sub("", str(props.get("reason", "")))
+            self.inconclusive[reason] += 1
+            self.targets[reason].add(target)
         if fails_run(self.opts.fail_on, verdict, level):
             self.failing.append(report.nodeid)
+            self.targets["failing"].add(target)
         elif verdict is Verdict.FAIL:
             self.should_failed.append(report.nodeid)
+            self.targets["should"].add(target)
+
+    def _of(self, line: str) -> str:
+        """With several targets, which ones a summary line speaks of."""
+        names = sorted(t for t in self.targets[line] if t)
+        return f" (target{'s' if len(names) > 1 else ''} {', '.join(names)})" if len(self.opts.targets) > 1 else ""
 
     @property
     def nothing_reached(self) -> bool:
@@ -371,8 +420,8 @@ class VerdictPolicy:
         xml = session.config.stash.get(xml_key, None)
         if xml is None:
             return
-        target = self.opts.target
-        facts = {"target": target.name if target else "", "target_file": str(target.source or "") if target else "",
+        targets = self.opts.targets  # a fleet run names every target
+        facts = {"target": ", ".join(t.name for t in targets), "target_file": ", ".join(str(t.source or "") for t in targets),
                  "profile": self.opts.profile, "fail_on": str(self.opts.fail_on), "version": _suite_version()}
         for name, value in facts.items():
             xml.add_global_property(f"mailconform.{name}", value)
@@ -389,18 +438,20 @@ class VerdictPolicy:
             terminalreporter.write_line(f"mailconform: {count} check(s) of {waiver}", yellow=True)
         for reason, count in self.inconclusive.most_common(3):  # a cause shared by many checks, said once
             if count > 1:
-                terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive: {reason}", yellow=True)
+                terminalreporter.write_line(f"mailconform: {count} check(s) inconclusive{self._of(reason)}: {reason}",
+                                            yellow=True)
         if self.nothing_reached:
             terminalreporter.write_line(
                 f"mailconform: no endpoint could be reached: {sum(self.inconclusive.values())} check(s) inconclusive, "
                 f"none judged an endpoint (exit code {NOTHING_REACHED}); check the target file", red=True)
         if self.should_failed:
             terminalreporter.write_line(
-                f"mailconform: {len(self.should_failed)} SHOULD requirement(s) not met "
+                f"mailconform: {len(self.should_failed)} SHOULD requirement(s) not met{self._of('should')} "
                 f"(reported, not failing the run under --mail-fail-on={self.opts.fail_on})", yellow=True)
         if self.failing:
             terminalreporter.write_line(
-                f"mailconform: {len(self.failing)} result(s) fail the run under --mail-fail-on={self.opts.fail_on}",
+                f"mailconform: {len(self.failing)} result(s){self._of('failing')} fail the run under "
+                f"--mail-fail-on={self.opts.fail_on}",
                 red=True)
 
 

@@ -1,0 +1,153 @@
+"""Fleets: several targets in one run, and pytest-xdist dividing the work instead of multiplying it.
+
+Every check of one target runs on one worker (``--dist loadgroup``, the default for a conformance run
+under ``-n``/``--tx``, with one ``xdist_group`` per target). The session fixtures are per target, so a
+worker probes only the targets whose checks it was given, each endpoint once, within the target's
+per-host budget. Targets that share a host share a group: the budget is per host, whoever names it.
+A target is the unit, not a host, because FAIL-PARITY-01 and DNS-DANE-02 judge one node by what the
+probes of its siblings found: splitting a target's hosts over workers would probe them twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.target import Target, TargetError, load_target
+
+GROUP_PREFIX = "mailconform"
+# a param of the pytest-xdist "dist" option: one scope per xdist_group, each sent whole to one worker
+LOADGROUP = "loadgroup"
+WORKER_KEY = "mailconform_loadgroup"
+
+
+def target_files(given: Iterable[str | Path]) -> list[Path]:
+    """Each ``--mail-target`` value as files: a directory stands for the ``*.toml`` files in it."""
+    files: list[Path] = []
+    for value in given:
+        path = Path(value)
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise TargetError(f"{path}: a directory of target files, but it holds no *.toml file")
+            files += found
+        else:
+            files.append(path)
+    return list(dict.fromkeys(files))
+
+
+def load_targets(given: Iterable[str | Path]) -> tuple[Target, ...]:
+    """Every target file read and validated before anything is sent: TargetError (one line) on the first
+    bad one, or on two files naming the same target (test IDs and reports tell targets apart by name)."""
+    targets = tuple(load_target(path) for path in target_files(given))
+    seen: dict[str, Target] = {}
+    for target in targets:
+        if target.name in seen:
+            raise TargetError(f"{target.source}: target name {target.name!r} is also the name of "
+                              f"{seen[target.name].source}: give each target its own [target] name")
+        seen[target.name] = target
+    return targets
+
+
+def host_groups(targets: Sequence[Target]) -> list[int]:
+    """For each target, the index of its group: targets that share a host (directly or through others)
+    are one group, so one worker keeps that host's connection budget."""
+    parent = list(range(len(targets)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for index, target in enumerate(targets):
+        for endpoint in target.endpoints:
+            host = endpoint.connect_host.lower()
+            if host in owner:
+                parent[root(index)] = root(owner[host])
+            owner.setdefault(host, index)
+    return [root(i) for i in range(len(targets))]
+
+
+def item_target(item: pytest.Item) -> Target | None:
+    """The target a check was parametrized with (several targets), else None."""
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get("target") if callspec is not None else None
+    return value if isinstance(value, Target) else None
+
+
+def distributing(config: pytest.Config) -> bool:
+    return bool(config.getoption("numprocesses", None) or config.getoption("tx", None))
+
+
+def default_dist(config: pytest.Config) -> None:
+    """A conformance run under -n or --tx distributes with loadgroup unless --dist says otherwise ("load",
+    pytest-xdist's default, sends any check anywhere: every worker would probe every target)."""
+    if hasattr(config, "workerinput"):
+        return  # a worker: pytest-xdist has already turned the controller's --dist into option.loadgroup
+    if config.getoption("mail_target", None) and distributing(config) and config.getoption("dist", "no") == "no":
+        config.option.dist = LOADGROUP
+
+
+def grouping(config: pytest.Config) -> bool:
+    """Whether checks go to workers by xdist_group: the controller's --dist, or what it told a worker."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return bool(workerinput.get(WORKER_KEY) or config.getoption("loadgroup", False))
+    return config.getoption("dist", "no") == LOADGROUP
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    # a worker parses the original command line, where --dist may be unset: tell it what the controller chose
+    node.workerinput[WORKER_KEY] = grouping(node.config)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, Any, Any]:
+    from conformance.plugin import options  # the plugin imports this module
+
+    targets = options(config).targets
+    if targets and grouping(config):
+        config.option.loadgroup = True  # read by pytest-xdist's worker hook, which runs after this part
+        _group(items, targets)  # before pytest-xdist's worker hook reads the groups into the node IDs
+    result = yield
+    if len(targets) > 1:
+        # after pytest's own reordering: a target's checks one after another, so its session fixtures
+        # (the probes) are set up once and torn down before the next target's
+        position = {id(t): i for i, t in enumerate(targets)}
+        items.sort(key=lambda item: position.get(id(item_target(item)), -1))
+    return result
+
+
+def _group(items: list[pytest.Item], targets: Sequence[Target]) -> None:
+    """One xdist group per host group, replacing any group a check declared itself (the active families'
+    "active"): a target's active checks then run on its worker, in the serial order, as in a serial run."""
+    groups = host_groups(targets)
+    group_of = {id(t): f"{GROUP_PREFIX}-{targets[g].name}" for t, g in zip(targets, groups)}
+    single = f"{GROUP_PREFIX}-{targets[0].name}"
+    for item in items:
+        if "target" not in getattr(item, "fixturenames", ()):
+            continue  # not a conformance check (a project's own test): scheduled as pytest-xdist likes
+        target = item_target(item)
+        name = group_of[id(target)] if target is not None else single
+        for node in item.listchain():  # the lockout module declares its group module-wide
+            node.own_markers[:] = [m for m in node.own_markers if m.name != "xdist_group"]
+        item.add_marker(pytest.mark.xdist_group(name))
+
+
+
+class StableIds:
+    """On the pytest-xdist controller: reports keep the test ID a serial run gives. pytest-xdist carries
+    the group in the node ID ("…[east:mx@node1]@mailconform-east"); JUnit, the summary and CI history
+    key on the test ID, which must not depend on whether the run was distributed."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        at = report.nodeid.rfind(f"@{GROUP_PREFIX}-")
+        if at > report.nodeid.rfind("]"):
+            report.nodeid = report.nodeid[:at]

@@ -1,0 +1,139 @@
+"""Fleets: several targets in one run, and pytest-xdist dividing the work (conformance/fleet.py).
+
+The proof runs a small fleet, two reference gateways each on a loopback address of its own behind a
+counting proxy, once serially and once under ``mailconform run -n auto``: the same verdicts, the same
+connections per host, never more open at once to one host than its budget, and both workers used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conformance.fleet import host_groups, load_targets
+from conformance.reference.gateway import Gateway
+from conformance.report import read_junit
+from conformance.target import TargetError
+from tests.fleet_proxy import FleetProxy, proxied_target
+from tests.suite_runner import SuiteRun, run_suite
+
+pytestmark = pytest.mark.reference
+
+HOSTS = ("127.0.1.1", "127.0.1.2")
+BUDGET = 3
+# the passive families, without the DNS zone's and enumeration's timing work, keep the proof short
+SELECTION = ("-k", "not enumeration and not dns")
+
+
+def _target(directory: Path, name: str, host: str) -> Path:
+    text = f'[target]\nname = "{name}"\n\n[[node]]\nname = "n1"\nhost = "{host}"\nservices = {{ mx = 25 }}\n'
+    path = directory / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.unit
+def test_a_directory_stands_for_its_target_files(tmp_path: Path) -> None:
+    for name in ("b", "a"):
+        _target(tmp_path, name, f"{name}.example.net")
+    assert [t.name for t in load_targets([tmp_path])] == ["a", "b"]
+
+
+@pytest.mark.unit
+def test_two_files_naming_one_target_are_refused(tmp_path: Path) -> None:
+    first = _target(tmp_path, "same", "a.example.net")
+    other = tmp_path / "other"
+    other.mkdir()
+    second = _target(other, "same", "b.example.net")
+    with pytest.raises(TargetError, match=r"other/same.toml: target name 'same' is also the name of .*same.toml"):
+        load_targets([first, second])
+
+
+@pytest.mark.unit
+def test_targets_sharing_a_host_share_a_group(tmp_path: Path) -> None:
+    targets = load_targets([_target(tmp_path, n, h) for n, h in
+                            (("a", "one.example.net"), ("b", "two.example.net"), ("c", "one.example.net"))])
+    groups = host_groups(targets)
+    assert groups[0] == groups[2] != groups[1]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    proxy: FleetProxy
+    targets: tuple[Path, ...]
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    workdir = tmp_path_factory.mktemp("fleet")
+    with ExitStack() as stack:
+        proxy = stack.enter_context(FleetProxy())
+        # the second gateway has a flaw, so that a failure (and the summary line naming its target) is compared too
+        gateways = [stack.enter_context(Gateway(flaws, workdir=workdir / name))
+                    for name, flaws in (("east", ()), ("west", ("auth_before_tls",)))]
+        targets = tuple(proxied_target(g, proxy, host, workdir / f"{name}.toml", name, BUDGET)
+                        for g, host, name in zip(gateways, HOSTS, ("east", "west")))
+        yield Fleet(proxy, targets, workdir)
+        for gateway in gateways:
+            gateway.check_errors()
+
+
+def _verdicts(run: SuiteRun) -> dict[str, str]:
+    return {c.name: c.verdict for c in run.cases}
+
+
+def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
+    """Serial and `mailconform run -n auto` (two targets: two workers): equal verdicts and connections per host."""
+    pytest.importorskip("xdist")
+    fleet.proxy.reset()
+    serial = run_suite(fleet.targets[0], fleet.workdir,
+                       extra=(*(a for t in fleet.targets[1:] for a in ("--mail-target", str(t))), *SELECTION))
+    serial_opened, serial_peak = dict(fleet.proxy.opened), dict(fleet.proxy.peak)
+    fleet.proxy.reset()
+    junit = fleet.workdir / "parallel.xml"
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", *map(str, fleet.targets), "--junitxml",
+                           str(junit), "-n", "auto", "-vv", *SELECTION],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=fleet.workdir)
+    parallel = SuiteRun(proc.returncode, tuple(read_junit(junit)), proc.stdout + proc.stderr)
+
+    assert set(serial_opened) == set(HOSTS) and serial_opened == dict(fleet.proxy.opened), parallel.output[-2000:]
+    assert max(serial_peak.values()) <= BUDGET and max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
+    assert _verdicts(parallel) == _verdicts(serial) and len(serial.cases) > 300, parallel.describe()
+    assert serial.failing_requirements == {"STARTTLS-AUTH-01"}, serial.describe()
+    assert {c.name.split("[")[1].split(":")[0].rstrip("]") for c in serial.cases} == {"east", "west"}
+    # each target on one worker, and the two targets on different workers
+    workers = {line.split("]")[0].lstrip("[") for line in proc.stdout.splitlines() if line.startswith("[gw")}
+    assert len(workers) == 2, proc.stdout[-2000:]
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("FAIL ")]
+    assert summary and all("[west:" in line for line in summary), proc.stdout[-2000:]
+    assert "mailconform: 2 result(s) (target west) fail the run" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_one_bad_file_stops_the_run_before_any_traffic(fleet: Fleet) -> None:
+    bad = fleet.workdir / "bad.toml"
+    bad.write_text(fleet.targets[0].read_text(encoding="utf-8").replace("max_connections_per_host = 3",
+                                                                         "max_connections_per_host = 0"))
+    fleet.proxy.reset()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+                           "-o", "addopts=", *(a for t in (*fleet.targets, bad) for a in ("--mail-target", str(t)))],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=fleet.workdir)
+    errors = [line for line in proc.stderr.splitlines() if "bad.toml" in line]
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR and len(errors) == 1, proc.stderr[-2000:]
+    assert "max_connections_per_host" in errors[0] and not fleet.proxy.opened
+
+
+@pytest.mark.unit
+def test_another_dist_mode_is_warned_about(tmp_path: Path) -> None:
+    """`--dist load` sends a target's checks to every worker, and each probes it again: the header says so."""
+    target = _target(tmp_path, "solo", "solo.example.net")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+                           "-o", "addopts=", "--co", "--mail-target", str(target), "-n", "2", "--dist", "load"],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "mailconform: WARNING: --dist load runs a target's checks on several workers" in proc.stdout, proc.stdout
