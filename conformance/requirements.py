@@ -238,6 +238,14 @@ _DNS = [
        "dns"),
     _r("DNS-DANE-03", "No PKIX-TA (0) or PKIX-EE (1) TLSA records: SMTP senders cannot use them",
        "RFC 7672 §3.1.3", SHOULD, "dns"),
+    _r("DNS-MTASTS-01", "One STS record at _mta-sts (v=STSv1; id=) and a well-formed policy (version, mode, mx, "
+       "max_age <= 31557600) served at https://mta-sts.<domain>/.well-known/mta-sts.txt: certificate valid for "
+       "that name, 200 without redirect, text/plain, at most 64 KiB", "RFC 8461 §3.1, §3.2, §3.3",
+       SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-MTASTS-02", "The MTA-STS policy names every MX host (exactly or by a one-label wildcard) and every MX "
+       "host serves a certificate valid for its name", "RFC 8461 §4.1, §4.2", MUST, "dns"),
+    _r("DNS-MTASTS-03", "The MTA-STS policy is in mode enforce (testing only reports failures)",
+       "RFC 8461 §5", SHOULD, "dns", sensitive_data=MUST),
 ]
 
 CATALOGUE: dict[str, Requirement] = {

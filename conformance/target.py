@@ -7,6 +7,7 @@ variable or a file, never from the file itself or the command line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -158,6 +159,7 @@ class Target:
     source: Path | None = None
     dkim_selectors: tuple[str, ...] = ()            # DKIM selectors whose keys the dns family judges
     dnssec_trust_anchors: tuple[Path, ...] = ()     # DS/DNSKEY files for lab zones (else the IANA root)
+    mta_sts_address: tuple[str, int] | None = None  # lab: fetch mta-sts.<domain> from here (name kept for SNI)
 
     def endpoints_for(self, *services: Service | str) -> tuple[Endpoint, ...]:
         wanted = {Service(s) for s in services}
@@ -177,7 +179,7 @@ class Target:
 _TOP_KEYS = {"target", "node", "accounts", "policy"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
-    "relay_sink", "dkim_selectors", "dnssec_trust_anchors",
+    "relay_sink", "dkim_selectors", "dnssec_trust_anchors", "mta_sts_address",
 }
 _NODE_KEYS = {"name", "host", "address", "services", "hooks", "outages"}
 _HOOK_KEYS = {"down", "up", "timeout"}
@@ -296,6 +298,7 @@ def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
         source=reader.path,
         dkim_selectors=_dkim_selectors(reader, top),
         dnssec_trust_anchors=_dnssec_anchors(reader, top, base),
+        mta_sts_address=_mta_sts_address(reader, top),
     )
 
 
@@ -430,6 +433,23 @@ def _dkim_selectors(reader: _Reader, top: dict[str, Any]) -> tuple[str, ...]:
             raise reader.fail("target.dkim_selectors", f"entry {index}: expected a DNS label such as "
                               f'"mail" or "s2024._mta", got {selector!r}')
     return tuple(s.strip(".") for s in selectors)
+
+
+def _mta_sts_address(reader: _Reader, top: dict[str, Any]) -> tuple[str, int] | None:
+    value = reader.get(top, "mta_sts_address", "target", str, None)
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not 0 < number < 65536:
+        raise reader.fail("target.mta_sts_address", f'expected "address:port" such as "127.0.0.1:8443" or '
+                          f'"[::1]:8443", got {value!r}')
+    return host, number
 
 
 def _dnssec_anchors(reader: _Reader, top: dict[str, Any], base: Path) -> tuple[Path, ...]:

@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -31,7 +32,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def serving(behaviour: Behaviour, service: Service = Service.SUBMISSION) -> AsyncIterator[Endpoint]:
+async def serving(behaviour: Behaviour, service: Service = Service.SUBMISSION, *,
+                  tls: ssl.SSLContext | None = None) -> AsyncIterator[Endpoint]:
     tasks: set[asyncio.Task[None]] = set()
     errors: list[BaseException] = []
 
@@ -49,7 +51,7 @@ async def serving(behaviour: Behaviour, service: Service = Service.SUBMISSION) -
             writer.close()
             tasks.discard(task)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
         yield Endpoint(service, "node1", "localhost", port, "127.0.0.1")
@@ -249,3 +251,27 @@ async def hidden_auth_login(reader: asyncio.StreamReader, writer: asyncio.Stream
         else:
             writer.write(b"502 5.5.1 not here\r\n")
         await writer.drain()
+
+
+def http_answer(status: str, headers: dict[str, str], body: bytes = b"") -> Behaviour:
+    """One HTTP/1.1 answer to whatever request comes (an MTA-STS policy host, good or broken)."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Length": str(len(body)), **headers}.items())
+        writer.write(f"HTTP/1.1 {status}\r\n{head}\r\n".encode() + body)
+        await writer.drain()
+        await reader.read(1)
+    return behaviour
+
+
+def http_flood(megabytes: int) -> Behaviour:
+    """A 200 text/plain answer that claims and streams ``megabytes`` MB: a client must stop reading early."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                     f"Content-Length: {megabytes << 20}\r\n\r\n".encode())
+        chunk = b"mx: flood.example.test\r\n" * 2600   # about 64 KiB
+        for _ in range(megabytes * 16):
+            writer.write(chunk)
+            await writer.drain()
+    return behaviour

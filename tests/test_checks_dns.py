@@ -19,6 +19,7 @@ from conformance.report import CaseResult, read_junit
 pytestmark = pytest.mark.unit
 
 CHECKS = Path(__file__).parent.parent / "conformance" / "checks" / "test_dns.py"
+MTASTS_CHECKS = CHECKS.with_name("test_dns_mtasts.py")
 GOOD_POLICY = {
     ("example.test", "TXT"): ['"v=spf1 -all"'],
     ("_dmarc.example.test", "TXT"): ['"v=DMARC1; p=quarantine"'],
@@ -43,7 +44,7 @@ def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, d
         target.write_text(f'[target]\n{head}timeout = 2\n[[node]]\nname = "n1"\nhost = "mx1.example.test"\n'
                           'address = "127.0.0.1"\nservices = { submission = 1 }\n')
         junit = tmp / "junit.xml"
-        proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), "--mail-target", str(target),
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), str(MTASTS_CHECKS), "--mail-target", str(target),
                                "--junitxml", str(junit), "-p", "no:cacheprovider", "-q", "-o", "addopts=",
                                "-o", "testpaths="], check=False, capture_output=True, text=True, timeout=120, cwd=tmp)
         responder.check_errors()
@@ -77,7 +78,7 @@ def test_a_failing_resolver_is_inconclusive_in_words(tmp_path: Path) -> None:
 
 def test_without_a_domain_every_dns_check_skips_and_says_why(tmp_path: Path) -> None:
     cases = run_checks(tmp_path, {}, domain=False)
-    assert len(cases) == 14
+    assert len(cases) == 17
     assert all(c.verdict == "skipped" and "[target] domain" in c.reason for c in cases.values())
 
 

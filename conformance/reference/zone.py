@@ -101,7 +101,9 @@ def _policies(flaws: Flaws) -> dict[tuple[str, str], list[str]]:
     policy = "none" if flaws.dmarc_none else "reject"
     reports = "dmarc@reports.example.net" if flaws.dmarc_external_rua else f"dmarc-reports@{DOMAIN}"
     out = {("_dmarc", "TXT"): _txt(f"v=DMARC1; p={policy}; rua=mailto:{reports}"),
-           ("_mta-sts", "TXT"): _txt("v=STSv1; id=20261201T000000")}
+           ("mta-sts", "A"): ["127.0.0.1"]}   # the policy host (the lab target overrides its port)
+    if not flaws.mta_sts_missing:
+        out[("_mta-sts", "TXT")] = _txt("v=STSv1; id=20261201T000000")
     if not flaws.tlsrpt_missing:
         out[("_smtp._tls", "TXT")] = _txt(f"v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}")
     if not flaws.dkim_missing:

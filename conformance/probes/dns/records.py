@@ -148,7 +148,8 @@ def policy_resolver(spec: str | None, timeout: float) -> dns.asyncresolver.Resol
 
 def domain_queries(domain: str, selectors: Iterable[str]) -> list[tuple[str, str]]:
     queries = [(domain, "MX"), (domain, "TXT"), (domain, "DNSKEY"), (f"_dmarc.{domain}", "TXT"),
-               (f"_smtp._tls.{domain}", "TXT"), (f"_mta-sts.{domain}", "TXT")]
+               (f"_smtp._tls.{domain}", "TXT"), (f"_mta-sts.{domain}", "TXT"), (f"mta-sts.{domain}", "A"),
+               (f"mta-sts.{domain}", "AAAA")]
     queries += [(f"{srv}.{domain}", "SRV") for srv in SRV_NAMES]
     queries += [(f"{selector}._domainkey.{domain}", "TXT") for selector in selectors]
     return queries
