@@ -238,6 +238,8 @@ _DNS = [
        "dns"),
     _r("DNS-DANE-03", "No PKIX-TA (0) or PKIX-EE (1) TLSA records: SMTP senders cannot use them",
        "RFC 7672 §3.1.3", SHOULD, "dns"),
+    _r("DNS-DANE-04", "Every MX host's TLSA set is ready for a key rollover: a DANE-TA (2 x x) record beside "
+       "the DANE-EE one, or a second DANE-EE record for the next key", "RFC 7671 §8.1, §8.4", SHOULD, "dns"),
     _r("DNS-MTASTS-01", "One STS record at _mta-sts (v=STSv1; id=) and a well-formed policy (version, mode, mx, "
        "max_age <= 31557600) served at https://mta-sts.<domain>/.well-known/mta-sts.txt: certificate valid for "
        "that name, 200 without redirect, text/plain, at most 64 KiB", "RFC 8461 §3.1, §3.2, §3.3",

@@ -13,13 +13,16 @@ import dns.zone
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from conformance.probes.dns.dane import spki_sha256
 from conformance.reference.dns import DnsResponder
 from conformance.report import CaseResult, read_junit
+from tests.tls_servers import openssl_server, rsa_leaf
 
 pytestmark = pytest.mark.unit
 
 CHECKS = Path(__file__).parent.parent / "conformance" / "checks" / "test_dns.py"
 MTASTS_CHECKS = CHECKS.with_name("test_dns_mtasts.py")
+NODE = '[[node]]\nname = "n1"\nhost = "mx1.example.test"\naddress = "127.0.0.1"\nservices = { submission = 1 }\n'
 GOOD_POLICY = {
     ("example.test", "TXT"): ['"v=spf1 -all"'],
     ("_dmarc.example.test", "TXT"): ['"v=DMARC1; p=quarantine"'],
@@ -29,7 +32,7 @@ GOOD_POLICY = {
 
 def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, domain: bool = True,
                servfail: tuple[str, ...] = (), zone: dns.zone.Zone | None = None, anchors: str = "",
-               strip: bool = False) -> dict[str, CaseResult]:
+               strip: bool = False, node: str = NODE) -> dict[str, CaseResult]:
     """requirement -> its case, for a target whose resolver serves ``records`` (or ``zone``)."""
     with DnsResponder(records) as responder:
         responder.servfail.update(servfail)
@@ -41,8 +44,7 @@ def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, d
         if anchors:
             (tmp / "anchors.txt").write_text(anchors)
             head += 'dnssec_trust_anchors = ["anchors.txt"]\n'
-        target.write_text(f'[target]\n{head}timeout = 2\n[[node]]\nname = "n1"\nhost = "mx1.example.test"\n'
-                          'address = "127.0.0.1"\nservices = { submission = 1 }\n')
+        target.write_text(f'[target]\n{head}timeout = 2\n{node}')
         junit = tmp / "junit.xml"
         proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), str(MTASTS_CHECKS), "--mail-target", str(target),
                                "--junitxml", str(junit), "-p", "no:cacheprovider", "-q", "-o", "addopts=",
@@ -78,7 +80,7 @@ def test_a_failing_resolver_is_inconclusive_in_words(tmp_path: Path) -> None:
 
 def test_without_a_domain_every_dns_check_skips_and_says_why(tmp_path: Path) -> None:
     cases = run_checks(tmp_path, {}, domain=False)
-    assert len(cases) == 17
+    assert len(cases) == 18
     assert all(c.verdict == "skipped" and "[target] domain" in c.reason for c in cases.values())
 
 
@@ -104,3 +106,20 @@ def test_the_iana_root_is_the_default_anchor(tmp_path: Path) -> None:
     zone, _ = _signed_zone()
     case = run_checks(tmp_path, {}, zone=zone)["DNS-DNSSEC-01"]   # no DS for example.test under the root
     assert case.verdict == "fail" and "not signed" in case.reason, case
+
+
+def test_dane_is_held_against_every_address_of_an_mx(tmp_path: Path) -> None:
+    """mx1 resolves to 127.0.0.1 and 127.0.0.2; the target pins the first, where the TLS family's handshakes
+    go. The second serves another key: the TLSA set made for the first must fail there, named by address."""
+    first, second = rsa_leaf(), rsa_leaf()
+    digest = spki_sha256(first.der)
+    with openssl_server(lambda ctx: None, smtp=True, leaf=first) as good, \
+            openssl_server(lambda ctx: None, smtp=True, leaf=second, address="127.0.0.2", port=good.endpoint.port):
+        records = {("example.test", "MX"): ["10 mx1.example.test."],
+                   ("mx1.example.test", "A"): ["127.0.0.1", "127.0.0.2"],
+                   ("_25._tcp.mx1.example.test", "TLSA"): [f"3 1 1 {digest}"]}
+        node = NODE.replace("submission = 1", f"mx = {good.endpoint.port}")
+        case = run_checks(tmp_path, records, node=node)["DNS-DANE-02"]
+    assert case.verdict == "fail", case
+    assert "at 127.0.0.2" in case.reason and f"3 1 1 {digest}" in case.reason, case.reason
+    assert spki_sha256(second.der) in case.reason and "at 127.0.0.1" not in case.reason, case.reason

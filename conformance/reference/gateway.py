@@ -333,9 +333,10 @@ class Gateway:
         """The demo domain's zone for the current flaws and ports, signed with the gateway's key."""
         assert self._pki is not None and self._zone_key is not None
         chain, _ = self._pki.leaf(variant_for(self.flaws))
-        leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0].public_bytes(serialization.Encoding.DER)
+        leaf, *above = (c.public_bytes(serialization.Encoding.DER)
+                        for c in x509.load_pem_x509_certificates(chain.read_bytes()))
         ports = {(NODES[node], service): port for (node, service), port in self.ports.items()}
-        mail = MailZone(tuple(NODES[n] for n in self.nodes), ports, leaf)
+        mail = MailZone(tuple(NODES[n] for n in self.nodes), ports, leaf, above[-1] if above else None)
         return build_zone(mail, self.flaws, self._zone_key)
 
     def _serve_policy(self) -> None:

@@ -62,6 +62,7 @@ class MailZone:
     hosts: tuple[str, ...]                    # MX hosts in preference order
     ports: Mapping[tuple[str, str], int]      # (host, service) -> port
     leaf_der: bytes                           # the certificate the MX hosts serve
+    ca_der: bytes | None = None               # the CA certificate they send above it (None: self-signed leaf)
 
 
 @functools.lru_cache(maxsize=2)
@@ -121,13 +122,20 @@ def _srv(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
 
 
 def _tlsa(label: str, mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
+    """DANE-EE (3 1 1) for the served key, plus DANE-TA (2 0 1) for the CA above it: the set survives a
+    change of leaf key (RFC 7671 §8.1). ``tlsa_single_record`` leaves only the 3 1 1."""
     if flaws.tlsa_missing:
         return {}
     digest = _spki_sha256(mail.leaf_der)
-    if flaws.tlsa_mismatch:  # what is left behind after a key rollover that forgot the DNS
+    ca = hashlib.sha256(mail.ca_der).hexdigest() if mail.ca_der else None
+    if flaws.tlsa_mismatch:  # what is left behind after a key and CA change that forgot the DNS
         digest = hashlib.sha256(b"the key this host served last year").hexdigest()
+        ca = hashlib.sha256(b"the CA this host used last year").hexdigest()
+    records = [f"3 1 1 {digest}"]
+    if ca is not None and not flaws.tlsa_single_record:
+        records.append(f"2 0 1 {ca}")
     extra = [f"1 1 1 {digest}"] if flaws.tlsa_pkix_usage else []
-    return {(f"_25._tcp.{label}", "TLSA"): [f"3 1 1 {digest}", *extra]}
+    return {(f"_25._tcp.{label}", "TLSA"): [*records, *extra]}
 
 
 def records(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
