@@ -32,7 +32,7 @@ GOOD_POLICY = {
 
 def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, domain: bool = True,
                servfail: tuple[str, ...] = (), zone: dns.zone.Zone | None = None, anchors: str = "",
-               strip: bool = False, node: str = NODE) -> dict[str, CaseResult]:
+               strip: bool = False, node: str = NODE, extra: tuple[str, ...] = ()) -> dict[str, CaseResult]:
     """requirement -> its case, for a target whose resolver serves ``records`` (or ``zone``)."""
     with DnsResponder(records) as responder:
         responder.servfail.update(servfail)
@@ -48,7 +48,7 @@ def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, d
         junit = tmp / "junit.xml"
         proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), str(MTASTS_CHECKS), "--mail-target", str(target),
                                "--junitxml", str(junit), "-p", "no:cacheprovider", "-q", "-o", "addopts=",
-                               "-o", "testpaths="], check=False, capture_output=True, text=True, timeout=120, cwd=tmp)
+                               "-o", "testpaths=", *extra], check=False, capture_output=True, text=True, timeout=120, cwd=tmp)
         responder.check_errors()
     assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return {c.requirement: c for c in read_junit(junit)}
@@ -80,7 +80,7 @@ def test_a_failing_resolver_is_inconclusive_in_words(tmp_path: Path) -> None:
 
 def test_without_a_domain_every_dns_check_skips_and_says_why(tmp_path: Path) -> None:
     cases = run_checks(tmp_path, {}, domain=False)
-    assert len(cases) == 18
+    assert len(cases) == 19
     assert all(c.verdict == "skipped" and "[target] domain" in c.reason for c in cases.values())
 
 
@@ -123,3 +123,22 @@ def test_dane_is_held_against_every_address_of_an_mx(tmp_path: Path) -> None:
     assert case.verdict == "fail", case
     assert "at 127.0.0.2" in case.reason and f"3 1 1 {digest}" in case.reason, case.reason
     assert spki_sha256(second.der) in case.reason and "at 127.0.0.1" not in case.reason, case.reason
+
+
+def test_tlsrpt_mailto_only_is_a_bsi_rule(tmp_path: Path) -> None:
+    """GOOD_POLICY's TLS-RPT reports go to https: fine for RFC 8460, a failed MUST in the bsi profile only."""
+    records = {("example.test", "MX"): ["10 mx1.example.test."], **GOOD_POLICY}
+    baseline = run_checks(tmp_path, records)["DNS-TLSRPT-02"]
+    assert baseline.verdict == "skipped" and "not part of the baseline profile" in baseline.reason
+    bsi = run_checks(tmp_path, records, extra=("--mail-profile", "bsi"))
+    assert bsi["DNS-TLSRPT-01"].verdict == "pass"
+    case = bsi["DNS-TLSRPT-02"]
+    assert case.verdict == "fail" and "https://tlsrpt.example.test/v1" in case.reason and "mailto:" in case.reason
+
+
+def test_the_bsi_profile_takes_the_sensitive_data_levels() -> None:
+    from conformance.requirements import CATALOGUE
+    from conformance.verdict import FailOn, default_fail_on
+
+    assert all(r.level_in("bsi") == r.level_in("sensitive-data") for r in CATALOGUE.values() if r.profiles != ("bsi",))
+    assert default_fail_on("bsi") is FailOn.MUST_PROVEN

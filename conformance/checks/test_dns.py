@@ -172,6 +172,24 @@ def test_tlsrpt_record_is_published(mail_domain: str, domain_policy: DomainPolic
         raise AssertionError(f"domain@{mail_domain}: TLS-RPT record is invalid: {exc}") from None
 
 
+@pytest.mark.requirement("DNS-TLSRPT-02")
+def test_tlsrpt_reports_go_to_mailto_only(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    """BSI TR-03108 takes reports by mail only: an https: destination is a web endpoint outside the mail
+    system's own protection (bsi profile only)."""
+    found, texts = _records(domain_policy, evidence).txt(f"_smtp._tls.{mail_domain}", "v=TLSRPTv1")
+    _answered(found)
+    try:
+        rua = parse_tlsrpt(texts[0]).rua if len(texts) == 1 else None
+    except RecordError:
+        rua = None
+    if rua is None:
+        pytest.skip(f"domain@{mail_domain}: no single valid TLS-RPT record to judge (see DNS-TLSRPT-01)")
+    evidence.add("tlsrpt.rua", rua)
+    https = [u for u in rua if not u.lower().startswith("mailto:")]
+    assert not https, (f"domain@{mail_domain}: TLS-RPT sends reports to {', '.join(https)}: BSI TR-03108 4.1.10 "
+                       "allows mailto: destinations only")
+
+
 def _dkim_keys(target: Target, records: DomainRecords, domain: str, evidence: Evidence) -> dict[str, DkimKey | str]:
     """selector -> its key, or the reason it has none."""
     if not target.dkim_selectors:

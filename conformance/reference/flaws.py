@@ -147,6 +147,8 @@ _DNS_FLAWS = [
     _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
     _f("tlsa_single_record", "dns", "each MX host publishes one 3 1 1 TLSA record: a new key breaks DANE",
        "DNS-DANE-04"),
+    # checked in the bsi profile only (tests/test_flaws.py runs it there)
+    _f("tlsrpt_https_only", "dns", "TLS-RPT reports go to an https: endpoint, not by mail", "DNS-TLSRPT-02"),
     _f("mta_sts_missing", "dns", "no _mta-sts TXT record: senders never look for the MTA-STS policy",
        "DNS-MTASTS-01"),
     _f("mta_sts_redirect", "dns", "the policy host answers 301 (a redirect) instead of the policy",
@@ -232,6 +234,7 @@ class Flaws:
     tlsa_mismatch: bool = False
     tlsa_pkix_usage: bool = False
     tlsa_single_record: bool = False
+    tlsrpt_https_only: bool = False
     mta_sts_missing: bool = False
     mta_sts_redirect: bool = False
     mta_sts_mx_mismatch: bool = False

@@ -106,7 +106,8 @@ def _policies(flaws: Flaws) -> dict[tuple[str, str], list[str]]:
     if not flaws.mta_sts_missing:
         out[("_mta-sts", "TXT")] = _txt("v=STSv1; id=20261201T000000")
     if not flaws.tlsrpt_missing:
-        out[("_smtp._tls", "TXT")] = _txt(f"v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}")
+        rua = f"https://tlsrpt.{DOMAIN}/v1" if flaws.tlsrpt_https_only else f"mailto:tlsrpt@{DOMAIN}"
+        out[("_smtp._tls", "TXT")] = _txt(f"v=TLSRPTv1; rua={rua}")
     if not flaws.dkim_missing:
         out[(f"{DKIM_SELECTOR}._domainkey", "TXT")] = [_dkim_record(flaws)]
     return out
