@@ -123,8 +123,8 @@ def _srv(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
 
 
 def _tlsa(label: str, mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
-    """DANE-EE (3 1 1) for the served key, plus DANE-TA (2 0 1) for the CA above it: the set survives a
-    change of leaf key (RFC 7671 §8.1). ``tlsa_single_record`` leaves only the 3 1 1."""
+    """DANE-EE (3 1 1) for the served key, plus DANE-TA (2 0 1) for the CA above it (or a 3 1 1 for the next
+    key): the set survives a change of leaf key (RFC 7671 §8.1). ``tlsa_single_record`` leaves one 3 1 1."""
     if flaws.tlsa_missing:
         return {}
     digest = _spki_sha256(mail.leaf_der)
@@ -133,8 +133,8 @@ def _tlsa(label: str, mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], lis
         digest = hashlib.sha256(b"the key this host served last year").hexdigest()
         ca = hashlib.sha256(b"the CA this host used last year").hexdigest()
     records = [f"3 1 1 {digest}"]
-    if ca is not None and not flaws.tlsa_single_record:
-        records.append(f"2 0 1 {ca}")
+    if not flaws.tlsa_single_record:  # a self-signed leaf has no CA above it: pre-publish the next key instead
+        records.append(f"2 0 1 {ca}" if ca else f"3 1 1 {hashlib.sha256(b'the key this host serves next').hexdigest()}")
     extra = [f"1 1 1 {digest}"] if flaws.tlsa_pkix_usage else []
     return {(f"_25._tcp.{label}", "TLSA"): [*records, *extra]}
 
