@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Self
 
+# the TCP delay proxy of the sibling benchmark tls_scan.py, reused rather than copied
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tls_scan import DelayProxy
 
-from conformance.fixtures.dns import DomainPolicy, _policy
+from conformance.fixtures.dns import DomainPolicy, gather_policy
 from conformance.probes.wire.outcome import Outcome
 from conformance.reference.gateway import Gateway
 from conformance.target import load_target
@@ -106,7 +107,7 @@ def bench(rtt: float, runs: int = 2) -> list[Run]:
             for _ in range(runs):
                 queries, connections = dns_udp.queries, https.connections + dns_tcp.connections
                 started = time.monotonic()
-                policy = asyncio.run(_policy(proxied, target.domain, 5.0))
+                policy = asyncio.run(gather_policy(proxied, target.domain, 5.0))
                 done.append(Run(time.monotonic() - started, policy, dns_udp.queries - queries,
                                 https.connections + dns_tcp.connections - connections))
     return done
