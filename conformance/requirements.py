@@ -18,8 +18,10 @@ class Level(StrEnum):
     SHOULD = "SHOULD"
 
 
-PROFILES = ("baseline", "sensitive-data")
+PROFILES = ("baseline", "sensitive-data", "bsi")
 DEFAULT_PROFILE = "baseline"
+# bsi: the sensitive-data levels plus the BSI TR-03108 rules that go beyond the RFCs (bsi-only entries)
+INHERITS = {"bsi": "sensitive-data"}
 # The narrowest the title and source column of `as_table` gets, however narrow the terminal.
 MIN_TEXT_WIDTH = 30
 
@@ -39,7 +41,8 @@ class Requirement:
         """The level this requirement has in a profile, or None when the profile leaves it out."""
         if profile not in self.profiles:
             return None
-        return self.profile_levels.get(profile, self.level)
+        inherited = self.profile_levels.get(INHERITS.get(profile, profile), self.level)
+        return self.profile_levels.get(profile, inherited)
 
     def as_dict(self, profile: str | None = None) -> dict[str, object]:
         """The entry as JSON data; with a profile, `level` is the level in force there."""
@@ -216,6 +219,8 @@ _DNS = [
     _r("DNS-TLSRPT-01", "One TLS-RPT record at _smtp._tls: v=TLSRPTv1 with mailto: or https: report "
        "destinations", "RFC 8460 §3; BSI TR-03108 v2.0 4.1.10 (TR-03108-10-M)", SHOULD, "dns",
        sensitive_data=MUST),
+    _r("DNS-TLSRPT-02", "TLS-RPT reports go to mailto: addresses only (no https: destination)",
+       "BSI TR-03108 v2.0 4.1.10 (TR-03108-10-M)", MUST, "dns", profiles=("bsi",)),
     _r("DNS-DKIM-01", "Every named DKIM selector publishes one usable key: RSA of at least 1024 bits or "
        "Ed25519, not revoked", "RFC 8301 §3.2; RFC 8463 §3, §4; RFC 6376 §3.6.1", MUST, "dns"),
     _r("DNS-DKIM-02", "DKIM keys are RSA of at least 2048 bits (or Ed25519) and not in test mode (t=y)",
@@ -238,6 +243,17 @@ _DNS = [
        "dns"),
     _r("DNS-DANE-03", "No PKIX-TA (0) or PKIX-EE (1) TLSA records: SMTP senders cannot use them",
        "RFC 7672 §3.1.3", SHOULD, "dns"),
+    _r("DNS-DANE-04", "Every MX host's TLSA set is ready for a key rollover: a DANE-TA (2 x x) record beside "
+       "the DANE-EE one, or a second DANE-EE record for the next key", "RFC 7671 §8.1, §8.4; BSI TR-03108 v2.0 4.1.5 (remarks: 3 1 1 plus 2 x x)", SHOULD, "dns"),
+    _r("DNS-MTASTS-01", "One STS record at _mta-sts (v=STSv1; id=) and a well-formed policy (version, mode, mx, "
+       "max_age <= 31557600) served over HTTPS by mta-sts.<domain> at /.well-known/mta-sts.txt: certificate valid "
+       "for that name, 200 without redirect, text/plain, at most 64 KiB",
+       "RFC 8461 §3.1, §3.2, §3.3; BSI TR-03108 v2.0 4.1.7 (TR-03108-07-R)",
+       SHOULD, "dns", sensitive_data=MUST),
+    _r("DNS-MTASTS-02", "The MTA-STS policy names every MX host (exactly or by a one-label wildcard) and every MX "
+       "host serves a certificate valid for its name", "RFC 8461 §4.1, §4.2", MUST, "dns"),
+    _r("DNS-MTASTS-03", "The MTA-STS policy is in mode enforce (testing only reports failures)",
+       "RFC 8461 §5", SHOULD, "dns", sensitive_data=MUST),
 ]
 
 # The gateway as a sender, judged at the suite's own lab MX hosts and zone ([outbound] in the target)

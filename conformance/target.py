@@ -214,6 +214,7 @@ class Target:
         """The waiver covering this check: one in force before an expired one (which only says so)."""
         covering = [w for w in self.waivers if w.covers(requirement, endpoint_id, node)]
         return min(covering, key=lambda w: w.expired(today), default=None)
+    mta_sts_address: tuple[str, int] | None = None  # lab: fetch mta-sts.<domain> from here (name kept for SNI)
 
     def endpoints_for(self, *services: Service | str) -> tuple[Endpoint, ...]:
         wanted = {Service(s) for s in services}
@@ -234,7 +235,7 @@ _TOP_KEYS = {"target", "node", "accounts", "policy", "waiver", "outbound"}
 _OUTBOUND_KEYS = {"domain", "address", "dns_port", "mx_port", "https_port", "lab_dir", "send", "via"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
-    "relay_sink", "dkim_selectors", "dnssec_trust_anchors",
+    "relay_sink", "dkim_selectors", "dnssec_trust_anchors", "mta_sts_address",
 }
 _NODE_KEYS = {"name", "host", "address", "services", "hooks", "outages"}
 _HOOK_KEYS = {"down", "up", "timeout"}
@@ -367,6 +368,7 @@ def parse_target(data: dict[str, Any], reader: _Reader, environ: Any) -> Target:
         dnssec_trust_anchors=_dnssec_anchors(reader, top, base),
         waivers=tuple(_waiver(reader, i, raw) for i, raw in enumerate(reader.get(data, "waiver", "", list, []))),
         outbound=_outbound(reader, reader.get(data, "outbound", "", dict, None), base),
+        mta_sts_address=_mta_sts_address(reader, top),
     )
 
 
@@ -501,6 +503,23 @@ def _dkim_selectors(reader: _Reader, top: dict[str, Any]) -> tuple[str, ...]:
             raise reader.fail("target.dkim_selectors", f"entry {index}: expected a DNS label such as "
                               f'"mail" or "s2024._mta", got {selector!r}')
     return tuple(s.strip(".") for s in selectors)
+
+
+def _mta_sts_address(reader: _Reader, top: dict[str, Any]) -> tuple[str, int] | None:
+    value = reader.get(top, "mta_sts_address", "target", str, None)
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not 0 < number < 65536:
+        raise reader.fail("target.mta_sts_address", f'expected "address:port" such as "127.0.0.1:8443" or '
+                          f'"[::1]:8443", got {value!r}')
+    return host, number
 
 
 def _dnssec_anchors(reader: _Reader, top: dict[str, Any], base: Path) -> tuple[Path, ...]:

@@ -31,13 +31,13 @@ class FailOn(StrEnum):
     """Exit-code policy: which verdicts make `mailconform run` / pytest exit non-zero."""
 
     MUST = "must"                # a failed MUST
-    MUST_PROVEN = "must-proven"  # a failed or inconclusive MUST (default in sensitive-data)
+    MUST_PROVEN = "must-proven"  # a failed or inconclusive MUST (default in sensitive-data, bsi)
     SHOULD = "should"            # any failed MUST or SHOULD, and an inconclusive MUST
     NEVER = "never"              # report only
 
 
 def default_fail_on(profile: str) -> FailOn:
-    return FailOn.MUST_PROVEN if profile == "sensitive-data" else FailOn.MUST
+    return FailOn.MUST_PROVEN if profile in ("sensitive-data", "bsi") else FailOn.MUST
 
 
 def fails_run(policy: FailOn, verdict: Verdict, level: str) -> bool:

@@ -10,11 +10,16 @@ import asyncio
 import concurrent.futures
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Self, TypeVar
 
+import dns.flags
+import dns.message
+
+from conformance.reference.dns import DnsResponder
 from conformance.target import Endpoint, Service
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -31,7 +36,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def serving(behaviour: Behaviour, service: Service = Service.SUBMISSION) -> AsyncIterator[Endpoint]:
+async def serving(behaviour: Behaviour, service: Service = Service.SUBMISSION, *,
+                  tls: ssl.SSLContext | None = None) -> AsyncIterator[Endpoint]:
     tasks: set[asyncio.Task[None]] = set()
     errors: list[BaseException] = []
 
@@ -49,7 +55,7 @@ async def serving(behaviour: Behaviour, service: Service = Service.SUBMISSION) -
             writer.close()
             tasks.discard(task)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
         yield Endpoint(service, "node1", "localhost", port, "127.0.0.1")
@@ -249,3 +255,59 @@ async def hidden_auth_login(reader: asyncio.StreamReader, writer: asyncio.Stream
         else:
             writer.write(b"502 5.5.1 not here\r\n")
         await writer.drain()
+
+
+def http_answer(status: str, headers: dict[str, str], body: bytes = b"") -> Behaviour:
+    """One HTTP/1.1 answer to whatever request comes (an MTA-STS policy host, good or broken)."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Length": str(len(body)), **headers}.items())
+        writer.write(f"HTTP/1.1 {status}\r\n{head}\r\n".encode() + body)
+        await writer.drain()
+        await reader.read(1)
+    return behaviour
+
+
+def http_flood(megabytes: int) -> Behaviour:
+    """A 200 text/plain answer that claims and streams ``megabytes`` MB: a client must stop reading early."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                     f"Content-Length: {megabytes << 20}\r\n\r\n".encode())
+        chunk = b"mx: flood.example.test\r\n" * 2600   # about 64 KiB
+        for _ in range(megabytes * 16):
+            writer.write(chunk)
+            await writer.drain()
+    return behaviour
+
+
+class HostileDns(DnsResponder):
+    """The reference DNS responder (dnspython's wire format) made to misbehave as broken resolvers do.
+
+    ``mute``: never answers (every query times out); ``truncate_udp``: every UDP answer comes back empty
+    with TC set, so a client must ask again over TCP (RFC 7766); ``no_tcp``: nothing listens on TCP."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]], *, mute: bool = False,
+                 truncate_udp: bool = False, no_tcp: bool = False) -> None:
+        super().__init__(records)
+        self.mute, self.truncate_udp, self.no_tcp = mute, truncate_udp, no_tcp
+        self.tcp_answers = 0
+
+    def start(self) -> Self:
+        super().start()
+        if self.no_tcp:  # the port's TCP side refuses: truncated answers cannot be completed
+            with contextlib.suppress(OSError):
+                self._sockets[1].shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), stops listening
+            self._sockets[1].close()
+        return self
+
+    def _reply(self, data: bytes, udp: bool) -> bytes | None:
+        return None if self.mute else super()._reply(data, udp)
+
+    def answer(self, wire: bytes, *, udp: bool = True) -> bytes:
+        if udp and self.truncate_udp:
+            response = dns.message.make_response(dns.message.from_wire(wire))
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+        self.tcp_answers += not udp
+        return super().answer(wire, udp=udp)

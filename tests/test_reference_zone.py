@@ -74,8 +74,10 @@ def test_tlsa_is_the_spki_of_the_served_leaf(gateway: Gateway) -> None:
     chain = (gateway.workdir / "pki" / "good.pem").read_bytes()
     leaf = x509.load_pem_x509_certificates(chain)[0]
     spki = leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ca = x509.load_pem_x509_certificates(chain)[1].public_bytes(serialization.Encoding.DER)
     reply = _ask(gateway, "_25._tcp.mx1.example.test", "TLSA")
-    assert reply.answer[0][0].to_text() == f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+    assert {r.to_text() for r in reply.answer[0]} == {f"3 1 1 {hashlib.sha256(spki).hexdigest()}",
+                                                      f"2 0 1 {hashlib.sha256(ca).hexdigest()}"}
 
 
 def test_srv_records_name_the_real_implicit_tls_ports_and_refuse_plaintext(gateway: Gateway) -> None:

@@ -58,6 +58,8 @@ def test_endpoint_id_is_stable_and_readable(minimal_target: Path) -> None:
      r"t.toml:4: key 'node.services.mx': port must be a number, got str '25'$"),
     ('[[node]]\nname="a"\nhost="h"\nservices={mx=true}\n', r"key 'node.services.mx': port must be a number"),
     ('[target]\nname="x"\n', r"key 'node': missing"),
+    ('[target]\nmta_sts_address="mta-sts.example.test"\n[[node]]\nhost="h"\nservices={mx=25}\n',
+     r"t.toml:2: key 'target.mta_sts_address': expected \"address:port\""),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, body: str, expected: str) -> None:
     with pytest.raises(TargetError, match=expected) as info:
@@ -165,3 +167,8 @@ def test_waivers_load_from_the_target(tmp_path: Path) -> None:
     path.write_text(TARGET)
     (waiver,) = load_target(path).waivers
     assert waiver == Waiver("FAIL-REDUNDANT-01", "one node in staging", "ops", date(2030, 1, 1))
+
+
+def test_mta_sts_address_keeps_ipv6_and_port(tmp_path: Path) -> None:
+    target = load_target(write(tmp_path, '[target]\nmta_sts_address="[::1]:8443"\n[[node]]\nhost="h"\nservices={mx=25}\n'))
+    assert target.mta_sts_address == ("::1", 8443)

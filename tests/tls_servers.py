@@ -108,12 +108,13 @@ def _imap_front(conn: socket.socket) -> bool:
 
 @contextlib.contextmanager
 def _thread_server(handshake: Callable[[socket.socket], None], *, smtp: bool, imap: bool = False,
-                   busy: Callable[[int], bool] = lambda n: False) -> Iterator[Served]:
-    listener = socket.create_server(("127.0.0.1", 0))
+                   busy: Callable[[int], bool] = lambda n: False, address: str = "127.0.0.1",
+                   port: int = 0) -> Iterator[Served]:
+    listener = socket.create_server((address, port))
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
     service = Service.SUBMISSION if smtp else Service.IMAP if imap else Service.SUBMISSIONS
-    served = Served(Endpoint(service, "node1", "localhost", port, "127.0.0.1"))
+    served = Served(Endpoint(service, "node1", "localhost", port, address))
     stop = threading.Event()
     workers: list[threading.Thread] = []
 
@@ -178,11 +179,12 @@ def _answers_tls13_only(conn: socket.socket) -> bool:
 @contextlib.contextmanager
 def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = False,
                    imap: bool = False, leaf: Issued | None = None, mute_below_tls13: bool = False,
-                   linger: bool = False) -> Iterator[Served]:
+                   linger: bool = False, address: str = "127.0.0.1", port: int = 0) -> Iterator[Served]:
     """Python's ssl (OpenSSL) as the server, configured by ``configure(ctx)``. ``mute_below_tls13``: a
     hello without TLS 1.3 is never answered (its connection stays open until the client gives up).
     ``linger``: after the handshake, never send close_notify and never close, as some GnuTLS-based MTAs:
-    only the client can end the connection (``Served.hung_up`` records that it did)."""
+    only the client can end the connection (``Served.hung_up`` records that it did). ``address``/``port``:
+    where to listen (another loopback address on the same port is a second address of one host)."""
     served_ref: list[Served] = []
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = (leaf or rsa_leaf()).write(Path(tmp), "leaf")
@@ -201,7 +203,7 @@ def openssl_server(configure: Callable[[ssl.SSLContext], None], *, smtp: bool = 
                 return
             tls.recv(1)
 
-    with _thread_server(handshake, smtp=smtp, imap=imap) as served:
+    with _thread_server(handshake, smtp=smtp, imap=imap, address=address, port=port) as served:
         served_ref.append(served)
         yield served
 

@@ -13,9 +13,15 @@ import ipaddress
 import pytest
 
 from conformance.evidence import Evidence
-from conformance.fixtures.dns import DomainPolicy, dnssec_relied_on
-from conformance.fixtures.tls import Certificates
-from conformance.probes.dns.dane import UNUSABLE_FOR_SMTP, chain_matches, spki_sha256, tlsa_records
+from conformance.fixtures.dns import DomainPolicy, ServedAt, dnssec_relied_on
+from conformance.probes.dns.dane import (
+    UNUSABLE_FOR_SMTP,
+    Tlsa,
+    Usage,
+    chain_matches,
+    spki_sha256,
+    tlsa_records,
+)
 from conformance.probes.dns.dnssec import Security
 from conformance.probes.dns.policy import (
     DkimKey,
@@ -166,6 +172,24 @@ def test_tlsrpt_record_is_published(mail_domain: str, domain_policy: DomainPolic
         raise AssertionError(f"domain@{mail_domain}: TLS-RPT record is invalid: {exc}") from None
 
 
+@pytest.mark.requirement("DNS-TLSRPT-02")
+def test_tlsrpt_reports_go_to_mailto_only(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    """BSI TR-03108 takes reports by mail only: an https: destination is a web endpoint outside the mail
+    system's own protection (bsi profile only)."""
+    found, texts = _records(domain_policy, evidence).txt(f"_smtp._tls.{mail_domain}", "v=TLSRPTv1")
+    _answered(found)
+    try:
+        rua = parse_tlsrpt(texts[0]).rua if len(texts) == 1 else None
+    except RecordError:
+        rua = None
+    if rua is None:
+        pytest.skip(f"domain@{mail_domain}: no single valid TLS-RPT record to judge (see DNS-TLSRPT-01)")
+    evidence.add("tlsrpt.rua", rua)
+    https = [u for u in rua if not u.lower().startswith("mailto:")]
+    assert not https, (f"domain@{mail_domain}: TLS-RPT sends reports to {', '.join(https)}: BSI TR-03108 4.1.10 "
+                       "allows mailto: destinations only")
+
+
 def _dkim_keys(target: Target, records: DomainRecords, domain: str, evidence: Evidence) -> dict[str, DkimKey | str]:
     """selector -> its key, or the reason it has none."""
     if not target.dkim_selectors:
@@ -301,42 +325,41 @@ def test_mx_hosts_publish_secure_tlsa(mail_domain: str, domain_policy: DomainPol
     assert not problems, f"domain@{mail_domain}: DANE: " + "; ".join(problems)
 
 
-def _served_chains(host: str, target: Target, certificates: dict[str, Certificates]) -> list[tuple[str, tuple[bytes, ...]]]:
-    """(where, chain) for every certificate the MX endpoints of ``host`` served in the TLS family's handshakes."""
-    chains = []
-    for endpoint in (e for e in target.endpoints_for(Service.MX) if e.host.rstrip(".").lower() == host):
-        found = certificates[endpoint.id]
-        if found.default.outcome is Outcome.SERVER_ERROR:
-            pytest.skip(f"{endpoint}: no TLS handshake, so no certificate to hold the TLSA set against "
-                        "(see STARTTLS-OFFER-01)")
-        if found.default.result is None:
-            raise Inconclusive(f"{endpoint}: {found.default.reason}")
-        where = f"{endpoint} at {endpoint.address or endpoint.host}"
-        chains += [(where, result.peer_chain_der) for result in found.distinct() if result.peer_chain_der]
-    return chains
+def _chains_of(served: ServedAt) -> tuple[tuple[bytes, ...], ...]:
+    """The chains one MX address served; skip or inconclusive when the TLS family has the finding."""
+    if served.outcome is Outcome.SERVER_ERROR and not served.own:
+        pytest.skip(f"{served.endpoint}: no TLS handshake, so no certificate to hold the TLSA set against "
+                    "(see STARTTLS-OFFER-01)")
+    if served.outcome is Outcome.INCONCLUSIVE or served.outcome is Outcome.LOCAL_ERROR:
+        raise Inconclusive(f"{served.where}: {served.reason}")
+    return served.chains
 
 
 @pytest.mark.requirement("DNS-DANE-02")
-def test_tlsa_matches_the_served_certificate(mail_domain: str, target: Target, domain_policy: DomainPolicy,
-                                            certificates: dict[str, Certificates], evidence: Evidence) -> None:
-    """A TLSA set that matches nothing makes every DANE-validating sender defer mail to the domain."""
+def test_tlsa_matches_the_served_certificate(mail_domain: str, domain_policy: DomainPolicy,
+                                            mx_served: list[ServedAt], evidence: Evidence) -> None:
+    """A TLSA set that matches nothing makes every DANE-validating sender defer mail to the domain: judged on
+    every A/AAAA address of every MX host, since a sender may pick any of them."""
     records = _records(domain_policy, evidence)
     problems, judged = [], 0
-    for host in records.mx_hosts:
-        tlsa = _tlsa_of(records, host)
-        usable = [r for r in tlsa_records(tlsa.rrset or ()) if r.usage not in UNUSABLE_FOR_SMTP]
+    for served in mx_served:
+        tlsa = _tlsa_of(records, served.host)
         if not tlsa.texts:
             continue
-        for where, chain in _served_chains(host, target, certificates):
+        usable = [r for r in tlsa_records(tlsa.rrset or ()) if r.usage not in UNUSABLE_FOR_SMTP]
+        chains = _chains_of(served)
+        if not chains:
+            problems.append(f"{served.where}: no certificate to match ({served.reason or 'no TLS handshake'})")
+        for chain in chains:
             judged += 1
             matched = chain_matches(usable, chain)
-            evidence.add(f"dane.{where}", f"leaf SPKI SHA-256 {spki_sha256(chain[0])}; "
-                                          f"matched by {matched.text if matched else 'nothing'}")
+            evidence.add(f"dane.{served.host}.{served.address}", f"leaf SPKI SHA-256 {spki_sha256(chain[0])}; "
+                                                                f"matched by {matched.text if matched else 'nothing'}")
             if matched is None:
-                problems.append(f"{where}: no usable TLSA record of _25._tcp.{host} "
+                problems.append(f"{served.where}: no usable TLSA record of _25._tcp.{served.host} "
                                 f"({'; '.join(tlsa.texts)}) matches the certificate served "
                                 f"(leaf SPKI SHA-256 {spki_sha256(chain[0])})")
-    if not judged:
+    if not judged and not problems:
         pytest.skip(f"domain@{mail_domain}: no TLSA record and served certificate to hold together (see DNS-DANE-01)")
     assert not problems, f"domain@{mail_domain}: DANE mismatch: " + "; ".join(problems)
 
@@ -351,3 +374,26 @@ def test_no_pkix_tlsa_usages(mail_domain: str, domain_policy: DomainPolicy, evid
     pkix = [f"_25._tcp.{h}: {r.text}" for h, r in found if r.usage in UNUSABLE_FOR_SMTP]
     assert not pkix, (f"domain@{mail_domain}: TLSA records with PKIX usages (0/1), which SMTP senders cannot use: "
                       + "; ".join(pkix) + ". Publish DANE-EE (3 1 1) or DANE-TA (2 x x) records instead")
+
+
+def _rollover_ready(records: list[Tlsa]) -> bool:
+    """RFC 7671 §8.1: the set still matches after the leaf key changes: a trust-anchor record, or a second
+    DANE-EE record already naming the next key."""
+    ee = {(r.selector, r.mtype, r.data) for r in records if r.usage == Usage.DANE_EE}
+    return any(r.usage == Usage.DANE_TA for r in records) or len(ee) >= 2
+
+
+@pytest.mark.requirement("DNS-DANE-04")
+def test_tlsa_set_is_rollover_ready(mail_domain: str, domain_policy: DomainPolicy, evidence: Evidence) -> None:
+    """With one DANE-EE record, the next key breaks delivery from every DANE sender until caches expire."""
+    records = _records(domain_policy, evidence)
+    sets = {host: tlsa_records(_tlsa_of(records, host).rrset or ()) for host in records.mx_hosts}
+    sets = {host: found for host, found in sets.items() if found}
+    if not sets:
+        pytest.skip(f"domain@{mail_domain}: no TLSA records to judge (see DNS-DANE-01)")
+    evidence.add("tlsa", [f"_25._tcp.{h}: {r.text}" for h, found in sets.items() for r in found])
+    single = [f"_25._tcp.{h} ({'; '.join(r.text for r in found)})" for h, found in sets.items()
+              if not _rollover_ready([r for r in found if r.usage not in UNUSABLE_FOR_SMTP])]
+    assert not single, (f"domain@{mail_domain}: TLSA sets not ready for a key rollover: " + "; ".join(single)
+                        + ". Publish a DANE-TA (2 0 1 / 2 1 1) record for the issuing CA, or a second 3 1 1 for "
+                          "the next key, at least two TTLs before changing keys")

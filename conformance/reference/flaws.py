@@ -57,15 +57,15 @@ _FLAW_LIST = [
     _f("no_tls13", "tls", "TLS 1.3 is not offered", "TLS-VER-03"),
     _f("anon_suites", "tls", "anonymous (unauthenticated) cipher suites are accepted", "TLS-SUITE-01"),
     _f("static_rsa", "tls", "a cipher suite without forward secrecy (static RSA) is accepted", "TLS-SUITE-02"),
-    # cert
+    # cert (an MX certificate not valid for its name also fails MTA-STS, RFC 8461 §4.2: DNS-MTASTS-02)
     _f("untrusted_cert", "cert", "the certificate is self-signed (does not chain to the trust anchor)",
-       "CERT-CHAIN-01"),
-    _f("wrong_hostname", "cert", "the certificate does not name the host", "CERT-NAME-01"),
-    _f("expired_cert", "cert", "the certificate has expired", "CERT-EXPIRY-01"),
+       "CERT-CHAIN-01", "DNS-MTASTS-02"),
+    _f("wrong_hostname", "cert", "the certificate does not name the host", "CERT-NAME-01", "DNS-MTASTS-02"),
+    _f("expired_cert", "cert", "the certificate has expired", "CERT-EXPIRY-01", "DNS-MTASTS-02"),
     _f("expiring_cert", "cert", "the certificate expires in 5 days", "CERT-EXPIRY-02"),
     _f("weak_key", "cert", "the certificate has a 1024-bit RSA key", "CERT-KEY-01"),
     _f("sha1_cert", "cert", "the certificate is signed with SHA-1 (so modern verifiers reject its path too)",
-       "CERT-SIG-01", "CERT-CHAIN-01"),
+       "CERT-SIG-01", "CERT-CHAIN-01", "DNS-MTASTS-02"),
     # auth, relay, enumeration, smuggling
     _f("accept_any_password", "auth", "any password is accepted for an existing user", "AUTH-WRONG-01"),
     _f("anonymous_login", "auth", "AUTH ANONYMOUS is offered and accepted", "AUTH-ANON-01",
@@ -145,6 +145,17 @@ _DNS_FLAWS = [
     _f("tlsa_mismatch", "dns", "the TLSA records name a key the MX hosts do not serve (an old key)",
        "DNS-DANE-02"),
     _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
+    _f("tlsa_single_record", "dns", "each MX host publishes one 3 1 1 TLSA record: a new key breaks DANE",
+       "DNS-DANE-04"),
+    # checked in the bsi profile only (tests/test_flaws.py runs it there)
+    _f("tlsrpt_https_only", "dns", "TLS-RPT reports go to an https: endpoint, not by mail", "DNS-TLSRPT-02"),
+    _f("mta_sts_missing", "dns", "no _mta-sts TXT record: senders never look for the MTA-STS policy",
+       "DNS-MTASTS-01"),
+    _f("mta_sts_redirect", "dns", "the policy host answers 301 (a redirect) instead of the policy",
+       "DNS-MTASTS-01"),
+    _f("mta_sts_mx_mismatch", "dns", "the MTA-STS policy names mx1 only: the backup MX mx2 is refused",
+       "DNS-MTASTS-02"),
+    _f("mta_sts_testing", "dns", "the MTA-STS policy is in mode testing", "DNS-MTASTS-03"),
 ]
 # outbound: the gateway as a sender, judged at the suite's lab MX hosts (conformance/reference/sender.py)
 _OUTBOUND_FLAWS = [
@@ -252,6 +263,12 @@ class Flaws:
     dkim_sha1: bool = False
     mta_sts_ignored: bool = False
     mta_sts_testing_enforced: bool = False
+    tlsa_single_record: bool = False
+    tlsrpt_https_only: bool = False
+    mta_sts_missing: bool = False
+    mta_sts_redirect: bool = False
+    mta_sts_mx_mismatch: bool = False
+    mta_sts_testing: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -34,6 +34,7 @@ from conformance.reference.dns import DnsResponder
 from conformance.reference.flaws import Flaws
 from conformance.reference.imap import serve_imap
 from conformance.reference.lockout import AuthEngine
+from conformance.reference.mtasts import PolicyServer, policy_text
 from conformance.reference.outage import Component, Outages
 from conformance.reference.pki import Pki, variant_for
 from conformance.reference.runtime import ErrorLog, NodeRuntime, Settings
@@ -41,7 +42,7 @@ from conformance.reference.sender import Route, Sender
 from conformance.reference.smtp import GatewaySMTP
 from conformance.reference.store import MailStore
 from conformance.reference.tlsconf import server_context
-from conformance.reference.zone import DKIM_SELECTOR, MailZone, ZoneKey, build_zone
+from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, MailZone, ZoneKey, build_zone
 
 T = TypeVar("T")
 NODES = {"node1": "mx1.example.test", "node2": "mx2.example.test"}
@@ -86,6 +87,7 @@ class Gateway:
         self._dns: DnsResponder | None = None   # the demo domain's signed zone (dns and failover families)
         self._zone_key: ZoneKey | None = None
         self.sender = Sender(self.flaws)        # outbound mail, sent once write_target(outbound=True) set a route
+        self._mta_sts: PolicyServer | None = None   # the MTA-STS policy host (HTTPS) of the demo domain
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -130,6 +132,8 @@ class Gateway:
             self._zone_key = ZoneKey.create()
             self._dns = DnsResponder().start()
             self._dns.load_zone(self._zone())
+            self._mta_sts = PolicyServer(*self._pki.named_leaf(f"mta-sts.{DOMAIN}")).start()
+            self._serve_policy()
         except BaseException:
             self.stop()
             raise
@@ -139,6 +143,9 @@ class Gateway:
         if self._dns is not None:
             self._dns.stop()
             self._dns = None
+        if self._mta_sts is not None:
+            self._mta_sts.stop()
+            self._mta_sts = None
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -255,6 +262,8 @@ class Gateway:
         self._call(self._listen(contexts, dict(self.ports)), self.start_timeout, "restarting the listeners")
         if self._dns is not None:  # single_node publishes one MX host; the ports may have moved
             self._dns.load_zone(self._zone())
+        if self._mta_sts is not None:
+            self._serve_policy()
 
     def reset(self) -> None:
         """Forget lockout state, delivered mail and outages (between tests on one gateway)."""
@@ -329,10 +338,16 @@ class Gateway:
         """The demo domain's zone for the current flaws and ports, signed with the gateway's key."""
         assert self._pki is not None and self._zone_key is not None
         chain, _ = self._pki.leaf(variant_for(self.flaws))
-        leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0].public_bytes(serialization.Encoding.DER)
+        leaf, *above = (c.public_bytes(serialization.Encoding.DER)
+                        for c in x509.load_pem_x509_certificates(chain.read_bytes()))
         ports = {(NODES[node], service): port for (node, service), port in self.ports.items()}
-        mail = MailZone(tuple(NODES[n] for n in self.nodes), ports, leaf)
+        mail = MailZone(tuple(NODES[n] for n in self.nodes), ports, leaf, above[-1] if above else None)
         return build_zone(mail, self.flaws, self._zone_key)
+
+    def _serve_policy(self) -> None:
+        assert self._mta_sts is not None
+        self._mta_sts.serve(policy_text(tuple(NODES[n] for n in self.nodes), self.flaws),
+                            redirect=self.flaws.mta_sts_redirect)
 
     @property
     def dnssec_anchor_path(self) -> Path:
@@ -369,6 +384,8 @@ class Gateway:
             self.dnssec_anchor_path.write_text(self._zone_key.trust_anchor(), encoding="ascii")
             lines += [f'resolver = "{self._dns.address}"', f"dkim_selectors = [{q(DKIM_SELECTOR)}]",
                       f"dnssec_trust_anchors = [{q(str(self.dnssec_anchor_path))}]"]
+        if self._mta_sts is not None:
+            lines += [f'mta_sts_address = "{self._mta_sts.address}"']
         lines += [""]
         for node in self.nodes:
             services = ", ".join(f"{s} = {self.ports[(node, s)]}" for s in SERVICES)

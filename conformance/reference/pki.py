@@ -127,6 +127,29 @@ class Pki:
                                                serialization.NoEncryption()))
         return chain_path, key_path
 
+    def named_leaf(self, name: str) -> tuple[Path, Path]:
+        """(chain file, key file) of a good ECDSA leaf for one more host name (the MTA-STS policy host)."""
+        chain_path, key_path = self.directory / f"{name}.pem", self.directory / f"{name}.key"
+        if chain_path.exists():
+            return chain_path, key_path
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(self.ca_cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(days=10)).not_valid_after(now + dt.timedelta(days=365))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(_ca_key().public_key()),
+                               critical=False)
+                .sign(_ca_key(), hashes.SHA256()))
+        chain_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
+                               + self.ca_cert.public_bytes(serialization.Encoding.PEM))
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return chain_path, key_path
+
     def _resign_sha1(self, cert: x509.Certificate) -> x509.Certificate:
         """The same certificate signed with SHA-1 by the CA, via the openssl CLI: cryptography refuses
         to sign with SHA-1. Raises subprocess.CalledProcessError if openssl fails."""

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conformance.reference.flaws import Flaws
-from conformance.reference.mtasts import StsPolicy, fetch_policy
+from conformance.reference.sts_fetch import StsPolicy, fetch_policy
 from conformance.reference.validator import LookupFailed, Security, Validator
 from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
 

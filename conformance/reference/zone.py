@@ -62,6 +62,7 @@ class MailZone:
     hosts: tuple[str, ...]                    # MX hosts in preference order
     ports: Mapping[tuple[str, str], int]      # (host, service) -> port
     leaf_der: bytes                           # the certificate the MX hosts serve
+    ca_der: bytes | None = None               # the CA certificate they send above it (None: self-signed leaf)
 
 
 @functools.lru_cache(maxsize=2)
@@ -101,9 +102,12 @@ def _policies(flaws: Flaws) -> dict[tuple[str, str], list[str]]:
     policy = "none" if flaws.dmarc_none else "reject"
     reports = "dmarc@reports.example.net" if flaws.dmarc_external_rua else f"dmarc-reports@{DOMAIN}"
     out = {("_dmarc", "TXT"): _txt(f"v=DMARC1; p={policy}; rua=mailto:{reports}"),
-           ("_mta-sts", "TXT"): _txt("v=STSv1; id=20261201T000000")}
+           ("mta-sts", "A"): ["127.0.0.1"]}   # the policy host (the lab target overrides its port)
+    if not flaws.mta_sts_missing:
+        out[("_mta-sts", "TXT")] = _txt("v=STSv1; id=20261201T000000")
     if not flaws.tlsrpt_missing:
-        out[("_smtp._tls", "TXT")] = _txt(f"v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}")
+        rua = f"https://tlsrpt.{DOMAIN}/v1" if flaws.tlsrpt_https_only else f"mailto:tlsrpt@{DOMAIN}"
+        out[("_smtp._tls", "TXT")] = _txt(f"v=TLSRPTv1; rua={rua}")
     if not flaws.dkim_missing:
         out[(f"{DKIM_SELECTOR}._domainkey", "TXT")] = [_dkim_record(flaws)]
     return out
@@ -119,13 +123,20 @@ def _srv(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
 
 
 def _tlsa(label: str, mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:
+    """DANE-EE (3 1 1) for the served key, plus DANE-TA (2 0 1) for the CA above it (or a 3 1 1 for the next
+    key): the set survives a change of leaf key (RFC 7671 §8.1). ``tlsa_single_record`` leaves one 3 1 1."""
     if flaws.tlsa_missing:
         return {}
     digest = _spki_sha256(mail.leaf_der)
-    if flaws.tlsa_mismatch:  # what is left behind after a key rollover that forgot the DNS
+    ca = hashlib.sha256(mail.ca_der).hexdigest() if mail.ca_der else None
+    if flaws.tlsa_mismatch:  # what is left behind after a key and CA change that forgot the DNS
         digest = hashlib.sha256(b"the key this host served last year").hexdigest()
+        ca = hashlib.sha256(b"the CA this host used last year").hexdigest()
+    records = [f"3 1 1 {digest}"]
+    if not flaws.tlsa_single_record:  # a self-signed leaf has no CA above it: pre-publish the next key instead
+        records.append(f"2 0 1 {ca}" if ca else f"3 1 1 {hashlib.sha256(b'the key this host serves next').hexdigest()}")
     extra = [f"1 1 1 {digest}"] if flaws.tlsa_pkix_usage else []
-    return {(f"_25._tcp.{label}", "TLSA"): [f"3 1 1 {digest}", *extra]}
+    return {(f"_25._tcp.{label}", "TLSA"): [*records, *extra]}
 
 
 def records(mail: MailZone, flaws: Flaws) -> dict[tuple[str, str], list[str]]:

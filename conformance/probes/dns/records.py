@@ -21,6 +21,7 @@ from enum import StrEnum
 import dns.asyncresolver
 import dns.exception
 import dns.flags
+import dns.message
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
@@ -28,7 +29,7 @@ import dns.resolver
 import dns.rrset
 
 from conformance.probes.dns.mx import make_resolver
-from conformance.probes.wire.outcome import Attempt, Outcome
+from conformance.probes.wire.outcome import Attempt, Outcome, os_error_words
 
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: larger answers come over TCP, never fragmented
 SRV_NAMES = ("_submissions._tcp", "_imaps._tcp", "_submission._tcp", "_imap._tcp")
@@ -119,8 +120,8 @@ async def lookup(resolver: dns.asyncresolver.Resolver, name: str, rtype: str) ->
     except dns.exception.Timeout as exc:
         return Lookup(key, rtype, Status.TIMEOUT, reason=str(exc))
     except dns.resolver.NoNameservers as exc:
-        status = Status.SERVFAIL if "SERVFAIL" in str(exc) else Status.ERROR
-        return Lookup(key, rtype, status, reason=str(exc))
+        status, words = _nameserver_failures(exc)
+        return Lookup(key, rtype, status, reason=words)
     except dns.exception.DNSException as exc:
         return Lookup(key, rtype, Status.ERROR, reason=str(exc))
     canonical = _key(answer.canonical_name.to_text())
@@ -130,6 +131,28 @@ async def lookup(resolver: dns.asyncresolver.Resolver, name: str, rtype: str) ->
     rrset = answer.rrset
     return Lookup(key, rtype, Status.ANSWER, tuple(_text(r) for r in rrset), cname=cname, rrset=rrset,
                   rrsigs=_sigs_for(answer, rrset.name, rrset.rdtype))
+
+
+def _nameserver_failures(exc: dns.resolver.NoNameservers) -> tuple[Status, str]:
+    """What each server did, in words: dnspython's own text names exception objects ("[Errno 111] Connect
+    call failed", an empty text for a truncated answer)."""
+    words: list[str] = []
+    servfail = False
+    for server, tcp, port, error, _ in exc.kwargs.get("errors", []):
+        address = str(server).removeprefix("Do53:").partition("@")[0]   # dnspython names it "Do53:addr@port"
+        where = f"{address} port {port} over {'TCP' if tcp else 'UDP'}"
+        if isinstance(error, str):  # a response code
+            servfail |= error == "SERVFAIL"
+            text = f"{where} answered {error}"
+        elif isinstance(error, dns.message.Truncated):
+            text = f"{where} answered truncated (TC), so the answer needs TCP"
+        elif isinstance(error, OSError):
+            text = f"{where}: {os_error_words(error)}"
+        else:
+            text = f"{where}: {str(error) or 'no usable answer'}"
+        if text not in words:
+            words.append(text)
+    return (Status.SERVFAIL if servfail else Status.ERROR), "; ".join(words) or "no server answered"
 
 
 async def lookup_all(resolver: dns.asyncresolver.Resolver, queries: Iterable[tuple[str, str]]) -> list[Lookup]:
@@ -148,7 +171,8 @@ def policy_resolver(spec: str | None, timeout: float) -> dns.asyncresolver.Resol
 
 def domain_queries(domain: str, selectors: Iterable[str]) -> list[tuple[str, str]]:
     queries = [(domain, "MX"), (domain, "TXT"), (domain, "DNSKEY"), (f"_dmarc.{domain}", "TXT"),
-               (f"_smtp._tls.{domain}", "TXT"), (f"_mta-sts.{domain}", "TXT")]
+               (f"_smtp._tls.{domain}", "TXT"), (f"_mta-sts.{domain}", "TXT"), (f"mta-sts.{domain}", "A"),
+               (f"mta-sts.{domain}", "AAAA")]
     queries += [(f"{srv}.{domain}", "SRV") for srv in SRV_NAMES]
     queries += [(f"{selector}._domainkey.{domain}", "TXT") for selector in selectors]
     return queries

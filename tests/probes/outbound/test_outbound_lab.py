@@ -157,7 +157,7 @@ def test_every_scenario_has_its_own_subdomain_and_addresses() -> None:
 
 
 def test_the_policy_hosts_serve_each_scenarios_mta_sts_policy_over_verified_tls(outbound: Outbound) -> None:
-    from conformance.reference.mtasts import StsPolicy, fetch_policy
+    from conformance.reference.sts_fetch import StsPolicy, fetch_policy
 
     outbound = Outbound(outbound.domain, outbound.address, outbound.dns_port, outbound.mx_port,
                         _free_port(outbound.address), outbound.lab_dir)

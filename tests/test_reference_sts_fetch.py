@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.reference.mtasts import StsPolicy, parse_policy
+from conformance.reference.sts_fetch import StsPolicy, parse_policy
 
 pytestmark = pytest.mark.unit
 
