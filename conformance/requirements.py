@@ -90,6 +90,20 @@ _TLS = [
        "RFC 5746 §3.6, §4.3; RFC 9325 §3.5; NIST SP 800-52r2 §3.4.1.4", MUST, "tls"),
 ]
 
+# issue 16: posture the raw scan already sees
+_TLS_POSTURE = [
+    _r("TLS-FALLBACK-01", "With more than one version accepted, a hello below the best one carrying "
+       "TLS_FALLBACK_SCSV is refused with inappropriate_fallback", "RFC 7507 §3", SHOULD, "tls"),
+    _r("TLS-PREF-01", "The server enforces its own cipher-suite order and picks a forward-secret AEAD suite first",
+       "RFC 9325 §4.1 (MUST prefer forward secrecy), §4.2.1", SHOULD, "tls", sensitive_data=MUST),
+    _r("TLS-PREF-02", "Suites without forward-secret AEAD, where still accepted, rank below every "
+       "forward-secret AEAD suite", "RFC 9325 §4.1, §4.2.1 (servers MUST prefer it over weaker suites)",
+       SHOULD, "tls"),
+    _r("TLS-KEX-01", "Key exchange: elliptic curves of at least 224 bits, finite-field DHE primes of at least "
+       "2048 bits and no well-known shared prime (Logjam)", "RFC 9325 §4.5; IANA TLS Supported Groups", MUST,
+       "tls"),
+]
+
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",
        "RFC 8314 §4.4; RFC 5280 §6; NIST SP 800-52r2 §3.2", MUST, "tls"),
@@ -241,7 +255,7 @@ _DNS = [
 ]
 
 CATALOGUE: dict[str, Requirement] = {
-    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS)
+    r.id: r for r in (*_STARTTLS, *_TLS, *_TLS_POSTURE, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS)
 }
 
 

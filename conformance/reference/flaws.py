@@ -146,7 +146,15 @@ _DNS_FLAWS = [
        "DNS-DANE-02"),
     _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
 ]
-FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS]}
+# issue 16: TLS posture
+_TLS_POSTURE_FLAWS = [
+    _f("client_cipher_preference", "tls", "the client's cipher-suite order wins over the server's", "TLS-PREF-01"),
+    # a CBC suite accepted at all is TLS-SUITE-02's finding as well
+    _f("legacy_suite_ranked_high", "tls", "a CBC suite ranks above forward-secret AEAD suites", "TLS-PREF-02",
+       "TLS-SUITE-02"),
+    _f("weak_dh_params", "tls", "DHE suites use the 1024-bit Oakley group 2 prime (Logjam)", "TLS-KEX-01"),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_TLS_POSTURE_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,9 @@ class Flaws:
     tlsa_missing: bool = False
     tlsa_mismatch: bool = False
     tlsa_pkix_usage: bool = False
+    client_cipher_preference: bool = False
+    legacy_suite_ranked_high: bool = False
+    weak_dh_params: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

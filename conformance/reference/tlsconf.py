@@ -19,13 +19,16 @@ LEGACY_CBC_SUITES = "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA"   # TLS 1.0 has 
 # anonymous ECDHE AEAD suite, hence finite-field DH)
 ANON_SUITES = "ADH-AES128-GCM-SHA256:ADH-AES256-GCM-SHA384"
 STATIC_RSA_SUITES = "AES128-GCM-SHA256"
+# the top pick stays strong; the CBC suite outranks the remaining AEAD suites
+RANKED_HIGH_SUITES = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA"
+DHE_SUITES = "DHE-RSA-AES128-GCM-SHA256"  # forward-secret AEAD: only its prime is weak
 
 
 def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
     """The context a node's listeners and STARTTLS use. Raises ssl.SSLError if OpenSSL refuses it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
-    suites = [GOOD_TLS12_SUITES]
+    suites = [RANKED_HIGH_SUITES, GOOD_TLS12_SUITES] if flaws.legacy_suite_ranked_high else [GOOD_TLS12_SUITES]
     weak_level = False
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if flaws.tls1_0_on(node):
@@ -42,10 +45,17 @@ def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
         weak_level = True
     if flaws.static_rsa:
         suites.append(STATIC_RSA_SUITES)
+    if flaws.client_cipher_preference:
+        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    if flaws.weak_dh_params:
+        suites.append(DHE_SUITES)
+        weak_level = True
     variant = variant_for(flaws)
     if variant in (CertVariant.WEAK_KEY, CertVariant.SHA1):
         weak_level = True
     context.set_ciphers(":".join(suites) + (":@SECLEVEL=0" if weak_level else ""))
+    if flaws.weak_dh_params:  # after the security level is lowered: OpenSSL refuses 1024-bit DH at level 2
+        context.load_dh_params(str(pki.weak_dh_params()))
     chain, key = pki.leaf(variant)
     context.load_cert_chain(chain, key)
     return context

@@ -37,6 +37,7 @@ class ServerFlight:
     hello: ServerHello
     dhe_bits: int | None = None
     ecdhe_group: int | None = None
+    dhe_prime: int | None = None
 
     @property
     def version(self) -> int:
@@ -78,7 +79,8 @@ async def _read_record(reader: asyncio.StreamReader) -> tuple[int, bytes] | None
 def _key_exchange(flight: ServerFlight, body: bytes) -> ServerFlight:
     chosen = suite(flight.cipher_suite)
     if chosen.ephemeral_dh:
-        return ServerFlight(flight.hello, dhe_bits=DheParams.parse(body).bits)
+        params = DheParams.parse(body)
+        return ServerFlight(flight.hello, dhe_bits=params.bits, dhe_prime=int.from_bytes(params.prime, "big"))
     if chosen.ephemeral_ecdh:
         return ServerFlight(flight.hello, ecdhe_group=EcdheParams.parse(body).group)
     return flight

@@ -34,7 +34,6 @@ from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSui
 from conformance.probes.tls.wire import (
     ALL_GROUPS,
     COMPRESSION_DEFLATE,
-    AlertDescription,
     NamedGroup,
     TlsVersion,
     describe,
@@ -121,6 +120,10 @@ class TlsScan:
     unsettled_versions: dict[TlsVersion, str] = field(default_factory=dict)
     # Versions whose suite list is incomplete or holds suites no completed handshake confirmed, and why:
     unsettled_suites: dict[TlsVersion, str] = field(default_factory=dict)
+    # Per version accepting both classes, under server preference: its picks from every accepted suite but
+    # the first, down to the first suite without forward-secret AEAD (None: that ranking was not settled).
+    legacy_rank: dict[TlsVersion, tuple[CipherSuite, ...] | None] = field(default_factory=dict)
+    dhe_primes: frozenset[int] = frozenset()  # every finite-field DHE prime a ServerKeyExchange carried
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -184,6 +187,7 @@ class _Findings:
     renegotiation: dict[int, bool] = field(default_factory=dict)
     groups_by_version: dict[int, set[int]] = field(default_factory=dict)
     dhe_bits: set[int] = field(default_factory=set)
+    dhe_primes: set[int] = field(default_factory=set)
 
     def learn(self, flight: ServerFlight) -> None:
         """Everything a first flight tells besides version and suite (reuse, not re-probe)."""
@@ -198,6 +202,8 @@ class _Findings:
             self.groups_by_version.setdefault(flight.version, set()).add(group)
         if flight.dhe_bits is not None:
             self.dhe_bits.add(flight.dhe_bits)
+        if flight.dhe_prime is not None:
+            self.dhe_primes.add(flight.dhe_prime)
 
 
 class _Scan:
@@ -367,6 +373,29 @@ class _Scan:
             return None
         return answer.cipher_suite == first
 
+    async def legacy_ranks(self, found: dict[TlsVersion, list[int]], preference: bool | None,
+                           ) -> dict[TlsVersion, tuple[CipherSuite, ...] | None]:
+        """Where the server orders suites and accepts both classes: its picks below the first one, one
+        connection each, until it picks a suite without forward-secret AEAD (RFC 9325 4.1: prefer them)."""
+        if not preference:
+            return {}
+        mixed = {v: codes for v, codes in found.items() if v != TlsVersion.TLS1_3
+                 and len({suite(c).grade is Grade.STRONG for c in codes}) == 2}
+        ranks = await asyncio.gather(*(self._rank(v, codes[1:]) for v, codes in mixed.items()))
+        return dict(zip(mixed, ranks))
+
+    async def _rank(self, version: TlsVersion, offer: list[int]) -> tuple[CipherSuite, ...] | None:
+        picks: list[CipherSuite] = []
+        remaining = list(offer)
+        while remaining and not any(s.grade is not Grade.STRONG for s in picks):
+            answer = await self.hello(f"{version} legacy suite rank", self._hello_for(version, tuple(remaining)), CHAIN)
+            if not isinstance(answer, ServerFlight) or answer.version != version or answer.cipher_suite not in remaining:
+                self.inconclusive.append(f"{version} legacy suite rank: the server refused suites it had accepted")
+                return None
+            picks.append(suite(answer.cipher_suite))
+            remaining.remove(answer.cipher_suite)
+        return tuple(picks)
+
     async def fallback_scsv(self, accepted: set[TlsVersion]) -> bool | None:
         """RFC 7507: a hello below the server's best version carrying the SCSV must get inappropriate_fallback."""
         ordered = sorted(v for v in accepted if v >= TlsVersion.SSL3)
@@ -377,12 +406,9 @@ class _Scan:
                                   self._hello_for(lower, _pool(lower), fallback=True), LAST)
         if answer is None:
             return None
-        if isinstance(answer, Refusal):
-            if answer.alert == AlertDescription.INAPPROPRIATE_FALLBACK:
-                return True
-            self.inconclusive.append(f"fallback SCSV: refused with {answer.reason}, not inappropriate_fallback")
-            return None
-        return False
+        # The same hello without the SCSV was accepted, so any refusal is the SCSV's doing; some stacks (and
+        # asyncio's TLS server) close without sending the inappropriate_fallback alert RFC 7507 3 asks for.
+        return isinstance(answer, Refusal)
 
     async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
         """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
@@ -442,7 +468,9 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         for job in jobs:
             job.cancel()
     found.update({v: [] for v in accepted if v not in found and v != TlsVersion.SSL2})
-    settled = await settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()}, scan.confirm)
+    settled, legacy_rank = await asyncio.gather(
+        settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()}, scan.confirm),
+        scan.legacy_ranks(found, preference))
     confirmed = set(settled.suites)
     unsettled_versions = {v: next((i for i in scan.inconclusive if i.startswith(f"{v} support:")), "no answer")
                           for v, (ok, _) in contacts.items() if ok is None}
@@ -473,7 +501,10 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         duration_s=time.monotonic() - started,
         unsettled_versions=unsettled_versions,
         unsettled_suites=unsettled_suites,
+        legacy_rank={v: rank for v, rank in legacy_rank.items() if v in settled.suites},
+        dhe_primes=frozenset(f.dhe_primes),
     )
+
 
 
 async def scan_endpoint(endpoint: Endpoint, cfg_like: ScanConfig | None = None, *, address: str | None = None,
