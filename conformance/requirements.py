@@ -102,6 +102,11 @@ _TLS_POSTURE = [
     _r("TLS-KEX-01", "Key exchange: elliptic curves of at least 224 bits, finite-field DHE primes of at least "
        "2048 bits and no well-known shared prime (Logjam)", "RFC 9325 §4.5; IANA TLS Supported Groups", MUST,
        "tls"),
+    _r("TLS-EMS-01", "TLS 1.2 negotiates the extended master secret", "RFC 9325 §3.5 (MUST); RFC 7627 §5.2", MUST,
+       "tls"),
+    _r("TLS-ETM-01", "Every accepted CBC suite is negotiated with encrypt-then-MAC", "RFC 7366 §3", SHOULD, "tls"),
+    _r("TLS-TRUNC-01", "The truncated_hmac extension is never accepted", "RFC 9325 §4.6; RFC 6066 §7", MUST,
+       "tls"),
 ]
 
 _CERT = [

@@ -5,6 +5,7 @@ hidden from it, as servers from before RFC 7507 (2015) behaved."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tls_servers import tlslite_server
@@ -12,7 +13,13 @@ from tlslite.api import TLSConnection
 from tlslite.constants import CipherSuite
 from tlslite.messages import ClientHello
 
+from conformance.checks import test_tls_posture
+from conformance.probes.tls.scan import TlsScan
+from conformance.probes.tls.suites import by_name
+from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.outcome import Attempt, Outcome
 from tests.suite_runner import run_suite
+from tests.test_checks_auth import MX, verdict
 from tests.test_checks_tls_legacy import _target, _verdicts
 
 pytestmark = pytest.mark.reference
@@ -39,3 +46,20 @@ def test_fallback_scsv(connection: type | None, verdict: str, tmp_path: Path) ->
     assert _verdicts(run) == {"TLS-FALLBACK-01": verdict}, run.describe()
     if verdict == "fail":
         assert "TLS 1.1 hello carrying TLS_FALLBACK_SCSV" in run.with_verdict("fail")[0].reason
+
+
+def _scan_with(**findings: object) -> dict[str, Attempt[Any]]:
+    """A completed scan of a TLS 1.2 server with one strong suite, as the checks read it."""
+    tls12 = TlsVersion.TLS1_2
+    result = TlsScan(MX.id, "127.0.0.1", frozenset({tls12}), {tls12: (by_name("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),)},
+                     None, frozenset(), None, False, True, None, 10, (), 0.1, **findings)  # type: ignore[arg-type]
+    return {MX.id: Attempt(MX.id, Outcome.COMPLETED, result, "", ("TLS 1.2 hello",))}
+
+
+@pytest.mark.unit
+def test_truncated_hmac_fails_on_the_servers_echo() -> None:
+    """No TLS stack here implements truncated HMAC (OpenSSL never did, tlslite-ng neither): the check is
+    proven on the scan's finding, the finding on wire bytes (tests/probes/tls/test_tls_wire.py)."""
+    assert verdict(test_tls_posture.test_no_truncated_hmac, MX, _scan_with(truncated_hmac=True)) == "fail"
+    assert verdict(test_tls_posture.test_no_truncated_hmac, MX, _scan_with(truncated_hmac=False)) == "pass"
+    assert verdict(test_tls_posture.test_no_truncated_hmac, MX, _scan_with()) == "inconclusive"

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.checks.test_tls import ALL_SERVICES, _completed_scans, _undetermined, _unsettled
+from conformance.checks.test_tls import (
+    ALL_SERVICES,
+    BEFORE_TLS_1_3,
+    _completed_scans,
+    _undetermined,
+    _unsettled,
+)
 from conformance.evidence import Evidence
 from conformance.probes.tls.groups import KNOWN_WEAK_PRIMES, group_bits, is_finite_field
 from conformance.probes.tls.scan import TlsScan
@@ -83,11 +89,9 @@ def test_legacy_suites_rank_last(endpoint: Endpoint, tls_scans: dict[str, Attemp
             rank = scan.legacy_rank.get(version)
             if rank is None:
                 _undetermined(scan, f"where {version}'s legacy suites rank")
-            evidence.add(f"rank[{scan.address}][{version}]", [suites[0].name, *(s.name for s in rank or ())])
-            outranked = [s for s in strong if s != suites[0] and s not in (rank or ())]
-            assert not (rank and rank[-1].grade is not Grade.STRONG and outranked), (
-                f"{endpoint} [{scan.address}]: {version} ranks {rank[-1].name if rank else ''} above "
-                f"{_names(outranked)}; put every suite without forward-secret AEAD last")
+            evidence.add(f"legacy_rank[{scan.address}][{version}]", [s.name for s in rank or ()])
+            assert not rank, (f"{endpoint} [{scan.address}]: {version} ranks {rank[0].name if rank else ''} above "
+                              f"{_names(rank[1:] if rank else ())}; put every suite without forward-secret AEAD last")
         _unsettled(scan, suites=True)
 
 
@@ -114,3 +118,51 @@ def test_key_exchange_strength(endpoint: Endpoint, tls_scans: dict[str, Attempt[
         if not scan.groups and scan.dhe_bits is None:
             raise Inconclusive(f"{endpoint} [{scan.address}]: no key-exchange group was seen in any answer")
         _unsettled(scan, suites=True)
+
+
+@pytest.mark.requirement("TLS-EMS-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_extended_master_secret(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]],
+                                evidence: Evidence) -> None:
+    judged = False
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        if TlsVersion.TLS1_2 not in scan.accepted_versions:
+            _unsettled(scan, frozenset({TlsVersion.TLS1_2}))
+            continue  # TLS 1.3 always binds the master secret to the handshake
+        ems = scan.extended_master_secret.get(TlsVersion.TLS1_2)
+        if ems is None:
+            _undetermined(scan, "whether TLS 1.2 uses the extended master secret")
+        evidence.add(f"extended_master_secret[{scan.address}]", ems)
+        assert ems, (f"{endpoint} [{scan.address}]: TLS 1.2 ServerHello does not answer the extended_master_secret "
+                     "extension (RFC 7627): open to the triple-handshake attack")
+        judged = True
+    if not judged:
+        pytest.skip(f"{endpoint}: no TLS 1.2, so no extended master secret to negotiate")
+
+
+@pytest.mark.requirement("TLS-ETM-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_encrypt_then_mac_for_cbc(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]],
+                                  evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        cbc = sorted(s for s in scan.all_suites if "_CBC" in s.cipher)
+        evidence.add(f"cbc_suites[{scan.address}]", [s.name for s in cbc])
+        without = sorted(scan.cbc_without_etm)
+        assert not without, (f"{endpoint} [{scan.address}]: CBC suites negotiated without encrypt-then-MAC "
+                             f"(RFC 7366): {_names(without)}")
+        _unsettled(scan, suites=True)
+
+
+@pytest.mark.requirement("TLS-TRUNC-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_truncated_hmac(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    for scan in _completed_scans(endpoint, tls_scans, evidence):
+        if scan.accepted_versions <= {TlsVersion.TLS1_3}:
+            _unsettled(scan)
+            continue  # TLS 1.3 has no truncated_hmac extension
+        if scan.truncated_hmac is None:
+            _undetermined(scan, "whether truncated HMAC is accepted")
+        evidence.add(f"truncated_hmac[{scan.address}]", scan.truncated_hmac)
+        assert not scan.truncated_hmac, (f"{endpoint} [{scan.address}]: accepts the truncated_hmac extension "
+                                         "(RFC 9325 4.6 forbids it: 80-bit MACs)")
+        _unsettled(scan, BEFORE_TLS_1_3)

@@ -153,6 +153,9 @@ _TLS_POSTURE_FLAWS = [
     _f("legacy_suite_ranked_high", "tls", "a CBC suite ranks above forward-secret AEAD suites", "TLS-PREF-02",
        "TLS-SUITE-02"),
     _f("weak_dh_params", "tls", "DHE suites use the 1024-bit Oakley group 2 prime (Logjam)", "TLS-KEX-01"),
+    _f("no_extended_master_secret", "tls", "TLS 1.2 ignores the extended master secret (triple handshake)",
+       "TLS-EMS-01"),
+    _f("cbc_without_etm", "tls", "CBC suites are accepted with MAC-then-encrypt only", "TLS-ETM-01", "TLS-SUITE-02"),
 ]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_TLS_POSTURE_FLAWS]}
 
@@ -233,6 +236,8 @@ class Flaws:
     client_cipher_preference: bool = False
     legacy_suite_ranked_high: bool = False
     weak_dh_params: bool = False
+    no_extended_master_secret: bool = False
+    cbc_without_etm: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

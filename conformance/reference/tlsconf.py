@@ -21,6 +21,9 @@ ANON_SUITES = "ADH-AES128-GCM-SHA256:ADH-AES256-GCM-SHA384"
 STATIC_RSA_SUITES = "AES128-GCM-SHA256"
 # the top pick stays strong; the CBC suite outranks the remaining AEAD suites
 RANKED_HIGH_SUITES = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA"
+# OpenSSL 3.0 option bits the ssl module does not name (include/openssl/ssl.h.in)
+OP_NO_EXTENDED_MASTER_SECRET = 1 << 0
+OP_NO_ENCRYPT_THEN_MAC = 1 << 19
 DHE_SUITES = "DHE-RSA-AES128-GCM-SHA256"  # forward-secret AEAD: only its prime is weak
 
 
@@ -47,6 +50,11 @@ def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
         suites.append(STATIC_RSA_SUITES)
     if flaws.client_cipher_preference:
         context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    if flaws.no_extended_master_secret:
+        context.options |= OP_NO_EXTENDED_MASTER_SECRET
+    if flaws.cbc_without_etm:
+        suites.append(LEGACY_CBC_SUITES)
+        context.options |= OP_NO_ENCRYPT_THEN_MAC
     if flaws.weak_dh_params:
         suites.append(DHE_SUITES)
         weak_level = True

@@ -120,10 +120,14 @@ class TlsScan:
     unsettled_versions: dict[TlsVersion, str] = field(default_factory=dict)
     # Versions whose suite list is incomplete or holds suites no completed handshake confirmed, and why:
     unsettled_suites: dict[TlsVersion, str] = field(default_factory=dict)
-    # Per version accepting both classes, under server preference: its picks from every accepted suite but
-    # the first, down to the first suite without forward-secret AEAD (None: that ranking was not settled).
+    # Per version accepting both classes, under server preference: () if every suite without forward-secret
+    # AEAD ranks below every one with it, else (a legacy suite, the strong suites it outranks); None: unknown.
     legacy_rank: dict[TlsVersion, tuple[CipherSuite, ...] | None] = field(default_factory=dict)
     dhe_primes: frozenset[int] = frozenset()  # every finite-field DHE prime a ServerKeyExchange carried
+    # Per confirmed version TLS 1.0-1.2: did every ServerHello echo the extended master secret (RFC 7627)?
+    extended_master_secret: dict[TlsVersion, bool] = field(default_factory=dict)
+    cbc_without_etm: frozenset[CipherSuite] = frozenset()  # confirmed CBC suites chosen without encrypt-then-MAC
+    truncated_hmac: bool | None = None  # some ServerHello of a confirmed version accepted truncated HMAC
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -188,6 +192,9 @@ class _Findings:
     groups_by_version: dict[int, set[int]] = field(default_factory=dict)
     dhe_bits: set[int] = field(default_factory=set)
     dhe_primes: set[int] = field(default_factory=set)
+    ems: dict[int, set[bool]] = field(default_factory=dict)
+    etm_by_suite: dict[tuple[int, int], set[bool]] = field(default_factory=dict)
+    truncated_hmac: dict[int, set[bool]] = field(default_factory=dict)
 
     def learn(self, flight: ServerFlight) -> None:
         """Everything a first flight tells besides version and suite (reuse, not re-probe)."""
@@ -197,6 +204,12 @@ class _Findings:
             if flight.version >= TlsVersion.TLS1_0:  # SSL 3.0 hellos carry no extensions
                 self.stapling.add(flight.hello.ocsp_stapling)
             self.renegotiation[flight.version] = flight.hello.secure_renegotiation
+        if TlsVersion.TLS1_0 <= flight.version < TlsVersion.TLS1_3:
+            hello = flight.hello
+            self.ems.setdefault(flight.version, set()).add(hello.extended_master_secret)
+            self.truncated_hmac.setdefault(flight.version, set()).add(hello.truncated_hmac)
+            if "_CBC" in suite(hello.cipher_suite).cipher:
+                self.etm_by_suite.setdefault((flight.version, hello.cipher_suite), set()).add(hello.encrypt_then_mac)
         group = flight.hello.key_share_group if flight.version >= TlsVersion.TLS1_3 else flight.ecdhe_group
         if group is not None:
             self.groups_by_version.setdefault(flight.version, set()).add(group)
@@ -220,6 +233,7 @@ class _Scan:
         self.gate = _PriorityGate(limiter.max_per_host)
         # Resolved by the first elimination round of a version: the preference probe needs no more.
         self.second_suite: dict[TlsVersion, asyncio.Future[int]] = {}
+        self.chains: dict[TlsVersion, list[list[int]]] = {}  # each partition's picks, in the server's order
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         # Only the first connection's STARTTLS preamble goes into the transcript; the rest repeat it.
@@ -320,6 +334,7 @@ class _Scan:
         results = await asyncio.gather(*(self.eliminate(version, part, f"{version} suites") for part in parts))
         if not all(complete for _, complete in results):
             self.unsettled_suites[version] = "the suite list could not be completed"
+        self.chains[version] = [chosen for chosen, _ in results]
         return [first] + [code for chosen, _ in results for code in chosen]
 
     def _partitions(self, version: TlsVersion, pool: list[int], main: bool) -> list[list[int]]:
@@ -375,26 +390,43 @@ class _Scan:
 
     async def legacy_ranks(self, found: dict[TlsVersion, list[int]], preference: bool | None,
                            ) -> dict[TlsVersion, tuple[CipherSuite, ...] | None]:
-        """Where the server orders suites and accepts both classes: its picks below the first one, one
-        connection each, until it picks a suite without forward-secret AEAD (RFC 9325 4.1: prefer them)."""
+        """Where the server orders suites and accepts both classes, whether a suite without forward-secret
+        AEAD outranks one with it (RFC 9325 4.1: prefer them). Each elimination chain already holds the
+        server's order within its partition; across partitions only the lowest strong and the highest
+        legacy suite of each chain can be out of order, so those few are ranked against each other."""
         if not preference:
             return {}
-        mixed = {v: codes for v, codes in found.items() if v != TlsVersion.TLS1_3
-                 and len({suite(c).grade is Grade.STRONG for c in codes}) == 2}
-        ranks = await asyncio.gather(*(self._rank(v, codes[1:]) for v, codes in mixed.items()))
+        mixed = [v for v, codes in found.items() if v != TlsVersion.TLS1_3 and v in self.chains
+                 and len({suite(c).grade is Grade.STRONG for c in codes}) == 2]
+        ranks = await asyncio.gather(*(self._rank(v, suite(found[v][0])) for v in mixed))
         return dict(zip(mixed, ranks))
 
-    async def _rank(self, version: TlsVersion, offer: list[int]) -> tuple[CipherSuite, ...] | None:
-        picks: list[CipherSuite] = []
-        remaining = list(offer)
-        while remaining and not any(s.grade is not Grade.STRONG for s in picks):
+    async def _rank(self, version: TlsVersion, first: CipherSuite) -> tuple[CipherSuite, ...] | None:
+        if first.grade is not Grade.STRONG:  # the server's top pick from everything is already legacy
+            return (first, *(suite(c) for chain in self.chains[version] for c in chain
+                             if suite(c).grade is Grade.STRONG))
+        lowest_strong: list[CipherSuite] = []
+        highest_legacy: list[CipherSuite] = []
+        for chain in self.chains[version]:
+            picks = [suite(c) for c in chain]
+            strong = [i for i, s in enumerate(picks) if s.grade is Grade.STRONG]
+            legacy = [i for i, s in enumerate(picks) if s.grade is not Grade.STRONG]
+            if strong and legacy and legacy[0] < strong[-1]:
+                return (picks[legacy[0]], *(picks[i] for i in strong if i > legacy[0]))
+            lowest_strong += [picks[strong[-1]]] if strong else []
+            highest_legacy += [picks[legacy[0]]] if legacy else []
+        remaining = [s.code for s in lowest_strong + highest_legacy]
+        while lowest_strong and highest_legacy:
             answer = await self.hello(f"{version} legacy suite rank", self._hello_for(version, tuple(remaining)), CHAIN)
             if not isinstance(answer, ServerFlight) or answer.version != version or answer.cipher_suite not in remaining:
                 self.inconclusive.append(f"{version} legacy suite rank: the server refused suites it had accepted")
                 return None
-            picks.append(suite(answer.cipher_suite))
-            remaining.remove(answer.cipher_suite)
-        return tuple(picks)
+            picked = suite(answer.cipher_suite)
+            if picked.grade is not Grade.STRONG:
+                return (picked, *lowest_strong)
+            lowest_strong.remove(picked)
+            remaining.remove(picked.code)
+        return ()
 
     async def fallback_scsv(self, accepted: set[TlsVersion]) -> bool | None:
         """RFC 7507: a hello below the server's best version carrying the SCSV must get inappropriate_fallback."""
@@ -503,6 +535,11 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         unsettled_suites=unsettled_suites,
         legacy_rank={v: rank for v, rank in legacy_rank.items() if v in settled.suites},
         dhe_primes=frozenset(f.dhe_primes),
+        extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},
+        cbc_without_etm=frozenset(s for v, s in ((TlsVersion(v), suite(c)) for (v, c), seen in f.etm_by_suite.items()
+                                                 if not all(seen)) if s in settled.suites.get(v, ())),
+        truncated_hmac=(any(True in seen for v, seen in f.truncated_hmac.items() if v in confirmed)
+                        if set(f.truncated_hmac) & confirmed else None),
     )
 
 

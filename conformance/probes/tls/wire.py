@@ -60,12 +60,14 @@ class HandshakeType(IntEnum):
 
 class ExtensionType(IntEnum):
     SERVER_NAME = 0
+    TRUNCATED_HMAC = 4
     STATUS_REQUEST = 5
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
     EXTENDED_MASTER_SECRET = 23
     PADDING = 21
+    ENCRYPT_THEN_MAC = 22
     SUPPORTED_VERSIONS = 43
     KEY_SHARE = 51
     RENEGOTIATION_INFO = 0xFF01
@@ -356,6 +358,18 @@ class ServerHello:
         return self.extension(ExtensionType.RENEGOTIATION_INFO) is not None
 
     @property
+    def extended_master_secret(self) -> bool:
+        return self.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
+
+    @property
+    def encrypt_then_mac(self) -> bool:
+        return self.extension(ExtensionType.ENCRYPT_THEN_MAC) is not None
+
+    @property
+    def truncated_hmac(self) -> bool:
+        return self.extension(ExtensionType.TRUNCATED_HMAC) is not None
+
+    @property
     def ocsp_stapling(self) -> bool:
         """RFC 6066 8: an empty status_request in the ServerHello promises a stapled OCSP response."""
         return self.extension(ExtensionType.STATUS_REQUEST) is not None
@@ -506,7 +520,8 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
     """An SSL 3.0 - TLS 1.2 ClientHello. It always offers DEFLATE (the ServerHello then tells whether
     the server compresses, at no extra connection) and the renegotiation SCSV (RFC 5746 3.3: the
     server's renegotiation_info answer is the secure-renegotiation finding), and from TLS 1.0 on asks
-    for a stapled OCSP response (the ServerHello's answer is the stapling finding)."""
+    for a stapled OCSP response (the ServerHello's answer is the stapling finding), the extended master
+    secret, encrypt-then-MAC and truncated HMAC (the ServerHello's echo of each is its finding)."""
     signalling = (TLS_EMPTY_RENEGOTIATION_INFO_SCSV,) + ((TLS_FALLBACK_SCSV,) if fallback else ())
     extensions: tuple[Extension, ...] = ()
     if version >= TlsVersion.TLS1_0:
@@ -514,6 +529,9 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
             Extension(ExtensionType.SUPPORTED_GROUPS, _uints(2, 2, groups)),
             Extension(ExtensionType.EC_POINT_FORMATS, _uints(1, 1, (0,))),
             Extension(ExtensionType.STATUS_REQUEST, OCSP_STATUS_REQUEST),
+            Extension(ExtensionType.EXTENDED_MASTER_SECRET, b""),
+            Extension(ExtensionType.ENCRYPT_THEN_MAC, b""),
+            Extension(ExtensionType.TRUNCATED_HMAC, b""),
         )
         if version >= TlsVersion.TLS1_2:
             extensions += (Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),)
