@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_servers import tlslite_server
+from tls_servers import heartbleed_server, tlslite_server
 from tlslite.api import TLSConnection
 from tlslite.constants import CipherSuite
 from tlslite.messages import ClientHello
@@ -37,16 +37,29 @@ class PreRfc7507Connection(TLSConnection):  # type: ignore[misc]
             yield result
 
 
-@pytest.mark.parametrize(("connection", "verdict"), [(None, "pass"), (PreRfc7507Connection, "fail")],
-                         ids=["tlslite-ng", "pre-rfc7507"])
-def test_fallback_scsv(connection: type | None, verdict: str, tmp_path: Path) -> None:
+def test_an_honest_tlslite_server_passes_fallback_and_heartbleed(tmp_path: Path) -> None:
+    """tlslite-ng honours TLS_FALLBACK_SCSV, and negotiates heartbeats but never answers an over-long one."""
     with tlslite_server(min_version=(3, 2), max_version=(3, 3), cipher_names=("aes128gcm", "aes128"),
-                        key_exchange_names=("ecdhe_rsa",), connection=connection) as served:
-        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", "fallback_scsv"))
-    assert _verdicts(run) == {"TLS-FALLBACK-01": verdict}, run.describe()
-    if verdict == "fail":
-        assert "TLS 1.1 hello carrying TLS_FALLBACK_SCSV" in run.with_verdict("fail")[0].reason
+                        key_exchange_names=("ecdhe_rsa",)) as served:
+        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", "fallback_scsv or heartbleed"))
+    assert _verdicts(run) == {"TLS-FALLBACK-01": "pass", "TLS-HEARTBLEED-01": "pass"}, run.describe()
 
+
+def test_a_server_ignoring_fallback_scsv_fails(tmp_path: Path) -> None:
+    with tlslite_server(min_version=(3, 2), max_version=(3, 3), cipher_names=("aes128gcm", "aes128"),
+                        key_exchange_names=("ecdhe_rsa",), connection=PreRfc7507Connection) as served:
+        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", "fallback_scsv"))
+    assert _verdicts(run) == {"TLS-FALLBACK-01": "fail"}, run.describe()
+    assert "TLS 1.1 hello carrying TLS_FALLBACK_SCSV" in run.with_verdict("fail")[0].reason
+
+
+def test_a_heartbleed_server_fails_without_any_completed_handshake(tmp_path: Path) -> None:
+    """The leak is its own evidence: the crafted server (tls_servers.heartbleed_server says why crafted)
+    completes no handshake, and still fails."""
+    with heartbleed_server() as served:
+        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", "heartbleed"))
+    assert _verdicts(run) == {"TLS-HEARTBLEED-01": "fail"}, run.describe()
+    assert "no payload with 16400 bytes of its memory" in run.with_verdict("fail")[0].reason
 
 def _scan_with(**findings: object) -> dict[str, Attempt[Any]]:
     """A completed scan of a TLS 1.2 server with one strong suite, as the checks read it."""
@@ -63,3 +76,4 @@ def test_truncated_hmac_fails_on_the_servers_echo() -> None:
     assert verdict(test_tls_posture.test_no_truncated_hmac, MX, _scan_with(truncated_hmac=True)) == "fail"
     assert verdict(test_tls_posture.test_no_truncated_hmac, MX, _scan_with(truncated_hmac=False)) == "pass"
     assert verdict(test_tls_posture.test_no_truncated_hmac, MX, _scan_with()) == "inconclusive"
+

@@ -59,7 +59,7 @@ class Refusal:
 Answer = ServerFlight | Refusal
 
 
-async def _read_record(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
+async def read_record(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
     """The next record (type, payload), or None if the peer closed/reset cleanly between records."""
     try:
         header = await reader.readexactly(Record.HEADER)
@@ -100,7 +100,7 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
     await writer.drain()
     handshake, flight, seen = HandshakeBuffer(), None, 0
     while True:
-        record = await _read_record(reader)
+        record = await read_record(reader)
         if record is None:
             if flight is None and handshake.pending:
                 raise DecodeError(f"connection closed {handshake.pending} bytes into a handshake message")

@@ -31,9 +31,12 @@ from conformance.probes.starttls.opening import open_to_tls_point
 from conformance.probes.tls.confirm import Confirmation, handshakers, settle
 from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
 from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
+from conformance.probes.tls.vulns import PEER_ALLOWED_TO_SEND, Heartbleed, heartbleed
 from conformance.probes.tls.wire import (
     ALL_GROUPS,
     COMPRESSION_DEFLATE,
+    Extension,
+    ExtensionType,
     NamedGroup,
     TlsVersion,
     describe,
@@ -128,6 +131,7 @@ class TlsScan:
     extended_master_secret: dict[TlsVersion, bool] = field(default_factory=dict)
     cbc_without_etm: frozenset[CipherSuite] = frozenset()  # confirmed CBC suites chosen without encrypt-then-MAC
     truncated_hmac: bool | None = None  # some ServerHello of a confirmed version accepted truncated HMAC
+    heartbleed: Heartbleed | None = None  # None: no TLS 1.0-1.2 answered, or the probe got no answer
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -442,6 +446,18 @@ class _Scan:
         # asyncio's TLS server) close without sending the inappropriate_fallback alert RFC 7507 3 asks for.
         return isinstance(answer, Refusal)
 
+    async def heartbleed(self, firsts: dict[TlsVersion, int]) -> Heartbleed | None:
+        """CVE-2014-0160 at the best version from TLS 1.0 to 1.2 that chose a suite (``tls.vulns``)."""
+        legacy = sorted(v for v in firsts if TlsVersion.TLS1_0 <= v <= TlsVersion.TLS1_2)
+        if not legacy:
+            return None
+        hello = legacy_hello(legacy[-1], _pool(legacy[-1]), host=self.endpoint.host,
+                             extra=(Extension(ExtensionType.HEARTBEAT, PEER_ALLOWED_TO_SEND),))
+        found: Heartbleed | None = await self.probe("Heartbleed", lambda r, w: heartbleed(r, w, hello), LAST)
+        if found is not None:
+            self.transcript.note(f"Heartbleed: {found.reason}")
+        return found
+
     async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
         """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
         from key_share/HelloRetryRequest; older versions from an ECDHE ServerKeyExchange, so they offer
@@ -490,12 +506,15 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         chains += [(TlsVersion.TLS1_3, EC_GROUPS), (TlsVersion.TLS1_3, FFDHE_GROUPS)]
     side_jobs = [asyncio.ensure_future(scan.groups(v, family)) for v, family in chains]
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
-    jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job]
+    heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
+    jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
+                                       heartbleed_job]
     try:
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
         await asyncio.gather(*side_jobs)
         fallback = await fallback_job
+        bleed = await heartbleed_job
     finally:  # a bug or a cancellation in one job must not leave the others running
         for job in jobs:
             job.cancel()
@@ -535,6 +554,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         unsettled_suites=unsettled_suites,
         legacy_rank={v: rank for v, rank in legacy_rank.items() if v in settled.suites},
         dhe_primes=frozenset(f.dhe_primes),
+        heartbleed=bleed,
         extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},
         cbc_without_etm=frozenset(s for v, s in ((TlsVersion(v), suite(c)) for (v, c), seen in f.etm_by_suite.items()
                                                  if not all(seen)) if s in settled.suites.get(v, ())),

@@ -47,6 +47,7 @@ class ContentType(IntEnum):
     ALERT = 21
     HANDSHAKE = 22
     APPLICATION_DATA = 23
+    HEARTBEAT = 24
 
 
 class HandshakeType(IntEnum):
@@ -62,6 +63,7 @@ class ExtensionType(IntEnum):
     SERVER_NAME = 0
     TRUNCATED_HMAC = 4
     STATUS_REQUEST = 5
+    HEARTBEAT = 15
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
@@ -516,7 +518,8 @@ OCSP_STATUS_REQUEST = b"\x01\x00\x00\x00\x00"
 
 
 def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = None,
-                 groups: tuple[int, ...] = ALL_GROUPS, fallback: bool = False) -> ClientHello:
+                 groups: tuple[int, ...] = ALL_GROUPS, fallback: bool = False,
+                 extra: tuple[Extension, ...] = ()) -> ClientHello:
     """An SSL 3.0 - TLS 1.2 ClientHello. It always offers DEFLATE (the ServerHello then tells whether
     the server compresses, at no extra connection) and the renegotiation SCSV (RFC 5746 3.3: the
     server's renegotiation_info answer is the secure-renegotiation finding), and from TLS 1.0 on asks
@@ -535,6 +538,7 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
         )
         if version >= TlsVersion.TLS1_2:
             extensions += (Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),)
+        extensions += extra
     return _padded(ClientHello(version, tuple(suites) + signalling, extensions,
                                (COMPRESSION_DEFLATE, COMPRESSION_NULL)))
 
