@@ -107,6 +107,8 @@ _TLS_POSTURE = [
     _r("TLS-ETM-01", "Every accepted CBC suite is negotiated with encrypt-then-MAC", "RFC 7366 §3", SHOULD, "tls"),
     _r("TLS-TRUNC-01", "The truncated_hmac extension is never accepted", "RFC 9325 §4.6; RFC 6066 §7", MUST,
        "tls"),
+    _r("TLS-SNI-01", "A hello without server_name (SNI) completes, with a certificate valid for the host",
+       "RFC 9325 §3.7 (SNI use is local policy); RFC 6066 §3", SHOULD, "tls"),
     _r("TLS-HEARTBLEED-01", "No Heartbleed: an over-long heartbeat request is never answered with memory",
        "CVE-2014-0160; RFC 6520 §4", MUST, "tls"),
 ]

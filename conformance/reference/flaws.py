@@ -155,6 +155,9 @@ _TLS_POSTURE_FLAWS = [
     _f("weak_dh_params", "tls", "DHE suites use the 1024-bit Oakley group 2 prime (Logjam)", "TLS-KEX-01"),
     _f("no_extended_master_secret", "tls", "TLS 1.2 ignores the extended master secret (triple handshake)",
        "TLS-EMS-01"),
+    _f("sni_required", "tls", "a hello without server_name is refused (many MTAs send none)", "TLS-SNI-01"),
+    _f("no_sni_wrong_cert", "tls", "without server_name the server presents a certificate for another host",
+       "TLS-SNI-01"),
     _f("cbc_without_etm", "tls", "CBC suites are accepted with MAC-then-encrypt only", "TLS-ETM-01", "TLS-SUITE-02"),
 ]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_TLS_POSTURE_FLAWS]}
@@ -238,6 +241,8 @@ class Flaws:
     weak_dh_params: bool = False
     no_extended_master_secret: bool = False
     cbc_without_etm: bool = False
+    sni_required: bool = False
+    no_sni_wrong_cert: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -9,6 +9,7 @@ configurations load and negotiate.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from conformance.reference.flaws import Flaws
 from conformance.reference.pki import CertVariant, Pki, variant_for
@@ -66,4 +67,22 @@ def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
         context.load_dh_params(str(pki.weak_dh_params()))
     chain, key = pki.leaf(variant)
     context.load_cert_chain(chain, key)
+    if flaws.sni_required or flaws.no_sni_wrong_cert:
+        context.sni_callback = _without_sni(pki, flaws)
     return context
+
+
+def _without_sni(pki: Pki, flaws: Flaws) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
+    """What a node does with a hello that names no server: refuse it, or answer with another host's certificate."""
+    other = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    other.load_cert_chain(*pki.leaf(CertVariant.WRONG_HOST))
+
+    def callback(connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> int | None:
+        if server_name is not None:
+            return None
+        if flaws.sni_required:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        connection.context = other
+        return None
+
+    return callback

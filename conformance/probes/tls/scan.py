@@ -132,6 +132,7 @@ class TlsScan:
     cbc_without_etm: frozenset[CipherSuite] = frozenset()  # confirmed CBC suites chosen without encrypt-then-MAC
     truncated_hmac: bool | None = None  # some ServerHello of a confirmed version accepted truncated HMAC
     heartbleed: Heartbleed | None = None  # None: no TLS 1.0-1.2 answered, or the probe got no answer
+    sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -458,6 +459,17 @@ class _Scan:
             self.transcript.note(f"Heartbleed: {found.reason}")
         return found
 
+    async def without_sni(self, firsts: dict[TlsVersion, int]) -> str | None:
+        """The best version's hello again, without server_name: '' if answered, else how it was refused."""
+        if not firsts:
+            return None
+        best = max(firsts)
+        hello = (lambda: tls13_hello(_pool(best))) if best == TlsVersion.TLS1_3 else (lambda: legacy_hello(best, _pool(best)))
+        answer = await self.hello(f"{best} without SNI", hello, LAST)
+        if answer is None:
+            return None
+        return answer.reason if isinstance(answer, Refusal) else ""
+
     async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
         """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
         from key_share/HelloRetryRequest; older versions from an ECDHE ServerKeyExchange, so they offer
@@ -507,14 +519,16 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     side_jobs = [asyncio.ensure_future(scan.groups(v, family)) for v, family in chains]
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
     heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
+    sni_job = asyncio.ensure_future(scan.without_sni(firsts))
     jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
-                                       heartbleed_job]
+                                       heartbleed_job, sni_job]
     try:
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
         await asyncio.gather(*side_jobs)
         fallback = await fallback_job
         bleed = await heartbleed_job
+        sni_refusal = await sni_job
     finally:  # a bug or a cancellation in one job must not leave the others running
         for job in jobs:
             job.cancel()
@@ -555,6 +569,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         legacy_rank={v: rank for v, rank in legacy_rank.items() if v in settled.suites},
         dhe_primes=frozenset(f.dhe_primes),
         heartbleed=bleed,
+        sni_refusal=sni_refusal,
         extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},
         cbc_without_etm=frozenset(s for v, s in ((TlsVersion(v), suite(c)) for (v, c), seen in f.etm_by_suite.items()
                                                  if not all(seen)) if s in settled.suites.get(v, ())),
