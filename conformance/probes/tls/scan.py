@@ -133,6 +133,8 @@ class TlsScan:
     truncated_hmac: bool | None = None  # some ServerHello of a confirmed version accepted truncated HMAC
     heartbleed: Heartbleed | None = None  # None: no TLS 1.0-1.2 answered, or the probe got no answer
     sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
+    # What TLS 1.3 did with a hello offering X25519MLKEM768 and X25519, a key share for each (None: no TLS 1.3)
+    post_quantum: str | None = None
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -470,6 +472,22 @@ class _Scan:
             return None
         return answer.reason if isinstance(answer, Refusal) else ""
 
+    async def post_quantum(self, accepted: set[TlsVersion]) -> str | None:
+        """Does TLS 1.3 pick the hybrid ML-KEM group when a client offers it first, with a real share?"""
+        if TlsVersion.TLS1_3 not in accepted:
+            return None
+        offer = (NamedGroup.X25519MLKEM768, NamedGroup.X25519)
+        answer = await self.hello("TLS 1.3 post-quantum key share", lambda: tls13_hello(
+            _TLS13_POOL, host=self.endpoint.host, groups=offer, shares=offer), LAST)
+        if answer is None:
+            return None
+        if isinstance(answer, Refusal):
+            return f"refused a hello offering X25519MLKEM768 and X25519 ({answer.reason})"
+        group = answer.hello.key_share_group
+        if group == NamedGroup.X25519MLKEM768:
+            return "X25519MLKEM768 (hybrid ML-KEM) chosen"
+        return f"{describe(NamedGroup, group or 0)} chosen although X25519MLKEM768 was offered first with a key share"
+
     async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
         """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
         from key_share/HelloRetryRequest; older versions from an ECDHE ServerKeyExchange, so they offer
@@ -520,8 +538,9 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
     heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
     sni_job = asyncio.ensure_future(scan.without_sni(firsts))
+    pq_job = asyncio.ensure_future(scan.post_quantum(accepted))
     jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
-                                       heartbleed_job, sni_job]
+                                       heartbleed_job, sni_job, pq_job]
     try:
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
@@ -529,6 +548,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         fallback = await fallback_job
         bleed = await heartbleed_job
         sni_refusal = await sni_job
+        post_quantum = await pq_job
     finally:  # a bug or a cancellation in one job must not leave the others running
         for job in jobs:
             job.cancel()
@@ -570,6 +590,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         dhe_primes=frozenset(f.dhe_primes),
         heartbleed=bleed,
         sni_refusal=sni_refusal,
+        post_quantum=post_quantum,
         extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},
         cbc_without_etm=frozenset(s for v, s in ((TlsVersion(v), suite(c)) for (v, c), seen in f.etm_by_suite.items()
                                                  if not all(seen)) if s in settled.suites.get(v, ())),

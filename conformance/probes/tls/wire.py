@@ -481,9 +481,13 @@ SSL2_CIPHER_SPECS = (0x010080, 0x020080, 0x030080, 0x040080, 0x050080, 0x060040,
 
 def _key_share_entry(group: int) -> bytes:
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+    from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 
-    if group == NamedGroup.X25519:
+    if group == NamedGroup.X25519MLKEM768:  # the ML-KEM-768 encapsulation key first, then X25519
+        public = (mlkem.MLKEM768PrivateKey.generate().public_key().public_bytes_raw()
+                  + x25519.X25519PrivateKey.generate().public_key().public_bytes(
+                      serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    elif group == NamedGroup.X25519:
         public = x25519.X25519PrivateKey.generate().public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     elif group == NamedGroup.SECP256R1:
@@ -543,16 +547,16 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
                                (COMPRESSION_DEFLATE, COMPRESSION_NULL)))
 
 
-def tls13_hello(suites: tuple[int, ...], *, host: str | None = None,
-                groups: tuple[int, ...] = ALL_GROUPS) -> ClientHello:
+def tls13_hello(suites: tuple[int, ...], *, host: str | None = None, groups: tuple[int, ...] = ALL_GROUPS,
+                shares: tuple[int, ...] = KEY_SHARE_GROUPS) -> ClientHello:
     """A TLS 1.3-only ClientHello (RFC 8446 4.1.2): shares for the groups we can make that are offered;
     an empty share list is legal and makes the server name its choice in a HelloRetryRequest."""
-    shares = b"".join(_key_share_entry(g) for g in KEY_SHARE_GROUPS if g in groups)
+    entries = b"".join(_key_share_entry(g) for g in shares if g in groups)
     extensions = _server_name(host) + (
         Extension(ExtensionType.SUPPORTED_VERSIONS, _uints(1, 2, (TlsVersion.TLS1_3,))),
         Extension(ExtensionType.SUPPORTED_GROUPS, _uints(2, 2, groups)),
         Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),
-        Extension(ExtensionType.KEY_SHARE, _vec(2, shares)),
+        Extension(ExtensionType.KEY_SHARE, _vec(2, entries)),
     )
     return _padded(ClientHello(TlsVersion.TLS1_2, tuple(suites), extensions, (COMPRESSION_NULL,),
                                session_id=os.urandom(32)))  # RFC 8446 D.4: middlebox compatibility
