@@ -93,6 +93,29 @@ _TLS = [
        "RFC 5746 §3.6, §4.3; RFC 9325 §3.5; NIST SP 800-52r2 §3.4.1.4", MUST, "tls"),
 ]
 
+# issue 16: posture the raw scan already sees
+_TLS_POSTURE = [
+    _r("TLS-FALLBACK-01", "With more than one version accepted, a hello below the best one carrying "
+       "TLS_FALLBACK_SCSV is refused with inappropriate_fallback", "RFC 7507 §3", SHOULD, "tls"),
+    _r("TLS-PREF-01", "The server enforces its own cipher-suite order and picks a forward-secret AEAD suite first",
+       "RFC 9325 §4.1 (MUST prefer forward secrecy), §4.2.1", SHOULD, "tls", sensitive_data=MUST),
+    _r("TLS-PREF-02", "Suites without forward-secret AEAD, where still accepted, rank below every "
+       "forward-secret AEAD suite", "RFC 9325 §4.1, §4.2.1 (servers MUST prefer it over weaker suites)",
+       SHOULD, "tls"),
+    _r("TLS-KEX-01", "Key exchange: elliptic curves of at least 224 bits, finite-field DHE primes of at least "
+       "2048 bits and no well-known shared prime (Logjam)", "RFC 9325 §4.5; IANA TLS Supported Groups", MUST,
+       "tls"),
+    _r("TLS-EMS-01", "TLS 1.2 negotiates the extended master secret", "RFC 9325 §3.5 (MUST); RFC 7627 §5.2", MUST,
+       "tls"),
+    _r("TLS-ETM-01", "Every accepted CBC suite is negotiated with encrypt-then-MAC", "RFC 7366 §3", SHOULD, "tls"),
+    _r("TLS-TRUNC-01", "The truncated_hmac extension is never accepted", "RFC 9325 §4.6; RFC 6066 §7", MUST,
+       "tls"),
+    _r("TLS-SNI-01", "A hello without server_name (SNI) completes, with a certificate valid for the host",
+       "RFC 9325 §3.7 (SNI use is local policy); RFC 6066 §3", SHOULD, "tls"),
+    _r("TLS-HEARTBLEED-01", "No Heartbleed: an over-long heartbeat request is never answered with memory",
+       "CVE-2014-0160; RFC 6520 §4", MUST, "tls"),
+]
+
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",
        "RFC 8314 §4.4; RFC 5280 §6; NIST SP 800-52r2 §3.2", MUST, "tls"),
@@ -291,7 +314,7 @@ _OUTBOUND = [
 ]
 
 CATALOGUE: dict[str, Requirement] = {
-    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS, *_OUTBOUND)
+    r.id: r for r in (*_STARTTLS, *_TLS, *_TLS_POSTURE, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS, *_OUTBOUND)
 }
 
 

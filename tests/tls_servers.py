@@ -288,3 +288,38 @@ def hello_then_abort_server(alert: int = 80, suites: tuple[int, ...] = HELLO_THE
 
     with _thread_server(handshake, smtp=False) as served:
         yield served
+
+
+@contextlib.contextmanager
+def heartbleed_server() -> Iterator[Served]:
+    """A server with the Heartbleed bug (CVE-2014-0160), in crafted bytes: the OpenSSL releases that had it
+    (1.0.1-1.0.1f) are not installable here, OpenSSL 3 dropped heartbeats and tlslite-ng checks the length.
+    A hello offering heartbeats gets ServerHello (echoing the extension) and ServerHelloDone; a heartbeat
+    request then gets its claimed payload_length in "memory". Any other hello: ServerHello, internal_error."""
+
+    def handshake(conn: socket.socket) -> None:
+        hello = _read_client_hello(conn)
+        answer = _server_hello_for(hello, HELLO_THEN_ABORT_SUITES) if hello else None
+        if hello is None or answer is None:
+            return
+        version = min(answer.selected_version, 0x0303)
+        heartbeat = any(e.type == ExtensionType.HEARTBEAT for e in hello.extensions)
+        if heartbeat:
+            answer = ServerHello(answer.version, answer.random, answer.session_id, answer.cipher_suite, 0,
+                                 answer.extensions + (Extension(ExtensionType.HEARTBEAT, b"\x01"),))
+        flight = Handshake(HandshakeType.SERVER_HELLO, answer.to_bytes()).to_bytes()
+        if not heartbeat:
+            conn.sendall(Record(ContentType.HANDSHAKE, version, flight).to_bytes()
+                         + Record(ContentType.ALERT, version, bytes([2, 80])).to_bytes())
+            return
+        flight += Handshake(HandshakeType.SERVER_HELLO_DONE, b"").to_bytes()
+        conn.sendall(Record(ContentType.HANDSHAKE, version, flight).to_bytes())
+        header = conn.recv(Record.HEADER, socket.MSG_WAITALL)
+        request = conn.recv(int.from_bytes(header[3:5], "big"), socket.MSG_WAITALL) if len(header) == 5 else b""
+        if header[:1] == bytes([ContentType.HEARTBEAT]) and len(request) >= 3:
+            claimed = int.from_bytes(request[1:3], "big")
+            leak = b"\x02" + request[1:3] + b"MAIL FROM:<ceo@example.test> AUTH PLAIN ..."[:claimed].ljust(claimed, b"\0")
+            conn.sendall(Record(ContentType.HEARTBEAT, version, leak + os.urandom(16)).to_bytes())
+
+    with _thread_server(handshake, smtp=False) as served:
+        yield served

@@ -176,7 +176,22 @@ _OUTBOUND_FLAWS = [
     _f("mta_sts_testing_enforced", "outbound", "the gateway enforces MTA-STS policies in testing mode",
        "OUT-STS-02"),
 ]
-FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS]}
+# issue 16: TLS posture
+_TLS_POSTURE_FLAWS = [
+    _f("client_cipher_preference", "tls", "the client's cipher-suite order wins over the server's", "TLS-PREF-01"),
+    # a CBC suite accepted at all is TLS-SUITE-02's finding as well
+    _f("legacy_suite_ranked_high", "tls", "a CBC suite ranks above forward-secret AEAD suites", "TLS-PREF-02",
+       "TLS-SUITE-02"),
+    _f("weak_dh_params", "tls", "DHE suites use the 1024-bit Oakley group 2 prime (Logjam)", "TLS-KEX-01"),
+    _f("no_extended_master_secret", "tls", "TLS 1.2 ignores the extended master secret (triple handshake)",
+       "TLS-EMS-01"),
+    _f("sni_required", "tls", "a hello without server_name is refused (many MTAs send none)", "TLS-SNI-01"),
+    _f("no_sni_wrong_cert", "tls", "without server_name the server presents a certificate for another host",
+       "TLS-SNI-01"),
+    _f("cbc_without_etm", "tls", "CBC suites are accepted with MAC-then-encrypt only", "TLS-ETM-01", "TLS-SUITE-02"),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
+                                                                 *_TLS_POSTURE_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -269,6 +284,13 @@ class Flaws:
     mta_sts_redirect: bool = False
     mta_sts_mx_mismatch: bool = False
     mta_sts_testing: bool = False
+    client_cipher_preference: bool = False
+    legacy_suite_ranked_high: bool = False
+    weak_dh_params: bool = False
+    no_extended_master_secret: bool = False
+    cbc_without_etm: bool = False
+    sni_required: bool = False
+    no_sni_wrong_cert: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

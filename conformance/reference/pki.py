@@ -15,10 +15,16 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dh, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conformance.reference.flaws import Flaws
+
+# RFC 2409 6.2 (the reference imports no probe, so the scanner's copy in probes/tls/groups.py is not shared)
+OAKLEY_GROUP_2 = int(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
+    "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF", 16)
 
 HOSTS = ("mx1.example.test", "mx2.example.test")
 
@@ -166,6 +172,14 @@ class Pki:
                         "-sha1", "-days", "365", "-out", str(out)],
                        check=True, capture_output=True, timeout=30)
         return x509.load_pem_x509_certificate(out.read_bytes())
+
+    def weak_dh_params(self) -> Path:
+        """The 1024-bit RFC 2409 Oakley group 2 (for ``weak_dh_params``): a fixed, widely shared prime."""
+        path = self.directory / "oakley2.pem"
+        if not path.exists():
+            params = dh.DHParameterNumbers(OAKLEY_GROUP_2, 2).parameters()
+            path.write_bytes(params.parameter_bytes(serialization.Encoding.PEM, serialization.ParameterFormat.PKCS3))
+        return path
 
     def dh_params(self) -> Path:
         """RFC 7919 ffdhe2048 parameters (for the anonymous DH suites of ``anon_suites``), written on first

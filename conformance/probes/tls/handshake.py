@@ -45,8 +45,9 @@ def judge(info: TlsInfo, endpoint: Endpoint, cfg: ProbeConfig) -> HandshakeResul
 
 
 async def probe_handshake(endpoint: Endpoint, cfg: ProbeConfig, *, context: ssl.SSLContext | None = None,
-                          ) -> Attempt[HandshakeResult]:
-    """Connect, STARTTLS if the service needs it, complete a handshake, judge the certificate."""
+                          sni: bool = True) -> Attempt[HandshakeResult]:
+    """Connect, STARTTLS if the service needs it, complete a handshake, judge the certificate (always for
+    the endpoint's host name; ``sni=False`` leaves server_name out of the hello, as many MTAs do)."""
     transcript = cfg.transcript(endpoint)
 
     async def run() -> HandshakeResult:
@@ -54,7 +55,7 @@ async def probe_handshake(endpoint: Endpoint, cfg: ProbeConfig, *, context: ssl.
         reader, writer = await open_to_tls_point(endpoint, timeout=cfg.timeout, ehlo_name=cfg.ehlo_name,
                                             transcript=transcript, limiter=cfg.limiter, deadline=deadline)
         try:
-            info = await upgrade(reader, writer, context or probe_context(), endpoint.host,
+            info = await upgrade(reader, writer, context or probe_context(), endpoint.host if sni else None,
                                  timeout=deadline.clamp(cfg.timeout))
             transcript.note(f"TLS established: {info.version} {info.cipher}, {len(info.peer_chain_der)} certificate(s)")
         finally:

@@ -37,6 +37,7 @@ class ServerFlight:
     hello: ServerHello
     dhe_bits: int | None = None
     ecdhe_group: int | None = None
+    dhe_prime: int | None = None
 
     @property
     def version(self) -> int:
@@ -58,7 +59,7 @@ class Refusal:
 Answer = ServerFlight | Refusal
 
 
-async def _read_record(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
+async def read_record(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
     """The next record (type, payload), or None if the peer closed/reset cleanly between records."""
     try:
         header = await reader.readexactly(Record.HEADER)
@@ -78,7 +79,8 @@ async def _read_record(reader: asyncio.StreamReader) -> tuple[int, bytes] | None
 def _key_exchange(flight: ServerFlight, body: bytes) -> ServerFlight:
     chosen = suite(flight.cipher_suite)
     if chosen.ephemeral_dh:
-        return ServerFlight(flight.hello, dhe_bits=DheParams.parse(body).bits)
+        params = DheParams.parse(body)
+        return ServerFlight(flight.hello, dhe_bits=params.bits, dhe_prime=int.from_bytes(params.prime, "big"))
     if chosen.ephemeral_ecdh:
         return ServerFlight(flight.hello, ecdhe_group=EcdheParams.parse(body).group)
     return flight
@@ -98,7 +100,7 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
     await writer.drain()
     handshake, flight, seen = HandshakeBuffer(), None, 0
     while True:
-        record = await _read_record(reader)
+        record = await read_record(reader)
         if record is None:
             if flight is None and handshake.pending:
                 raise DecodeError(f"connection closed {handshake.pending} bytes into a handshake message")

@@ -31,10 +31,12 @@ from conformance.probes.starttls.opening import open_to_tls_point
 from conformance.probes.tls.confirm import Confirmation, handshakers, settle
 from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
 from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
+from conformance.probes.tls.vulns import PEER_ALLOWED_TO_SEND, Heartbleed, heartbleed
 from conformance.probes.tls.wire import (
     ALL_GROUPS,
     COMPRESSION_DEFLATE,
-    AlertDescription,
+    Extension,
+    ExtensionType,
     NamedGroup,
     TlsVersion,
     describe,
@@ -121,6 +123,18 @@ class TlsScan:
     unsettled_versions: dict[TlsVersion, str] = field(default_factory=dict)
     # Versions whose suite list is incomplete or holds suites no completed handshake confirmed, and why:
     unsettled_suites: dict[TlsVersion, str] = field(default_factory=dict)
+    # Per version accepting both classes, under server preference: () if every suite without forward-secret
+    # AEAD ranks below every one with it, else (a legacy suite, the strong suites it outranks); None: unknown.
+    legacy_rank: dict[TlsVersion, tuple[CipherSuite, ...] | None] = field(default_factory=dict)
+    dhe_primes: frozenset[int] = frozenset()  # every finite-field DHE prime a ServerKeyExchange carried
+    # Per confirmed version TLS 1.0-1.2: did every ServerHello echo the extended master secret (RFC 7627)?
+    extended_master_secret: dict[TlsVersion, bool] = field(default_factory=dict)
+    cbc_without_etm: frozenset[CipherSuite] = frozenset()  # confirmed CBC suites chosen without encrypt-then-MAC
+    truncated_hmac: bool | None = None  # some ServerHello of a confirmed version accepted truncated HMAC
+    heartbleed: Heartbleed | None = None  # None: no TLS 1.0-1.2 answered, or the probe got no answer
+    sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
+    # What TLS 1.3 did with a hello offering X25519MLKEM768 and X25519, a key share for each (None: no TLS 1.3)
+    post_quantum: str | None = None
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -184,6 +198,10 @@ class _Findings:
     renegotiation: dict[int, bool] = field(default_factory=dict)
     groups_by_version: dict[int, set[int]] = field(default_factory=dict)
     dhe_bits: set[int] = field(default_factory=set)
+    dhe_primes: set[int] = field(default_factory=set)
+    ems: dict[int, set[bool]] = field(default_factory=dict)
+    etm_by_suite: dict[tuple[int, int], set[bool]] = field(default_factory=dict)
+    truncated_hmac: dict[int, set[bool]] = field(default_factory=dict)
 
     def learn(self, flight: ServerFlight) -> None:
         """Everything a first flight tells besides version and suite (reuse, not re-probe)."""
@@ -193,11 +211,19 @@ class _Findings:
             if flight.version >= TlsVersion.TLS1_0:  # SSL 3.0 hellos carry no extensions
                 self.stapling.add(flight.hello.ocsp_stapling)
             self.renegotiation[flight.version] = flight.hello.secure_renegotiation
+        if TlsVersion.TLS1_0 <= flight.version < TlsVersion.TLS1_3:
+            hello = flight.hello
+            self.ems.setdefault(flight.version, set()).add(hello.extended_master_secret)
+            self.truncated_hmac.setdefault(flight.version, set()).add(hello.truncated_hmac)
+            if "_CBC" in suite(hello.cipher_suite).cipher:
+                self.etm_by_suite.setdefault((flight.version, hello.cipher_suite), set()).add(hello.encrypt_then_mac)
         group = flight.hello.key_share_group if flight.version >= TlsVersion.TLS1_3 else flight.ecdhe_group
         if group is not None:
             self.groups_by_version.setdefault(flight.version, set()).add(group)
         if flight.dhe_bits is not None:
             self.dhe_bits.add(flight.dhe_bits)
+        if flight.dhe_prime is not None:
+            self.dhe_primes.add(flight.dhe_prime)
 
 
 class _Scan:
@@ -214,6 +240,7 @@ class _Scan:
         self.gate = _PriorityGate(limiter.max_per_host)
         # Resolved by the first elimination round of a version: the preference probe needs no more.
         self.second_suite: dict[TlsVersion, asyncio.Future[int]] = {}
+        self.chains: dict[TlsVersion, list[list[int]]] = {}  # each partition's picks, in the server's order
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         # Only the first connection's STARTTLS preamble goes into the transcript; the rest repeat it.
@@ -314,6 +341,7 @@ class _Scan:
         results = await asyncio.gather(*(self.eliminate(version, part, f"{version} suites") for part in parts))
         if not all(complete for _, complete in results):
             self.unsettled_suites[version] = "the suite list could not be completed"
+        self.chains[version] = [chosen for chosen, _ in results]
         return [first] + [code for chosen, _ in results for code in chosen]
 
     def _partitions(self, version: TlsVersion, pool: list[int], main: bool) -> list[list[int]]:
@@ -367,6 +395,46 @@ class _Scan:
             return None
         return answer.cipher_suite == first
 
+    async def legacy_ranks(self, found: dict[TlsVersion, list[int]], preference: bool | None,
+                           ) -> dict[TlsVersion, tuple[CipherSuite, ...] | None]:
+        """Where the server orders suites and accepts both classes, whether a suite without forward-secret
+        AEAD outranks one with it (RFC 9325 4.1: prefer them). Each elimination chain already holds the
+        server's order within its partition; across partitions only the lowest strong and the highest
+        legacy suite of each chain can be out of order, so those few are ranked against each other."""
+        if not preference:
+            return {}
+        mixed = [v for v, codes in found.items() if v != TlsVersion.TLS1_3 and v in self.chains
+                 and len({suite(c).grade is Grade.STRONG for c in codes}) == 2]
+        ranks = await asyncio.gather(*(self._rank(v, suite(found[v][0])) for v in mixed))
+        return dict(zip(mixed, ranks))
+
+    async def _rank(self, version: TlsVersion, first: CipherSuite) -> tuple[CipherSuite, ...] | None:
+        if first.grade is not Grade.STRONG:  # the server's top pick from everything is already legacy
+            return (first, *(suite(c) for chain in self.chains[version] for c in chain
+                             if suite(c).grade is Grade.STRONG))
+        lowest_strong: list[CipherSuite] = []
+        highest_legacy: list[CipherSuite] = []
+        for chain in self.chains[version]:
+            picks = [suite(c) for c in chain]
+            strong = [i for i, s in enumerate(picks) if s.grade is Grade.STRONG]
+            legacy = [i for i, s in enumerate(picks) if s.grade is not Grade.STRONG]
+            if strong and legacy and legacy[0] < strong[-1]:
+                return (picks[legacy[0]], *(picks[i] for i in strong if i > legacy[0]))
+            lowest_strong += [picks[strong[-1]]] if strong else []
+            highest_legacy += [picks[legacy[0]]] if legacy else []
+        remaining = [s.code for s in lowest_strong + highest_legacy]
+        while lowest_strong and highest_legacy:
+            answer = await self.hello(f"{version} legacy suite rank", self._hello_for(version, tuple(remaining)), CHAIN)
+            if not isinstance(answer, ServerFlight) or answer.version != version or answer.cipher_suite not in remaining:
+                self.inconclusive.append(f"{version} legacy suite rank: the server refused suites it had accepted")
+                return None
+            picked = suite(answer.cipher_suite)
+            if picked.grade is not Grade.STRONG:
+                return (picked, *lowest_strong)
+            lowest_strong.remove(picked)
+            remaining.remove(picked.code)
+        return ()
+
     async def fallback_scsv(self, accepted: set[TlsVersion]) -> bool | None:
         """RFC 7507: a hello below the server's best version carrying the SCSV must get inappropriate_fallback."""
         ordered = sorted(v for v in accepted if v >= TlsVersion.SSL3)
@@ -377,12 +445,48 @@ class _Scan:
                                   self._hello_for(lower, _pool(lower), fallback=True), LAST)
         if answer is None:
             return None
-        if isinstance(answer, Refusal):
-            if answer.alert == AlertDescription.INAPPROPRIATE_FALLBACK:
-                return True
-            self.inconclusive.append(f"fallback SCSV: refused with {answer.reason}, not inappropriate_fallback")
+        # The same hello without the SCSV was accepted, so any refusal is the SCSV's doing; some stacks (and
+        # asyncio's TLS server) close without sending the inappropriate_fallback alert RFC 7507 3 asks for.
+        return isinstance(answer, Refusal)
+
+    async def heartbleed(self, firsts: dict[TlsVersion, int]) -> Heartbleed | None:
+        """CVE-2014-0160 at the best version from TLS 1.0 to 1.2 that chose a suite (``tls.vulns``)."""
+        legacy = sorted(v for v in firsts if TlsVersion.TLS1_0 <= v <= TlsVersion.TLS1_2)
+        if not legacy:
             return None
-        return False
+        hello = legacy_hello(legacy[-1], _pool(legacy[-1]), host=self.endpoint.host,
+                             extra=(Extension(ExtensionType.HEARTBEAT, PEER_ALLOWED_TO_SEND),))
+        found: Heartbleed | None = await self.probe("Heartbleed", lambda r, w: heartbleed(r, w, hello), LAST)
+        if found is not None:
+            self.transcript.note(f"Heartbleed: {found.reason}")
+        return found
+
+    async def without_sni(self, firsts: dict[TlsVersion, int]) -> str | None:
+        """The best version's hello again, without server_name: '' if answered, else how it was refused."""
+        if not firsts:
+            return None
+        best = max(firsts)
+        hello = (lambda: tls13_hello(_pool(best))) if best == TlsVersion.TLS1_3 else (lambda: legacy_hello(best, _pool(best)))
+        answer = await self.hello(f"{best} without SNI", hello, LAST)
+        if answer is None:
+            return None
+        return answer.reason if isinstance(answer, Refusal) else ""
+
+    async def post_quantum(self, accepted: set[TlsVersion]) -> str | None:
+        """Does TLS 1.3 pick the hybrid ML-KEM group when a client offers it first, with a real share?"""
+        if TlsVersion.TLS1_3 not in accepted:
+            return None
+        offer = (NamedGroup.X25519MLKEM768, NamedGroup.X25519)
+        answer = await self.hello("TLS 1.3 post-quantum key share", lambda: tls13_hello(
+            _TLS13_POOL, host=self.endpoint.host, groups=offer, shares=offer), LAST)
+        if answer is None:
+            return None
+        if isinstance(answer, Refusal):
+            return f"refused a hello offering X25519MLKEM768 and X25519 ({answer.reason})"
+        group = answer.hello.key_share_group
+        if group == NamedGroup.X25519MLKEM768:
+            return "X25519MLKEM768 (hybrid ML-KEM) chosen"
+        return f"{describe(NamedGroup, group or 0)} chosen although X25519MLKEM768 was offered first with a key share"
 
     async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
         """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
@@ -432,17 +536,26 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         chains += [(TlsVersion.TLS1_3, EC_GROUPS), (TlsVersion.TLS1_3, FFDHE_GROUPS)]
     side_jobs = [asyncio.ensure_future(scan.groups(v, family)) for v, family in chains]
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
-    jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job]
+    heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
+    sni_job = asyncio.ensure_future(scan.without_sni(firsts))
+    pq_job = asyncio.ensure_future(scan.post_quantum(accepted))
+    jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
+                                       heartbleed_job, sni_job, pq_job]
     try:
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
         await asyncio.gather(*side_jobs)
         fallback = await fallback_job
+        bleed = await heartbleed_job
+        sni_refusal = await sni_job
+        post_quantum = await pq_job
     finally:  # a bug or a cancellation in one job must not leave the others running
         for job in jobs:
             job.cancel()
     found.update({v: [] for v in accepted if v not in found and v != TlsVersion.SSL2})
-    settled = await settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()}, scan.confirm)
+    settled, legacy_rank = await asyncio.gather(
+        settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()}, scan.confirm),
+        scan.legacy_ranks(found, preference))
     confirmed = set(settled.suites)
     unsettled_versions = {v: next((i for i in scan.inconclusive if i.startswith(f"{v} support:")), "no answer")
                           for v, (ok, _) in contacts.items() if ok is None}
@@ -473,7 +586,18 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         duration_s=time.monotonic() - started,
         unsettled_versions=unsettled_versions,
         unsettled_suites=unsettled_suites,
+        legacy_rank={v: rank for v, rank in legacy_rank.items() if v in settled.suites},
+        dhe_primes=frozenset(f.dhe_primes),
+        heartbleed=bleed,
+        sni_refusal=sni_refusal,
+        post_quantum=post_quantum,
+        extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},
+        cbc_without_etm=frozenset(s for v, s in ((TlsVersion(v), suite(c)) for (v, c), seen in f.etm_by_suite.items()
+                                                 if not all(seen)) if s in settled.suites.get(v, ())),
+        truncated_hmac=(any(True in seen for v, seen in f.truncated_hmac.items() if v in confirmed)
+                        if set(f.truncated_hmac) & confirmed else None),
     )
+
 
 
 async def scan_endpoint(endpoint: Endpoint, cfg_like: ScanConfig | None = None, *, address: str | None = None,

@@ -47,6 +47,7 @@ class ContentType(IntEnum):
     ALERT = 21
     HANDSHAKE = 22
     APPLICATION_DATA = 23
+    HEARTBEAT = 24
 
 
 class HandshakeType(IntEnum):
@@ -60,12 +61,15 @@ class HandshakeType(IntEnum):
 
 class ExtensionType(IntEnum):
     SERVER_NAME = 0
+    TRUNCATED_HMAC = 4
     STATUS_REQUEST = 5
+    HEARTBEAT = 15
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
     EXTENDED_MASTER_SECRET = 23
     PADDING = 21
+    ENCRYPT_THEN_MAC = 22
     SUPPORTED_VERSIONS = 43
     KEY_SHARE = 51
     RENEGOTIATION_INFO = 0xFF01
@@ -356,6 +360,18 @@ class ServerHello:
         return self.extension(ExtensionType.RENEGOTIATION_INFO) is not None
 
     @property
+    def extended_master_secret(self) -> bool:
+        return self.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
+
+    @property
+    def encrypt_then_mac(self) -> bool:
+        return self.extension(ExtensionType.ENCRYPT_THEN_MAC) is not None
+
+    @property
+    def truncated_hmac(self) -> bool:
+        return self.extension(ExtensionType.TRUNCATED_HMAC) is not None
+
+    @property
     def ocsp_stapling(self) -> bool:
         """RFC 6066 8: an empty status_request in the ServerHello promises a stapled OCSP response."""
         return self.extension(ExtensionType.STATUS_REQUEST) is not None
@@ -465,9 +481,13 @@ SSL2_CIPHER_SPECS = (0x010080, 0x020080, 0x030080, 0x040080, 0x050080, 0x060040,
 
 def _key_share_entry(group: int) -> bytes:
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+    from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 
-    if group == NamedGroup.X25519:
+    if group == NamedGroup.X25519MLKEM768:  # the ML-KEM-768 encapsulation key first, then X25519
+        public = (mlkem.MLKEM768PrivateKey.generate().public_key().public_bytes_raw()
+                  + x25519.X25519PrivateKey.generate().public_key().public_bytes(
+                      serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    elif group == NamedGroup.X25519:
         public = x25519.X25519PrivateKey.generate().public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     elif group == NamedGroup.SECP256R1:
@@ -502,11 +522,13 @@ OCSP_STATUS_REQUEST = b"\x01\x00\x00\x00\x00"
 
 
 def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = None,
-                 groups: tuple[int, ...] = ALL_GROUPS, fallback: bool = False) -> ClientHello:
+                 groups: tuple[int, ...] = ALL_GROUPS, fallback: bool = False,
+                 extra: tuple[Extension, ...] = ()) -> ClientHello:
     """An SSL 3.0 - TLS 1.2 ClientHello. It always offers DEFLATE (the ServerHello then tells whether
     the server compresses, at no extra connection) and the renegotiation SCSV (RFC 5746 3.3: the
     server's renegotiation_info answer is the secure-renegotiation finding), and from TLS 1.0 on asks
-    for a stapled OCSP response (the ServerHello's answer is the stapling finding)."""
+    for a stapled OCSP response (the ServerHello's answer is the stapling finding), the extended master
+    secret, encrypt-then-MAC and truncated HMAC (the ServerHello's echo of each is its finding)."""
     signalling = (TLS_EMPTY_RENEGOTIATION_INFO_SCSV,) + ((TLS_FALLBACK_SCSV,) if fallback else ())
     extensions: tuple[Extension, ...] = ()
     if version >= TlsVersion.TLS1_0:
@@ -514,23 +536,27 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
             Extension(ExtensionType.SUPPORTED_GROUPS, _uints(2, 2, groups)),
             Extension(ExtensionType.EC_POINT_FORMATS, _uints(1, 1, (0,))),
             Extension(ExtensionType.STATUS_REQUEST, OCSP_STATUS_REQUEST),
+            Extension(ExtensionType.EXTENDED_MASTER_SECRET, b""),
+            Extension(ExtensionType.ENCRYPT_THEN_MAC, b""),
+            Extension(ExtensionType.TRUNCATED_HMAC, b""),
         )
         if version >= TlsVersion.TLS1_2:
             extensions += (Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),)
+        extensions += extra
     return _padded(ClientHello(version, tuple(suites) + signalling, extensions,
                                (COMPRESSION_DEFLATE, COMPRESSION_NULL)))
 
 
-def tls13_hello(suites: tuple[int, ...], *, host: str | None = None,
-                groups: tuple[int, ...] = ALL_GROUPS) -> ClientHello:
+def tls13_hello(suites: tuple[int, ...], *, host: str | None = None, groups: tuple[int, ...] = ALL_GROUPS,
+                shares: tuple[int, ...] = KEY_SHARE_GROUPS) -> ClientHello:
     """A TLS 1.3-only ClientHello (RFC 8446 4.1.2): shares for the groups we can make that are offered;
     an empty share list is legal and makes the server name its choice in a HelloRetryRequest."""
-    shares = b"".join(_key_share_entry(g) for g in KEY_SHARE_GROUPS if g in groups)
+    entries = b"".join(_key_share_entry(g) for g in shares if g in groups)
     extensions = _server_name(host) + (
         Extension(ExtensionType.SUPPORTED_VERSIONS, _uints(1, 2, (TlsVersion.TLS1_3,))),
         Extension(ExtensionType.SUPPORTED_GROUPS, _uints(2, 2, groups)),
         Extension(ExtensionType.SIGNATURE_ALGORITHMS, _uints(2, 2, SIGNATURE_ALGORITHMS)),
-        Extension(ExtensionType.KEY_SHARE, _vec(2, shares)),
+        Extension(ExtensionType.KEY_SHARE, _vec(2, entries)),
     )
     return _padded(ClientHello(TlsVersion.TLS1_2, tuple(suites), extensions, (COMPRESSION_NULL,),
                                session_id=os.urandom(32)))  # RFC 8446 D.4: middlebox compatibility

@@ -33,7 +33,7 @@ def probe_context() -> ssl.SSLContext:
 
 
 async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, context: ssl.SSLContext,
-                  server_hostname: str, *, timeout: float, what: str = "TLS handshake") -> TlsInfo:
+                  server_hostname: str | None, *, timeout: float, what: str = "TLS handshake") -> TlsInfo:
     """Start TLS on an open stream (implicit TLS or after a STARTTLS go-ahead) and describe it.
     Raises ProtocolViolation (handshake failed, or the server talked plaintext), ProbeTimeout, Unreachable."""
     try:

@@ -208,3 +208,22 @@ def test_hellos_ask_for_ocsp_stapling_and_the_answer_is_read() -> None:
     stapling = _server_hello(extensions=(Extension(ExtensionType.STATUS_REQUEST, b""),))
     assert ServerHello.parse(stapling.to_bytes()).ocsp_stapling
     assert not _server_hello().ocsp_stapling
+
+
+def test_hellos_offer_ems_etm_and_truncated_hmac_and_the_echoes_are_read() -> None:
+    """Issue 16: one hello asks for all three; a ServerHello's echo of each is the server's answer, and a
+    flight of a CBC suite without encrypt-then-MAC is remembered per suite."""
+    from conformance.probes.tls.hello import ServerFlight
+    from conformance.probes.tls.scan import _Findings
+
+    offered = {e.type for e in legacy_hello(TlsVersion.TLS1_2, (0xC02F,)).extensions}
+    assert {ExtensionType.EXTENDED_MASTER_SECRET, ExtensionType.ENCRYPT_THEN_MAC,
+            ExtensionType.TRUNCATED_HMAC} <= offered
+    echoed = _server_hello(cipher_suite=0xC013, extensions=(Extension(ExtensionType.EXTENDED_MASTER_SECRET, b""),
+                                                            Extension(ExtensionType.TRUNCATED_HMAC, b"")))
+    parsed = ServerHello.parse(echoed.to_bytes())
+    assert parsed.extended_master_secret and parsed.truncated_hmac and not parsed.encrypt_then_mac
+    findings = _Findings()
+    findings.learn(ServerFlight(parsed))
+    assert findings.ems == {TlsVersion.TLS1_2: {True}} and findings.truncated_hmac == {TlsVersion.TLS1_2: {True}}
+    assert findings.etm_by_suite == {(TlsVersion.TLS1_2, 0xC013): {False}}

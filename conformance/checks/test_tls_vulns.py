@@ -1,0 +1,45 @@
+"""Known TLS implementation flaws, each probed with one hand-written exchange inside the raw scan.
+
+A leak is its own evidence: a Heartbleed answer fails the check even when no handshake completes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.checks.test_tls import ALL_SERVICES
+from conformance.evidence import Evidence
+from conformance.fixtures.tls import scans_of
+from conformance.probes.tls.scan import TlsScan
+from conformance.probes.tls.wire import TlsVersion
+from conformance.probes.wire.outcome import Attempt, Outcome
+from conformance.target import Endpoint
+from conformance.verdict import Inconclusive
+
+
+def _scans(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> list[TlsScan]:
+    attempts = scans_of(tls_scans, endpoint)
+    for failed in (a for a in attempts if a.outcome is Outcome.SERVER_ERROR):
+        evidence.attach(failed)  # type: ignore[arg-type]
+        pytest.skip(f"{endpoint}: no TLS to judge ({failed.reason}); see STARTTLS-OFFER-01 / TLS-IMPLICIT-01")
+    return [evidence.require(a) for a in attempts]
+
+
+@pytest.mark.requirement("TLS-HEARTBLEED-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_heartbleed(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.heartbleed is not None:
+            evidence.add(f"heartbleed[{scan.address}]", scan.heartbleed.reason)
+            assert not scan.heartbleed.vulnerable, (
+                f"{endpoint} [{scan.address}]: Heartbleed (CVE-2014-0160): the server {scan.heartbleed.reason}; "
+                "update OpenSSL")
+    for scan in scans:
+        if scan.heartbleed is None and scan.accepted_versions - {TlsVersion.TLS1_3}:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the Heartbleed probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("Heartbleed")) or "no hello"))
+        if scan.heartbleed is not None and scan.heartbleed.vulnerable is None:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.heartbleed.reason}")
+    if all(scan.heartbleed is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where heartbeats were exploitable")
