@@ -75,3 +75,12 @@ def test_every_key_a_target_file_takes_is_in_the_readme() -> None:
     undocumented = [k for k, pattern in zip(sorted(keys), as_key, strict=True)
                     if not re.search(pattern, README, re.MULTILINE)]
     assert not undocumented
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    """`.ci/run` is the README's second command, word for word, so CI proves what a new user runs."""
+    block = README.split("```sh", 1)[1].split("```", 1)[0]
+    readme_command = block.strip().splitlines()[-1]
+    ci_script = (CHECKOUT / ".ci" / "run").read_text()
+    (ci_command,) = re.findall(r'^TEST_COMMAND="(.*)"$', ci_script, flags=re.M)
+    assert ci_command == readme_command
