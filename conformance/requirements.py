@@ -67,6 +67,8 @@ _STARTTLS = [
        "RFC 4954 §4; RFC 8314 §4.1; NIST SP 800-52r2 §3", MUST, "starttls"),
     _r("STARTTLS-IMAP-01", "IMAP advertises LOGINDISABLED and refuses LOGIN before STARTTLS",
        "RFC 9051 §6.2.3; RFC 3501 §6.2.3; RFC 2595 §3.2", MUST, "starttls"),
+    _r("STARTTLS-POP3-01", "POP3 offers STLS and refuses USER/PASS, APOP and AUTH before it",
+       "RFC 2595 §4; RFC 8314 §4.1", MUST, "starttls"),
     _r("STARTTLS-RECAP-01", "After STARTTLS the capabilities are fetched again and STARTTLS is not offered twice",
        "RFC 3207 §4.2; RFC 9051 §6.2.1; RFC 2595 §3.1", MUST, "starttls"),
 ]

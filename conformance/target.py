@@ -26,14 +26,18 @@ class Service(StrEnum):
     SUBMISSIONS = "submissions"
     IMAP = "imap"
     IMAPS = "imaps"
+    POP3 = "pop3"
+    POP3S = "pop3s"
 
     @property
     def protocol(self) -> str:
-        return "imap" if self in (Service.IMAP, Service.IMAPS) else "smtp"
+        if self in (Service.IMAP, Service.IMAPS):
+            return "imap"
+        return "pop3" if self in (Service.POP3, Service.POP3S) else "smtp"
 
     @property
     def implicit_tls(self) -> bool:
-        return self in (Service.SUBMISSIONS, Service.IMAPS)
+        return self in (Service.SUBMISSIONS, Service.IMAPS, Service.POP3S)
 
 
 class Secret:

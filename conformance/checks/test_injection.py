@@ -44,7 +44,7 @@ def test_state_reset_after_starttls(endpoint: Endpoint, starttls_state: dict[str
 
 
 @pytest.mark.requirement("STARTTLS-INJECT-01")
-@pytest.mark.service("mx", "submission", "imap")
+@pytest.mark.service("mx", "submission", "imap", "pop3")
 def test_no_command_injection(endpoint: Endpoint, starttls_injection: dict[str, Attempt[InjectionResult]],
                               evidence: Evidence) -> None:
     """CVE-2011-0411 class: a command sent in the same write as STARTTLS must be discarded."""

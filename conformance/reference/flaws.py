@@ -38,13 +38,13 @@ _FLAW_LIST = [
     _f("imap_login_before_tls", "starttls", "IMAP accepts LOGIN in cleartext (no LOGINDISABLED)",
        "STARTTLS-IMAP-01", services=("imap",)),
     _f("starttls_offered_twice", "starttls", "STARTTLS is advertised again inside TLS (SMTP and IMAP)",
-       "STARTTLS-RECAP-01", services=("mx", "submission", "imap")),
-    _f("no_implicit_tls", "starttls", "submissions and imaps speak plaintext instead of implicit TLS",
-       "TLS-IMPLICIT-01", services=("submissions", "imaps")),
+       "STARTTLS-RECAP-01", services=("mx", "submission", "imap", "pop3")),
+    _f("no_implicit_tls", "starttls", "submissions, imaps and pop3s speak plaintext instead of implicit TLS",
+       "TLS-IMPLICIT-01", services=("submissions", "imaps", "pop3s")),
     _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS",
        "STARTTLS-RESET-01", services=("mx", "submission")),
     _f("starttls_injection", "auth", "commands pipelined behind STARTTLS are executed inside TLS (CVE-2011-0411)",
-       "STARTTLS-INJECT-01", services=("mx", "submission", "imap")),
+       "STARTTLS-INJECT-01", services=("mx", "submission", "imap", "pop3")),
     _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS go-ahead",
        "STARTTLS-INJECT-02", services=("mx",)),
     _f("imap_preauth", "auth", "imaps greets with PREAUTH: a session without any login", "STARTTLS-PREAUTH-01",
@@ -146,7 +146,13 @@ _DNS_FLAWS = [
        "DNS-DANE-02"),
     _f("tlsa_pkix_usage", "dns", "a PKIX-EE (1 1 1) TLSA record sits beside the DANE-EE one", "DNS-DANE-03"),
 ]
-FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS]}
+_POP3_FLAWS = [
+    _f("pop3_user_before_tls", "starttls", "POP3 offers and accepts USER/PASS and AUTH PLAIN before STLS",
+       "STARTTLS-POP3-01", services=("pop3",)),
+    _f("pop3_separate_lockout", "lockout", "POP3 counts failed logins apart from SMTP and IMAP", "LOCK-CROSS-01",
+       services=("pop3", "pop3s")),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_POP3_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,8 @@ class Flaws:
     tlsa_missing: bool = False
     tlsa_mismatch: bool = False
     tlsa_pkix_usage: bool = False
+    pop3_user_before_tls: bool = False
+    pop3_separate_lockout: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -1,4 +1,4 @@
-"""The embedded reference gateway: two nodes of SMTP (mx, submission, submissions) and IMAP (imap, imaps)
+"""The embedded reference gateway: two nodes of SMTP (mx, submission, submissions), IMAP (imap, imaps) and POP3 (pop3, pop3s)
 on 127.0.0.1, one shared mail store and lockout engine, switchable flaws, and a loopback control channel.
 
 A synchronous API over one background thread that runs its own event loop:
@@ -34,6 +34,7 @@ from conformance.reference.imap import serve_imap
 from conformance.reference.lockout import AuthEngine
 from conformance.reference.outage import Component, Outages
 from conformance.reference.pki import Pki, variant_for
+from conformance.reference.pop3 import serve_pop3
 from conformance.reference.runtime import ErrorLog, NodeRuntime, Settings
 from conformance.reference.smtp import GatewaySMTP
 from conformance.reference.store import MailStore
@@ -42,8 +43,8 @@ from conformance.reference.zone import DKIM_SELECTOR, MailZone, ZoneKey, build_z
 
 T = TypeVar("T")
 NODES = {"node1": "mx1.example.test", "node2": "mx2.example.test"}
-SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
-IMPLICIT_TLS = ("submissions", "imaps")
+SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
 ACCOUNT_ADDRESSES = {"test": "alice@example.test", "lockout": "locky@example.test", "other": "bob@example.test"}
 EXTRA_LOCAL = ("postmaster@example.test",)   # a mailbox nobody logs into: RFC 5321 4.5.1
 LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, LOCKOUT_DURATION = 5, 3.0, 3.0
@@ -196,9 +197,9 @@ class Gateway:
                 starttls = None if implicit or (service == "mx" and self.flaws.no_starttls) else context
                 port = ports.get((node, service), 0)
                 server: asyncio.AbstractServer
-                if service.startswith("imap"):
+                if service.startswith(("imap", "pop3")):
                     server = await asyncio.start_server(
-                        _imap_callback(runtime, service, starttls, implicit), "127.0.0.1", port, ssl=listen_tls,
+                        _stream_callback(runtime, service, starttls, implicit), "127.0.0.1", port, ssl=listen_tls,
                         ssl_handshake_timeout=self.settings.handshake_timeout if listen_tls else None)
                 else:
                     server = await loop.create_server(
@@ -373,8 +374,10 @@ def _smtp_factory(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext |
     return lambda: GatewaySMTP(runtime, service, starttls=starttls, implicit_tls=implicit)
 
 
-def _imap_callback(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,
-                   implicit: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+def _stream_callback(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,
+                     implicit: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+    serve = serve_pop3 if service.startswith("pop3") else serve_imap
+
     async def callback(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_imap(runtime, service, reader, writer, starttls, implicit)
+        await serve(runtime, service, reader, writer, starttls, implicit)
     return callback

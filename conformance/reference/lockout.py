@@ -73,12 +73,13 @@ class AuthEngine:
 
     def login(self, protocol: str, username: str, password: str, *, backend_up: bool = True,
               proof: Callable[[str], bool] | None = None) -> Decision:
-        """Check one login attempt (protocol 'smtp' or 'imap') and account for it. Challenge-response
+        """Check one login attempt (protocol 'smtp', 'imap' or 'pop3') and account for it. Challenge-response
         mechanisms pass ``proof`` (called with the stored password) and, as ``password``, the client's
         response: it then only tells repeats apart."""
         user = username.lower()
         known = user in self._passwords
-        key = (protocol if self.flaws.per_protocol_lockout else "*", user)
+        separate = self.flaws.per_protocol_lockout or (protocol == "pop3" and self.flaws.pop3_separate_lockout)
+        key = (protocol if separate else "*", user)
         with self._lock:
             now = self._clock()
             if self._locked(key, now):

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from conformance.probes.auth.logins import LoginOutcome, classify_imap, classify_smtp
+from conformance.probes.auth.logins import LoginOutcome, classify_imap, classify_pop3, classify_smtp
 from conformance.probes.auth.mechanisms import TESTABLE, responder, reveal, untested_reason
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.imap.session import ImapSession
+from conformance.probes.pop3.session import Pop3Reply, Pop3Session
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
 from conformance.probes.tls.handshake import judge
@@ -36,7 +37,7 @@ from conformance.target import Endpoint, Secret
 
 MAX_SASL_ROUNDS = 4
 
-Session = SmtpSession | ImapSession
+Session = SmtpSession | ImapSession | Pop3Session
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,17 @@ async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
     raise ProtocolViolation(f"AUTHENTICATE {mechanism} did not finish within {MAX_SASL_ROUNDS} rounds")
 
 
+async def pop3_sasl(pop3: Pop3Session, mechanism: str, username: str, password: Secret | str) -> SaslReply:
+    """AUTH <mechanism> (RFC 5034), or USER/PASS for mechanism "LOGIN-COMMAND" (RFC 1939 7)."""
+    if mechanism == "LOGIN-COMMAND":
+        user, answer = await pop3.user_pass(username, password)
+        reply: Pop3Reply = answer or user
+    else:
+        initial, respond = responder(mechanism, username, password, service="pop", host=pop3.endpoint.host)
+        reply = await pop3.sasl(mechanism, initial, respond)
+    return SaslReply(classify_pop3(reply.ok, reply.temporary), str(reply), reply.text, reply.short)
+
+
 def _decode(text: str) -> bytes:
     try:
         return base64.b64decode(text.strip() or b"", validate=False)
@@ -120,7 +132,9 @@ async def tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
     """A session ready for credentials: connected, inside TLS (STARTTLS where needed), EHLO/CAPABILITY
     fetched again, certificate verified. Raises LocalError rather than expose a password."""
     session: Session
-    if endpoint.protocol == "smtp":
+    if endpoint.protocol == "pop3":
+        session = await _pop3_tls_session(endpoint, cfg, transcript)
+    elif endpoint.protocol == "smtp":
         smtp = SmtpSession(endpoint, cfg, transcript)
         session = smtp
         try:
@@ -163,10 +177,32 @@ async def tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
         await session.close()
 
 
+async def _pop3_tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript) -> Pop3Session:
+    pop3 = Pop3Session(endpoint, cfg, transcript)
+    try:
+        await pop3.connect()
+        caps = await pop3.capa()
+        if not endpoint.implicit_tls:
+            if "STLS" not in caps:
+                raise StartTlsNotOffered("not sending credentials: STLS not offered")
+            reply = await pop3.stls()
+            if pop3.tls is None:
+                raise StartTlsRefused(f"not sending credentials: STLS answered {reply}")
+    except BaseException:
+        await pop3.close()
+        raise
+    return pop3
+
+
 def advertised_mechanisms(session: Session) -> frozenset[str]:
-    """SASL mechanisms advertised inside TLS; for IMAP, LOGIN-COMMAND stands for the LOGIN command."""
+    """SASL mechanisms advertised inside TLS; LOGIN-COMMAND stands for IMAP's LOGIN command and for POP3's
+    USER/PASS."""
     if isinstance(session, SmtpSession):
         return session.capabilities.auth_mechanisms if session.capabilities else frozenset()
+    if isinstance(session, Pop3Session):
+        pop_caps = session.capabilities or frozenset()
+        found = {c.split("=", 1)[1] for c in pop_caps if c.startswith("SASL=")}
+        return frozenset(found | ({"LOGIN-COMMAND"} if "USER" in pop_caps else set()))
     caps = session.capabilities or frozenset()
     found = {c.split("=", 1)[1] for c in caps if c.startswith("AUTH=")}
     if "LOGINDISABLED" not in caps and caps:
@@ -184,6 +220,8 @@ async def login_once(session: Session, mechanism: str, username: str, password: 
     try:
         if isinstance(session, SmtpSession):
             return await smtp_sasl(session, mechanism, username, password)
+        if isinstance(session, Pop3Session):
+            return await pop3_sasl(session, mechanism, username, password)
         return await imap_sasl(session, mechanism, username, password)
     except ServerUnavailable as exc:
         return SaslReply(LoginOutcome.TEMPORARY, str(exc), str(exc), "closed")
@@ -191,10 +229,10 @@ async def login_once(session: Session, mechanism: str, username: str, password: 
 
 async def end_session(session: Session) -> None:
     try:
-        if isinstance(session, SmtpSession):
-            await session.quit()
-        else:
+        if isinstance(session, ImapSession):
             await session.logout()
+        else:
+            await session.quit()
     except ProbeError:
         pass  # what we learnt stands even if the goodbye fails
 
