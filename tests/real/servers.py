@@ -44,6 +44,7 @@ from tests.real.configs import (
     LEGACY_CIPHERS,
     NO_AUTH_THROTTLE,
     OUTAGE_CONFIGS,
+    POP3_CLEARTEXT,
     QUOTA_STATUS,
     STRONG_CIPHERS,
     Config,
@@ -59,7 +60,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 LOOPBACK = "127.0.0.2"
 DOMAIN = "example.test"
 HOST = "mx1.example.test"
-SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 BINARIES = ("postfix", "postconf", "dovecot", "doveadm")
 START_TIMEOUT = 30.0   # seconds for both servers to answer on every port (a loaded CI box is slow)
 STOP_TIMEOUT = 20.0
@@ -328,6 +329,7 @@ class MailServers:
             "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),
             "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
             "auth_throttle_block": "" if self.auth_throttle else NO_AUTH_THROTTLE,
+            "pop3_protocol_block": POP3_CLEARTEXT if cfg.pop3_cleartext_login else "",
             "end_of_data_restrictions": (f"check_policy_service unix:{quota_status}"
                                          if cfg.data_waits_for_policy else ""),
             "policy_service_timeout": "20s" if cfg.data_waits_for_policy else "100s",

@@ -28,7 +28,7 @@ from tests.suite_runner import SuiteRun, run_suite
 
 pytestmark = pytest.mark.real
 
-ALL = ("mx", "submission", "submissions", "imap", "imaps")  # every endpoint the check runs on
+ALL = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")  # every endpoint the check runs on
 TARGET_WIDE = ("",)  # a check of the whole target (no endpoint in its test ID)
 UNVERIFIED = "the certificate does not verify"
 
@@ -56,6 +56,7 @@ EXPECTED: dict[str, Expected] = {
     "anon-tls": Expected({"TLS-SUITE-01": ALL}),
     "auth-before-tls": Expected({"STARTTLS-AUTH-01": ("submission",)}),
     "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",)}),
+    "pop3-cleartext": Expected({"STARTTLS-POP3-01": ("pop3",)}),
     # Postfix relays the plain foreign address; RELAY-FORMS-01 then has nothing more to prove and skips
     # (were it to run, Postfix rejects the disguised forms as unknown virtual users, 550 5.1.1).
     "open-relay": Expected({"RELAY-OPEN-01": ("mx",)}, {"RELAY-FORMS-01": "relayed already"}),
