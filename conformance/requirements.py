@@ -242,8 +242,19 @@ _DNS = [
        "RFC 7672 §3.1.3", SHOULD, "dns"),
 ]
 
+# OAuth 2.0 logins (issue 17): bearer tokens travel like passwords, and their refusals must not leak users.
+_OAUTH = [
+    _r("AUTH-OAUTH-01", "OAuth mechanisms (OAUTHBEARER, XOAUTH2) are offered only inside TLS",
+       "RFC 6750 §5.3; RFC 7628 §3.1", MUST, "auth"),
+    _r("AUTH-OAUTH-02", "A bearer token nobody issued is refused with the RFC 7628 error (status, scope), alike "
+       "for known and unknown users", "RFC 7628 §3.2.2, §3.2.3; RFC 6750 §3.1", MUST, "auth"),
+    _r("AUTH-BASIC-01", "Where basic authentication is retired, a correct password is refused over PLAIN, LOGIN "
+       "and the protocol's own login on every client port", "target policy basic_auth = \"forbidden\" "
+       "(NHSmail retired basic authentication for IMAP and POP in May 2023); RFC 6750 §5.3", MUST, "auth"),
+]
+
 CATALOGUE: dict[str, Requirement] = {
-    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS)
+    r.id: r for r in (*_STARTTLS, *_TLS, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS, *_OAUTH)
 }
 
 

@@ -152,7 +152,15 @@ _POP3_FLAWS = [
     _f("pop3_separate_lockout", "lockout", "POP3 counts failed logins apart from SMTP and IMAP", "LOCK-CROSS-01",
        services=("pop3", "pop3s")),
 ]
-FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_POP3_FLAWS]}
+_OAUTH_FLAWS = [
+    _f("oauth_before_tls", "auth", "IMAP and POP3 offer OAUTHBEARER and XOAUTH2 before STARTTLS/STLS",
+       "AUTH-OAUTH-01", services=("imap", "pop3")),
+    _f("basic_auth_still_on", "auth", "the OAuth-only account still logs in with its password over PLAIN/LOGIN",
+       "AUTH-BASIC-01"),
+    _f("oauth_error_reveals_user", "auth", "a refused token of an unknown user gets another RFC 7628 error",
+       "AUTH-OAUTH-02"),
+]
+FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,9 @@ class Flaws:
     tlsa_pkix_usage: bool = False
     pop3_user_before_tls: bool = False
     pop3_separate_lockout: bool = False
+    oauth_before_tls: bool = False
+    basic_auth_still_on: bool = False
+    oauth_error_reveals_user: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -45,7 +45,10 @@ T = TypeVar("T")
 NODES = {"node1": "mx1.example.test", "node2": "mx2.example.test"}
 SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
-ACCOUNT_ADDRESSES = {"test": "alice@example.test", "lockout": "locky@example.test", "other": "bob@example.test"}
+ACCOUNT_ADDRESSES = {"test": "alice@example.test", "lockout": "locky@example.test", "other": "bob@example.test",
+                     "oauth": "carol@example.test"}
+TOKEN_ROLES = ("test", "oauth")   # accounts the gateway issues a bearer token for at start
+OAUTH_ONLY = ("oauth",)           # accounts whose basic authentication is retired (policy basic_auth = forbidden)
 EXTRA_LOCAL = ("postmaster@example.test",)   # a mailbox nobody logs into: RFC 5321 4.5.1
 LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, LOCKOUT_DURATION = 5, 3.0, 3.0
 
@@ -70,6 +73,9 @@ class Gateway:
         self.auth = AuthEngine(dict(self.accounts.values()), self.flaws, threshold=LOCKOUT_THRESHOLD,
                                window=LOCKOUT_WINDOW, duration=LOCKOUT_DURATION)
         self.auth.flaw_users = frozenset({self.accounts["lockout"][0]})
+        self.tokens = {role: secrets.token_urlsafe(32) for role in TOKEN_ROLES}
+        self.auth.tokens = {self.accounts[role][0]: token for role, token in self.tokens.items()}
+        self.auth.oauth_only = frozenset(self.accounts[role][0] for role in OAUTH_ONLY)
         self.outages = Outages(tuple(NODES))
         self.errors = ErrorLog()
         self.ports: dict[tuple[str, str], int] = {}
@@ -306,11 +312,13 @@ class Gateway:
 
     # --- target file --------------------------------------------------------------------------------------
     def _write_secrets(self) -> None:
-        for role, (_, password) in self.accounts.items():
-            path = self.workdir / f"{role}.password"
+        files = {f"{role}.password": password for role, (_, password) in self.accounts.items()}
+        files |= {f"{role}.token": token for role, token in self.tokens.items()}
+        for name, value in files.items():
+            path = self.workdir / name
             path.touch(mode=0o600)
             path.chmod(0o600)
-            path.write_text(password + "\n", encoding="utf-8")
+            path.write_text(value + "\n", encoding="utf-8")
         token = self.workdir / "control.token"
         token.touch(mode=0o600)
         token.chmod(0o600)
@@ -360,11 +368,14 @@ class Gateway:
                 lines += [f"[node.outages.{component}]", f"down = [{c_down}]", f"up = [{c_up}]", "timeout = 10"]
             lines += [""]
         for role, (address, _) in self.accounts.items():
+            token = [f"token_file = {q(str(self.workdir / f'{role}.token'))}"] if role in self.tokens else []
             lines += [f"[accounts.{role}]", f"username = {q(address)}",
-                      f"password_file = {q(str(self.workdir / f'{role}.password'))}", f"address = {q(address)}", ""]
+                      f"password_file = {q(str(self.workdir / f'{role}.password'))}", *token,
+                      f"address = {q(address)}", ""]
         lines += ["[policy]", f"lockout_threshold = {LOCKOUT_THRESHOLD}", f"lockout_window = {LOCKOUT_WINDOW:g}",
                   f"lockout_duration = {LOCKOUT_DURATION:g}", "cert_expiry_warning_days = 30",
-                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5", ""]
+                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5",
+                  'basic_auth = "forbidden"   # AUTH-BASIC-01 logs in as accounts.oauth (token and password)', ""]
         path.write_text("\n".join(lines), encoding="utf-8")
         return path
 

@@ -12,6 +12,7 @@ import base64
 import binascii
 import ssl
 
+from conformance.reference import oauth
 from conformance.reference import statuscodes as S
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
@@ -104,8 +105,10 @@ class Pop3Session:
         if self.user is None:
             if not self.tls or (self.runtime.flaws.starttls_offered_twice and self._did_starttls):
                 lines.append("STLS")
-            if self._plaintext_allowed():
-                lines += ["USER", "SASL PLAIN"]
+            mechanisms = ["PLAIN"] if self._plaintext_allowed() else []
+            mechanisms += list(oauth.MECHANISMS) if self.tls or self.runtime.flaws.oauth_before_tls else []
+            lines += ["USER"] if self._plaintext_allowed() else []
+            lines += [f"SASL {' '.join(mechanisms)}"] if mechanisms else []
         await self._send("+OK Capability list follows\r\n" + "\r\n".join(lines) + "\r\n.")
 
     async def _stls(self, rest: str) -> None:
@@ -139,6 +142,9 @@ class Pop3Session:
 
     async def _auth(self, rest: str) -> None:
         mechanism, _, initial = rest.strip().partition(" ")
+        if mechanism.upper() in oauth.MECHANISMS and self.tls:
+            await self._oauth(mechanism.upper(), initial.strip().encode())
+            return
         if mechanism.upper() != "PLAIN":
             await self._send(S.P_ERR_MECHANISM)
             return
@@ -158,6 +164,31 @@ class Pop3Session:
             await self._send(S.P_ERR_SYNTAX.format(why="invalid PLAIN response"))
             return
         await self._check_login(user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+
+    async def _oauth(self, mechanism: str, initial: bytes) -> None:
+        """RFC 7628 over AUTH (RFC 5034): a refused token gets the 3.2.2 error as a continuation first."""
+        if not initial:
+            await self._send("+ ")
+            initial = (await self._readline()).strip()
+        try:
+            parsed = oauth.parse(mechanism, base64.b64decode(initial, validate=True))
+        except binascii.Error:
+            parsed = None
+        if parsed is None:
+            await self._send(S.P_ERR_SYNTAX.format(why=f"invalid {mechanism} response"))
+            return
+        runtime = self.runtime
+        decision = runtime.auth.login_token(*parsed, backend_up=not runtime.down(Component.AUTH))
+        if decision.verdict is Verdict.ACCEPTED:
+            self.user = decision.username
+            runtime.auth.session_started(decision.username)
+            await self._send(S.P_OK_LOGGED_IN)
+            return
+        if decision.verdict is Verdict.REJECTED:
+            challenge = base64.b64encode(oauth.error_challenge(runtime.flaws, decision.known_user)).decode()
+            await self._send(f"+ {challenge}")
+            await self._readline()  # RFC 7628 3.2.3: the client's dummy answer
+        await self._send(await self._failure_reply(decision))
 
     async def _check_login(self, user: str, password: str) -> None:
         runtime = self.runtime

@@ -64,6 +64,7 @@ class Pop3Session:
         self.greeting: Pop3Reply | None = None
         self.capabilities: frozenset[str] | None = None
         self.stls_reply: Pop3Reply | None = None   # kept when the handshake after it fails
+        self.last_challenge = b""                  # the last SASL challenge, decoded (RFC 7628 errors travel here)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._deadline: Deadline | None = None
@@ -159,10 +160,12 @@ class Pop3Session:
         line = f"AUTH {mechanism}" + (f" {initial or '='}" if initial is not None else "")
         with scrubbing_errors(self.cfg.secrets + ((initial,) if initial else ())):
             reply = await self._exchange(line, continuation=True)
+            self.last_challenge = b""
             for _ in range(MAX_SASL_ROUNDS):
                 if isinstance(reply, Pop3Reply):
                     return reply
-                reply = await self._exchange(answer(_decode(reply)), shown="<redacted>", continuation=True)
+                self.last_challenge = _decode(reply)
+                reply = await self._exchange(answer(self.last_challenge), shown="<redacted>", continuation=True)
             if isinstance(reply, Pop3Reply):
                 return reply
             return await self.command(CANCEL, shown=CANCEL)
