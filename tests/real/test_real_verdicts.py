@@ -57,7 +57,8 @@ EXPECTED: dict[str, Expected] = {
     # DH_anon with AES-GCM is forward-secret AEAD: only the broken-class check (anonymous) objects.
     "anon-tls": Expected({"TLS-SUITE-01": ALL}),
     "auth-before-tls": Expected({"STARTTLS-AUTH-01": ("submission",)}),
-    "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",)}),
+    # disable_plaintext_auth = no and ssl = yes are global in Dovecot: POP3 takes passwords in clear as well
+    "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",), "STARTTLS-POP3-01": ("pop3",)}),
     "pop3-cleartext": Expected({"STARTTLS-POP3-01": ("pop3",)}),
     # Postfix relays the plain foreign address; RELAY-FORMS-01 then has nothing more to prove and skips
     # (were it to run, Postfix rejects the disguised forms as unknown virtual users, 550 5.1.1).
