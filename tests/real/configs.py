@@ -30,6 +30,20 @@ POP3_CLEARTEXT = """protocol pop3 {
   ssl = yes
   disable_plaintext_auth = no
 }"""
+# Dovecot's oauth2 passdb for OAUTHBEARER and XOAUTH2 only ({args}: the file below), and that file: every token
+# is posted to a loopback RFC 7662 introspection endpoint ({url}); active tokens name their user in "email".
+OAUTH2_PASSDB = """passdb {{
+  driver = oauth2
+  mechanisms = oauthbearer xoauth2
+  args = {args}
+}}"""
+OAUTH2_ARGS = """introspection_mode = post
+introspection_url = {url}
+username_attribute = email
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
 # Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
 STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # Dovecot without its login throttling: no delay before a failure reply, and an anvil socket nobody may
@@ -102,5 +116,18 @@ OUTAGE_CONFIGS: dict[str, Config] = {c.name: c for c in (
 # weakness, so not in CONFIGS (whose exact verdict table is in test_real_verdicts.py).
 SQL_DIRECTORY = replace(GOOD, name="sql-directory", directory="pgsql")
 
-__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "OUTAGE_CONFIGS",
-           "POP3_CLEARTEXT", "QUOTA_STATUS", "SQL_DIRECTORY", "STRONG_CIPHERS", "Config"]
+__all__ = [
+    "ANONYMOUS_CIPHERS",
+    "CONFIGS",
+    "GOOD",
+    "LEGACY_CIPHERS",
+    "NO_AUTH_THROTTLE",
+    "OAUTH2_ARGS",
+    "OAUTH2_PASSDB",
+    "OUTAGE_CONFIGS",
+    "POP3_CLEARTEXT",
+    "QUOTA_STATUS",
+    "SQL_DIRECTORY",
+    "STRONG_CIPHERS",
+    "Config",
+]
