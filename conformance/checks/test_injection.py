@@ -91,7 +91,7 @@ def test_no_response_injection(endpoint: Endpoint, starttls_state: dict[str, Att
 
 
 @pytest.mark.requirement("STARTTLS-PREAUTH-01")
-@pytest.mark.service("imap", "imaps", "submissions")
+@pytest.mark.service("imap", "imaps", "submissions", "pop3s")
 def test_no_preauth_or_plaintext_fallback(endpoint: Endpoint,
                                           implicit_greetings: dict[str, Attempt[ImplicitGreeting]],
                                           evidence: Evidence) -> None:
