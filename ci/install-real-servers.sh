@@ -3,7 +3,7 @@
 # that already has them skips apt entirely. The packages' own boot-time daemons are stopped at once:
 # the tests start private instances on loopback from a temporary directory, never the system ones.
 set -euo pipefail
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd postgresql postfix-pgsql dovecot-pgsql)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d postgresql postfix-pgsql dovecot-pgsql)
 PACKAGES+=(chromium chromium-driver)  # the HTML report's browser test (tests/test_report_browser.py)
 # The DNS proving ground (tests/real/test_real_dns.py): Knot DNS (knotc, keymgr) and Unbound (unbound-control).
 PACKAGES+=(knot unbound)

@@ -37,6 +37,7 @@ FIXTURE_MODULES = (
     "conformance.fixtures.account",
     "conformance.fixtures.tls",
     "conformance.fixtures.auth",
+    "conformance.fixtures.oauth",
     "conformance.fixtures.lockout",
     "conformance.fixtures.failover",
     "conformance.fixtures.dns",

@@ -70,6 +70,8 @@ _STARTTLS = [
        "RFC 4954 §4; RFC 8314 §4.1; NIST SP 800-52r2 §3", MUST, "starttls"),
     _r("STARTTLS-IMAP-01", "IMAP advertises LOGINDISABLED and refuses LOGIN before STARTTLS",
        "RFC 9051 §6.2.3; RFC 3501 §6.2.3; RFC 2595 §3.2", MUST, "starttls"),
+    _r("STARTTLS-POP3-01", "POP3 offers STLS and refuses USER/PASS, APOP and AUTH before it",
+       "RFC 2595 §4; RFC 8314 §4.1", MUST, "starttls"),
     _r("STARTTLS-RECAP-01", "After STARTTLS the capabilities are fetched again and STARTTLS is not offered twice",
        "RFC 3207 §4.2; RFC 9051 §6.2.1; RFC 2595 §3.1", MUST, "starttls"),
 ]
@@ -313,8 +315,20 @@ _OUTBOUND = [
        "RFC 8461 §5", MUST, "outbound"),
 ]
 
+# OAuth 2.0 logins (issue 17): bearer tokens travel like passwords, and their refusals must not leak users.
+_OAUTH = [
+    _r("AUTH-OAUTH-01", "OAuth mechanisms (OAUTHBEARER, XOAUTH2) are offered only inside TLS",
+       "RFC 6750 §5.3; RFC 7628 §3.1", MUST, "auth"),
+    _r("AUTH-OAUTH-02", "A bearer token nobody issued is refused with the RFC 7628 error (status, scope), alike "
+       "for known and unknown users", "RFC 7628 §3.2.2, §3.2.3; RFC 6750 §3.1", MUST, "auth"),
+    _r("AUTH-BASIC-01", "Where basic authentication is retired, a correct password is refused over PLAIN, LOGIN "
+       "and the protocol's own login on every client port", "target policy basic_auth = \"forbidden\" "
+       "(NHSmail retired basic authentication for IMAP and POP in May 2023); RFC 6750 §5.3", MUST, "auth"),
+]
+
 CATALOGUE: dict[str, Requirement] = {
-    r.id: r for r in (*_STARTTLS, *_TLS, *_TLS_POSTURE, *_CERT, *_AUTH, *_LOCKOUT, *_FAILOVER, *_DNS, *_OUTBOUND)
+    r.id: r for r in (*_STARTTLS, *_TLS, *_TLS_POSTURE, *_CERT, *_AUTH, *_OAUTH, *_LOCKOUT, *_FAILOVER, *_DNS,
+                      *_OUTBOUND)
 }
 
 

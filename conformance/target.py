@@ -32,14 +32,18 @@ class Service(StrEnum):
     SUBMISSIONS = "submissions"
     IMAP = "imap"
     IMAPS = "imaps"
+    POP3 = "pop3"
+    POP3S = "pop3s"
 
     @property
     def protocol(self) -> str:
-        return "imap" if self in (Service.IMAP, Service.IMAPS) else "smtp"
+        if self in (Service.IMAP, Service.IMAPS):
+            return "imap"
+        return "pop3" if self in (Service.POP3, Service.POP3S) else "smtp"
 
     @property
     def implicit_tls(self) -> bool:
-        return self in (Service.SUBMISSIONS, Service.IMAPS)
+        return self in (Service.SUBMISSIONS, Service.IMAPS, Service.POP3S)
 
 
 class Secret:
@@ -70,8 +74,9 @@ class Secret:
 class Account:
     role: str
     username: str
-    password: Secret = field(repr=False)
+    password: Secret = field(repr=False)   # empty for an account that carries only a bearer token
     address: str
+    token: Secret | None = field(default=None, repr=False)   # an OAuth 2.0 bearer token (RFC 6750)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,9 @@ class Policy:
     data_reply_budget: float = 10.0
     # Seconds the outbound family waits for mail that should (or must not) arrive at the lab's MX hosts.
     outbound_window: float = 20.0
+    # "forbidden": basic authentication is retired, so an account that carries a token must not log in with
+    # its password over PLAIN or LOGIN on any client port (Microsoft's and NHSmail's retirement of basic auth).
+    basic_auth: str = "allowed"
 
 
 @dataclass(frozen=True)
@@ -227,8 +235,10 @@ class Target:
         return next(n for n in self.nodes if n.name == name)
 
     def secrets(self) -> tuple[str, ...]:
-        """Every password value, so reporters can scrub them from anything they write."""
-        return tuple(a.password.reveal() for a in self.accounts.values() if a.password.reveal())
+        """Every password and token value, so reporters can scrub them from anything they write."""
+        values = [a.password.reveal() for a in self.accounts.values()]
+        values += [a.token.reveal() for a in self.accounts.values() if a.token is not None]
+        return tuple(v for v in values if v)
 
 
 _TOP_KEYS = {"target", "node", "accounts", "policy", "waiver", "outbound"}
@@ -239,9 +249,10 @@ _TARGET_KEYS = {
 }
 _NODE_KEYS = {"name", "host", "address", "services", "hooks", "outages"}
 _HOOK_KEYS = {"down", "up", "timeout"}
-_ACCOUNT_KEYS = {"username", "password_env", "password_file", "address"}
+_ACCOUNT_KEYS = {"username", "password_env", "password_file", "token_env", "token_file", "address"}
 _POLICY_FIELDS = {f for f in Policy.__dataclass_fields__}
 _WAIVER_KEYS = {"requirement", "endpoints", "nodes", "reason", "approved_by", "expires"}
+BASIC_AUTH = ("allowed", "forbidden")
 
 
 class _Reader:
@@ -463,34 +474,46 @@ def _account(reader: _Reader, role: str, spec: Any, base: Path, environ: Any) ->
     if "password" in spec:
         raise reader.fail(f"{where}.password", "passwords are never written in the target file")
     username = reader.get(spec, "username", where, str)
-    env_name = reader.get(spec, "password_env", where, str, None)
-    file_name = reader.get(spec, "password_file", where, str, None)
-    if env_name is not None and file_name is not None:
-        raise reader.fail(f"{where}.password_file", "give password_env or password_file, not both")
-    if env_name is not None:
-        if env_name not in environ:
-            raise reader.fail(f"{where}.password_env", f"environment variable {env_name} is not set")
-        secret = Secret(environ[env_name], f"${env_name}")
-    elif file_name is not None:
-        secret_path = (base / file_name).resolve()
-        try:
-            secret = Secret(secret_path.read_text(encoding="utf-8").rstrip("\r\n"), str(secret_path))
-        except OSError as exc:
-            raise reader.fail(f"{where}.password_file", f"cannot read {secret_path}: {exc.strerror}") from None
-    else:
-        raise reader.fail(where, "missing password_env or password_file")
+    token = _secret(reader, spec, where, "token", base, environ)
+    password = _secret(reader, spec, where, "password", base, environ)
+    if password is None and token is None:
+        raise reader.fail(where, "missing password_env or password_file (or token_env / token_file)")
     address = reader.get(spec, "address", where, str, username if "@" in username else None)
     if address is None:
         raise reader.fail(f"{where}.address", "missing (username is not an address)")
-    return Account(role=role, username=username, password=secret, address=address)
+    return Account(role=role, username=username, password=password or Secret("", "no password"), address=address,
+                   token=token)
+
+
+def _secret(reader: _Reader, spec: dict[str, Any], where: str, kind: str, base: Path, environ: Any) -> Secret | None:
+    """A password or token from ``<kind>_env`` or ``<kind>_file`` (never from the file itself or argv)."""
+    env_name = reader.get(spec, f"{kind}_env", where, str, None)
+    file_name = reader.get(spec, f"{kind}_file", where, str, None)
+    if env_name is not None and file_name is not None:
+        raise reader.fail(f"{where}.{kind}_file", f"give {kind}_env or {kind}_file, not both")
+    if env_name is not None:
+        if env_name not in environ:
+            raise reader.fail(f"{where}.{kind}_env", f"environment variable {env_name} is not set")
+        return Secret(environ[env_name], f"${env_name}")
+    if file_name is None:
+        return None
+    secret_path = (base / file_name).resolve()
+    try:
+        return Secret(secret_path.read_text(encoding="utf-8").rstrip("\r\n"), str(secret_path))
+    except OSError as exc:
+        raise reader.fail(f"{where}.{kind}_file", f"cannot read {secret_path}: {exc.strerror}") from None
 
 
 def _policy(reader: _Reader, raw: dict[str, Any]) -> Policy:
     reader.table(raw, "policy", _POLICY_FIELDS)
-    values = {}
-    for key in _POLICY_FIELDS:
+    values: dict[str, Any] = {}
+    for key in _POLICY_FIELDS - {"basic_auth"}:
         if key in raw:
             values[key] = _positive(reader, raw, key, "policy", 0)
+    basic = reader.get(raw, "basic_auth", "policy", str, "allowed")
+    if basic not in BASIC_AUTH:
+        raise reader.fail("policy.basic_auth", f"expected one of {', '.join(BASIC_AUTH)}, got {basic!r}")
+    values["basic_auth"] = basic
     if "lockout_threshold" in values and not isinstance(values["lockout_threshold"], int):
         raise reader.fail("policy.lockout_threshold", "expected an integer")
     return Policy(**values)

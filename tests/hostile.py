@@ -311,3 +311,29 @@ class HostileDns(DnsResponder):
             return response.to_wire()
         self.tcp_answers += not udp
         return super().answer(wire, udp=udp)
+
+
+POP3_GREETING = b"+OK pop.test ready\r\n"
+POP3_CAPA = b"+OK\r\nUSER\r\nSASL PLAIN\r\nRESP-CODES\r\n.\r\n"
+
+
+def pop3_server(replies: dict[str, bytes] | None = None, *, greeting: bytes = POP3_GREETING) -> Behaviour:
+    """A line-by-line POP3 server: each command's verb picks its reply (default ``+OK``). A reply that starts
+    with "+ " is a SASL continuation: the next client line is read and answered with the verb's "<VERB>+" entry."""
+    table = {"CAPA": POP3_CAPA, "QUIT": b"+OK bye\r\n", **(replies or {})}
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        await writer.drain()
+        while line := await read_cmd(reader):
+            verb = line.split(b" ", 1)[0].strip().decode("ascii", "replace").upper()
+            answer = table.get(verb, b"+OK\r\n")
+            writer.write(answer)
+            await writer.drain()
+            if answer.startswith(b"+ "):
+                await read_cmd(reader)
+                writer.write(table.get(verb + "+", b"-ERR [AUTH] no\r\n"))
+                await writer.drain()
+            if verb == "QUIT":
+                return
+    return behaviour

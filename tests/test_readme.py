@@ -82,5 +82,5 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     block = README.split("```sh", 1)[1].split("```", 1)[0]
     readme_command = block.strip().splitlines()[-1]
     ci_script = (CHECKOUT / ".ci" / "run").read_text()
-    (ci_command,) = re.findall(r'^TEST_COMMAND="(.*)"$', ci_script, flags=re.M)
+    (ci_command,) = re.findall(r'^TEST_COMMAND="(.*)"$', ci_script, flags=re.MULTILINE)
     assert ci_command == readme_command

@@ -172,3 +172,50 @@ def test_waivers_load_from_the_target(tmp_path: Path) -> None:
 def test_mta_sts_address_keeps_ipv6_and_port(tmp_path: Path) -> None:
     target = load_target(write(tmp_path, '[target]\nmta_sts_address="[::1]:8443"\n[[node]]\nhost="h"\nservices={mx=25}\n'))
     assert target.mta_sts_address == ("::1", 8443)
+
+
+TOKEN = "ya29.mailconform-Bearer-Token"
+NODE = '[[node]]\nhost="mx1.example.test"\nservices={pop3=110, pop3s=995, imaps=993}\n'
+
+
+def test_pop3_services_and_a_token_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MC_TOKEN", TOKEN)
+    (tmp_path / "pw").write_text("pw\n")
+    target = load_target(write(tmp_path, NODE + '[accounts.test]\nusername="a@b.test"\npassword_file="pw"\n'
+                                               'token_env="MC_TOKEN"\n[accounts.oauth]\nusername="c@b.test"\n'
+                                               'token_file="pw"\n[policy]\nbasic_auth="forbidden"\n'))
+    pop3, pop3s = target.endpoints_for(Service.POP3)[0], target.endpoints_for(Service.POP3S)[0]
+    assert (pop3.protocol, pop3.implicit_tls, pop3s.implicit_tls) == ("pop3", False, True)
+    test, oauth = target.account("test"), target.account("oauth")
+    assert test.token is not None and test.token.reveal() == TOKEN and TOKEN not in repr(target)
+    assert oauth.password.reveal() == "" and oauth.token is not None  # a token-only account
+    assert TOKEN in target.secrets() and target.policy.basic_auth == "forbidden"
+
+
+def test_token_forms_are_scrubbed_from_transcripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from conformance.probes.wire.config import ProbeConfig
+
+    monkeypatch.setenv("MC_TOKEN", TOKEN)
+    target = load_target(write(tmp_path, NODE + '[accounts.test]\nusername="a@b.test"\ntoken_env="MC_TOKEN"\n'))
+    transcript = ProbeConfig.from_target(target).transcript(target.endpoints[0])
+    xoauth2 = base64.b64encode(f"user=a@b.test\x01auth=Bearer {TOKEN}\x01\x01".encode()).decode()
+    transcript.server(f"-ERR you sent {TOKEN} as {xoauth2}")
+    assert TOKEN not in str(transcript) and xoauth2 not in str(transcript)
+
+
+@pytest.mark.parametrize("account, expected", [
+    ('token="inline"\n', "key 'accounts.test.token': unknown key"),
+    ('token_env="MC_TOKEN"\ntoken_file="x"\n', "give token_env or token_file, not both"),
+    ("", "missing password_env or password_file (or token_env / token_file)"),
+])
+def test_bad_token_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, account: str, expected: str) -> None:
+    monkeypatch.setenv("MC_TOKEN", TOKEN)
+    with pytest.raises(TargetError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_target(write(tmp_path, NODE + '[accounts.test]\nusername="a@b.test"\n' + account))
+
+
+def test_basic_auth_policy_takes_only_its_two_words(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="key 'policy.basic_auth': expected one of allowed, forbidden"):
+        load_target(write(tmp_path, NODE + '[policy]\nbasic_auth="off"\n'))

@@ -13,7 +13,7 @@ from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 
-_SERVICES = ("submission", "submissions", "imap", "imaps")
+_SERVICES = ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
 def _posture(endpoint: Endpoint, auth_posture: dict[str, Attempt[AuthPosture]], evidence: Evidence) -> AuthPosture:
@@ -44,6 +44,10 @@ def test_wrong_password_refused(endpoint: Endpoint, auth_posture: dict[str, Atte
         assert wrong.code in ("535 5.7.8", "535"), (
             f"{endpoint}: a wrong password was answered '{wrong.reply}'; RFC 4954 6 says 535 5.7.8 "
             f"(clients and lockout logic key on it)")
+    elif endpoint.protocol == "pop3":
+        assert wrong.code in ("-ERR [AUTH]", "-ERR"), (
+            f"{endpoint}: a wrong password was answered '{wrong.reply}'; expected -ERR [AUTH] (RFC 3206 5): "
+            f"[SYS/TEMP] tells clients to retry the same password")
     else:
         assert wrong.code in ("NO [AUTHENTICATIONFAILED]", "NO"), (
             f"{endpoint}: a wrong password was answered '{wrong.reply}'; expected NO [AUTHENTICATIONFAILED] "

@@ -18,7 +18,7 @@ from conformance.probes.tls.scan import TlsScan
 from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Target
 
-ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 MIN_BITS = {"RSA": 2048, "EC": 256, "DSA": 2048}
 
 

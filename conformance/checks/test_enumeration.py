@@ -16,7 +16,7 @@ from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 
-_LOGIN_SERVICES = ("submission", "submissions", "imap", "imaps")
+_LOGIN_SERVICES = ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
 @pytest.mark.requirement("ENUM-VRFY-01")

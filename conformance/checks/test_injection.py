@@ -44,7 +44,7 @@ def test_state_reset_after_starttls(endpoint: Endpoint, starttls_state: dict[str
 
 
 @pytest.mark.requirement("STARTTLS-INJECT-01")
-@pytest.mark.service("mx", "submission", "imap")
+@pytest.mark.service("mx", "submission", "imap", "pop3")
 def test_no_command_injection(endpoint: Endpoint, starttls_injection: dict[str, Attempt[InjectionResult]],
                               evidence: Evidence) -> None:
     """CVE-2011-0411 class: a command sent in the same write as STARTTLS must be discarded."""
@@ -91,7 +91,7 @@ def test_no_response_injection(endpoint: Endpoint, starttls_state: dict[str, Att
 
 
 @pytest.mark.requirement("STARTTLS-PREAUTH-01")
-@pytest.mark.service("imap", "imaps", "submissions")
+@pytest.mark.service("imap", "imaps", "submissions", "pop3s")
 def test_no_preauth_or_plaintext_fallback(endpoint: Endpoint,
                                           implicit_greetings: dict[str, Attempt[ImplicitGreeting]],
                                           evidence: Evidence) -> None:

@@ -127,7 +127,7 @@ def test_lockout_shared_across_protocols(lockout_episode: Attempt[Episode],
             bypasses.append(f"locked via {ep.via}, the correct password still works on {', '.join(open_)}")
     assert not bypasses, (
         f"the lock does not hold across protocols, ports and nodes: {'; '.join(bypasses)}. An attacker switches "
-        f"protocol or node and keeps guessing; keep one failure count per account for SMTP AUTH and IMAP")
+        f"protocol or node and keeps guessing; keep one failure count per account for SMTP AUTH, IMAP and POP3")
 
 
 @pytest.mark.requirement("LOCK-RECOVER-01")

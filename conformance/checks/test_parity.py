@@ -9,6 +9,7 @@ authentication worse, or presents a certificate that does not verify where the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import Certificates, scans_of
 from conformance.probes.imap.session import ImapCapabilities
+from conformance.probes.pop3.session import Pop3Capabilities
 from conformance.probes.smtp.session import SmtpCapabilities
 from conformance.probes.tls.scan import TlsScan
 from conformance.probes.tls.wire import TlsVersion
@@ -25,7 +27,7 @@ from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Target
 from conformance.verdict import Inconclusive
 
-ALL = ("mx", "submission", "submissions", "imap", "imaps")
+ALL = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 MODERN = frozenset({TlsVersion.TLS1_2, TlsVersion.TLS1_3})
 # Worse is higher: how a server treated AUTH/LOGIN with throwaway credentials before TLS.
 _CLEARTEXT_RANK = {CleartextAuth.NOT_TRIED: 0, CleartextAuth.REFUSED_FOR_TLS: 0, CleartextAuth.REFUSED: 1,
@@ -48,8 +50,8 @@ def _unknown(attempt: Attempt[Any]) -> bool:
     return attempt.outcome not in (Outcome.COMPLETED, Outcome.SERVER_ERROR)
 
 
-def _posture(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], smtp: dict[str, Attempt[SmtpCapabilities]],
-             imap: dict[str, Attempt[ImapCapabilities]], certs: dict[str, Certificates]) -> Posture | str:
+def _posture(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], capabilities: Mapping[str, Attempt[Any]],
+             certs: dict[str, Certificates]) -> Posture | str:
     """The endpoint's posture, or why it cannot be known."""
     scans = scans_of(tls_scans, endpoint)
     unknown = [a for a in scans if _unknown(a)]
@@ -61,23 +63,21 @@ def _posture(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], smtp: d
     versions = frozenset(v for scan in completed for v in scan.accepted_versions)
     suites = frozenset(s.name for scan in completed for s in scan.all_suites)
     starttls = cleartext = logindisabled = None
-    if endpoint.protocol == "smtp":
-        caps_attempt = smtp.get(endpoint.id)
-        if caps_attempt is None or _unknown(caps_attempt):
-            return caps_attempt.reason if caps_attempt else "no capability probe"
-        if caps_attempt.result is not None:  # else the server broke the dialogue: compared by TLS alone
-            caps = caps_attempt.result
-            starttls = None if endpoint.implicit_tls else caps.starttls_offered
-            cleartext = caps.cleartext_auth
-    else:
-        imap_attempt = imap.get(endpoint.id)
-        if imap_attempt is None or _unknown(imap_attempt):
-            return imap_attempt.reason if imap_attempt else "no capability probe"
-        if imap_attempt.result is not None:
-            icaps = imap_attempt.result
-            starttls = None if endpoint.implicit_tls else icaps.starttls_offered
-            cleartext = icaps.cleartext_login
-            logindisabled = None if endpoint.implicit_tls else icaps.logindisabled_before_tls
+    caps_attempt = capabilities.get(endpoint.id)
+    if caps_attempt is None or _unknown(caps_attempt):
+        return caps_attempt.reason if caps_attempt else "no capability probe"
+    caps = caps_attempt.result  # None: the server broke the dialogue, compared by TLS alone
+    if isinstance(caps, SmtpCapabilities):
+        starttls = None if endpoint.implicit_tls else caps.starttls_offered
+        cleartext = caps.cleartext_auth
+    elif isinstance(caps, ImapCapabilities):
+        starttls = None if endpoint.implicit_tls else caps.starttls_offered
+        cleartext = caps.cleartext_login
+        logindisabled = None if endpoint.implicit_tls else caps.logindisabled_before_tls
+    elif isinstance(caps, Pop3Capabilities):
+        starttls = None if endpoint.implicit_tls else caps.stls_offered
+        cleartext = max((caps.cleartext.user_verdict, caps.cleartext.apop_verdict, caps.cleartext.auth_verdict),
+                        key=_CLEARTEXT_RANK.__getitem__)
     cert = certs.get(endpoint.id)
     verified = cert.default.result.verified if cert and cert.default.result is not None else None
     return Posture(versions, suites, starttls, cleartext, logindisabled, verified)
@@ -114,11 +114,13 @@ def weaker_than(mine: Posture, other: Posture, other_name: str) -> list[str]:
 def test_no_weaker_node(endpoint: Endpoint, target: Target, tls_scans: dict[str, Attempt[TlsScan]],
                         smtp_capabilities: dict[str, Attempt[SmtpCapabilities]],
                         imap_capabilities: dict[str, Attempt[ImapCapabilities]],
+                        pop3_capabilities: dict[str, Attempt[Pop3Capabilities]],
                         certificates: dict[str, Certificates], evidence: Evidence) -> None:
+    capabilities: dict[str, Attempt[Any]] = {**smtp_capabilities, **imap_capabilities, **pop3_capabilities}
     siblings = [e for e in target.endpoints_for(endpoint.service) if e.node != endpoint.node]
     if not siblings:
         pytest.skip(f"only one node serves {endpoint.service}: nothing to compare (see FAIL-REDUNDANT-01)")
-    mine = _posture(endpoint, tls_scans, smtp_capabilities, imap_capabilities, certificates)
+    mine = _posture(endpoint, tls_scans, capabilities, certificates)
     if isinstance(mine, str):
         raise Inconclusive(f"{endpoint}: posture unknown: {mine}")
     evidence.add("versions", [str(v) for v in mine.versions])
@@ -126,7 +128,7 @@ def test_no_weaker_node(endpoint: Endpoint, target: Target, tls_scans: dict[str,
     problems: list[str] = []
     compared = []
     for sibling in siblings:
-        theirs = _posture(sibling, tls_scans, smtp_capabilities, imap_capabilities, certificates)
+        theirs = _posture(sibling, tls_scans, capabilities, certificates)
         if isinstance(theirs, str):
             evidence.add(f"not_compared.{sibling.id}", theirs)
             continue

@@ -1,4 +1,4 @@
-"""STARTTLS enforcement: offered where it must be, AUTH/LOGIN never before it, capabilities re-read after it."""
+"""STARTTLS enforcement: offered where it must be, AUTH/LOGIN/USER never before it, capabilities re-read after it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import Certificates
 from conformance.probes.imap.session import ImapCapabilities
+from conformance.probes.pop3.session import Pop3Capabilities
 from conformance.probes.smtp.session import SmtpCapabilities
 from conformance.probes.wire.config import CleartextAuth
 from conformance.probes.wire.outcome import Attempt, Outcome
@@ -76,12 +77,47 @@ def test_imap_login_disabled_before_tls(endpoint: Endpoint, imap_capabilities: d
         f"{endpoint}: CAPABILITY before STARTTLS lacks LOGINDISABLED, so clients will try LOGIN in clear")
 
 
+@pytest.mark.requirement("STARTTLS-POP3-01")
+@pytest.mark.service("pop3")
+def test_pop3_no_login_before_stls(endpoint: Endpoint, pop3_capabilities: dict[str, Attempt[Pop3Capabilities]],
+                                   evidence: Evidence) -> None:
+    caps = evidence.require(pop3_capabilities[endpoint.id])
+    evidence.add("capa_before_tls", caps.pre_tls or "none")
+    clear = caps.cleartext
+    user = clear.user
+    evidence.add("user_pass_before_tls", " / ".join(str(r) for r in user if r is not None) if user else "not sent")
+    evidence.add("apop_before_tls", str(clear.apop) if clear.apop else "not offered")
+    evidence.add("auth_plain_before_tls", str(clear.auth) if clear.auth else "not sent")
+    exposed = [f"{what} was {verdict} ({reply})" for what, verdict, reply in (
+        ("USER/PASS", clear.user_verdict, " / ".join(str(r) for r in user if r is not None) if user else "-"),
+        ("APOP", clear.apop_verdict, clear.apop), ("AUTH PLAIN", clear.auth_verdict, clear.auth))
+        if verdict in _EXPOSED]
+    assert not exposed, (
+        f"{endpoint}: before STLS, {'; '.join(exposed)}: passwords cross the wire in clear. Refuse USER, APOP and "
+        f"AUTH until STLS (Dovecot: disable_plaintext_auth = yes)")
+    assert caps.stls_offered, f"{endpoint}: CAPA does not offer STLS, so POP3 clients can only log in in clear"
+    assert caps.tls is not None, (
+        f"{endpoint}: STLS was answered '{caps.stls_reply}', then no TLS session followed: {caps.tls_error}")
+    evidence.add("negotiated", f"{caps.tls.version} {caps.tls.cipher}")
+
+
 @pytest.mark.requirement("STARTTLS-RECAP-01")
-@pytest.mark.service("mx", "submission", "imap")
+@pytest.mark.service("mx", "submission", "imap", "pop3")
 def test_capabilities_refreshed_after_starttls(endpoint: Endpoint,
                                                smtp_capabilities: dict[str, Attempt[SmtpCapabilities]],
                                                imap_capabilities: dict[str, Attempt[ImapCapabilities]],
+                                               pop3_capabilities: dict[str, Attempt[Pop3Capabilities]],
                                                evidence: Evidence) -> None:
+    if endpoint.protocol == "pop3":
+        pcaps = evidence.require(pop3_capabilities[endpoint.id])
+        if pcaps.tls is None:
+            pytest.skip(f"{endpoint}: no TLS session to look into ({pcaps.tls_error or 'STLS not taken'}; "
+                        "see STARTTLS-POP3-01)")
+        after = pcaps.post_tls or frozenset()
+        evidence.add("capa_after_tls", after or "none")
+        assert after, f"{endpoint}: no CAPA answer after STLS (RFC 2595 4: clients re-read it)"
+        assert "STLS" not in after, f"{endpoint}: CAPA still offers STLS inside TLS"
+        return
     if endpoint.protocol == "imap":
         icaps = evidence.require(imap_capabilities[endpoint.id])
         if icaps.tls is None:
@@ -102,7 +138,7 @@ def test_capabilities_refreshed_after_starttls(endpoint: Endpoint,
 
 
 @pytest.mark.requirement("TLS-IMPLICIT-01")
-@pytest.mark.service("submissions", "imaps")
+@pytest.mark.service("submissions", "imaps", "pop3s")
 def test_implicit_tls_served(endpoint: Endpoint, certificates: dict[str, Certificates], evidence: Evidence) -> None:
     handshake = certificates[endpoint.id].default
     if handshake.outcome is Outcome.SERVER_ERROR:

@@ -17,7 +17,7 @@ from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
 
-ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+ALL_SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 LEGACY_VERSIONS = frozenset({TlsVersion.SSL2, TlsVersion.SSL3, TlsVersion.TLS1_0, TlsVersion.TLS1_1})
 BEFORE_TLS_1_3 = LEGACY_VERSIONS | {TlsVersion.TLS1_2}
 

@@ -38,13 +38,13 @@ _FLAW_LIST = [
     _f("imap_login_before_tls", "starttls", "IMAP accepts LOGIN in cleartext (no LOGINDISABLED)",
        "STARTTLS-IMAP-01", services=("imap",)),
     _f("starttls_offered_twice", "starttls", "STARTTLS is advertised again inside TLS (SMTP and IMAP)",
-       "STARTTLS-RECAP-01", services=("mx", "submission", "imap")),
-    _f("no_implicit_tls", "starttls", "submissions and imaps speak plaintext instead of implicit TLS",
-       "TLS-IMPLICIT-01", services=("submissions", "imaps")),
+       "STARTTLS-RECAP-01", services=("mx", "submission", "imap", "pop3")),
+    _f("no_implicit_tls", "starttls", "submissions, imaps and pop3s speak plaintext instead of implicit TLS",
+       "TLS-IMPLICIT-01", services=("submissions", "imaps", "pop3s")),
     _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS",
        "STARTTLS-RESET-01", services=("mx", "submission")),
     _f("starttls_injection", "auth", "commands pipelined behind STARTTLS are executed inside TLS (CVE-2011-0411)",
-       "STARTTLS-INJECT-01", services=("mx", "submission", "imap")),
+       "STARTTLS-INJECT-01", services=("mx", "submission", "imap", "pop3")),
     _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS go-ahead",
        "STARTTLS-INJECT-02", services=("mx",)),
     _f("imap_preauth", "auth", "imaps greets with PREAUTH: a session without any login", "STARTTLS-PREAUTH-01",
@@ -190,8 +190,22 @@ _TLS_POSTURE_FLAWS = [
        "TLS-SNI-01"),
     _f("cbc_without_etm", "tls", "CBC suites are accepted with MAC-then-encrypt only", "TLS-ETM-01", "TLS-SUITE-02"),
 ]
+_POP3_FLAWS = [
+    _f("pop3_user_before_tls", "starttls", "POP3 offers and accepts USER/PASS and AUTH PLAIN before STLS",
+       "STARTTLS-POP3-01", services=("pop3",)),
+    _f("pop3_separate_lockout", "lockout", "POP3 counts failed logins apart from SMTP and IMAP", "LOCK-CROSS-01",
+       services=("pop3", "pop3s")),
+]
+_OAUTH_FLAWS = [
+    _f("oauth_before_tls", "auth", "IMAP and POP3 offer OAUTHBEARER and XOAUTH2 before STARTTLS/STLS",
+       "AUTH-OAUTH-01", services=("imap", "pop3")),
+    _f("basic_auth_still_on", "auth", "the OAuth-only account still logs in with its password over PLAIN/LOGIN",
+       "AUTH-BASIC-01"),
+    _f("oauth_error_reveals_user", "auth", "a refused token of an unknown user gets another RFC 7628 error",
+       "AUTH-OAUTH-02"),
+]
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
-                                                                 *_TLS_POSTURE_FLAWS]}
+                                                                 *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
 
 
 @dataclass(frozen=True)
@@ -291,6 +305,11 @@ class Flaws:
     cbc_without_etm: bool = False
     sni_required: bool = False
     no_sni_wrong_cert: bool = False
+    pop3_user_before_tls: bool = False
+    pop3_separate_lockout: bool = False
+    oauth_before_tls: bool = False
+    basic_auth_still_on: bool = False
+    oauth_error_reveals_user: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -1,4 +1,4 @@
-"""The embedded reference gateway: two nodes of SMTP (mx, submission, submissions) and IMAP (imap, imaps)
+"""The embedded reference gateway: two nodes of SMTP (mx, submission, submissions), IMAP (imap, imaps) and POP3 (pop3, pop3s)
 on 127.0.0.1, one shared mail store and lockout engine, switchable flaws, and a loopback control channel.
 
 A synchronous API over one background thread that runs its own event loop:
@@ -37,6 +37,7 @@ from conformance.reference.lockout import AuthEngine
 from conformance.reference.mtasts import PolicyServer, policy_text
 from conformance.reference.outage import Component, Outages
 from conformance.reference.pki import Pki, variant_for
+from conformance.reference.pop3 import serve_pop3
 from conformance.reference.runtime import ErrorLog, NodeRuntime, Settings
 from conformance.reference.sender import Route, Sender
 from conformance.reference.smtp import GatewaySMTP
@@ -46,9 +47,12 @@ from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, MailZone, ZoneKey,
 
 T = TypeVar("T")
 NODES = {"node1": "mx1.example.test", "node2": "mx2.example.test"}
-SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
-IMPLICIT_TLS = ("submissions", "imaps")
-ACCOUNT_ADDRESSES = {"test": "alice@example.test", "lockout": "locky@example.test", "other": "bob@example.test"}
+SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
+ACCOUNT_ADDRESSES = {"test": "alice@example.test", "lockout": "locky@example.test", "other": "bob@example.test",
+                     "oauth": "carol@example.test"}
+TOKEN_ROLES = ("test", "oauth")   # accounts the gateway issues a bearer token for at start
+OAUTH_ONLY = ("oauth",)           # accounts whose basic authentication is retired (policy basic_auth = forbidden)
 EXTRA_LOCAL = ("postmaster@example.test",)   # a mailbox nobody logs into: RFC 5321 4.5.1
 LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, LOCKOUT_DURATION = 5, 3.0, 3.0
 
@@ -73,6 +77,9 @@ class Gateway:
         self.auth = AuthEngine(dict(self.accounts.values()), self.flaws, threshold=LOCKOUT_THRESHOLD,
                                window=LOCKOUT_WINDOW, duration=LOCKOUT_DURATION)
         self.auth.flaw_users = frozenset({self.accounts["lockout"][0]})
+        self.tokens = {role: secrets.token_urlsafe(32) for role in TOKEN_ROLES}
+        self.auth.tokens = {self.accounts[role][0]: token for role, token in self.tokens.items()}
+        self.auth.oauth_only = frozenset(self.accounts[role][0] for role in OAUTH_ONLY)
         self.outages = Outages(tuple(NODES))
         self.errors = ErrorLog()
         self.ports: dict[tuple[str, str], int] = {}
@@ -207,9 +214,9 @@ class Gateway:
                 starttls = None if implicit or (service == "mx" and self.flaws.no_starttls) else context
                 port = ports.get((node, service), 0)
                 server: asyncio.AbstractServer
-                if service.startswith("imap"):
+                if service.startswith(("imap", "pop3")):
                     server = await asyncio.start_server(
-                        _imap_callback(runtime, service, starttls, implicit), "127.0.0.1", port, ssl=listen_tls,
+                        _stream_callback(runtime, service, starttls, implicit), "127.0.0.1", port, ssl=listen_tls,
                         ssl_handshake_timeout=self.settings.handshake_timeout if listen_tls else None)
                 else:
                     server = await loop.create_server(
@@ -319,11 +326,13 @@ class Gateway:
 
     # --- target file --------------------------------------------------------------------------------------
     def _write_secrets(self) -> None:
-        for role, (_, password) in self.accounts.items():
-            path = self.workdir / f"{role}.password"
+        files = {f"{role}.password": password for role, (_, password) in self.accounts.items()}
+        files |= {f"{role}.token": token for role, token in self.tokens.items()}
+        for name, value in files.items():
+            path = self.workdir / name
             path.touch(mode=0o600)
             path.chmod(0o600)
-            path.write_text(password + "\n", encoding="utf-8")
+            path.write_text(value + "\n", encoding="utf-8")
         token = self.workdir / "control.token"
         token.touch(mode=0o600)
         token.chmod(0o600)
@@ -399,11 +408,14 @@ class Gateway:
                 lines += [f"[node.outages.{component}]", f"down = [{c_down}]", f"up = [{c_up}]", "timeout = 10"]
             lines += [""]
         for role, (address, _) in self.accounts.items():
+            token = [f"token_file = {q(str(self.workdir / f'{role}.token'))}"] if role in self.tokens else []
             lines += [f"[accounts.{role}]", f"username = {q(address)}",
-                      f"password_file = {q(str(self.workdir / f'{role}.password'))}", f"address = {q(address)}", ""]
+                      f"password_file = {q(str(self.workdir / f'{role}.password'))}", *token,
+                      f"address = {q(address)}", ""]
         lines += ["[policy]", f"lockout_threshold = {LOCKOUT_THRESHOLD}", f"lockout_window = {LOCKOUT_WINDOW:g}",
                   f"lockout_duration = {LOCKOUT_DURATION:g}", "cert_expiry_warning_days = 30",
-                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5"]
+                  "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5",
+                  'basic_auth = "forbidden"   # AUTH-BASIC-01 logs in as accounts.oauth (token and password)']
         lines += ["outbound_window = 3", "", *self._outbound_section()] if outbound else [""]
         path.write_text("\n".join(lines), encoding="utf-8")
         return path
@@ -425,8 +437,10 @@ def _smtp_factory(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext |
     return lambda: GatewaySMTP(runtime, service, starttls=starttls, implicit_tls=implicit)
 
 
-def _imap_callback(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,
-                   implicit: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+def _stream_callback(runtime: NodeRuntime, service: str, starttls: ssl.SSLContext | None,
+                     implicit: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+    serve = serve_pop3 if service.startswith("pop3") else serve_imap
+
     async def callback(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_imap(runtime, service, reader, writer, starttls, implicit)
+        await serve(runtime, service, reader, writer, starttls, implicit)
     return callback

@@ -14,6 +14,7 @@ import re
 import ssl
 from email.parser import BytesHeaderParser
 
+from conformance.reference import oauth
 from conformance.reference import statuscodes as S
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
@@ -140,13 +141,15 @@ class ImapSession:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR"]
         if self.user is not None:
             return " ".join(caps)
+        oauth_caps = [f"AUTH={m}" for m in oauth.MECHANISMS]
         if not self.tls:
             caps.append("STARTTLS")
             caps += ["AUTH=PLAIN"] if flaws.imap_login_before_tls else ["LOGINDISABLED"]
+            caps += oauth_caps if flaws.oauth_before_tls else []
         else:
             if flaws.starttls_offered_twice and self._did_starttls:
                 caps.append("STARTTLS")
-            caps += ["AUTH=PLAIN", "AUTH=CRAM-MD5", "AUTH=SCRAM-SHA-256"]
+            caps += ["AUTH=PLAIN", "AUTH=CRAM-MD5", "AUTH=SCRAM-SHA-256", *oauth_caps]
         return " ".join(caps)
 
     async def _dispatch(self, tag: str, args: list[str], raw: str) -> None:
@@ -218,6 +221,8 @@ class ImapSession:
             await self._cram_md5(tag)
         elif mechanism == "SCRAM-SHA-256" and self.tls:
             await self._scram_sha_256(tag, initial)
+        elif mechanism in oauth.MECHANISMS and self.tls:
+            await self._oauth(tag, mechanism, initial)
         else:
             await self._send(S.I_NO_MECHANISM.format(tag=tag))
 
@@ -276,6 +281,29 @@ class ImapSession:
             return
         await self._check_login(tag, exchange.username, client_final.decode("utf-8", "replace"), sasl=True,
                                 proof=lambda _: ok)
+
+    async def _oauth(self, tag: str, mechanism: str, initial: bytes | None) -> None:
+        """RFC 7628 over AUTHENTICATE: a refused token gets the 3.2.2 error as a continuation first."""
+        blob = _b64decode(initial) if initial is not None else await self._challenge(tag, b"")
+        parsed = oauth.parse(mechanism, blob) if blob is not None else None
+        if parsed is None:
+            if blob is not None:
+                await self._send(S.I_BAD_SYNTAX.format(tag=tag, why=f"invalid {mechanism} response"))
+            return
+        if self.user is not None:
+            await self._send(S.I_BAD_STATE.format(tag=tag, command="AUTHENTICATE"))
+            return
+        runtime = self.runtime
+        decision = runtime.auth.login_token(*parsed, backend_up=not runtime.down(Component.AUTH))
+        if decision.verdict is Verdict.ACCEPTED:
+            self.user = decision.username
+            runtime.auth.session_started(decision.username)
+            await self._send(S.I_OK_LOGGED_IN.format(tag=tag, caps=self._caps()))
+            return
+        if decision.verdict is Verdict.REJECTED:
+            await self._send(b"+ " + base64.b64encode(oauth.error_challenge(runtime.flaws, decision.known_user)))
+            await self._readline()  # RFC 7628 3.2.3: the client's dummy answer
+        await self._send(await self._failure_reply(tag, decision))
 
     async def _check_login(self, tag: str, user: str, password: str, *, sasl: bool = False,
                            proof: Proof | None = None) -> None:

@@ -66,6 +66,8 @@ class AuthEngine:
         # scopes them to the lockout account: the suite's own parallel probes and the failover family's
         # outage retries use the test account, and would otherwise lock it and cascade into other checks.
         self.flaw_users: frozenset[str] | None = None
+        self.tokens: dict[str, str] = {}            # user -> the bearer token the gateway issued at start
+        self.oauth_only: frozenset[str] = frozenset()  # users whose basic (password) authentication is retired
 
     def reset(self) -> None:
         with self._lock:
@@ -73,12 +75,15 @@ class AuthEngine:
 
     def login(self, protocol: str, username: str, password: str, *, backend_up: bool = True,
               proof: Callable[[str], bool] | None = None) -> Decision:
-        """Check one login attempt (protocol 'smtp' or 'imap') and account for it. Challenge-response
+        """Check one login attempt (protocol 'smtp', 'imap' or 'pop3') and account for it. Challenge-response
         mechanisms pass ``proof`` (called with the stored password) and, as ``password``, the client's
         response: it then only tells repeats apart."""
         user = username.lower()
         known = user in self._passwords
-        key = (protocol if self.flaws.per_protocol_lockout else "*", user)
+        if user in self.oauth_only and not self.flaws.basic_auth_still_on:
+            return Decision(Verdict.REJECTED, known, user)  # retired, not guessed: nothing to count
+        separate = self.flaws.per_protocol_lockout or (protocol == "pop3" and self.flaws.pop3_separate_lockout)
+        key = (protocol if separate else "*", user)
         with self._lock:
             now = self._clock()
             if self._locked(key, now):
@@ -99,6 +104,18 @@ class AuthEngine:
                 return Decision(Verdict.ACCEPTED, known, user)
             self._fail(key, user, password, known, now)
             return Decision(Verdict.REJECTED, known, user)
+
+    def login_token(self, username: str, token: str, *, backend_up: bool = True) -> Decision:
+        """A bearer-token login. Refused tokens are not counted: a random token is no password guess, and a
+        client retrying an expired token must not lock its user out."""
+        user = username.lower()
+        known = user in self._passwords
+        if not backend_up:
+            return Decision(Verdict.UNAVAILABLE, known, user)
+        issued = self.tokens.get(user)
+        if issued is not None and hmac.compare_digest(token.encode(), issued.encode()):
+            return Decision(Verdict.ACCEPTED, known, user)
+        return Decision(Verdict.REJECTED, known, user)
 
     def stored_password(self, username: str) -> str | None:
         """What a challenge-response mechanism's server half needs (a real server keeps SCRAM keys)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from conformance.reference import oauth
 from conformance.reference import statuscodes as S
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
@@ -229,6 +230,27 @@ class GatewaySMTP(SMTP):
         if flaws.auth_timing_oracle and decision.known_user and decision.verdict is Verdict.REJECTED:
             self._reply_delay = self.runtime.settings.timing_oracle_delay
         return S.S535_AUTH_FAILED
+
+    async def auth_OAUTHBEARER(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 7628: a bearer token in the initial response; a refusal sends the 3.2.2 error first."""
+        return await self._oauth("OAUTHBEARER", args)
+
+    async def auth_XOAUTH2(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._oauth("XOAUTH2", args)
+
+    async def _oauth(self, mechanism: str, args: list[str]) -> AuthResult:
+        blob = _b64decode(args[1]) if len(args) > 1 else await self.challenge_auth("")
+        parsed = oauth.parse(mechanism, blob) if isinstance(blob, bytes) else None
+        if parsed is None:
+            return AuthResult(success=False, handled=False, message=S.S501_AUTH_SYNTAX)
+        decision = self.runtime.auth.login_token(*parsed, backend_up=not self.runtime.down(Component.AUTH))
+        if decision.verdict is Verdict.ACCEPTED:
+            self._auth_user = decision.username
+            self.runtime.auth.session_started(decision.username)
+            return AuthResult(success=True, auth_data=LoginPassword(parsed[0].encode(), b""), message=S.S235_AUTH_OK)
+        if decision.verdict is Verdict.REJECTED:
+            await self.challenge_auth(oauth.error_challenge(self.runtime.flaws, decision.known_user))
+        return AuthResult(success=False, handled=False, message=self._failure_reply(decision))
 
     async def auth_ANONYMOUS(self, _: Any, args: list[str]) -> AuthResult:
         """anonymous_login: RFC 4505 ANONYMOUS, accepted whatever the trace string."""

@@ -25,6 +25,25 @@ service quota-status {{
   }}
   client_limit = 1
 }}"""
+# POP3 alone with plaintext logins before STLS: Dovecot's settings filtered by protocol.
+POP3_CLEARTEXT = """protocol pop3 {
+  ssl = yes
+  disable_plaintext_auth = no
+}"""
+# Dovecot's oauth2 passdb for OAUTHBEARER and XOAUTH2 only ({args}: the file below), and that file: every token
+# is posted to a loopback RFC 7662 introspection endpoint ({url}); active tokens name their user in "email".
+OAUTH2_PASSDB = """passdb {{
+  driver = oauth2
+  mechanisms = oauthbearer xoauth2
+  args = {args}
+}}"""
+OAUTH2_ARGS = """introspection_mode = post
+introspection_url = {url}
+username_attribute = email
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
 # Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are all AEAD with (EC)DHE).
 STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # Dovecot without its login throttling: no delay before a failure reply, and an anvil socket nobody may
@@ -52,6 +71,7 @@ class Config:
     anonymous_suites: bool = False        # anonymous (DH_anon AES-GCM) suites besides the strong ones
     auth_before_tls: bool = False         # submission offers AUTH before STARTTLS
     imap_cleartext_login: bool = False    # Dovecot accepts LOGIN before STARTTLS
+    pop3_cleartext_login: bool = False    # Dovecot's POP3 accepts USER/PASS and AUTH before STLS
     open_relay: bool = False              # loopback clients may relay to any domain on the MX
     cert: str = "valid"                   # valid | expired | wrong-name
     data_waits_for_policy: bool = False   # end of DATA waits for Dovecot's quota-status (20 s timeout)
@@ -70,6 +90,8 @@ CONFIGS: dict[str, Config] = {c.name: c for c in (
             weakness="submission offers AUTH before STARTTLS"),
     replace(GOOD, name="imap-cleartext", imap_cleartext_login=True,
             weakness="Dovecot accepts IMAP LOGIN before STARTTLS"),
+    replace(GOOD, name="pop3-cleartext", pop3_cleartext_login=True,
+            weakness="Dovecot's POP3 accepts USER/PASS and AUTH PLAIN before STLS (disable_plaintext_auth = no)"),
     replace(GOOD, name="open-relay", open_relay=True,
             weakness="the MX relays for loopback clients to any domain"),
     replace(GOOD, name="expired-cert", cert="expired",
@@ -94,5 +116,18 @@ OUTAGE_CONFIGS: dict[str, Config] = {c.name: c for c in (
 # weakness, so not in CONFIGS (whose exact verdict table is in test_real_verdicts.py).
 SQL_DIRECTORY = replace(GOOD, name="sql-directory", directory="pgsql")
 
-__all__ = ["ANONYMOUS_CIPHERS", "CONFIGS", "GOOD", "LEGACY_CIPHERS", "NO_AUTH_THROTTLE", "OUTAGE_CONFIGS",
-           "QUOTA_STATUS", "SQL_DIRECTORY", "STRONG_CIPHERS", "Config"]
+__all__ = [
+    "ANONYMOUS_CIPHERS",
+    "CONFIGS",
+    "GOOD",
+    "LEGACY_CIPHERS",
+    "NO_AUTH_THROTTLE",
+    "OAUTH2_ARGS",
+    "OAUTH2_PASSDB",
+    "OUTAGE_CONFIGS",
+    "POP3_CLEARTEXT",
+    "QUOTA_STATUS",
+    "SQL_DIRECTORY",
+    "STRONG_CIPHERS",
+    "Config",
+]

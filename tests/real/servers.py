@@ -43,7 +43,10 @@ from tests.real.configs import (
     GOOD,
     LEGACY_CIPHERS,
     NO_AUTH_THROTTLE,
+    OAUTH2_ARGS,
+    OAUTH2_PASSDB,
     OUTAGE_CONFIGS,
+    POP3_CLEARTEXT,
     QUOTA_STATUS,
     STRONG_CIPHERS,
     Config,
@@ -59,7 +62,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 LOOPBACK = "127.0.0.2"
 DOMAIN = "example.test"
 HOST = "mx1.example.test"
-SERVICES = ("mx", "submission", "submissions", "imap", "imaps")
+SERVICES = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 BINARIES = ("postfix", "postconf", "dovecot", "doveadm")
 START_TIMEOUT = 30.0   # seconds for both servers to answer on every port (a loaded CI box is slow)
 STOP_TIMEOUT = 20.0
@@ -130,7 +133,8 @@ class MailServers:
     started; ``write_target(path)`` describes the running instance as a target.toml."""
 
     def __init__(self, config: Config, workdir: Path | None = None, *, address: str = LOOPBACK,
-                 auth_throttle: bool = True, host: str = HOST, accounts: dict[str, Account] | None = None) -> None:
+                 auth_throttle: bool = True, host: str = HOST, accounts: dict[str, Account] | None = None,
+                 introspection_url: str | None = None, tokens: dict[str, str] | None = None) -> None:
         """``auth_throttle=False`` turns off Dovecot's login throttling: the 2 s delay before every failure
         reply and the per-client-address penalty (up to 15 s more). Every probe comes from 127.0.0.1, so
         a suite run's deliberate wrong passwords (30 per endpoint for the timing check alone) would
@@ -138,7 +142,10 @@ class MailServers:
         tier (tests/real/test_real_lockout.py) keeps it on, because there it is the behaviour under test.
 
         ``host`` is the name in the banner and the certificate; ``accounts`` (another instance's) make a
-        second node of the same service, with the same users and passwords as the first."""
+        second node of the same service, with the same users and passwords as the first.
+
+        ``introspection_url`` adds Dovecot's oauth2 passdb (OAUTHBEARER and XOAUTH2, tokens checked at that
+        RFC 7662 endpoint); ``tokens`` (role -> token) go into the target as token files."""
         self.config = config
         self.address = address
         self.host = host
@@ -148,6 +155,8 @@ class MailServers:
         # Postfix and Dovecot processes run as postfix, dovecot, dovenull and mail: they must traverse it.
         self.workdir.chmod(0o755)
         self.ports: dict[str, int] = {}
+        self.introspection_url = introspection_url
+        self.tokens = dict(tokens or {})
         self.accounts = accounts or {
             "test": Account("test", f"alice@{DOMAIN}", secrets.token_urlsafe(16)),
             "lockout": Account("lockout", f"locky@{DOMAIN}", secrets.token_urlsafe(16)),
@@ -328,6 +337,8 @@ class MailServers:
             "base_dir": str(w / "run"), "state_dir": str(w / "state"), "passwd_file": str(w / "dovecot" / "passwd"),
             "mail_root": str(w / "mail"), "uid": str(uid), "gid": str(gid),
             "auth_throttle_block": "" if self.auth_throttle else NO_AUTH_THROTTLE,
+            "pop3_protocol_block": POP3_CLEARTEXT if cfg.pop3_cleartext_login else "",
+            **self._oauth2_values(w),
             "end_of_data_restrictions": (f"check_policy_service unix:{quota_status}"
                                          if cfg.data_waits_for_policy else ""),
             "policy_service_timeout": "20s" if cfg.data_waits_for_policy else "100s",
@@ -344,6 +355,15 @@ class MailServers:
                           userdb_driver="static", userdb_args=f"uid={uid} gid={gid} home={values['mail_root']}/%d/%n")
         values.update({f"port_{service}": str(port) for service, port in self.ports.items()})
         return values
+
+    def _oauth2_values(self, w: Path) -> dict[str, str]:
+        if self.introspection_url is None:
+            return {"oauth2_mechanisms": "", "password_passdb_mechanisms": "", "oauth2_passdb_block": ""}
+        args = w / "dovecot" / "dovecot-oauth2.conf.ext"
+        args.write_text(OAUTH2_ARGS.format(url=self.introspection_url))
+        return {"oauth2_mechanisms": " oauthbearer xoauth2",
+                "password_passdb_mechanisms": "  mechanisms = plain login",
+                "oauth2_passdb_block": OAUTH2_PASSDB.format(args=args)}
 
     def _write_pki(self) -> None:
         """A root CA and an RSA-2048 leaf (RSA so static-RSA key exchange exists when a config enables
@@ -371,6 +391,10 @@ class MailServers:
             path = self.workdir / f"{account.role}.pw"
             path.write_text(account.password + "\n")
             path.chmod(0o600)
+        for role, token in self.tokens.items():
+            path = self.workdir / f"{role}.token"
+            path.write_text(token + "\n")
+            path.chmod(0o600)
 
     # -- target ------------------------------------------------------------------------------------
 
@@ -397,6 +421,7 @@ def write_fleet_target(fleet: Sequence[MailServers], path: Path) -> Path:
     nodes = "".join(servers.node_table(f"node{i}") for i, servers in enumerate(fleet, 1))
     accounts = "".join(
         f'\n[accounts.{a.role}]\nusername = "{a.username}"\npassword_file = "{first.workdir / (a.role + ".pw")}"\n'
+        + (f'token_file = "{first.workdir / (a.role + ".token")}"\n' if a.role in first.tokens else "")
         for a in first.accounts.values())
     names = "+".join(servers.config.name for servers in fleet)
     path.write_text(f'''# Written by tests/real/servers.py for the "{names}" configuration.

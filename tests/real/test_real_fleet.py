@@ -22,7 +22,7 @@ pytestmark = pytest.mark.real
 
 SECOND_ADDRESS = "127.0.0.3"  # loopback too; the client's source stays 127.0.0.1 (see servers.py)
 SECOND_HOST = "mx2.example.test"
-ALL = ("mx", "submission", "submissions", "imap", "imaps")
+ALL = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 WEAK_TLS_FAILS = {"TLS-VER-01", "TLS-SUITE-02", "FAIL-PARITY-01"}
 
 

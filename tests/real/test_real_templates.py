@@ -24,6 +24,7 @@ DIFFERS_IN = {
     "anon-tls": {"tls_high_cipherlist", "ssl_cipher_list"},
     "auth-before-tls": {"-o smtpd_tls_security_level", "-o smtpd_tls_auth_only"},
     "imap-cleartext": {"ssl", "disable_plaintext_auth"},
+    "pop3-cleartext": {"protocol pop3 {", "ssl", "disable_plaintext_auth", "}"},  # a block for POP3 alone
     "open-relay": {"mynetworks", "smtpd_relay_restrictions"},
     "expired-cert": set(),       # same files, another certificate
     "wrong-name-cert": set(),
@@ -37,7 +38,8 @@ EVERY = {**CONFIGS, **OUTAGE_CONFIGS, SQL_DIRECTORY.name: SQL_DIRECTORY}
 
 def _rendered(config: Config, workdir: Path) -> dict[str, str]:
     servers = MailServers(config, workdir)
-    servers.ports = {"mx": 2525, "submission": 2587, "submissions": 2465, "imap": 2143, "imaps": 2993}
+    servers.ports = {"mx": 2525, "submission": 2587, "submissions": 2465, "imap": 2143, "imaps": 2993,
+                     "pop3": 2110, "pop3s": 2995}
     values = servers._values(8, 8)
     values.update(config="x")  # the name shows in log tags; not a setting that differs
     rendered = {t: render(FIXTURES / t, values) for t in TEMPLATES}

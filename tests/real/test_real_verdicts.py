@@ -28,7 +28,7 @@ from tests.suite_runner import SuiteRun, run_suite
 
 pytestmark = pytest.mark.real
 
-ALL = ("mx", "submission", "submissions", "imap", "imaps")  # every endpoint the check runs on
+ALL = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")  # every endpoint the check runs on
 TARGET_WIDE = ("",)  # a check of the whole target (no endpoint in its test ID)
 UNVERIFIED = "the certificate does not verify"
 
@@ -46,7 +46,9 @@ class Expected:
 # fails everywhere, and FAIL-PARITY-01 has no second node to compare (test_real_fleet.py runs two).
 ONE_NODE = {"FAIL-REDUNDANT-01": TARGET_WIDE}
 # Nor does any configuration name a mail domain: the dns family skips here (test_real_dns.py runs it against Knot and Unbound).
-ONE_NODE_SKIPS = {"FAIL-PARITY-01": "only one node",
+# Nor do these configurations speak OAuth 2.0 or retire basic auth (test_real_oauth.py runs the oauth2 passdb).
+ONE_NODE_SKIPS = {"FAIL-PARITY-01": "only one node", "AUTH-OAUTH-02": "no OAuth mechanism",
+                  "AUTH-BASIC-01": "keeps basic authentication",
                   **{rid: "[target] domain" for rid in CATALOGUE if rid.startswith("DNS-")}}
 
 EXPECTED: dict[str, Expected] = {
@@ -57,14 +59,17 @@ EXPECTED: dict[str, Expected] = {
     # 1024-bit RFC 2409 prime for the anonymous suites (Dovecot loads its 4096-bit ssl_dh file).
     "anon-tls": Expected({"TLS-SUITE-01": ALL, "TLS-KEX-01": ("mx", "submission", "submissions")}),
     "auth-before-tls": Expected({"STARTTLS-AUTH-01": ("submission",)}),
-    "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",)}),
+    # disable_plaintext_auth = no and ssl = yes are global in Dovecot: POP3 takes passwords in clear as well
+    "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",), "STARTTLS-POP3-01": ("pop3",)}),
+    "pop3-cleartext": Expected({"STARTTLS-POP3-01": ("pop3",)}),
     # Postfix relays the plain foreign address; RELAY-FORMS-01 then has nothing more to prove and skips
     # (were it to run, Postfix rejects the disguised forms as unknown virtual users, 550 5.1.1).
     "open-relay": Expected({"RELAY-OPEN-01": ("mx",)}, {"RELAY-FORMS-01": "relayed already"}),
     # Checks that log in refuse to send a password to a certificate that does not verify: they skip.
     # An expired certificate is no evidence that it "does not expire soon": CERT-EXPIRY-02 skips too.
-    "expired-cert": Expected({"CERT-EXPIRY-01": ALL}, {"*": UNVERIFIED, "CERT-EXPIRY-02": "see CERT-EXPIRY-01"}),
-    "wrong-name-cert": Expected({"CERT-NAME-01": ALL}, {"*": UNVERIFIED}),
+    "expired-cert": Expected({"CERT-EXPIRY-01": ALL}, {"*": UNVERIFIED, "CERT-EXPIRY-02": "see CERT-EXPIRY-01",
+                                                       "AUTH-OAUTH-02": UNVERIFIED}),
+    "wrong-name-cert": Expected({"CERT-NAME-01": ALL}, {"*": UNVERIFIED, "AUTH-OAUTH-02": UNVERIFIED}),
 }
 
 SIDE_BY_SIDE = 4  # suite runs at once

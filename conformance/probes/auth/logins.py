@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from conformance.probes.auth.mechanisms import responder
 from conformance.probes.imap.session import ImapSession
+from conformance.probes.pop3.session import Pop3Session
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
 from conformance.probes.tls.handshake import judge
 from conformance.probes.wire.config import ProbeConfig, scrubbed
-from conformance.probes.wire.outcome import Attempt, LocalError, ServerUnavailable, attempt
+from conformance.probes.wire.outcome import Attempt, LocalError, ServerUnavailable, Transcript, attempt
 from conformance.probes.wire.upgrade import TlsInfo
 from conformance.target import Endpoint, Secret
 
@@ -78,6 +80,9 @@ async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, passw
     mechanism = mechanism.upper()
 
     async def run() -> LoginResult:
+        if endpoint.protocol == "pop3":
+            return await _pop3_login(endpoint, cfg, transcript, username, password, mechanism,
+                                     require_verified_tls, ready)
         if endpoint.protocol == "smtp":
             async with SmtpSession(endpoint, cfg, transcript) as smtp:
                 await smtp.connect()
@@ -127,6 +132,43 @@ async def probe_login(endpoint: Endpoint, cfg: ProbeConfig, username: str, passw
                                code, elapsed)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
+
+
+async def _pop3_login(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, username: str,
+                      password: Secret | str, mechanism: str, require_verified_tls: bool,
+                      ready: Callable[[], Awaitable[None]] | None) -> LoginResult:
+    """POP3: 'LOGIN' is USER/PASS (RFC 1939 7), anything else AUTH <mechanism> (RFC 5034)."""
+    async with Pop3Session(endpoint, cfg, transcript) as pop3:
+        await pop3.connect()
+        caps = await pop3.capa()
+        if not endpoint.implicit_tls:
+            if "STLS" not in caps:
+                raise StartTlsNotOffered("not sending credentials: STLS not offered")
+            reply = await pop3.stls()
+            if pop3.tls is None:
+                raise StartTlsRefused(f"not sending credentials: STLS answered {reply}")
+        _guard(pop3.tls, endpoint, cfg, require_verified_tls)
+        if ready is not None:
+            await ready()
+        started = time.monotonic()
+        if mechanism == "LOGIN":
+            user, answer = await pop3.user_pass(username, password)
+            final = answer or user
+        else:
+            initial, respond = responder(mechanism, username, password, service="pop", host=endpoint.host)
+            final = await pop3.sasl(mechanism, initial, respond)
+        elapsed = time.monotonic() - started
+        await pop3.quit()
+        return LoginResult(classify_pop3(final.ok, final.temporary), str(final), mechanism, pop3.tls, final.short,
+                           elapsed)
+
+
+def classify_pop3(ok: bool, temporary: bool) -> LoginOutcome:
+    """+OK logs in; SYS/TEMP, IN-USE, LOGIN-DELAY are 'not now' (RFC 3206 4, RFC 2449 8.1); any other
+    -ERR after credentials refuses them ([AUTH], or no code: RFC 3206 makes the code optional)."""
+    if ok:
+        return LoginOutcome.ACCEPTED
+    return LoginOutcome.TEMPORARY if temporary else LoginOutcome.REJECTED
 
 
 def _guard(tls: TlsInfo | None, endpoint: Endpoint, cfg: ProbeConfig, require_verified: bool) -> None:

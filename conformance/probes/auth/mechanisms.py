@@ -21,6 +21,8 @@ from conformance.target import Secret
 
 SCRAM = ("SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA3-512")
 TESTABLE = ("PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", *SCRAM)
+OAUTH = ("OAUTHBEARER", "XOAUTH2")   # driven by a bearer token, not a password
+BASIC = ("PLAIN", "LOGIN", "LOGIN-COMMAND")   # what "basic authentication" means to a mail client
 ANONYMOUS_TRACE = "mailconform-conformance-probe"
 CANCEL = "*"  # RFC 4954 4 / RFC 9051 6.2.2: the client ends the exchange
 
@@ -60,9 +62,21 @@ def responder(mechanism: str, username: str, password: Secret | str, *, service:
         return None, digest_md5(username, reveal(password), f"{service}/{host}")
     if mechanism in SCRAM:
         return scram(mechanism, username, reveal(password))
+    if mechanism in OAUTH:  # ``password`` is the bearer token here
+        return oauth(mechanism, username, reveal(password))
     if mechanism == "ANONYMOUS":  # RFC 4505: an optional trace string, no credentials
         return b64(ANONYMOUS_TRACE), lambda challenge: b64(ANONYMOUS_TRACE)
     raise LocalError(untested_reason(mechanism))
+
+
+def oauth(mechanism: str, username: str, token: str) -> tuple[str, Responder]:
+    """OAUTHBEARER (RFC 7628 3.1: a GS2 header, then auth=Bearer) or XOAUTH2 (Google's format). A server
+    refusing the token sends its error as a challenge; the client's only answer is a dummy (RFC 7628 3.2.3:
+    a single ^A), after which the server sends its final failure."""
+    if mechanism == "OAUTHBEARER":
+        initial = b64(f"n,a={username},\x01auth=Bearer {token}\x01\x01")
+        return initial, lambda challenge: b64("\x01")
+    return b64(f"user={username}\x01auth=Bearer {token}\x01\x01"), lambda challenge: ""
 
 
 def scram(mechanism: str, username: str, password: str) -> tuple[str, Responder]:

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from conformance.probes.auth.logins import LoginOutcome, classify_imap, classify_smtp
-from conformance.probes.auth.mechanisms import TESTABLE, responder, reveal, untested_reason
+from conformance.probes.auth.logins import LoginOutcome, classify_imap, classify_pop3, classify_smtp
+from conformance.probes.auth.mechanisms import OAUTH, TESTABLE, responder, reveal, untested_reason
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.imap.session import ImapSession
+from conformance.probes.pop3.session import Pop3Reply, Pop3Session
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
 from conformance.probes.tls.handshake import judge
@@ -36,7 +37,7 @@ from conformance.target import Endpoint, Secret
 
 MAX_SASL_ROUNDS = 4
 
-Session = SmtpSession | ImapSession
+Session = SmtpSession | ImapSession | Pop3Session
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,14 @@ class SaslReply:
     reply: str          # the server's own final words
     text: str           # those words without code or tag
     code: str           # SMTP "535 5.7.8"; IMAP "NO [AUTHENTICATIONFAILED]": what enumeration compares
+    challenge: str = ""  # the last server challenge, decoded: where OAUTHBEARER's error JSON travels (RFC 7628 3.2.2)
 
 
 async def smtp_sasl(smtp: SmtpSession, mechanism: str, username: str, password: Secret | str) -> SaslReply:
     initial, answer = responder(mechanism, username, password, service="smtp", host=smtp.endpoint.host)
     # the transcript shows "AUTH PLAIN <redacted>": it redacts every AUTH argument by itself
     reply = await smtp.command(f"AUTH {mechanism}" + (f" {initial}" if initial else ""))
+    challenge = b""
     for _ in range(MAX_SASL_ROUNDS):
         if reply.code != 334:
             break
@@ -63,28 +66,32 @@ async def smtp_sasl(smtp: SmtpSession, mechanism: str, username: str, password: 
     text = reply.text
     if reply.enhanced and text.startswith(reply.enhanced):
         text = text[len(reply.enhanced):].strip()
-    return SaslReply(classify_smtp(reply.code), str(reply), text, code)
+    return SaslReply(classify_smtp(reply.code), str(reply), text, code, _text(challenge))
 
 
 async def imap_sasl(imap: ImapSession, mechanism: str, username: str, password: Secret | str) -> SaslReply:
     """AUTHENTICATE <mechanism>, or the LOGIN command for mechanism "LOGIN-COMMAND"."""
+    challenge = b""
     if mechanism == "LOGIN-COMMAND":
         response = await imap.login(username, reveal(password))
     else:
-        response = await _imap_authenticate(imap, mechanism, username, password)
+        response, challenge = await _imap_authenticate(imap, mechanism, username, password)
     code = f"{response.status} [{(response.code or '').split(' ', 1)[0]}]" if response.code else response.status
-    return SaslReply(classify_imap(response.status, response.code), str(response), response.text, code)
+    return SaslReply(classify_imap(response.status, response.code), str(response), response.text, code,
+                     _text(challenge))
 
 
 async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
-                             password: Secret | str) -> imap_wire.ImapResponse:
+                             password: Secret | str) -> tuple[imap_wire.ImapResponse, bytes]:
     initial, answer = responder(mechanism, username, password, service="imap", host=imap.endpoint.host)
     reader, writer = imap._streams
     tag = next(imap._tags)
     use_ir = initial is not None and "SASL-IR" in (imap.capabilities or frozenset())
     line = f"{tag} AUTHENTICATE {mechanism}" + (f" {initial}" if use_ir else "")
+    pending_initial = None if use_ir else initial
     imap.transcript.client(line)
     secrets = imap.cfg.secrets + ((initial,) if initial else ())
+    challenge = b""
     with scrubbing_errors(secrets):
         await send(writer, line.encode() + b"\r\n", timeout=imap.cfg.timeout, what="sending AUTHENTICATE")
         for _ in range(MAX_SASL_ROUNDS + 1):
@@ -92,7 +99,10 @@ async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
             imap.transcript.server(raw.decode("utf-8", "replace"))
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
             if text.startswith("+"):
-                response = answer(_decode(text[1:].strip()))
+                challenge = _decode(text[1:].strip())
+                # without SASL-IR the initial response answers the first, empty challenge (RFC 4422 3.3)
+                response = pending_initial if pending_initial is not None and not challenge else answer(challenge)
+                pending_initial = None
                 imap.transcript.client(response, secret=True)
                 await send(writer, response.encode() + b"\r\n", timeout=imap.cfg.timeout,
                            what="sending a SASL response")
@@ -103,8 +113,24 @@ async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
             status = imap_wire.parse_status(rest)
             if head != tag or status is None:
                 raise ProtocolViolation(f"unexpected answer to AUTHENTICATE {mechanism}")
-            return imap_wire.ImapResponse(tag, status.status, status.code, status.text)
+            return imap_wire.ImapResponse(tag, status.status, status.code, status.text), challenge
     raise ProtocolViolation(f"AUTHENTICATE {mechanism} did not finish within {MAX_SASL_ROUNDS} rounds")
+
+
+async def pop3_sasl(pop3: Pop3Session, mechanism: str, username: str, password: Secret | str) -> SaslReply:
+    """AUTH <mechanism> (RFC 5034), or USER/PASS for mechanism "LOGIN-COMMAND" (RFC 1939 7)."""
+    if mechanism == "LOGIN-COMMAND":
+        user, answer = await pop3.user_pass(username, password)
+        reply: Pop3Reply = answer or user
+    else:
+        initial, respond = responder(mechanism, username, password, service="pop", host=pop3.endpoint.host)
+        reply = await pop3.sasl(mechanism, initial, respond)
+    return SaslReply(classify_pop3(reply.ok, reply.temporary), str(reply), reply.text, reply.short,
+                     _text(pop3.last_challenge))
+
+
+def _text(challenge: bytes) -> str:
+    return challenge.decode("utf-8", "replace")
 
 
 def _decode(text: str) -> bytes:
@@ -120,7 +146,9 @@ async def tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
     """A session ready for credentials: connected, inside TLS (STARTTLS where needed), EHLO/CAPABILITY
     fetched again, certificate verified. Raises LocalError rather than expose a password."""
     session: Session
-    if endpoint.protocol == "smtp":
+    if endpoint.protocol == "pop3":
+        session = await _pop3_tls_session(endpoint, cfg, transcript)
+    elif endpoint.protocol == "smtp":
         smtp = SmtpSession(endpoint, cfg, transcript)
         session = smtp
         try:
@@ -163,10 +191,32 @@ async def tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
         await session.close()
 
 
+async def _pop3_tls_session(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript) -> Pop3Session:
+    pop3 = Pop3Session(endpoint, cfg, transcript)
+    try:
+        await pop3.connect()
+        caps = await pop3.capa()
+        if not endpoint.implicit_tls:
+            if "STLS" not in caps:
+                raise StartTlsNotOffered("not sending credentials: STLS not offered")
+            reply = await pop3.stls()
+            if pop3.tls is None:
+                raise StartTlsRefused(f"not sending credentials: STLS answered {reply}")
+    except BaseException:
+        await pop3.close()
+        raise
+    return pop3
+
+
 def advertised_mechanisms(session: Session) -> frozenset[str]:
-    """SASL mechanisms advertised inside TLS; for IMAP, LOGIN-COMMAND stands for the LOGIN command."""
+    """SASL mechanisms advertised inside TLS; LOGIN-COMMAND stands for IMAP's LOGIN command and for POP3's
+    USER/PASS."""
     if isinstance(session, SmtpSession):
         return session.capabilities.auth_mechanisms if session.capabilities else frozenset()
+    if isinstance(session, Pop3Session):
+        pop_caps = session.capabilities or frozenset()
+        found = {c.split("=", 1)[1] for c in pop_caps if c.startswith("SASL=")}
+        return frozenset(found | ({"LOGIN-COMMAND"} if "USER" in pop_caps else set()))
     caps = session.capabilities or frozenset()
     found = {c.split("=", 1)[1] for c in caps if c.startswith("AUTH=")}
     if "LOGINDISABLED" not in caps and caps:
@@ -184,6 +234,8 @@ async def login_once(session: Session, mechanism: str, username: str, password: 
     try:
         if isinstance(session, SmtpSession):
             return await smtp_sasl(session, mechanism, username, password)
+        if isinstance(session, Pop3Session):
+            return await pop3_sasl(session, mechanism, username, password)
         return await imap_sasl(session, mechanism, username, password)
     except ServerUnavailable as exc:
         return SaslReply(LoginOutcome.TEMPORARY, str(exc), str(exc), "closed")
@@ -191,10 +243,10 @@ async def login_once(session: Session, mechanism: str, username: str, password: 
 
 async def end_session(session: Session) -> None:
     try:
-        if isinstance(session, SmtpSession):
-            await session.quit()
-        else:
+        if isinstance(session, ImapSession):
             await session.logout()
+        else:
+            await session.quit()
     except ProbeError:
         pass  # what we learnt stands even if the goodbye fails
 
@@ -239,7 +291,8 @@ class AuthPosture:
 
 async def probe_auth_posture(endpoint: Endpoint, cfg: ProbeConfig, username: str, password: Secret | str, *,
                              wrong_username: str, wrong_password: str, try_anonymous: bool = True,
-                             retry_after: float = 0.0, require_verified_tls: bool = True) -> Attempt[AuthPosture]:
+                             retry_after: float = 0.0, require_verified_tls: bool = True,
+                             token: Secret | None = None) -> Attempt[AuthPosture]:
     """Each advertised mechanism with the valid credentials (one session each, so a success cannot
     colour the next try), then an anonymous login, then ``wrong_username`` with ``wrong_password``.
     The valid logins come first: a server that counts the wrong one cannot then spoil them."""
@@ -254,10 +307,15 @@ async def probe_auth_posture(endpoint: Endpoint, cfg: ProbeConfig, username: str
             return AuthPosture(advertised, (), None, None, None, preauth=True)
         results = []
         for mechanism in sorted(advertised):
-            if mechanism not in TESTABLE and mechanism != "LOGIN-COMMAND":
+            if mechanism in OAUTH and token is None:
+                results.append(MechanismResult(mechanism, None, "untested: the account carries no bearer token "
+                                                                "(token_env or token_file)"))
+                continue
+            if mechanism not in (*TESTABLE, *OAUTH) and mechanism != "LOGIN-COMMAND":
                 results.append(MechanismResult(mechanism, None, untested_reason(mechanism)))
                 continue
-            async with logged_in(endpoint, cfg, transcript, mechanism, username, password, retry_after=retry_after,
+            secret = token if mechanism in OAUTH and token is not None else password
+            async with logged_in(endpoint, cfg, transcript, mechanism, username, secret, retry_after=retry_after,
                                  require_verified_tls=require_verified_tls) as (s, answer):
                 await end_session(s)
             results.append(MechanismResult(mechanism, answer.outcome, answer.reply))

@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from conformance.probes.failover.delivery import make_message
 from conformance.probes.imap.session import ImapSession
+from conformance.probes.pop3.session import Pop3Session
 from conformance.probes.smtp.session import SmtpReply, SmtpSession
 from conformance.probes.tls.handshake import judge
 from conformance.probes.wire.config import ProbeConfig, scrubbed
@@ -177,15 +178,15 @@ class _Held:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     held: str
-    session: SmtpSession | ImapSession
+    session: SmtpSession | ImapSession | Pop3Session
 
 
 async def _hold(endpoint: Endpoint, cfg: ProbeConfig, account: Account) -> _Held:
     """Open a session and leave it where a shutdown hurts: an MX session inside DATA (body half sent),
     submission after STARTTLS, IMAP after STARTTLS (or on imaps) waiting for the next command."""
     transcript = cfg.transcript(endpoint)
-    session: SmtpSession | ImapSession = (ImapSession if endpoint.protocol == "imap" else SmtpSession)(
-        endpoint, cfg, transcript)
+    kinds: dict[str, type[SmtpSession | ImapSession | Pop3Session]] = {"imap": ImapSession, "pop3": Pop3Session}
+    session = kinds.get(endpoint.protocol, SmtpSession)(endpoint, cfg, transcript)
     try:
         return await _hold_session(endpoint, account, session, transcript)
     except BaseException:
@@ -193,8 +194,14 @@ async def _hold(endpoint: Endpoint, cfg: ProbeConfig, account: Account) -> _Held
         raise
 
 
-async def _hold_session(endpoint: Endpoint, account: Account, session: SmtpSession | ImapSession,
+async def _hold_session(endpoint: Endpoint, account: Account, session: SmtpSession | ImapSession | Pop3Session,
                         transcript: Transcript) -> _Held:
+    if isinstance(session, Pop3Session):
+        await session.connect()
+        if not endpoint.implicit_tls and "STLS" in await session.capa():
+            await session.stls()
+        reader, writer = session.streams
+        return _Held(endpoint, transcript, reader, writer, "idle POP3 session", session)
     if isinstance(session, ImapSession):
         imap = session
         await imap.connect()
@@ -237,6 +244,8 @@ async def _last_words(held: _Held, wait: float) -> SessionEnd:
                 break
             if held.endpoint.protocol == "imap" and text.upper().startswith("* BYE"):
                 break
+            if held.endpoint.protocol == "pop3":
+                break  # POP3 has no multi-line status: the first line is the server's last word
     except TimeoutError:
         if not lines:
             return SessionEnd(Ending.OPEN, held.held, f"no answer and no close within {wait:g} s")
@@ -295,6 +304,11 @@ async def _open(endpoint: Endpoint, cfg: ProbeConfig, account: Account) -> _Held
 
 
 async def _serving(endpoint: Endpoint, cfg: ProbeConfig) -> None:
+    if endpoint.protocol == "pop3":
+        async with Pop3Session(endpoint, cfg) as pop3:
+            await pop3.connect()
+            await pop3.quit()
+        return
     if endpoint.protocol == "imap":
         async with ImapSession(endpoint, cfg) as imap:
             await imap.connect()

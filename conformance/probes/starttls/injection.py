@@ -1,4 +1,4 @@
-"""STARTTLS command injection (CVE-2011-0411 class; RFC 3207 4.2, RFC 9051 6.2.1).
+"""STARTTLS command injection (CVE-2011-0411 class; RFC 3207 4.2, RFC 9051 6.2.1, RFC 2595 4).
 
 A command pipelined in the same packet as STARTTLS arrives as plaintext; a server that keeps it in
 its input buffer and executes it inside the TLS session lets a man-in-the-middle inject commands.
@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass
 
 from conformance.probes.imap import wire as imap_wire
+from conformance.probes.pop3 import wire as pop3_wire
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused, open_to_tls_point
 from conformance.probes.wire.config import ProbeConfig, scrubbed
@@ -47,7 +48,7 @@ class InjectionResult:
 
 
 async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[InjectionResult]:
-    """Does the server execute a command pipelined behind STARTTLS? SMTP and IMAP; not for implicit TLS
+    """Does the server execute a command pipelined behind STARTTLS (STLS)? SMTP, IMAP, POP3; not for implicit TLS
     (a LOCAL_ERROR attempt)."""
     transcript = cfg.transcript(endpoint)
 
@@ -59,9 +60,9 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
         transcript.note(f"connected to {endpoint}")
         try:
             smtp = endpoint.protocol == "smtp"
+            go_ahead_of = _GO_AHEAD[endpoint.protocol]
             try:
-                go_ahead = await (_smtp_go_ahead if smtp else _imap_go_ahead)(reader, writer, cfg, transcript,
-                                                                             deadline)
+                go_ahead = await go_ahead_of(reader, writer, cfg, transcript, deadline)
             except Unreachable:
                 transcript.note("the server hung up on the pipelined STARTTLS")
                 return InjectionResult("(connection closed)", None, False, None, True, False)
@@ -81,8 +82,7 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
             else:
                 failed = None
                 transcript.note("TLS established; asking the server to end the session")
-                first = await (_smtp_first_answer if smtp else _imap_first_answer)(reader, writer, cfg, transcript,
-                                                                                    deadline)
+                first = await _FIRST_ANSWER[endpoint.protocol](reader, writer, cfg, transcript, deadline)
         finally:
             await close(writer)  # before the control session: the per-host budget may be one connection
         if failed is None and first is None:
@@ -92,7 +92,11 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
         assert first is not None
         # Decided by position, not by a substring like "250": inside TLS we sent only QUIT (SMTP has no
         # tags), so any first reply other than QUIT's 221 answers the injected command; IMAP tags decide.
-        executed = not first.startswith("221") if smtp else first.startswith(INJECTED_TAG + " ")
+        # POP3 likewise: QUIT's answer is +OK, the injected unknown command's -ERR (RFC 1939 3).
+        if endpoint.protocol == "pop3":
+            executed = not first.startswith("+OK")
+        else:
+            executed = not first.startswith("221") if smtp else first.startswith(INJECTED_TAG + " ")
         return InjectionResult(go_ahead, plaintext, executed, first, False)
 
     return scrubbed(await attempt(endpoint.id, transcript, run()), cfg)
@@ -110,8 +114,7 @@ async def _judge_break_off(endpoint: Endpoint, cfg: ProbeConfig, transcript: Tra
         try:
             deadline = Deadline(cfg.session_budget)
             await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
-            first_answer = _smtp_first_answer if endpoint.protocol == "smtp" else _imap_first_answer
-            answer = await first_answer(reader, writer, cfg, transcript, deadline)
+            answer = await _FIRST_ANSWER[endpoint.protocol](reader, writer, cfg, transcript, deadline)
         finally:
             await close(writer)
     except ProbeError as exc:
@@ -194,3 +197,44 @@ async def _imap_first_answer(reader: asyncio.StreamReader, writer: asyncio.Strea
     except Unreachable:
         return None
     raise ProtocolViolation("no tagged response to LOGOUT within 50 lines")
+
+
+# An unknown command: every POP3 server answers it -ERR in any state, so its answer cannot pass for QUIT's +OK.
+POP3_INJECTED = "XMAILCONFORM"
+
+
+async def _pop3_go_ahead(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
+                         transcript: Transcript, deadline: Deadline) -> str:
+    await pop3_wire.read_greeting(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript)
+    capa = await pop3_wire.read_status_of(reader, writer, "CAPA", timeout=cfg.timeout, deadline=deadline,
+                                          transcript=transcript)
+    lines: tuple[str, ...] = ()
+    if capa.ok:
+        lines = await pop3_wire.read_multiline(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript,
+                                               what="reading the CAPA list")
+    if "STLS" not in pop3_wire.capabilities(lines):
+        raise StartTlsNotOffered("STLS not in the POP3 capabilities")
+    await _raw(writer, ["STLS", POP3_INJECTED], cfg, transcript)
+    reply = await pop3_wire.read_status(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript,
+                                        what="reading the reply to STLS")
+    if reply.temporary:
+        raise ServerUnavailable(f"STLS answered {reply}")
+    if not reply.ok:
+        raise StartTlsRefused(f"STLS refused: {reply}")
+    return str(reply)
+
+
+async def _pop3_first_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: ProbeConfig,
+                             transcript: Transcript, deadline: Deadline) -> str | None:
+    transcript.client("QUIT")
+    try:
+        await send(writer, b"QUIT\r\n", timeout=cfg.timeout, what="sending QUIT")
+        reply = await pop3_wire.read_status(reader, timeout=cfg.timeout, deadline=deadline, transcript=transcript,
+                                            what="reading the first reply inside TLS")
+    except Unreachable:
+        return None
+    return str(reply)
+
+
+_GO_AHEAD = {"smtp": _smtp_go_ahead, "imap": _imap_go_ahead, "pop3": _pop3_go_ahead}
+_FIRST_ANSWER = {"smtp": _smtp_first_answer, "imap": _imap_first_answer, "pop3": _pop3_first_answer}

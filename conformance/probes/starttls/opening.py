@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from conformance.probes.imap import wire as imap_wire
+from conformance.probes.pop3 import wire as pop3_wire
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.wire.connect import HostLimiter, open_tcp
 from conformance.probes.wire.outcome import ProtocolViolation, ServerUnavailable, Transcript
@@ -46,6 +47,8 @@ async def open_to_tls_point(endpoint: Endpoint, *, timeout: float, ehlo_name: st
         if endpoint.protocol == "smtp":
             await smtp_to_tls_point(reader, writer, timeout=timeout, ehlo_name=ehlo_name,
                                     transcript=transcript, deadline=deadline)
+        elif endpoint.protocol == "pop3":
+            await pop3_to_tls_point(reader, writer, timeout=timeout, transcript=transcript, deadline=deadline)
         else:
             await imap_to_tls_point(reader, writer, timeout=timeout, transcript=transcript, deadline=deadline)
         refuse_injected_plaintext(reader, transcript)
@@ -101,4 +104,23 @@ async def imap_to_tls_point(reader: asyncio.StreamReader, writer: asyncio.Stream
                                        transcript=transcript)
     if not response.ok:
         raise StartTlsRefused(f"STARTTLS refused: {response}")
+    return caps
+
+
+async def pop3_to_tls_point(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, timeout: float,
+                            transcript: Transcript, deadline: Deadline | None = None) -> frozenset[str]:
+    """Greeting, CAPA, STLS -> +OK (RFC 2595 4). Returns the pre-TLS capabilities."""
+    await pop3_wire.read_greeting(reader, timeout=timeout, deadline=deadline, transcript=transcript)
+    caps: frozenset[str] = frozenset()
+    reply = await pop3_wire.command(reader, writer, "CAPA", timeout=timeout, deadline=deadline, transcript=transcript)
+    if isinstance(reply, pop3_wire.Pop3Reply) and reply.ok:
+        caps = pop3_wire.capabilities(await pop3_wire.read_multiline(
+            reader, timeout=timeout, deadline=deadline, transcript=transcript, what="reading the CAPA list"))
+    if "STLS" not in caps:
+        raise StartTlsNotOffered(f"STLS not in the POP3 capabilities ({' '.join(sorted(caps)) or 'none'})")
+    reply = await pop3_wire.command(reader, writer, "STLS", timeout=timeout, deadline=deadline, transcript=transcript)
+    if not isinstance(reply, pop3_wire.Pop3Reply) or not reply.ok:
+        if isinstance(reply, pop3_wire.Pop3Reply) and reply.temporary:
+            raise ServerUnavailable(f"STLS answered {reply}")
+        raise StartTlsRefused(f"STLS refused: {reply}")
     return caps

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from conformance.probes.imap.session import ImapSession
+from conformance.probes.pop3.session import Pop3Session
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
@@ -215,7 +216,11 @@ async def probe_implicit_greeting(endpoint: Endpoint, cfg: ProbeConfig) -> Attem
     async def run() -> ImplicitGreeting:
         greeting, preauth, tls_error = None, False, None
         try:
-            if endpoint.protocol == "imap":
+            if endpoint.protocol == "pop3":
+                async with Pop3Session(endpoint, cfg, transcript) as pop3:
+                    greeting = str(await pop3.connect())
+                    await pop3.quit()
+            elif endpoint.protocol == "imap":
                 async with ImapSession(endpoint, cfg, transcript) as imap:
                     status = await imap.connect()
                     greeting, preauth = f"* {status.status} {status.text}".strip(), status.status == "PREAUTH"
@@ -237,7 +242,7 @@ async def probe_implicit_greeting(endpoint: Endpoint, cfg: ProbeConfig) -> Attem
 async def _plaintext_answer(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript) -> str | None:
     """Speak plaintext first on an implicit-TLS port; return the server's plaintext answer, if any."""
     transcript.note("second connection: a plaintext command instead of a ClientHello")
-    line = "EHLO " + cfg.ehlo_name if endpoint.protocol == "smtp" else "P1 CAPABILITY"
+    line = {"smtp": "EHLO " + cfg.ehlo_name, "pop3": "CAPA"}.get(endpoint.protocol, "P1 CAPABILITY")
     deadline = Deadline(cfg.timeout * 2)
     reader, writer = await open_tcp(endpoint, cfg.timeout, cfg.limiter)
     try:
@@ -260,6 +265,8 @@ async def _plaintext_answer(endpoint: Endpoint, cfg: ProbeConfig, transcript: Tr
 def _looks_like_plaintext_reply(data: bytes, protocol: str) -> bool:
     if protocol == "smtp":
         return len(data) >= 4 and data[:3].isdigit() and data[3:4] in (b" ", b"-")
+    if protocol == "pop3":
+        return data.startswith((b"+OK", b"-ERR"))
     return data.startswith((b"* ", b"P1 ", b"+ "))
 
 

@@ -38,7 +38,9 @@ class ProbeConfig:
         return cls(timeout=timeout or target.timeout, ehlo_name=target.ehlo_name,
                    trust_anchors=target.trust_anchors,
                    secrets=tuple(form for account in target.accounts.values()
-                                 for form in secret_forms(account.username, account.password.reveal())),
+                                 for form in (*secret_forms(account.username, account.password.reveal()),
+                                              *token_forms(account.username, account.token.reveal()
+                                                           if account.token else ""))),
                    limiter=HostLimiter.from_target(target, health))
 
     @property
@@ -100,6 +102,14 @@ def secret_forms(username: str, password: str) -> tuple[str, ...]:
     if not password:
         return ()
     return (password, _b64(password), _b64(f"\0{username}\0{password}"))
+
+
+def token_forms(username: str, token: str) -> tuple[str, ...]:
+    """A bearer token and the SASL initial responses that carry it (OAUTHBEARER, RFC 7628 3.1; XOAUTH2)."""
+    if not token:
+        return ()
+    return (token, _b64(f"n,a={username},\x01auth=Bearer {token}\x01\x01"),
+            _b64(f"user={username}\x01auth=Bearer {token}\x01\x01"))
 
 
 def _b64(text: str) -> str:

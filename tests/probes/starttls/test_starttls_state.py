@@ -200,3 +200,28 @@ def test_session_discards_injected_plaintext(context: ssl.SSLContext) -> None:
     lines, version = run(main())
     assert version is not None
     assert any("discarded" in line and "250 injected" in line for line in lines)
+
+
+def test_pop3s_falling_back_to_plaintext_is_caught(context: ssl.SSLContext) -> None:
+    """pop3s over TLS first; the second, plaintext connection gets a POP3 answer: a plaintext fallback."""
+    connections = 0
+
+    async def pop3s(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if connections > 1:
+            await asyncio.wait_for(reader.readline(), 10)
+            writer.write(b"-ERR unknown command\r\n")
+            await writer.drain()
+            return
+        await writer.start_tls(context)
+        writer.write(b"+OK pop ready\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.readline(), 10)  # QUIT
+        writer.write(b"+OK bye\r\n")
+        await writer.drain()
+
+    result = greeting(pop3s, Service.POP3S)
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.greeting == "+OK pop ready"
+    assert result.result.plaintext_answer == "-ERR unknown command" and result.result.plaintext_fallback

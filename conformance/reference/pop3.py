@@ -1,0 +1,248 @@
+"""The gateway's POP3 services (pop3 with STLS, pop3s): a small POP3 server on asyncio streams.
+
+Enough of RFC 1939 for a client to log in and read its mail: CAPA (RFC 2449), STLS (RFC 2595 4),
+USER/PASS, AUTH PLAIN (RFC 5034, with or without an initial response), STAT, LIST, RETR, NOOP, QUIT.
+Failures carry the RFC 3206 response codes: [AUTH] for credentials, [SYS/TEMP] for "not now".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ssl
+
+from conformance.reference import oauth
+from conformance.reference import statuscodes as S
+from conformance.reference.lockout import Decision, Verdict
+from conformance.reference.outage import Component
+from conformance.reference.runtime import NodeRuntime, reset_transport
+
+MAX_LINE = 4096   # RFC 2449 4: a command line is at most 255 octets; leave room for AUTH responses
+
+
+class _Quit(Exception):
+    """End the session (QUIT, node shutdown, idle timeout, a client past the line bound)."""
+
+
+class Pop3Session:
+    """One POP3 connection. ``shutdown`` is called by the node going down."""
+
+    def __init__(self, runtime: NodeRuntime, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 starttls: ssl.SSLContext | None, implicit_tls: bool) -> None:
+        self.runtime = runtime
+        self.reader, self.writer = reader, writer
+        self.starttls_context = starttls
+        self.tls = implicit_tls
+        self.user: str | None = None
+        self.pending_user: str | None = None
+        self._did_starttls = False
+
+    async def run(self) -> None:
+        runtime = self.runtime
+        if runtime.down(Component.NODE):
+            await self._send(S.P_ERR_NODE_DOWN)
+            self.writer.close()
+            return
+        runtime.sessions.add(self)
+        try:
+            await self._send(S.P_GREETING)
+            while True:
+                line = (await self._readline()).decode("utf-8", "replace").rstrip("\r\n")
+                verb, _, rest = line.partition(" ")
+                await self._dispatch(verb.upper(), rest)
+        except (_Quit, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError,
+                TimeoutError, OSError):
+            pass  # the client went away, or the session ended: nothing to report
+        except Exception as error:  # noqa: BLE001 - a gateway bug: collected, re-raised by check_errors
+            runtime.errors.add(error)
+        finally:
+            runtime.sessions.discard(self)
+            if self.user is not None:
+                runtime.auth.session_ended(self.user)
+            if self.writer.transport is not None:
+                self.writer.close()
+
+    def shutdown(self, reset: bool) -> None:
+        if reset:
+            reset_transport(self.writer.transport)
+            return
+        if self.writer.is_closing():
+            return
+        try:
+            self.writer.write(S.P_ERR_NODE_DOWN.encode() + b"\r\n")
+        except (AttributeError, RuntimeError, OSError):
+            pass  # asyncio tears the TLS layer down under us when the client left at the same moment
+        self.writer.close()
+
+    async def _send(self, line: str) -> None:
+        self.writer.write(line.encode() + b"\r\n")
+        await self.writer.drain()
+
+    async def _readline(self) -> bytes:
+        line = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.runtime.settings.idle_timeout)
+        if len(line) > MAX_LINE:
+            raise _Quit()
+        return line
+
+    async def _dispatch(self, verb: str, rest: str) -> None:
+        authorization = {"CAPA": self._capa, "STLS": self._stls, "USER": self._user, "PASS": self._pass,
+                         "AUTH": self._auth, "QUIT": self._quit}
+        transaction = {"STAT": self._stat, "LIST": self._list, "RETR": self._retr, "NOOP": self._noop,
+                       "CAPA": self._capa, "QUIT": self._quit}
+        handler = (transaction if self.user is not None else authorization).get(verb)
+        if handler is None:
+            known = verb in authorization or verb in transaction
+            await self._send(S.P_ERR_STATE.format(command=verb) if known else S.P_ERR_UNKNOWN)
+            return
+        await handler(rest)
+
+    def _plaintext_allowed(self) -> bool:
+        return self.tls or self.runtime.flaws.pop3_user_before_tls
+
+    async def _capa(self, rest: str) -> None:
+        lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self.user is None:
+            if not self.tls or (self.runtime.flaws.starttls_offered_twice and self._did_starttls):
+                lines.append("STLS")
+            mechanisms = ["PLAIN"] if self._plaintext_allowed() else []
+            mechanisms += list(oauth.MECHANISMS) if self.tls or self.runtime.flaws.oauth_before_tls else []
+            lines += ["USER"] if self._plaintext_allowed() else []
+            lines += [f"SASL {' '.join(mechanisms)}"] if mechanisms else []
+        await self._send("+OK Capability list follows\r\n" + "\r\n".join(lines) + "\r\n.")
+
+    async def _stls(self, rest: str) -> None:
+        if self.tls or self.starttls_context is None:
+            await self._send(S.P_ERR_TLS_ACTIVE)
+            return
+        self.writer.write(S.P_OK_BEGIN_TLS.encode() + b"\r\n")
+        if not self.runtime.flaws.starttls_injection:
+            # RFC 2595 4 / CVE-2011-0411: nothing pipelined behind STLS survives into TLS
+            self.reader._buffer.clear()  # type: ignore[attr-defined]
+        try:  # no await between the go-ahead and start_tls: the ClientHello must reach the TLS layer
+            await self.writer.start_tls(self.starttls_context,
+                                        ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
+        except AttributeError:
+            raise _Quit() from None  # CPython 3.11: a client that drops mid-handshake (see imap.py)
+        self.tls, self._did_starttls, self.pending_user = True, True, None
+
+    async def _user(self, rest: str) -> None:
+        if not self._plaintext_allowed():
+            await self._send(S.P_ERR_TLS_FIRST)
+            return
+        self.pending_user = rest.strip()
+        await self._send(S.P_OK.format(what="send PASS"))
+
+    async def _pass(self, rest: str) -> None:
+        user, self.pending_user = self.pending_user, None
+        if user is None:
+            await self._send(S.P_ERR_STATE.format(command="PASS"))
+            return
+        await self._check_login(user, rest)
+
+    async def _auth(self, rest: str) -> None:
+        mechanism, _, initial = rest.strip().partition(" ")
+        if mechanism.upper() in oauth.MECHANISMS and self.tls:
+            await self._oauth(mechanism.upper(), initial.strip().encode())
+            return
+        if mechanism.upper() != "PLAIN":
+            await self._send(S.P_ERR_MECHANISM)
+            return
+        if not self._plaintext_allowed():
+            await self._send(S.P_ERR_TLS_FIRST)
+            return
+        blob = initial.strip().encode()
+        if not blob:
+            await self._send("+ ")
+            blob = (await self._readline()).strip()
+        if blob == b"*":
+            await self._send(S.P_ERR_SYNTAX.format(why="AUTH cancelled"))
+            return
+        try:
+            _, user, password = base64.b64decode(b"" if blob == b"=" else blob, validate=True).split(b"\0")
+        except (binascii.Error, ValueError):
+            await self._send(S.P_ERR_SYNTAX.format(why="invalid PLAIN response"))
+            return
+        await self._check_login(user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+
+    async def _oauth(self, mechanism: str, initial: bytes) -> None:
+        """RFC 7628 over AUTH (RFC 5034): a refused token gets the 3.2.2 error as a continuation first."""
+        if not initial:
+            await self._send("+ ")
+            initial = (await self._readline()).strip()
+        try:
+            parsed = oauth.parse(mechanism, base64.b64decode(initial, validate=True))
+        except binascii.Error:
+            parsed = None
+        if parsed is None:
+            await self._send(S.P_ERR_SYNTAX.format(why=f"invalid {mechanism} response"))
+            return
+        runtime = self.runtime
+        decision = runtime.auth.login_token(*parsed, backend_up=not runtime.down(Component.AUTH))
+        if decision.verdict is Verdict.ACCEPTED:
+            self.user = decision.username
+            runtime.auth.session_started(decision.username)
+            await self._send(S.P_OK_LOGGED_IN)
+            return
+        if decision.verdict is Verdict.REJECTED:
+            challenge = base64.b64encode(oauth.error_challenge(runtime.flaws, decision.known_user)).decode()
+            await self._send(f"+ {challenge}")
+            await self._readline()  # RFC 7628 3.2.3: the client's dummy answer
+        await self._send(await self._failure_reply(decision))
+
+    async def _check_login(self, user: str, password: str) -> None:
+        runtime = self.runtime
+        decision = runtime.auth.login("pop3", user, password, backend_up=not runtime.down(Component.AUTH))
+        if decision.verdict is Verdict.ACCEPTED:
+            self.user = decision.username
+            runtime.auth.session_started(decision.username)
+            await self._send(S.P_OK_LOGGED_IN)
+            return
+        await self._send(await self._failure_reply(decision))
+
+    async def _failure_reply(self, decision: Decision) -> str:
+        flaws = self.runtime.flaws
+        if decision.verdict is Verdict.LOCKED and not flaws.locked_says_wrong_password:
+            return S.P_ERR_TEMP
+        if decision.verdict is Verdict.UNAVAILABLE and not flaws.auth_down_says_wrong_password:
+            return S.P_ERR_TEMP
+        if flaws.auth_user_enumeration and not decision.known_user:
+            return S.P_ERR_NO_SUCH_USER
+        if flaws.auth_timing_oracle and decision.known_user and decision.verdict is Verdict.REJECTED:
+            await asyncio.sleep(self.runtime.settings.timing_oracle_delay)
+        return S.P_ERR_AUTH_FAILED
+
+    def _messages(self) -> list[bytes]:
+        assert self.user is not None
+        return self.runtime.store.messages(self.user)
+
+    async def _stat(self, rest: str) -> None:
+        messages = self._messages()
+        await self._send(f"+OK {len(messages)} {sum(len(m) for m in messages)}")
+
+    async def _list(self, rest: str) -> None:
+        listing = [f"{n} {len(m)}" for n, m in enumerate(self._messages(), 1)]
+        await self._send("\r\n".join([f"+OK {len(listing)} messages", *listing, "."]))
+
+    async def _retr(self, rest: str) -> None:
+        messages = self._messages()
+        if not rest.strip().isdigit() or not 0 < int(rest) <= len(messages):
+            await self._send(S.P_ERR_SYNTAX.format(why="no such message"))
+            return
+        body = messages[int(rest) - 1].replace(b"\r\n.", b"\r\n..")
+        body = b".." + body[1:] if body.startswith(b".") else body
+        self.writer.write(b"+OK message follows\r\n" + body.rstrip(b"\r\n") + b"\r\n.\r\n")
+        await self.writer.drain()
+
+    async def _noop(self, rest: str) -> None:
+        await self._send(S.P_OK.format(what="NOOP"))
+
+    async def _quit(self, rest: str) -> None:
+        await self._send(S.P_BYE)
+        raise _Quit()
+
+
+async def serve_pop3(runtime: NodeRuntime, service: str, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter, starttls: ssl.SSLContext | None, implicit_tls: bool) -> None:
+    """asyncio.start_server callback for one accepted connection."""
+    await Pop3Session(runtime, reader, writer, starttls, implicit_tls).run()
