@@ -1,7 +1,10 @@
 """The shipped outbound family against real Postfix senders (tests/real/sender_suite.py): the good sender
 (``dane``, OpenDKIM) passes every outbound check; ``smtp_tls_security_level = may`` fails exactly the DANE
-checks; a sender without its DKIM milter fails exactly the DKIM check. The three suite runs go side by
-side, each against its own lab, so the module takes about one outbound window.
+checks; a sender without its MTA-STS policy daemon fails exactly OUT-STS-01 (what Postfix really does: with
+no policy, ``dane`` without TLSA records is opportunistic, so the MX host outside the policy gets the mail;
+it passes OUT-STS-02, as testing mode asks no more than delivery); a sender without its DKIM milter fails
+exactly the DKIM check. The suite runs go side by side, each against its own lab, so the module takes about
+one outbound window.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ OUTBOUND = sorted(rid for rid, r in CATALOGUE.items() if r.family == "outbound")
 EXPECTED_FAILS: dict[str, set[str]] = {
     "good": set(),
     "dane-off": {"OUT-DANE-01", "OUT-DANE-02"},   # TLSA ignored: mismatch and no-STARTTLS MX hosts get mail
+    "no-mta-sts": {"OUT-STS-01"},   # no policy daemon: the MX host outside the enforce policy gets mail
     "no-dkim": {"OUT-DKIM-01"},
     "postfix-defaults": {"OUT-HELLO-01", "OUT-SNI-01"},   # TLS 1.0/1.1 and anonymous suites offered, no SNI
 }

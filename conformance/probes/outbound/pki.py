@@ -47,7 +47,9 @@ class LabPki:
             ca = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
             return cls(zone_key, ca_key, ca)
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = _certificate("mailconform outbound lab CA", ca_key, ca_key, None, ca=True)
+        # the lab's domain in the name: a sender trusting several labs' CAs (one file, as OpenSSL reads it)
+        # must find this lab's CA by name, not try another lab's and fail its signature
+        ca = _certificate(f"mailconform outbound lab CA for {domain}", ca_key, ca_key, None, ca=True)
         pki = cls(ec.generate_private_key(ec.SECP256R1()), ca_key, ca)
         if directory is not None:
             pki.write(directory, domain)
@@ -96,6 +98,10 @@ def _certificate(cn: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCu
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(start).not_valid_after(start + dt.timedelta(days=3650 if ca else 90))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
     if dns_names:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
                                         critical=False)
