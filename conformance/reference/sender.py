@@ -134,7 +134,7 @@ class Sender:
                        rcpts: list[str], message: bytes, enforce: bool = False) -> Result:
         try:
             addresses, a_security = await validator.lookup(host, "A")
-            tlsa, tlsa_security = await validator.lookup(f"_25._tcp.{host}", "TLSA")
+            tlsa, tlsa_security = await validator.lookup(f"_{route.mx_port}._tcp.{host}", "TLSA")
         except LookupFailed:
             return Result.DEFERRED
         if addresses is None or Security.BOGUS in (a_security, tlsa_security):

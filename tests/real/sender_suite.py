@@ -6,7 +6,8 @@ DNS and MX hosts during its run; the rig only prepares what an operator prepares
 (``lab_dir``: the zone's DS for the resolver, the lab CA), the gateway's resolver pointed at the lab zone (a
 stub zone in the stack's Unbound, validated from that DS), and a ``send`` hook: the instance's own sendmail.
 The MX hosts listen on port 25 of their own loopback addresses (127.0.54.0/24, nothing else uses them):
-the suite publishes its TLSA records at ``_25._tcp``, so a DANE sender must connect to port 25.
+Postfix delivers to an MX host on port 25 only, and the suite publishes its TLSA records at ``_25._tcp``
+(``_<mx_port>._tcp``, RFC 6698 §3).
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class Lab:
                         addresses[(scenario.name, index)], out.mx_port, scenario=scenario.name, host=host,
                         domain=scenario.domain(out.domain), posture=posture, context=context, log=self.log))
             self._dns = LabDns(build_zone(out.domain, out.address, self.pki, leaves, self.scenarios,
-                                          policy_id=secrets.token_hex(6)))
+                                          policy_id=secrets.token_hex(6), port=out.mx_port))
             await self._dns.start(out.address, out.dns_port)
             await self._start_policy_host()
         except BaseException:

@@ -19,10 +19,16 @@ from conformance.probes.outbound.scenarios import SCENARIOS, Scenario, Sts, Tlsa
 SIGNATURE_LIFETIME = 7 * 24 * 3600
 
 
+def tlsa_owner(host: str, port: int) -> str:
+    """Where a DANE client looks for ``host``'s TLSA records: ``_<port>._tcp.<host>`` (RFC 6698 §3), so an MX
+    port other than 25 moves them."""
+    return f"_{port}._tcp.{host}."
+
+
 def records(domain: str, address: str, leaves: dict[str, bytes],
-            scenarios: tuple[Scenario, ...] = SCENARIOS, policy_id: str = "1") -> list[str]:
-    """Zone-file lines; ``leaves`` maps each MX host name to the DER certificate it serves. The MTA-STS
-    policy hosts live on ``address`` (beside the lab DNS); ``policy_id`` changes per run (RFC 8461 §3.1)."""
+            scenarios: tuple[Scenario, ...] = SCENARIOS, policy_id: str = "1", port: int = 25) -> list[str]:
+    """Zone-file lines; ``leaves`` maps each MX host name to the DER certificate it serves on ``port``. The
+    MTA-STS policy hosts live on ``address`` (beside the lab DNS); ``policy_id`` changes per run (RFC 8461 §3.1)."""
     lines = [f"@ {TTL} IN SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 {TTL}",
              f"@ {TTL} IN NS ns.{domain}.", f"ns {TTL} IN A {address}"]
     addresses = mx_addresses(address, scenarios)
@@ -36,20 +42,20 @@ def records(domain: str, address: str, leaves: dict[str, bytes],
             if scenario.tlsa is not Tlsa.NONE:
                 digest = (spki_sha256(leaves[host]) if scenario.tlsa is Tlsa.MATCH
                           else hashlib.sha256(b"a key this host never served").hexdigest())
-                lines.append(f"_25._tcp.{host}. {TTL} IN TLSA 3 1 1 {digest}")
+                lines.append(f"{tlsa_owner(host, port)} {TTL} IN TLSA 3 1 1 {digest}")
     return lines
 
 
 def build_zone(domain: str, address: str, pki: LabPki, leaves: dict[str, bytes],
-               scenarios: tuple[Scenario, ...] = SCENARIOS, policy_id: str = "1") -> dns.zone.Zone:
-    text = "\n".join(records(domain, address, leaves, scenarios, policy_id)) + "\n"
+               scenarios: tuple[Scenario, ...] = SCENARIOS, policy_id: str = "1", port: int = 25) -> dns.zone.Zone:
+    text = "\n".join(records(domain, address, leaves, scenarios, policy_id, port)) + "\n"
     zone = dns.zone.from_text(text, origin=domain + ".", relativize=False)
     dns.dnssec.sign_zone(zone, keys=[(pki.zone_key, pki.dnskey)], lifetime=SIGNATURE_LIFETIME, dnskey_ttl=TTL)
     for scenario in scenarios:
         if scenario.bogus:
             _corrupt(zone, scenario.domain(domain) + ".", dns.rdatatype.MX)
             for host in scenario.hosts(domain):
-                _corrupt(zone, f"_25._tcp.{host}.", dns.rdatatype.TLSA)
+                _corrupt(zone, tlsa_owner(host, port), dns.rdatatype.TLSA)
     return zone
 
 
