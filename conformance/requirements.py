@@ -315,6 +315,12 @@ _OUTBOUND = [
        "RFC 8461 §5", MUST, "outbound"),
 ]
 
+# issue 15: TLS-RPT sending, judged where the operator gives a hook that makes the gateway report now
+_OUTBOUND.append(
+    _r("OUT-TLSRPT-01", "The gateway sends TLS-RPT reports to the domains that publish a reporting policy: a gzip'd "
+       "JSON report by mail that names the policy domain and counts the failed sessions",
+       "RFC 8460 §3, §5.3", SHOULD, "outbound"))
+
 # OAuth 2.0 logins (issue 17): bearer tokens travel like passwords, and their refusals must not leak users.
 _OAUTH = [
     _r("AUTH-OAUTH-01", "OAuth mechanisms (OAUTHBEARER, XOAUTH2) are offered only inside TLS",

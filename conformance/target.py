@@ -169,6 +169,7 @@ class Outbound:
     lab_dir: Path | None = None         # zone key and lab CA (made on first use); else a fresh pair per run
     send: tuple[str, ...] | None = None  # operator hook: argv + recipient, message file (else: submission)
     via: Service = Service.SUBMISSION    # where the test account submits, without a send hook
+    tlsrpt_send: tuple[str, ...] | None = None  # operator hook (argv): the gateway sends its TLS-RPT reports now
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ class Target:
 
 
 _TOP_KEYS = {"target", "node", "accounts", "policy", "waiver", "outbound"}
-_OUTBOUND_KEYS = {"domain", "address", "dns_port", "mx_port", "https_port", "lab_dir", "send", "via"}
+_OUTBOUND_KEYS = {"domain", "address", "dns_port", "mx_port", "https_port", "lab_dir", "send", "via",
+                  "tlsrpt_send"}
 _TARGET_KEYS = {
     "name", "domain", "resolver", "ehlo_name", "trust_anchors", "max_connections_per_host", "timeout",
     "relay_sink", "dkim_selectors", "dnssec_trust_anchors", "mta_sts_address",
@@ -606,13 +608,18 @@ def _outbound(reader: _Reader, raw: dict[str, Any] | None, base: Path) -> Outbou
     for key, port in ports.items():
         if not 0 < port < 65536:
             raise reader.fail(f"outbound.{key}", f"port out of range 1-65535: {port!r}")
-    send = reader.get(raw, "send", "outbound", list, None, expected="a command as a list of strings")
-    if send is not None and (not send or not all(isinstance(a, str) for a in send)):
-        raise reader.fail("outbound.send", "expected a non-empty list of strings (argv, no shell)")
+    send, tlsrpt_send = (_argv(reader, raw, key) for key in ("send", "tlsrpt_send"))
     via = reader.get(raw, "via", "outbound", str, "submission")
     if via not in ("submission", "submissions"):
         raise reader.fail("outbound.via", f'expected "submission" or "submissions", got {via!r}')
     lab_dir = reader.get(raw, "lab_dir", "outbound", str, None)
     return Outbound(domain=domain.lower().rstrip("."), address=str(parsed), dns_port=ports["dns_port"],
                     mx_port=ports["mx_port"], https_port=ports["https_port"], lab_dir=(base / lab_dir).resolve() if lab_dir else None,
-                    send=tuple(send) if send else None, via=Service(via))
+                    send=send, via=Service(via), tlsrpt_send=tlsrpt_send)
+
+
+def _argv(reader: _Reader, raw: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    argv = reader.get(raw, key, "outbound", list, None, expected="a command as a list of strings")
+    if argv is not None and (not argv or not all(isinstance(a, str) for a in argv)):
+        raise reader.fail(f"outbound.{key}", "expected a non-empty list of strings (argv, no shell)")
+    return tuple(argv) if argv else None

@@ -36,7 +36,7 @@ def test_a_gateway_that_never_delivers_passes_nothing(gateway: Gateway, tmp_path
     everything else is inconclusive (no arrival is no evidence), nothing passes."""
     run = _run(gateway, tmp_path, [sys.executable, "-c", "pass"])
     verdicts = {c.requirement: c.verdict for c in run.cases}
-    assert len(verdicts) == 12 and not run.with_verdict("pass"), run.describe()
+    assert len(verdicts) == 13 and not run.with_verdict("pass"), run.describe()
     assert run.failing_requirements == {"OUT-DANE-01", "OUT-STS-01"}, run.describe()
     for case, control in zip(run.with_verdict("fail"), ("dane-match", "sts-enforce"), strict=True):
         assert "delivered nothing" in case.reason and f"@{control}.outbound.test" in case.reason

@@ -16,6 +16,7 @@ from conformance.fixtures.outbound import scenario
 from conformance.probes.outbound.dkim import DkimVerdict
 from conformance.probes.outbound.lab import LabReport, ScenarioResult
 from conformance.probes.outbound.mx import Arrival
+from conformance.probes.outbound.tlsrpt import parse_report
 from conformance.target import Target
 from conformance.verdict import Inconclusive
 
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.xdist_group("outbound")
 
 GOOD_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 MIN_RSA_BITS = 2048
+# scenarios where a conforming sender connects, then refuses the MX host: a session failure RFC 8460 reports
+REPORTED_REFUSALS = ("dane-mismatch", "dane-notls", "sts-badcert", "sts-wrongname")
 
 
 def _for(arrival: Arrival) -> str:
@@ -227,3 +230,37 @@ def test_dkim_signed(outbound_dkim: DkimVerdict, target: Target, evidence: Evide
                                       f"can be appended under it")
     assert (dkim.domain or "").lower() == domain, (f"the DKIM signature on mail from {sender} is of "
                                                    f"d={dkim.domain}, not of the sender's domain {domain}")
+
+
+@pytest.mark.requirement("OUT-TLSRPT-01")
+def test_tlsrpt_sent(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """After the scenarios, the operator's hook makes the gateway send its reports: every domain whose MX host
+    it refused for a TLSA or MTA-STS failure must be in a report, its failed sessions counted."""
+    run = outbound_lab.tlsrpt
+    if run is None:
+        pytest.skip("no [outbound] tlsrpt_send hook: the suite cannot make the gateway send its TLS-RPT "
+                    "reports within the run (they go out once a day)")
+    if not run.hook_ok:
+        raise Inconclusive(run.hook_reason)
+    _delivered_somewhere(outbound_lab)
+    refused = [r for r in (scenario(outbound_lab, name) for name in REPORTED_REFUSALS)
+               if not r.delivered and r.connections]
+    if not refused:
+        raise Inconclusive("the gateway refused no MX host for a TLSA or MTA-STS failure (it delivered or never "
+                           "connected): there was no failure to report")
+    evidence.add("tlsrpt", f"{len(run.reports)} report(s) at {run.address}, {run.waited:.1f} s after the hook")
+    assert run.reports, (f"no TLS-RPT report arrived at {run.address} (the rua of every scenario's _smtp._tls) "
+                         f"within {outbound_lab.window:g} s after the tlsrpt_send hook ran ({run.hook_reason})")
+    reports = [parse_report(message) for message in run.reports]
+    problems = [r.problem for r in reports if r.problem]
+    assert not problems, f"the TLS-RPT report at {run.address} is not RFC 8460's: {problems[0]}"
+    for result in refused:
+        domain = result.sent.recipient.rpartition("@")[2]
+        named = [p for r in reports if (p := r.policy(domain)) is not None]
+        assert named, (f"the TLS-RPT reports at {run.address} name no policy for {domain}, where the gateway "
+                       f"refused its MX host ({result.scenario.name})")
+        evidence.add("tlsrpt", ", ".join(f"{p.domain}: {p.policy_type}, {p.failures} failed {p.result_types}"
+                                         for p in named))
+        assert any(p.failures >= 1 for p in named), (
+            f"the TLS-RPT report for {domain} at {run.address} counts no failed session, although the gateway "
+            f"refused its MX host ({result.scenario.name})")

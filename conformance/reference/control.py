@@ -1,6 +1,7 @@
 """The gateway's loopback control channel, and the command the target's per-node hooks run.
 
     python -m conformance.reference.control --port P --token-file F down|up NODE [COMPONENT]
+    python -m conformance.reference.control --port P --token-file F tlsrpt   (send the TLS-RPT reports now)
 
 One line per connection: ``TOKEN ACTION NODE COMPONENT``; the answer is ``OK`` or ``ERR reason``.
 The token (a file readable by its owner only) keeps other local users from taking nodes down.
@@ -17,19 +18,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 Apply = Callable[[str, str, bool], None]   # (node, component, down); raises ValueError on a bad name
+Report = Callable[[], None]                 # starts sending the TLS-RPT reports
 MAX_REQUEST = 1024
 
 
 async def serve_control(apply: Apply, token: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        timeout: float = 10.0) -> None:
+                        timeout: float = 10.0, report: Report | None = None) -> None:
     """asyncio.start_server callback: one request, one answer."""
     try:
         line = await asyncio.wait_for(reader.readline(), timeout)
         parts = line[:MAX_REQUEST].decode("utf-8", "replace").split()
         if len(parts) != 4 or not hmac.compare_digest(parts[0].encode(), token.encode()):
             answer = "ERR bad request or token"
+        elif parts[1] == "tlsrpt" and report is not None:
+            report()
+            answer = "OK"
         elif parts[1] not in ("down", "up"):
-            answer = f"ERR unknown action {parts[1]!r} (expected down or up)"
+            answer = f"ERR unknown action {parts[1]!r} (expected down, up or tlsrpt)"
         else:
             try:
                 apply(parts[2], parts[3], parts[1] == "down")
@@ -63,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="the gateway's control port")
     parser.add_argument("--token-file", type=Path, required=True, help="file holding the control token")
     parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("action", choices=("down", "up"))
-    parser.add_argument("node")
+    parser.add_argument("action", choices=("down", "up", "tlsrpt"))
+    parser.add_argument("node", nargs="?", default="-", help="the node (down, up)")
     parser.add_argument("component", nargs="?", default="node",
                         help="node (default), delivery, auth, directory or stall")
     args = parser.parse_args(argv)

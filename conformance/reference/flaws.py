@@ -204,6 +204,9 @@ _OAUTH_FLAWS = [
     _f("oauth_error_reveals_user", "auth", "a refused token of an unknown user gets another RFC 7628 error",
        "AUTH-OAUTH-02"),
 ]
+_OUTBOUND_FLAWS.append(
+    _f("tlsrpt_missing_failures", "outbound", "the gateway's TLS-RPT report counts no failed session (a TLSA "
+       "mismatch included)", "OUT-TLSRPT-01"))
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
                                                                  *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
 
@@ -310,6 +313,7 @@ class Flaws:
     oauth_before_tls: bool = False
     basic_auth_still_on: bool = False
     oauth_error_reveals_user: bool = False
+    tlsrpt_missing_failures: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -228,7 +228,7 @@ class Gateway:
 
     async def _listen_control(self) -> int:
         async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await serve_control(self._apply_outage, self._token, reader, writer)
+            await serve_control(self._apply_outage, self._token, reader, writer, report=self.sender.report)
 
         self._control = await asyncio.start_server(client, "127.0.0.1", self.control_port)
         return int(self._control.sockets[0].getsockname()[1])
@@ -377,7 +377,8 @@ class Gateway:
         route = self.enable_outbound()
         address, _, dns_port = route.resolver.rpartition(":")
         return ["[outbound]", 'domain = "outbound.test"', f'address = "{address}"', f"dns_port = {dns_port}",
-                f"mx_port = {route.mx_port}", f"https_port = {route.https_port}", f"lab_dir = {json.dumps(str(route.lab_dir))}", ""]
+                f"mx_port = {route.mx_port}", f"https_port = {route.https_port}", f"lab_dir = {json.dumps(str(route.lab_dir))}",
+                f"tlsrpt_send = {json.dumps(self.hook_argv('-', 'tlsrpt'))}", ""]
 
     def write_target(self, path: Path | str, *, outbound: bool = False) -> Path:
         """Write a target.toml describing the running gateway; returns its path. ``outbound``: with an

@@ -12,14 +12,17 @@ The SMTP client is the standard library's ``smtplib``, run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import smtplib
 import socket
 import ssl
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import dkim
 import dns.rdtypes.ANY.TLSA
@@ -28,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from conformance.reference.flaws import Flaws
 from conformance.reference.sts_fetch import StsPolicy, fetch_policy
+from conformance.reference.tlsrpt_report import Sessions, report_json, report_message
 from conformance.reference.validator import LookupFailed, Security, Validator
 from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
 
@@ -61,7 +65,44 @@ class Sender:
         self.flaws = flaws
         self.route: Route | None = None
         self.results: list[tuple[str, Result]] = []     # (recipient domain, final result), for tests
+        self.sessions: dict[str, Sessions] = {}         # policy domain -> TLS-RPT counts (RFC 8460 §4)
+        self._since = dt.datetime.now(dt.UTC)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def report(self) -> None:
+        """The control channel's ``tlsrpt``: send the reports now (on the gateway's loop), then start afresh."""
+        if self.route is None:
+            return
+        sessions, since, self.sessions, self._since = self.sessions, self._since, {}, dt.datetime.now(dt.UTC)
+        self._spawn(self._send_reports(self.route, sessions, since))
+
+    async def _send_reports(self, route: Route, sessions: dict[str, Sessions], since: dt.datetime) -> None:
+        validator = Validator(route.resolver, route.lab_dir / "zone.ds", trust_bogus=self.flaws.no_dnssec_validation)
+        for domain, counted in sessions.items():
+            try:
+                txt, _ = await validator.lookup(f"_smtp._tls.{domain}", "TXT")
+            except LookupFailed:
+                continue
+            records = [b"".join(r.strings).decode(errors="replace") for r in txt or ()]  # type: ignore[attr-defined]
+            for rua in (part.strip().removeprefix("rua=mailto:") for record in records
+                        if record.startswith("v=TLSRPTv1") for part in record.split(";")
+                        if part.strip().startswith("rua=mailto:")):
+                document = report_json(domain, counted, since, dt.datetime.now(dt.UTC))
+                message = report_message(domain, rua, document, f"tlsrpt@{DOMAIN}")
+                await self._deliver(route, rua.rpartition("@")[2].lower(), f"tlsrpt@{DOMAIN}", [rua],
+                                    self._sign(message))
+
+    def _count(self, domain: str, policy_type: str, failure: str | None) -> None:
+        sessions = self.sessions.setdefault(domain, Sessions(policy_type))
+        if failure is None:
+            sessions.successes += 1
+        elif not self.flaws.tlsrpt_missing_failures:
+            sessions.failures[failure] = sessions.failures.get(failure, 0) + 1
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def submit(self, mail_from: str, recipients: list[str], message: bytes) -> None:
         """Called on the gateway's loop once the message is accepted (250 to DATA)."""
@@ -72,9 +113,7 @@ class Sender:
             by_domain[rcpt.rpartition("@")[2].lower()].append(rcpt)
         signed = self._sign(message)
         for domain, rcpts in by_domain.items():
-            task = asyncio.get_running_loop().create_task(self._deliver(self.route, domain, mail_from, rcpts, signed))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._deliver(self.route, domain, mail_from, rcpts, signed))
 
     def _sign(self, message: bytes) -> bytes:
         key = dkim_key(2048).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -111,7 +150,8 @@ class Sender:
         if enforce and policy is not None:   # RFC 8461 §5: only MX hosts the policy names, only with PKIX
             hosts = [h for h in hosts if policy.allows(h)]
         for host in hosts[:1] if self.flaws.no_secondary_mx else hosts:
-            result = await self._to_host(route, validator, host, mx_security, mail_from, rcpts, message, enforce)
+            result = await self._to_host(route, validator, host, mx_security, mail_from, rcpts, message, enforce,
+                                         domain=domain)
             if result is not Result.DEFERRED:
                 return result
         return Result.DEFERRED
@@ -131,7 +171,7 @@ class Sender:
                                        route.https_port, route.lab_dir / "ca.pem")
 
     async def _to_host(self, route: Route, validator: Validator, host: str, mx_security: Security, mail_from: str,
-                       rcpts: list[str], message: bytes, enforce: bool = False) -> Result:
+                       rcpts: list[str], message: bytes, enforce: bool = False, domain: str = "") -> Result:
         try:
             addresses, a_security = await validator.lookup(host, "A")
             tlsa, tlsa_security = await validator.lookup(f"_{route.mx_port}._tcp.{host}", "TLSA")
@@ -143,7 +183,10 @@ class Sender:
         if tlsa is not None and not self.flaws.no_dane and mx_security is tlsa_security is Security.SECURE:
             dane = [r for r in tlsa if isinstance(r, dns.rdtypes.ANY.TLSA.TLSA)]
         client = _Client(route, self.flaws, host.rstrip("."), addresses[0].address, dane, enforce)
-        return await asyncio.to_thread(client.send, mail_from, rcpts, message)
+        result = await asyncio.to_thread(client.send, mail_from, rcpts, message)
+        if dane is not None or enforce:
+            self._count(domain, "tlsa" if dane is not None else "sts", client.failure)
+        return result
 
 
 class _Client:
@@ -153,6 +196,7 @@ class _Client:
                  dane: list[dns.rdtypes.ANY.TLSA.TLSA] | None, sts_enforce: bool = False) -> None:
         self.route, self.flaws, self.host, self.address, self.dane = route, flaws, host, address, dane
         self.sts_enforce = sts_enforce   # MTA-STS enforce: STARTTLS and a PKIX-valid certificate, or nothing
+        self.failure: str | None = None  # the RFC 8460 §4.3 result-type of a refused session
 
     def send(self, mail_from: str, rcpts: list[str], message: bytes, *, plaintext: bool = False) -> Result:
         try:
@@ -163,6 +207,7 @@ class _Client:
                 smtp.ehlo()
                 offered = smtp.has_extn("starttls")
                 if (self.dane is not None or self.sts_enforce) and not offered:
+                    self.failure = "starttls-not-supported"
                     return Result.DEFERRED           # RFC 7672 §2.2, RFC 8461 §5: TLS required, none offered
                 required = self.dane is not None or self.sts_enforce
                 if offered and not plaintext and (required or not self.flaws.no_starttls_client):
@@ -188,11 +233,14 @@ class _Client:
         try:
             smtp.starttls(context=self._context(verify))
         except ssl.SSLError:
+            self.failure = "validation-failure"
             return give_up
         if verify and not self._names_host(smtp):
+            self.failure = "certificate-host-mismatch"
             smtp.quit()
             return give_up
         if self.dane is not None and not self._dane_match(smtp):
+            self.failure = "tlsa-invalid"
             smtp.quit()
             return Result.DEFERRED
         smtp.ehlo()

@@ -14,7 +14,7 @@ import secrets
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -22,8 +22,18 @@ from typing import Self
 from conformance.probes.outbound.dns import LabDns
 from conformance.probes.outbound.mx import Arrival, MxLog, start_mx
 from conformance.probes.outbound.pki import LabPki
-from conformance.probes.outbound.scenarios import SCENARIOS, Posture, Scenario, mx_addresses, sts_policy
+from conformance.probes.outbound.scenarios import (
+    SCENARIOS,
+    Posture,
+    Scenario,
+    Sts,
+    Tlsa,
+    mx_addresses,
+    report_address,
+    sts_policy,
+)
 from conformance.probes.outbound.sts import PolicyHost
+from conformance.probes.outbound.tlsrpt import parse_report
 from conformance.probes.outbound.zone import build_zone
 from conformance.probes.smtp.session import SmtpReply, SmtpSession
 from conformance.probes.tls.handshake import judge
@@ -59,6 +69,18 @@ class ScenarioResult:
 
 
 @dataclass(frozen=True)
+class TlsRptRun:
+    """What came of the operator's ``tlsrpt_send`` hook: its words, and the report mail that arrived at the
+    lab's report address within the window after it ran."""
+
+    address: str
+    hook_ok: bool
+    hook_reason: str
+    reports: tuple[bytes, ...]
+    waited: float
+
+
+@dataclass(frozen=True)
 class LabReport:
     tag: str
     window: float
@@ -66,6 +88,7 @@ class LabReport:
     stale: int = 0                                       # messages of earlier runs that arrived now
     refused: tuple[str, ...] = ()                        # recipients the MX hosts refused (not ours)
     dns_queries: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    tlsrpt: TlsRptRun | None = None                      # None: the target has no tlsrpt_send hook
 
 
 def recipient(scenario: Scenario, domain: str, tag: str) -> str:
@@ -111,17 +134,22 @@ async def _send_hook(argv: Sequence[str], to: str, message: bytes, timeout: floa
     with tempfile.TemporaryDirectory(prefix="mailconform-out-") as tmp:
         path = Path(tmp) / "message.eml"
         path.write_bytes(message)
-        proc = await asyncio.create_subprocess_exec(*argv, to, str(path), stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        try:
-            output, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.kill()
-            raise LocalError(f"the send hook did not finish within {timeout:g} s") from None
-        words = output.decode(errors="replace").strip()[-300:]
-        if proc.returncode != 0:
-            raise LocalError(f"the send hook exited {proc.returncode}: {words or 'no output'}")
-        return words or "the send hook exited 0"
+        return await run_hook("send", [*argv, to, str(path)], timeout)
+
+
+async def run_hook(name: str, argv: Sequence[str], timeout: float) -> str:
+    """An operator hook (argv, no shell); its output in words, or LocalError saying how it failed."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        raise LocalError(f"the {name} hook did not finish within {timeout:g} s") from None
+    words = output.decode(errors="replace").strip()[-300:]
+    if proc.returncode != 0:
+        raise LocalError(f"the {name} hook exited {proc.returncode}: {words or 'no output'}")
+    return words or f"the {name} hook exited 0"
 
 
 class Lab:
@@ -202,9 +230,29 @@ class Lab:
             hosts = scenario.hosts(self.outbound.domain)
             results[scenario.name] = ScenarioResult(scenario, how, mine,
                                                     sum(self.log.connections.get(h, 0) for h in hosts), waited)
-        stale = sum(1 for a in self.log.arrivals if not any(r.startswith(f"mc-{tag}@") for r in a.recipients))
+        tlsrpt = (await self._tlsrpt(self.outbound.tlsrpt_send, window, _refused_domains(results.values()))
+                  if self.outbound.tlsrpt_send else None)
+        reports = report_address(self.outbound.domain)
+        stale = sum(1 for a in self.log.arrivals
+                    if not any(r.startswith(f"mc-{tag}@") or r == reports for r in a.recipients))
         return LabReport(tag, window, results, stale, tuple(self.log.refused),
-                         tuple(self._dns.queries) if self._dns else ())
+                         tuple(self._dns.queries) if self._dns else (), tlsrpt)
+
+    async def _tlsrpt(self, argv: Sequence[str], window: float, expected: set[str]) -> TlsRptRun:
+        """Run the hook once every scenario had its window, then wait (at most one more window) until reports
+        name every ``expected`` domain; the reference gateway's come within a second."""
+        address = report_address(self.outbound.domain)
+        try:
+            words = await run_hook("tlsrpt_send", argv, max(window, 5.0))
+        except ProbeError as exc:
+            return TlsRptRun(address, False, str(exc), (), 0.0)
+        started = time.monotonic()
+        while not expected <= _reported(self._reports(address)) and time.monotonic() < started + window:
+            await asyncio.sleep(POLL)
+        return TlsRptRun(address, True, words, self._reports(address), time.monotonic() - started)
+
+    def _reports(self, address: str) -> tuple[bytes, ...]:
+        return tuple(a.message for a in self.log.arrivals if address in a.recipients)
 
     async def _send(self, sender: Sender, scenario: Scenario, to: str, message: bytes) -> Sent:
         try:
@@ -212,6 +260,17 @@ class Lab:
         except ProbeError as exc:
             return Sent(scenario.name, to, False, str(exc))
         return Sent(scenario.name, to, True, str(words))
+
+
+def _refused_domains(results: Iterable[ScenarioResult]) -> set[str]:
+    """Scenario domains with a TLSA or MTA-STS policy whose MX hosts the sender connected to and left:
+    the sessions a TLS-RPT report counts as failed."""
+    return {r.sent.recipient.rpartition("@")[2] for r in results if r.connections and not r.delivered
+            and not r.scenario.deliver and (r.scenario.tlsa is not Tlsa.NONE or r.scenario.sts is not Sts.NONE)}
+
+
+def _reported(messages: Iterable[bytes]) -> set[str]:
+    return {p.domain.rstrip(".").lower() for m in messages for p in parse_report(m).policies}
 
 
 def _server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

@@ -70,6 +70,13 @@ SCENARIOS = (
     Scenario("sts-testing", (Posture.SELF_SIGNED,), sts=Sts.TESTING),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
+# TLS-RPT reports (RFC 8460 §3) go to the "starttls" scenario's good MX host: no extra server, a posture any
+# sender delivers to
+REPORT_SCENARIO = "starttls"
+
+
+def report_address(base: str) -> str:
+    return f"tlsrpt@{BY_NAME[REPORT_SCENARIO].domain(base)}"
 
 
 def sts_policy(scenario: Scenario, base: str) -> str | None:

@@ -14,7 +14,7 @@ import dns.zone
 
 from conformance.probes.dns.dane import spki_sha256
 from conformance.probes.outbound.pki import TTL, LabPki
-from conformance.probes.outbound.scenarios import SCENARIOS, Scenario, Sts, Tlsa, mx_addresses
+from conformance.probes.outbound.scenarios import SCENARIOS, Scenario, Sts, Tlsa, mx_addresses, report_address
 
 SIGNATURE_LIFETIME = 7 * 24 * 3600
 
@@ -33,6 +33,7 @@ def records(domain: str, address: str, leaves: dict[str, bytes],
              f"@ {TTL} IN NS ns.{domain}.", f"ns {TTL} IN A {address}"]
     addresses = mx_addresses(address, scenarios)
     for scenario in scenarios:
+        lines.append(f'_smtp._tls.{scenario.domain(domain)}. {TTL} IN TXT "v=TLSRPTv1; rua=mailto:{report_address(domain)}"')
         if scenario.sts is not Sts.NONE:
             lines.append(f'_mta-sts.{scenario.domain(domain)}. {TTL} IN TXT "v=STSv1; id={policy_id}"')
             lines.append(f"mta-sts.{scenario.domain(domain)}. {TTL} IN A {address}")
