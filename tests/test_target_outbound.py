@@ -36,10 +36,12 @@ def test_the_section_with_its_defaults(tmp_path: Path) -> None:
 
 def test_a_send_hook_and_ports(tmp_path: Path) -> None:
     target = _load(tmp_path, '[outbound]\ndomain = "outbound.test"\naddress = "10.9.0.1"\ndns_port = 5353\n'
-                             'mx_port = 2525\nsend = ["/usr/local/bin/send-via-gw", "--now"]\nvia = "submissions"\n')
+                             'mx_port = 2525\nsend = ["/usr/local/bin/send-via-gw", "--now"]\nvia = "submissions"\n'
+                             'tlsrpt_send = ["/usr/local/bin/gw-tlsrpt"]\n')
     out = target.outbound  # type: ignore[attr-defined]
     assert (out.dns_port, out.mx_port, out.send, out.via) == (5353, 2525, ("/usr/local/bin/send-via-gw", "--now"),
                                                               Service.SUBMISSIONS)
+    assert out.tlsrpt_send == ("/usr/local/bin/gw-tlsrpt",)
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -49,6 +51,7 @@ def test_a_send_hook_and_ports(tmp_path: Path) -> None:
     ('domain = "outbound.test"\naddress = "127.0.0.10"\nmx_port = 0\n', "key 'outbound.mx_port': port out of range"),
     ('domain = "outbound.test"\naddress = "127.0.0.10"\nsend = []\n', "key 'outbound.send': expected a non-empty"),
     ('domain = "outbound.test"\naddress = "127.0.0.10"\nvia = "mx"\n', "key 'outbound.via': expected"),
+    ('domain = "outbound.test"\naddress = "127.0.0.10"\ntlsrpt_send = [1]\n', "key 'outbound.tlsrpt_send': expected"),
     ('domain = "outbound.test"\naddress = "127.0.0.10"\nresolver = "x"\n', "key 'outbound.resolver': unknown key"),
 ])
 def test_bad_values_name_file_line_and_key(tmp_path: Path, body: str, message: str) -> None:
