@@ -70,7 +70,7 @@ def test_every_key_a_target_file_takes_is_in_the_readme() -> None:
     from conformance import target
 
     keys = (target._TARGET_KEYS | target._NODE_KEYS | target._ACCOUNT_KEYS | target._HOOK_KEYS
-            | target._POLICY_FIELDS | target._WAIVER_KEYS)
+            | target._POLICY_FIELDS | target._WAIVER_KEYS | target._OUTBOUND_KEYS)
     as_key = [rf"(^|[\s{{,`]){k}\s*=|\[[\w.]*\.{k}[.\]]" for k in sorted(keys)]
     undocumented = [k for k, pattern in zip(sorted(keys), as_key, strict=True)
                     if not re.search(pattern, README, re.MULTILINE)]
