@@ -41,12 +41,12 @@ _FLAW_LIST = [
        "STARTTLS-RECAP-01", services=("mx", "submission", "imap", "pop3")),
     _f("no_implicit_tls", "starttls", "submissions, imaps and pop3s speak plaintext instead of implicit TLS",
        "TLS-IMPLICIT-01", services=("submissions", "imaps", "pop3s")),
-    _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS",
-       "STARTTLS-RESET-01", services=("mx", "submission")),
+    _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS; a POP3 session that "
+       "refused USER in clear still refuses it after STLS", "STARTTLS-RESET-01", services=("mx", "submission", "pop3")),
     _f("starttls_injection", "auth", "commands pipelined behind STARTTLS are executed inside TLS (CVE-2011-0411)",
        "STARTTLS-INJECT-01", services=("mx", "submission", "imap", "pop3")),
-    _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS go-ahead",
-       "STARTTLS-INJECT-02", services=("mx",)),
+    _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS (STLS) go-ahead",
+       "STARTTLS-INJECT-02", services=("mx", "pop3")),
     _f("imap_preauth", "auth", "imaps greets with PREAUTH: a session without any login", "STARTTLS-PREAUTH-01",
        services=("imaps",)),
     # tls

@@ -37,6 +37,7 @@ class Pop3Session:
         self.user: str | None = None
         self.pending_user: str | None = None
         self._did_starttls = False
+        self._refused_in_clear = False  # no_state_reset: a USER refused before STLS stays refused after it
 
     async def run(self) -> None:
         runtime = self.runtime
@@ -115,7 +116,9 @@ class Pop3Session:
         if self.tls or self.starttls_context is None:
             await self._send(S.P_ERR_TLS_ACTIVE)
             return
-        self.writer.write(S.P_OK_BEGIN_TLS.encode() + b"\r\n")
+        extra = S.P_OK_AFTER_GO_AHEAD + "\r\n" if self.runtime.flaws.starttls_response_injection else ""
+        # the extra line in the same write as the go-ahead, so it always lands before the ClientHello
+        self.writer.write((S.P_OK_BEGIN_TLS + "\r\n" + extra).encode())
         if not self.runtime.flaws.starttls_injection:
             # RFC 2595 4 / CVE-2011-0411: nothing pipelined behind STLS survives into TLS
             self.reader._buffer.clear()  # type: ignore[attr-defined]
@@ -127,7 +130,9 @@ class Pop3Session:
         self.tls, self._did_starttls, self.pending_user = True, True, None
 
     async def _user(self, rest: str) -> None:
-        if not self._plaintext_allowed():
+        kept = self._refused_in_clear and self.runtime.flaws.no_state_reset
+        if not self._plaintext_allowed() or kept:
+            self._refused_in_clear = True
             await self._send(S.P_ERR_TLS_FIRST)
             return
         self.pending_user = rest.strip()
