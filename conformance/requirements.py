@@ -222,8 +222,9 @@ _FAILOVER = [
        "of concurrent correct logins (clients reconnecting) all succeed without locking the account",
        "operator's recovery-time objective (policy); NIST SP 800-63B §5.2.2 (only failed attempts count); "
        "RFC 4954 §6", MUST, "failover"),
-    _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP) or BYE (IMAP), not a reset",
-       "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE)", MUST, "failover"),
+    _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP), BYE (IMAP) or -ERR (POP3), "
+       "not a reset", "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE); "
+       "RFC 1939 §3 and RFC 3206 §4 (POP3 has no 421: -ERR [SYS/TEMP], try later)", MUST, "failover"),
 ]
 
 # The mail domain's DNS (opt-in by naming `[target] domain`); sections confirmed against the RFC texts.

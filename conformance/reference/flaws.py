@@ -119,7 +119,7 @@ _FLAW_LIST = [
        "FAIL-NOLOSS-01", services=_SMTP_ALL),
     _f("slow_data_reply", "failover", "a stalled backend delays the reply to DATA beyond the client's patience",
        "FAIL-DATA-01", services=_SMTP_ALL),
-    _f("reset_on_shutdown", "failover", "a node going down resets connections instead of answering 421",
+    _f("reset_on_shutdown", "failover", "a node going down resets connections instead of answering 421 (BYE, -ERR)",
        "FAIL-SHUTDOWN-01"),
     _f("slow_recovery", "failover", "a node answers again only after its recovery-time objective has passed",
        "FAIL-RECOVER-01"),

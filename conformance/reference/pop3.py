@@ -42,6 +42,9 @@ class Pop3Session:
     async def run(self) -> None:
         runtime = self.runtime
         if runtime.down(Component.NODE):
+            if runtime.flaws.reset_on_shutdown:
+                reset_transport(self.writer.transport)
+                return
             await self._send(S.P_ERR_NODE_DOWN)
             self.writer.close()
             return
