@@ -119,3 +119,27 @@ def test_stls_state_flaws(tmp_path: Path, flaw: str, kept: bool, injected: bool)
     assert state.response_injected is injected
     if not injected:
         assert state.ehlo_state is (EhloState.KEPT if kept else EhloState.FORGOTTEN), state
+
+
+def test_apop_flaw_checks_the_digest_in_clear(tmp_path: Path) -> None:
+    """pop3_apop_before_tls: the greeting offers APOP and the same APOP answer comes before and inside TLS."""
+    with _gateway(tmp_path, "pop3_apop_before_tls") as (gateway, target, cfg):
+        caps = _result(probe_pop3_capabilities(_endpoint(target, "pop3"), cfg))
+        assert caps.cleartext.apop is not None and caps.cleartext.apop_verdict is CleartextAuth.CREDENTIALS_CHECKED
+
+        async def apop_in_clear() -> tuple[str, str]:
+            account = target.account("test")
+            assert account is not None
+            async with Pop3Session(_endpoint(target, "pop3"), cfg) as pop3:
+                await pop3.connect()
+                wrong, right = await pop3.apop(account.username, "wrong"), await pop3.apop(account.username,
+                                                                                            account.password)
+                return str(wrong), str(right)
+        wrong, right = asyncio.run(apop_in_clear())
+    assert wrong.startswith("-ERR [AUTH]") and right.startswith("+OK"), (wrong, right)
+
+
+def test_good_gateway_offers_no_apop(good: tuple[Gateway, Target, ProbeConfig]) -> None:
+    _, target, cfg = good
+    caps = _result(probe_pop3_capabilities(_endpoint(target, "pop3"), cfg))
+    assert caps.cleartext.apop is None and caps.cleartext.apop_verdict is CleartextAuth.NOT_TRIED

@@ -195,6 +195,8 @@ _POP3_FLAWS = [
        "STARTTLS-POP3-01", services=("pop3",)),
     _f("pop3_separate_lockout", "lockout", "POP3 counts failed logins apart from SMTP and IMAP", "LOCK-CROSS-01",
        services=("pop3", "pop3s")),
+    _f("pop3_apop_before_tls", "starttls", "POP3 offers APOP (a greeting timestamp) and checks it before STLS",
+       "STARTTLS-POP3-01", services=("pop3",)),
 ]
 _OAUTH_FLAWS = [
     _f("oauth_before_tls", "auth", "IMAP and POP3 offer OAUTHBEARER and XOAUTH2 before STARTTLS/STLS",
@@ -307,6 +309,7 @@ class Flaws:
     no_sni_wrong_cert: bool = False
     pop3_user_before_tls: bool = False
     pop3_separate_lockout: bool = False
+    pop3_apop_before_tls: bool = False
     oauth_before_tls: bool = False
     basic_auth_still_on: bool = False
     oauth_error_reveals_user: bool = False
