@@ -123,7 +123,7 @@ def test_stls_state_flaws(tmp_path: Path, flaw: str, kept: bool, injected: bool)
 
 def test_apop_flaw_checks_the_digest_in_clear(tmp_path: Path) -> None:
     """pop3_apop_before_tls: the greeting offers APOP and the same APOP answer comes before and inside TLS."""
-    with _gateway(tmp_path, "pop3_apop_before_tls") as (gateway, target, cfg):
+    with _gateway(tmp_path, "pop3_apop_before_tls") as (_, target, cfg):
         caps = _result(probe_pop3_capabilities(_endpoint(target, "pop3"), cfg))
         assert caps.cleartext.apop is not None and caps.cleartext.apop_verdict is CleartextAuth.CREDENTIALS_CHECKED
 
