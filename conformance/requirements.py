@@ -136,11 +136,11 @@ _CERT = [
 _AUTH = [
     _r("STARTTLS-RESET-01", "After STARTTLS the server forgets the pre-TLS session: EHLO is required again "
        "and no TLS-dependent pre-TLS state survives",
-       "RFC 3207 §4.2; RFC 9051 §6.2.1; RFC 2595 §3.1", MUST, "auth"),
+       "RFC 3207 §4.2; RFC 9051 §6.2.1; RFC 2595 §3.1, §4", MUST, "auth"),
     _r("STARTTLS-INJECT-01", "A command pipelined behind STARTTLS is never executed inside the TLS session",
        "RFC 3207 §4.2; RFC 9051 §6.2.1; CVE-2011-0411; Poddebniak et al., USENIX Security 2021", MUST, "auth"),
     _r("STARTTLS-INJECT-02", "The server sends nothing after its STARTTLS go-ahead before the TLS handshake",
-       "RFC 3207 §4; RFC 9051 §6.2.1; Poddebniak et al., USENIX Security 2021 (response injection)", MUST, "auth"),
+       "RFC 3207 §4; RFC 9051 §6.2.1; RFC 2595 §4; Poddebniak et al., USENIX Security 2021 (response injection)", MUST, "auth"),
     _r("STARTTLS-PREAUTH-01", "No IMAP port greets with PREAUTH and implicit-TLS ports never fall back to plaintext",
        "RFC 8314 §3.3, §4.1; RFC 9051 §7.1.4; Poddebniak et al., USENIX Security 2021", MUST, "auth"),
     _r("AUTH-WRONG-01", "A wrong password is refused (SMTP 535 5.7.8; IMAP NO [AUTHENTICATIONFAILED])",
@@ -222,8 +222,9 @@ _FAILOVER = [
        "of concurrent correct logins (clients reconnecting) all succeed without locking the account",
        "operator's recovery-time objective (policy); NIST SP 800-63B §5.2.2 (only failed attempts count); "
        "RFC 4954 §6", MUST, "failover"),
-    _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP) or BYE (IMAP), not a reset",
-       "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE)", MUST, "failover"),
+    _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP), BYE (IMAP) or -ERR (POP3), "
+       "not a reset", "RFC 5321 §3.8, §4.2.2 (421 closing transmission channel); RFC 9051 §7.1.5 (BYE); "
+       "RFC 1939 §3 and RFC 3206 §4 (POP3 has no 421: -ERR [SYS/TEMP], try later)", MUST, "failover"),
 ]
 
 # The mail domain's DNS (opt-in by naming `[target] domain`); sections confirmed against the RFC texts.

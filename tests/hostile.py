@@ -337,3 +337,34 @@ def pop3_server(replies: dict[str, bytes] | None = None, *, greeting: bytes = PO
             if verb == "QUIT":
                 return
     return behaviour
+
+
+def pop3_stls_server(context: ssl.SSLContext, *, keep_refusal: bool = False, extra_after_go_ahead: bytes = b"",
+                     user_in_clear: bool = False) -> Behaviour:
+    """A POP3 server with STLS that refuses USER before TLS (unless ``user_in_clear``); ``keep_refusal`` keeps
+    refusing it inside TLS though CAPA offers it (pre-TLS state kept); ``extra_after_go_ahead`` follows the
+    STLS go-ahead in the same write (response injection)."""
+    refusal = b"-ERR [AUTH] Plaintext authentication disallowed\r\n"
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(POP3_GREETING)
+        tls = refused = False
+        while line := await read_cmd(reader):
+            verb = line.split(b" ", 1)[0].strip().upper()
+            if verb == b"STLS":
+                writer.write(b"+OK Begin TLS\r\n" + extra_after_go_ahead)
+                await writer.drain()
+                await writer.start_tls(context)
+                tls = True
+                continue
+            if verb == b"CAPA":
+                writer.write(b"+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n" if tls else b"+OK\r\nSTLS\r\n.\r\n")
+            elif verb == b"USER":
+                refused = (refused and keep_refusal) or not (tls or user_in_clear)
+                writer.write(refusal if refused else b"+OK send PASS\r\n")
+            else:
+                writer.write(b"+OK bye\r\n" if verb == b"QUIT" else b"-ERR unknown command\r\n")
+            await writer.drain()
+            if verb == b"QUIT":
+                return
+    return behaviour

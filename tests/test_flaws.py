@@ -96,11 +96,18 @@ def test_flaw_fails_exactly_its_checks(info: FlawInfo, tmp_path: Path) -> None:
     assert run.failing_requirements == set(info.fails), (
         f"flaw {info.name} ({info.breaks}) should fail exactly {sorted(info.fails)}:\n{run.describe()}")
     assert not run.with_verdict("inconclusive"), run.describe()
+    failing_services = {c.endpoint_id.partition("@")[0] for c in run.with_verdict("fail")}
+    assert FAILS_ON_POP3_TOO.get(info.name, set()) <= failing_services, run.describe()
     for case in run.with_verdict("fail"):
         assert len(case.reason) > 25 and ("@" in case.reason or ".example.test" in case.reason
                                           or "node" in case.reason), (
             f"{case.name}: failure message does not tell an operator where and what: {case.reason!r}")
     assert run.returncode != 0 or all(_is_should(rid) for rid in info.fails), run.output[-2000:]
+
+
+# Flaws first written for SMTP/IMAP whose checks now also run on POP3: the POP3 endpoints must fail too.
+FAILS_ON_POP3_TOO = {"no_state_reset": {"pop3"}, "starttls_response_injection": {"pop3"},
+                     "reset_on_shutdown": {"pop3", "pop3s"}, "slow_recovery": {"pop3", "pop3s"}}
 
 
 def _in_baseline(requirement_id: str) -> bool:

@@ -14,6 +14,7 @@ import pytest
 from conformance.probes.auth.logins import LoginOutcome, probe_login
 from conformance.probes.pop3.session import Pop3Session, probe_pop3_capabilities
 from conformance.probes.pop3.wire import read_multiline
+from conformance.probes.starttls.state import EhloState, probe_starttls_state
 from conformance.probes.wire.config import CleartextAuth, ProbeConfig
 from conformance.probes.wire.outcome import Attempt
 from conformance.reference.gateway import LOCKOUT_THRESHOLD, Gateway
@@ -108,3 +109,37 @@ def test_one_lock_across_imap_and_pop3_unless_flawed(tmp_path: Path, flaws: tupl
         assert after.outcome is pop3_after_imap_lock, after.reply
         if after.outcome is LoginOutcome.TEMPORARY:
             assert after.code == "-ERR [SYS/TEMP]"
+
+
+@pytest.mark.parametrize(("flaw", "kept", "injected"), [("", False, False), ("no_state_reset", True, False),
+                                                        ("starttls_response_injection", False, True)])
+def test_stls_state_flaws(tmp_path: Path, flaw: str, kept: bool, injected: bool) -> None:
+    with _gateway(tmp_path, *([flaw] if flaw else [])) as (_, target, cfg):
+        state = _result(probe_starttls_state(_endpoint(target, "pop3"), cfg, window=0.3))
+    assert state.response_injected is injected
+    if not injected:
+        assert state.ehlo_state is (EhloState.KEPT if kept else EhloState.FORGOTTEN), state
+
+
+def test_apop_flaw_checks_the_digest_in_clear(tmp_path: Path) -> None:
+    """pop3_apop_before_tls: the greeting offers APOP and the same APOP answer comes before and inside TLS."""
+    with _gateway(tmp_path, "pop3_apop_before_tls") as (_, target, cfg):
+        caps = _result(probe_pop3_capabilities(_endpoint(target, "pop3"), cfg))
+        assert caps.cleartext.apop is not None and caps.cleartext.apop_verdict is CleartextAuth.CREDENTIALS_CHECKED
+
+        async def apop_in_clear() -> tuple[str, str]:
+            account = target.account("test")
+            assert account is not None
+            async with Pop3Session(_endpoint(target, "pop3"), cfg) as pop3:
+                await pop3.connect()
+                wrong, right = await pop3.apop(account.username, "wrong"), await pop3.apop(account.username,
+                                                                                            account.password)
+                return str(wrong), str(right)
+        wrong, right = asyncio.run(apop_in_clear())
+    assert wrong.startswith("-ERR [AUTH]") and right.startswith("+OK"), (wrong, right)
+
+
+def test_good_gateway_offers_no_apop(good: tuple[Gateway, Target, ProbeConfig]) -> None:
+    _, target, cfg = good
+    caps = _result(probe_pop3_capabilities(_endpoint(target, "pop3"), cfg))
+    assert caps.cleartext.apop is None and caps.cleartext.apop_verdict is CleartextAuth.NOT_TRIED

@@ -16,14 +16,17 @@ from conformance.verdict import Inconclusive
 
 
 @pytest.mark.requirement("STARTTLS-RESET-01")
-@pytest.mark.service("mx", "submission", "imap")
+@pytest.mark.service("mx", "submission", "imap", "pop3")
 def test_state_reset_after_starttls(endpoint: Endpoint, starttls_state: dict[str, Attempt[StartTlsState]],
                                     evidence: Evidence) -> None:
-    """RFC 3207 4.2 / RFC 9051 6.2.1: after the handshake the server discards what it learnt before."""
+    """RFC 3207 4.2 / RFC 9051 6.2.1 / RFC 2595 4: after the handshake the server discards what it learnt before."""
     state = require_session(evidence, starttls_state[endpoint.id])
     if state.response_injected or state.tls_version is None:
         pytest.skip(f"{endpoint}: no clean TLS session after STARTTLS "
                     f"({state.tls_error or 'bytes after the go-ahead'}; see STARTTLS-INJECT-02 / STARTTLS-OFFER-01)")
+    if state.protocol == "pop3":
+        _judge_pop3_state(endpoint, state, evidence)
+        return
     evidence.add("inside_tls_without_ehlo", f"{state.probe_command} -> {state.probe_reply}")
     if state.protocol == "imap":
         evidence.add("capability_after_tls", state.capabilities_after_tls or "none")
@@ -41,6 +44,22 @@ def test_state_reset_after_starttls(endpoint: Endpoint, starttls_state: dict[str
         f"{endpoint}: inside TLS, without a new EHLO, '{state.probe_command}' was answered "
         f"'{state.probe_reply}': the server kept the pre-TLS EHLO state. RFC 3207 4.2 requires it to forget "
         f"everything from before STARTTLS and answer 503 until the client sends EHLO again")
+
+
+def _judge_pop3_state(endpoint: Endpoint, state: StartTlsState, evidence: Evidence) -> None:
+    evidence.add("user_before_tls", state.control_reply or "none")
+    evidence.add("user_inside_tls", state.probe_reply or "none")
+    if state.ehlo_state is EhloState.NEVER_REQUIRED:
+        pytest.skip(f"{endpoint}: USER is taken in clear ({state.control_reply}), so no pre-TLS refusal can "
+                    f"survive STLS; STARTTLS-POP3-01 judges the cleartext login")
+    if state.ehlo_state is EhloState.UNKNOWN:
+        raise Inconclusive(f"{endpoint}: USER was refused before STLS ('{state.control_reply}') and inside TLS "
+                           f"('{state.probe_reply}') with CAPA {sorted(state.capabilities_after_tls or ())}; "
+                           f"neither a login that goes on nor the same refusal")
+    assert state.ehlo_state is EhloState.FORGOTTEN, (
+        f"{endpoint}: inside TLS, USER was refused exactly as before STLS ('{state.probe_reply}') although CAPA "
+        f"inside TLS offers USER: the server kept its pre-TLS session state. After STLS it must judge commands "
+        f"by the TLS session alone (RFC 2595 4); clients that tried USER in clear cannot log in")
 
 
 @pytest.mark.requirement("STARTTLS-INJECT-01")
@@ -73,7 +92,7 @@ def test_no_command_injection(endpoint: Endpoint, starttls_injection: dict[str, 
 
 
 @pytest.mark.requirement("STARTTLS-INJECT-02")
-@pytest.mark.service("mx", "submission", "imap")
+@pytest.mark.service("mx", "submission", "imap", "pop3")
 def test_no_response_injection(endpoint: Endpoint, starttls_state: dict[str, Attempt[StartTlsState]],
                                evidence: Evidence) -> None:
     """After the go-ahead to STARTTLS the client speaks first (ClientHello): the server sends nothing."""
@@ -81,7 +100,7 @@ def test_no_response_injection(endpoint: Endpoint, starttls_state: dict[str, Att
     evidence.add("starttls_reply", state.go_ahead)
     evidence.add("bytes_after_go_ahead", state.injected or "none")
     farewell = (state.injected or "").lstrip()
-    if state.response_injected and farewell.startswith(("421", "* BYE")):
+    if state.response_injected and farewell.startswith(("421", "* BYE", "-ERR [SYS/TEMP]")):
         # A node going down says goodbye to every open session, also one between go-ahead and handshake.
         raise Inconclusive(f"{endpoint}: the server closed the session after its STARTTLS go-ahead: {farewell!r}")
     assert not state.response_injected, (

@@ -41,12 +41,12 @@ _FLAW_LIST = [
        "STARTTLS-RECAP-01", services=("mx", "submission", "imap", "pop3")),
     _f("no_implicit_tls", "starttls", "submissions, imaps and pop3s speak plaintext instead of implicit TLS",
        "TLS-IMPLICIT-01", services=("submissions", "imaps", "pop3s")),
-    _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS",
-       "STARTTLS-RESET-01", services=("mx", "submission")),
+    _f("no_state_reset", "auth", "the SMTP session keeps its EHLO state across STARTTLS; a POP3 session that "
+       "refused USER in clear still refuses it after STLS", "STARTTLS-RESET-01", services=("mx", "submission", "pop3")),
     _f("starttls_injection", "auth", "commands pipelined behind STARTTLS are executed inside TLS (CVE-2011-0411)",
        "STARTTLS-INJECT-01", services=("mx", "submission", "imap", "pop3")),
-    _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS go-ahead",
-       "STARTTLS-INJECT-02", services=("mx",)),
+    _f("starttls_response_injection", "auth", "the server sends an extra line after its STARTTLS (STLS) go-ahead",
+       "STARTTLS-INJECT-02", services=("mx", "pop3")),
     _f("imap_preauth", "auth", "imaps greets with PREAUTH: a session without any login", "STARTTLS-PREAUTH-01",
        services=("imaps",)),
     # tls
@@ -119,7 +119,7 @@ _FLAW_LIST = [
        "FAIL-NOLOSS-01", services=_SMTP_ALL),
     _f("slow_data_reply", "failover", "a stalled backend delays the reply to DATA beyond the client's patience",
        "FAIL-DATA-01", services=_SMTP_ALL),
-    _f("reset_on_shutdown", "failover", "a node going down resets connections instead of answering 421",
+    _f("reset_on_shutdown", "failover", "a node going down resets connections instead of answering 421 (BYE, -ERR)",
        "FAIL-SHUTDOWN-01"),
     _f("slow_recovery", "failover", "a node answers again only after its recovery-time objective has passed",
        "FAIL-RECOVER-01"),
@@ -195,6 +195,8 @@ _POP3_FLAWS = [
        "STARTTLS-POP3-01", services=("pop3",)),
     _f("pop3_separate_lockout", "lockout", "POP3 counts failed logins apart from SMTP and IMAP", "LOCK-CROSS-01",
        services=("pop3", "pop3s")),
+    _f("pop3_apop_before_tls", "starttls", "POP3 offers APOP (a greeting timestamp) and checks it before STLS",
+       "STARTTLS-POP3-01", services=("pop3",)),
 ]
 _OAUTH_FLAWS = [
     _f("oauth_before_tls", "auth", "IMAP and POP3 offer OAUTHBEARER and XOAUTH2 before STARTTLS/STLS",
@@ -310,6 +312,7 @@ class Flaws:
     no_sni_wrong_cert: bool = False
     pop3_user_before_tls: bool = False
     pop3_separate_lockout: bool = False
+    pop3_apop_before_tls: bool = False
     oauth_before_tls: bool = False
     basic_auth_still_on: bool = False
     oauth_error_reveals_user: bool = False

@@ -1,7 +1,8 @@
 """The gateway's POP3 services (pop3 with STLS, pop3s): a small POP3 server on asyncio streams.
 
 Enough of RFC 1939 for a client to log in and read its mail: CAPA (RFC 2449), STLS (RFC 2595 4),
-USER/PASS, AUTH PLAIN (RFC 5034, with or without an initial response), STAT, LIST, RETR, NOOP, QUIT.
+USER/PASS, AUTH PLAIN (RFC 5034, with or without an initial response), STAT, LIST, RETR, NOOP, QUIT;
+APOP only with the flaw that offers it in clear.
 Failures carry the RFC 3206 response codes: [AUTH] for credentials, [SYS/TEMP] for "not now".
 """
 
@@ -10,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
+import secrets
 import ssl
+from collections.abc import Callable
 
 from conformance.reference import oauth
 from conformance.reference import statuscodes as S
@@ -37,16 +42,23 @@ class Pop3Session:
         self.user: str | None = None
         self.pending_user: str | None = None
         self._did_starttls = False
+        self._refused_in_clear = False  # no_state_reset: a USER refused before STLS stays refused after it
+        # pop3_apop_before_tls: the RFC 1939 7 banner timestamp that offers APOP, unique per connection
+        self.apop_stamp = f"<{secrets.token_hex(8)}@reference.mailconform>" if runtime.flaws.pop3_apop_before_tls \
+            else None
 
     async def run(self) -> None:
         runtime = self.runtime
         if runtime.down(Component.NODE):
+            if runtime.flaws.reset_on_shutdown:
+                reset_transport(self.writer.transport)
+                return
             await self._send(S.P_ERR_NODE_DOWN)
             self.writer.close()
             return
         runtime.sessions.add(self)
         try:
-            await self._send(S.P_GREETING)
+            await self._send(S.P_GREETING + (f" {self.apop_stamp}" if self.apop_stamp else ""))
             while True:
                 line = (await self._readline()).decode("utf-8", "replace").rstrip("\r\n")
                 verb, _, rest = line.partition(" ")
@@ -87,7 +99,7 @@ class Pop3Session:
 
     async def _dispatch(self, verb: str, rest: str) -> None:
         authorization = {"CAPA": self._capa, "STLS": self._stls, "USER": self._user, "PASS": self._pass,
-                         "AUTH": self._auth, "QUIT": self._quit}
+                         "AUTH": self._auth, "QUIT": self._quit, **({"APOP": self._apop} if self.apop_stamp else {})}
         transaction = {"STAT": self._stat, "LIST": self._list, "RETR": self._retr, "NOOP": self._noop,
                        "CAPA": self._capa, "QUIT": self._quit}
         handler = (transaction if self.user is not None else authorization).get(verb)
@@ -115,7 +127,9 @@ class Pop3Session:
         if self.tls or self.starttls_context is None:
             await self._send(S.P_ERR_TLS_ACTIVE)
             return
-        self.writer.write(S.P_OK_BEGIN_TLS.encode() + b"\r\n")
+        extra = S.P_OK_AFTER_GO_AHEAD + "\r\n" if self.runtime.flaws.starttls_response_injection else ""
+        # the extra line in the same write as the go-ahead, so it always lands before the ClientHello
+        self.writer.write((S.P_OK_BEGIN_TLS + "\r\n" + extra).encode())
         if not self.runtime.flaws.starttls_injection:
             # RFC 2595 4 / CVE-2011-0411: nothing pipelined behind STLS survives into TLS
             self.reader._buffer.clear()  # type: ignore[attr-defined]
@@ -127,7 +141,9 @@ class Pop3Session:
         self.tls, self._did_starttls, self.pending_user = True, True, None
 
     async def _user(self, rest: str) -> None:
-        if not self._plaintext_allowed():
+        kept = self._refused_in_clear and self.runtime.flaws.no_state_reset
+        if not self._plaintext_allowed() or kept:
+            self._refused_in_clear = True
             await self._send(S.P_ERR_TLS_FIRST)
             return
         self.pending_user = rest.strip()
@@ -190,9 +206,20 @@ class Pop3Session:
             await self._readline()  # RFC 7628 3.2.3: the client's dummy answer
         await self._send(await self._failure_reply(decision))
 
-    async def _check_login(self, user: str, password: str) -> None:
+    async def _apop(self, rest: str) -> None:
+        """RFC 1939 7, switched on by the flaw only, and taken in clear: MD5 of timestamp and password."""
+        user, _, digest = rest.strip().partition(" ")
+        stamp = self.apop_stamp or ""
+
+        def proof(stored: str) -> bool:
+            expected = hashlib.md5((stamp + stored).encode()).hexdigest()  # APOP is MD5 by definition
+            return hmac.compare_digest(expected, digest.strip().lower())
+        await self._check_login(user, digest, proof)
+
+    async def _check_login(self, user: str, password: str, proof: Callable[[str], bool] | None = None) -> None:
         runtime = self.runtime
-        decision = runtime.auth.login("pop3", user, password, backend_up=not runtime.down(Component.AUTH))
+        decision = runtime.auth.login("pop3", user, password, proof=proof,
+                                      backend_up=not runtime.down(Component.AUTH))
         if decision.verdict is Verdict.ACCEPTED:
             self.user = decision.username
             runtime.auth.session_started(decision.username)

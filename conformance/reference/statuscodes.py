@@ -53,6 +53,7 @@ I_NO_MECHANISM = "{tag} NO Unsupported authentication mechanism"
 P_GREETING = "+OK mailconform reference POP3 ready"
 P_OK = "+OK {what}"
 P_OK_BEGIN_TLS = "+OK Begin TLS negotiation now"
+P_OK_AFTER_GO_AHEAD = "+OK sent after the STLS go-ahead"   # starttls_response_injection
 P_OK_LOGGED_IN = "+OK Logged in"
 P_BYE = "+OK Logging out"
 P_ERR_NODE_DOWN = "-ERR [SYS/TEMP] Service not available"

@@ -37,6 +37,14 @@ OAUTH2_PASSDB = """passdb {{
   mechanisms = oauthbearer xoauth2
   args = {args}
 }}"""
+# Users whose password is retired (basic authentication off for them alone): found here, refused (deny).
+RETIRED_PASSWORDS_PASSDB = """passdb {{
+  driver = passwd-file
+  args = {file}
+  deny = yes
+  mechanisms = plain login
+}}
+"""
 OAUTH2_ARGS = """introspection_mode = post
 introspection_url = {url}
 username_attribute = email
@@ -127,6 +135,7 @@ __all__ = [
     "OUTAGE_CONFIGS",
     "POP3_CLEARTEXT",
     "QUOTA_STATUS",
+    "RETIRED_PASSWORDS_PASSDB",
     "SQL_DIRECTORY",
     "STRONG_CIPHERS",
     "Config",

@@ -48,6 +48,7 @@ from tests.real.configs import (
     OUTAGE_CONFIGS,
     POP3_CLEARTEXT,
     QUOTA_STATUS,
+    RETIRED_PASSWORDS_PASSDB,
     STRONG_CIPHERS,
     Config,
 )
@@ -134,7 +135,8 @@ class MailServers:
 
     def __init__(self, config: Config, workdir: Path | None = None, *, address: str = LOOPBACK,
                  auth_throttle: bool = True, host: str = HOST, accounts: dict[str, Account] | None = None,
-                 introspection_url: str | None = None, tokens: dict[str, str] | None = None) -> None:
+                 introspection_url: str | None = None, tokens: dict[str, str] | None = None,
+                 passwords_retired: tuple[str, ...] = ()) -> None:
         """``auth_throttle=False`` turns off Dovecot's login throttling: the 2 s delay before every failure
         reply and the per-client-address penalty (up to 15 s more). Every probe comes from 127.0.0.1, so
         a suite run's deliberate wrong passwords (30 per endpoint for the timing check alone) would
@@ -145,7 +147,9 @@ class MailServers:
         second node of the same service, with the same users and passwords as the first.
 
         ``introspection_url`` adds Dovecot's oauth2 passdb (OAUTHBEARER and XOAUTH2, tokens checked at that
-        RFC 7662 endpoint); ``tokens`` (role -> token) go into the target as token files."""
+        RFC 7662 endpoint); ``tokens`` (role -> token) go into the target as token files.
+        ``passwords_retired`` (usernames, with ``introspection_url``): the password passdb skips them
+        (``username_filter``), so they log in with a token only: basic authentication retired per user."""
         self.config = config
         self.address = address
         self.host = host
@@ -157,6 +161,7 @@ class MailServers:
         self.ports: dict[str, int] = {}
         self.introspection_url = introspection_url
         self.tokens = dict(tokens or {})
+        self.passwords_retired = passwords_retired
         self.accounts = accounts or {
             "test": Account("test", f"alice@{DOMAIN}", secrets.token_urlsafe(16)),
             "lockout": Account("lockout", f"locky@{DOMAIN}", secrets.token_urlsafe(16)),
@@ -361,9 +366,19 @@ class MailServers:
             return {"oauth2_mechanisms": "", "password_passdb_mechanisms": "", "oauth2_passdb_block": ""}
         args = w / "dovecot" / "dovecot-oauth2.conf.ext"
         args.write_text(OAUTH2_ARGS.format(url=self.introspection_url))
+        # passdb { mechanisms } filters by mechanism for every user; username_filter (Dovecot 2.2.30+; the
+        # negations first, then what it does match) makes the password passdb skip these users alone, and a
+        # deny passdb after it refuses them (had every passdb skipped them, Dovecot answers "temporary failure")
+        retired = " ".join(f"!{name}" for name in self.passwords_retired)
+        deny = ""
+        if self.passwords_retired:
+            listed = w / "dovecot" / "passwords-retired"
+            listed.write_text("".join(f"{name}:::::::\n" for name in self.passwords_retired))
+            deny = RETIRED_PASSWORDS_PASSDB.format(file=listed)
         return {"oauth2_mechanisms": " oauthbearer xoauth2",
-                "password_passdb_mechanisms": "  mechanisms = plain login",
-                "oauth2_passdb_block": OAUTH2_PASSDB.format(args=args)}
+                "password_passdb_mechanisms": "  mechanisms = plain login"
+                                              + (f"\n  username_filter = {retired} *" if retired else ""),
+                "oauth2_passdb_block": deny + OAUTH2_PASSDB.format(args=args)}
 
     def _write_pki(self) -> None:
         """A root CA and an RSA-2048 leaf (RSA so static-RSA key exchange exists when a config enables

@@ -10,7 +10,7 @@ What really happens, found on the live servers, and the verdict the suite must g
 - The whole node stopped in an orderly way (``postfix stop``, then Dovecot's stop) while sessions are
   open: Postfix 3.7 ends every smtpd session without a word, even in the middle of DATA, so
   FAIL-SHUTDOWN-01 fails on mx, submission and submissions; Dovecot says ``* BYE Shutting down`` to
-  every IMAP session (pass). After `up` every endpoint answers within a second and a burst of
+  every IMAP session and ``-ERR Shutting down`` to every POP3 session (pass). After `up` every endpoint answers within a second and a burst of
   concurrent correct logins all get in: FAIL-RECOVER-01 passes.
 - Dovecot frozen (SIGSTOP on its master and children: a stalled backend): the MX queues and answers
   DATA at once, FAIL-DATA-01 passes there; submission cannot reach SASL and stops before DATA
@@ -99,7 +99,7 @@ def test_dovecot_stopped_postfix_queues_and_loses_nothing(servers: MailServers, 
 
 def test_node_stop_postfix_drops_sessions_dovecot_says_bye(servers: MailServers, target: Path, tmp_path: Path) -> None:
     """`postfix stop` ends every open smtpd session without a word, even in the middle of DATA; Dovecot's
-    stop says ``* BYE`` to every IMAP session. After `up` everything answers within the objective and a
+    stop says ``* BYE`` to every IMAP session and ``-ERR`` to every POP3 session. After `up` everything answers within the objective and a
     burst of concurrent correct logins gets in."""
     cases, props, output = run_checks(target, tmp_path, "shutdown or recovery")
     verdicts = {c.name: c for c in cases}
@@ -112,8 +112,12 @@ def test_node_stop_postfix_drops_sessions_dovecot_says_bye(servers: MailServers,
         name = f"test_shutdown_says_421_not_reset[{service}@node1]"
         assert verdicts[name].verdict == "pass", (name, verdicts[name].reason)
         assert props[name]["evidence.ending"] == "bye: * BYE Shutting down", props[name]
+    for service in ("pop3", "pop3s"):  # RFC 1939 has no 421 or BYE: Dovecot's -ERR, then the close
+        name = f"test_shutdown_says_421_not_reset[{service}@node1]"
+        assert verdicts[name].verdict == "pass", (name, verdicts[name].reason)
+        assert props[name]["evidence.ending"] == "-err: -ERR Shutting down", props[name]
     recovery = [c for c in cases if c.requirement == "FAIL-RECOVER-01"]
-    assert len(recovery) == 5 and all(c.verdict == "pass" for c in recovery), [(c.name, c.reason) for c in recovery]
+    assert len(recovery) == 7 and all(c.verdict == "pass" for c in recovery), [(c.name, c.reason) for c in recovery]
     burst = props["test_recovery_within_objective[imaps@node1]"]["evidence.burst"]
     assert burst.endswith("concurrent logins accepted") and burst.split()[0] == burst.split()[2], burst
 

@@ -60,8 +60,10 @@ EXPECTED: dict[str, Expected] = {
     "anon-tls": Expected({"TLS-SUITE-01": ALL, "TLS-KEX-01": ("mx", "submission", "submissions")}),
     "auth-before-tls": Expected({"STARTTLS-AUTH-01": ("submission",)}),
     # disable_plaintext_auth = no and ssl = yes are global in Dovecot: POP3 takes passwords in clear as well
-    "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",), "STARTTLS-POP3-01": ("pop3",)}),
-    "pop3-cleartext": Expected({"STARTTLS-POP3-01": ("pop3",)}),
+    # USER taken in clear leaves no pre-TLS refusal whose survival of STLS STARTTLS-RESET-01 could judge
+    "imap-cleartext": Expected({"STARTTLS-IMAP-01": ("imap",), "STARTTLS-POP3-01": ("pop3",)},
+                               {"STARTTLS-RESET-01": "USER is taken in clear"}),
+    "pop3-cleartext": Expected({"STARTTLS-POP3-01": ("pop3",)}, {"STARTTLS-RESET-01": "USER is taken in clear"}),
     # Postfix relays the plain foreign address; RELAY-FORMS-01 then has nothing more to prove and skips
     # (were it to run, Postfix rejects the disguised forms as unknown virtual users, 550 5.1.1).
     "open-relay": Expected({"RELAY-OPEN-01": ("mx",)}, {"RELAY-FORMS-01": "relayed already"}),

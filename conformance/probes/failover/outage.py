@@ -154,6 +154,8 @@ async def probe_transaction(endpoint: Endpoint, cfg: ProbeConfig, account: Accou
 class Ending(StrEnum):
     REPLY_421 = "421"        # SMTP: the right way to close (RFC 5321 §3.8, §4.2.2)
     BYE = "bye"              # IMAP: the right way to close (RFC 9051 §7.1.5)
+    ERR = "-err"             # POP3: an unsolicited -ERR (ideally [SYS/TEMP], RFC 3206 §4), then the close;
+                             # RFC 1939 has neither 421 nor BYE, and nothing is lost without QUIT (§3)
     OTHER_REPLY = "other"    # some other reply, then (or without) a close
     CLOSED = "closed"        # the connection closed without a word
     RESET = "reset"          # a TCP reset: the client cannot tell what happened to its message
@@ -168,7 +170,7 @@ class SessionEnd:
 
     @property
     def orderly(self) -> bool:
-        return self.ending in (Ending.REPLY_421, Ending.BYE)
+        return self.ending in (Ending.REPLY_421, Ending.BYE, Ending.ERR)
 
 
 @dataclass
@@ -260,6 +262,8 @@ async def _last_words(held: _Held, wait: float) -> SessionEnd:
     if held.endpoint.protocol == "imap":
         bye = next((x for x in lines if x.upper().startswith("* BYE")), None)
         return SessionEnd(Ending.BYE if bye else Ending.OTHER_REPLY, held.held, bye or last)
+    if held.endpoint.protocol == "pop3":
+        return SessionEnd(Ending.ERR if last.upper().startswith("-ERR") else Ending.OTHER_REPLY, held.held, last)
     return SessionEnd(Ending.REPLY_421 if last.startswith("421") else Ending.OTHER_REPLY, held.held, last)
 
 

@@ -238,10 +238,21 @@ class Pop3Capabilities:
     cleartext: CleartextLogins = CleartextLogins()
 
 
-async def _cleartext_logins(pop3: Pop3Session) -> CleartextLogins:
+def classify_apop(before: Pop3Reply, inside: Pop3Reply | None) -> CleartextAuth:
+    """APOP with throwaway credentials before STLS, and again inside TLS. The digest travels in the command,
+    so only the answer tells: the same refusal on both sides means the server checked it in clear, as it
+    would inside TLS; a different one before TLS refused it for want of TLS (Dovecot says "Plaintext
+    authentication disallowed"). Without an answer inside TLS nothing tells them apart: REFUSED."""
+    if before.ok:
+        return CleartextAuth.ACCEPTED
+    if inside is None or before.temporary:
+        return CleartextAuth.REFUSED
+    return CleartextAuth.CREDENTIALS_CHECKED if str(inside) == str(before) else CleartextAuth.REFUSED_FOR_TLS
+
+
+async def _cleartext_logins(pop3: Pop3Session, user: str, password: str) -> CleartextLogins:
     """USER/PASS, APOP (when the greeting offers it) and AUTH PLAIN, each with throwaway credentials:
     never a real password in clear. Stops at the first that lets the random user in."""
-    user, password = throwaway_credentials()
     user_reply = await pop3.user_pass(user, password)
     found = CleartextLogins(user_reply, classify_user_pass(*user_reply))
     if found.user_verdict is CleartextAuth.ACCEPTED:
@@ -262,6 +273,14 @@ async def _cleartext_logins(pop3: Pop3Session) -> CleartextLogins:
     return replace(found, auth=reply, auth_verdict=classify_sasl(asked, reply))
 
 
+async def _apop_inside_tls(pop3: Pop3Session, logins: CleartextLogins, user: str, password: str) -> CleartextLogins:
+    """The refused pre-TLS APOP once more inside TLS, to tell a refusal for want of TLS from a checked digest."""
+    if logins.apop is None or logins.apop.ok:
+        return logins
+    inside = await pop3.apop(user, password) if pop3.greeting and pop3_wire.apop_timestamp(pop3.greeting) else None
+    return replace(logins, apop_verdict=classify_apop(logins.apop, inside))
+
+
 async def probe_pop3_capabilities(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[Pop3Capabilities]:
     """Greeting and CAPA; before TLS USER/PASS, APOP and AUTH PLAIN with throwaway credentials (never a real
     password in cleartext); then STLS on a fresh connection (a session that read credentials may be spent)
@@ -276,7 +295,8 @@ async def probe_pop3_capabilities(endpoint: Endpoint, cfg: ProbeConfig) -> Attem
             if endpoint.implicit_tls:
                 await pop3.quit()
                 return Pop3Capabilities(greeting, None, False, None, pop3.tls, None, caps)
-            logins = await _cleartext_logins(pop3)
+            user, password = throwaway_credentials()
+            logins = await _cleartext_logins(pop3, user, password)
             await pop3.quit()
             if "STLS" not in caps:
                 return Pop3Capabilities(greeting, caps, False, None, None, None, None, logins)
@@ -290,6 +310,7 @@ async def probe_pop3_capabilities(endpoint: Endpoint, cfg: ProbeConfig) -> Attem
                     raise
                 stls, tls_error = pop3.stls_reply, str(exc)
             if tls_error is None:
+                logins = await _apop_inside_tls(pop3, logins, user, password)
                 await pop3.quit()
             return Pop3Capabilities(greeting, caps, True, stls, pop3.tls, tls_error,
                                     pop3.capabilities if pop3.tls else None, logins)

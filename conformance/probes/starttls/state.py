@@ -5,7 +5,9 @@ Three probes for the STARTTLS state family (RFC 3207 4.2, RFC 9051 6.2.1, RFC 83
 * ``probe_starttls_state``: STARTTLS sent alone; did the server send anything after its go-ahead
   and before our ClientHello (response injection)? Then, inside TLS and *without* a new EHLO,
   ``MAIL FROM:<>``: a server that forgot the pre-TLS session answers 503 (send EHLO first). IMAP:
-  the CAPABILITY inside TLS must not still say LOGINDISABLED (pre-TLS state kept).
+  the CAPABILITY inside TLS must not still say LOGINDISABLED (pre-TLS state kept). POP3: USER with a
+  throwaway name before STLS (refused by a server that wants TLS first), then CAPA and USER again inside
+  TLS: the same refusal word for word, with USER advertised, means the pre-TLS refusal was kept.
 * ``probe_implicit_greeting``: the greeting of an implicit-TLS port and of the IMAP STARTTLS port
   (PREAUTH means a session without any login), and whether an implicit-TLS port answers a client
   that speaks plaintext first (plaintext fallback).
@@ -21,10 +23,11 @@ from enum import StrEnum
 
 from conformance.probes.imap.session import ImapSession
 from conformance.probes.pop3.session import Pop3Session
+from conformance.probes.pop3.wire import Pop3Reply
 from conformance.probes.smtp import wire as smtp_wire
 from conformance.probes.smtp.session import SmtpSession
 from conformance.probes.starttls.opening import StartTlsNotOffered, StartTlsRefused
-from conformance.probes.wire.config import ProbeConfig, scrubbed
+from conformance.probes.wire.config import ProbeConfig, scrubbed, throwaway_credentials
 from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
     Attempt,
@@ -46,11 +49,13 @@ INJECTION_WINDOW = 0.5
 
 
 class EhloState(StrEnum):
-    """What the server remembered of the pre-TLS EHLO, judged from MAIL FROM without a new EHLO."""
+    """What the server remembered of the pre-TLS session: SMTP its EHLO, judged from MAIL FROM without a new
+    EHLO; POP3 its refusal of USER in clear, judged from USER inside TLS."""
 
-    FORGOTTEN = "forgotten"            # 503: send EHLO first (RFC 3207 4.2)
-    KEPT = "kept"                      # MAIL (or AUTH) accepted as if EHLO had been sent inside TLS
-    NEVER_REQUIRED = "never-required"  # the server takes MAIL without EHLO even before TLS: cannot tell
+    FORGOTTEN = "forgotten"            # 503: send EHLO first (RFC 3207 4.2); POP3: USER taken inside TLS
+    KEPT = "kept"                      # MAIL (or AUTH) accepted as if EHLO had been sent inside TLS; POP3:
+                                       # USER inside TLS refused exactly as in clear, though CAPA offers it
+    NEVER_REQUIRED = "never-required"  # the server takes MAIL without EHLO (POP3: USER) even before TLS
     UNKNOWN = "unknown"                # some other answer: no conclusion
 
 
@@ -63,9 +68,10 @@ class StartTlsState:
     tls_error: str | None
     probe_command: str | None            # what we sent inside TLS without EHLO
     probe_reply: str | None              # the server's reply to it
-    ehlo_state: EhloState                # SMTP only (IMAP: UNKNOWN)
-    control_reply: str | None = None     # MAIL FROM without EHLO before TLS (only asked when KEPT)
-    capabilities_after_tls: frozenset[str] | None = None  # IMAP only
+    ehlo_state: EhloState                # SMTP and POP3 (IMAP: UNKNOWN)
+    control_reply: str | None = None     # SMTP: MAIL FROM without EHLO before TLS (only asked when KEPT);
+                                         # POP3: the answer to USER before STLS
+    capabilities_after_tls: frozenset[str] | None = None  # IMAP and POP3
     logindisabled_after_tls: bool = False
 
     @property
@@ -87,8 +93,7 @@ async def probe_starttls_state(endpoint: Endpoint, cfg: ProbeConfig, *, window: 
     """STARTTLS alone, a watch for injected bytes, the handshake, then the state check inside TLS.
     STARTTLS not offered or refused is a SERVER_ERROR attempt (STARTTLS-OFFER-01 reports it)."""
     transcript = cfg.transcript(endpoint)
-    smtp = endpoint.protocol == "smtp"
-    run = _smtp_state if smtp else _imap_state
+    run = {"smtp": _smtp_state, "pop3": _pop3_state}.get(endpoint.protocol, _imap_state)
     return scrubbed(await attempt(endpoint.id, transcript, run(endpoint, cfg, transcript, window)), cfg)
 
 
@@ -190,6 +195,47 @@ async def _imap_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
         await imap.logout()
     return StartTlsState("imap", str(response), None, tls.version, None, "CAPABILITY", " ".join(sorted(after)),
                          EhloState.UNKNOWN, None, after, "LOGINDISABLED" in after)
+
+
+async def _pop3_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript, window: float) -> StartTlsState:
+    """USER (a throwaway name, no password) before STLS and again inside TLS (RFC 2595 4: TLS changes what
+    USER and PASS may do; a server that wants TLS first refuses USER in clear and must take it inside)."""
+    name, _ = throwaway_credentials()
+    async with Pop3Session(endpoint, cfg, transcript) as pop3:
+        await pop3.connect()
+        if "STLS" not in await pop3.capa():
+            raise StartTlsNotOffered(f"{endpoint}: STLS not in the POP3 capabilities")
+        before = await pop3.command(f"USER {name}")
+        reply = await pop3.command("STLS")
+        if reply.temporary:
+            raise ServerUnavailable(f"STLS answered {reply}")
+        if not reply.ok:
+            raise StartTlsRefused(f"STLS refused: {reply}")
+        reader, writer = pop3.streams
+        injected = await _watch_for_bytes(reader, window)
+        if injected:
+            transcript.note(f"{len(injected)} bytes arrived after the STLS go-ahead: {quote(injected)}")
+            return StartTlsState("pop3", str(reply), quote(injected), None, None, None, None, EhloState.UNKNOWN)
+        try:
+            tls = await upgrade(reader, writer, probe_context(), endpoint.host, timeout=cfg.timeout)
+        except ProtocolViolation as exc:
+            return StartTlsState("pop3", str(reply), None, None, str(exc), None, None, EhloState.UNKNOWN)
+        transcript.note(f"TLS established: {tls.version} {tls.cipher}")
+        pop3.tls = tls
+        after_caps = await pop3.capa()
+        after = await pop3.command(f"USER {name}")
+        await pop3.quit()
+    return StartTlsState("pop3", str(reply), None, tls.version, None, "USER", str(after),
+                         _pop3_user_state(before, after, after_caps), str(before), after_caps)
+
+
+def _pop3_user_state(before: Pop3Reply, after: Pop3Reply, after_caps: frozenset[str]) -> EhloState:
+    if before.ok:
+        return EhloState.NEVER_REQUIRED
+    if after.ok:
+        return EhloState.FORGOTTEN
+    # a server without USER/PASS at all (basic auth retired) refuses it alike on both sides of STLS
+    return EhloState.KEPT if str(after) == str(before) and "USER" in after_caps else EhloState.UNKNOWN
 
 
 @dataclass(frozen=True)

@@ -118,10 +118,11 @@ def test_no_reply_to_data_is_a_finding_not_a_failed_probe(gw: Gateway, target: T
     assert not found.result.completed and 2 <= data.seconds < 4
 
 
-@pytest.mark.parametrize("flaws, smtp_end, imap_end", [((), Ending.REPLY_421, Ending.BYE),
-                                                       (("reset_on_shutdown",), Ending.RESET, Ending.RESET)])
+@pytest.mark.parametrize("flaws, smtp_end, imap_end, pop3_end", [
+    ((), Ending.REPLY_421, Ending.BYE, Ending.ERR),
+    (("reset_on_shutdown",), Ending.RESET, Ending.RESET, Ending.RESET)])
 def test_shutdown_endings(gw: Gateway, target: Target, cfg: ProbeConfig, account: Account,
-                          flaws: tuple[str, ...], smtp_end: Ending, imap_end: Ending) -> None:
+                          flaws: tuple[str, ...], smtp_end: Ending, imap_end: Ending, pop3_end: Ending) -> None:
     gw.set_flaws(flaws)
     endpoints = [e for e in target.endpoints if e.node == "node1"]
     found = asyncio.run(probe_shutdown(endpoints, cfg, account, lambda: gw.outage("node1", "node", True), wait=3))
@@ -129,7 +130,9 @@ def test_shutdown_endings(gw: Gateway, target: Target, cfg: ProbeConfig, account
     for eid, attempt in found.items():
         assert attempt.outcome is Outcome.COMPLETED, (eid, attempt.reason)
         assert attempt.result is not None
-        assert attempt.result.ending is (imap_end if eid.startswith("imap") else smtp_end), (eid, attempt.result)
+        expected = {"imap": imap_end, "pop3": pop3_end}.get(eid.split("@")[0].rstrip("s"), smtp_end)
+        assert attempt.result.ending is expected, (eid, attempt.result)
+        assert attempt.result.orderly is (expected is not Ending.RESET)
         assert "Error" not in attempt.result.detail, attempt.result.detail  # words, never an exception class
     assert found["mx@node1"].result is not None and "DATA" in found["mx@node1"].result.held
 

@@ -7,6 +7,7 @@ from hostile import pop3_server, run, script, serving, silent
 
 from conformance.probes.pop3.session import (
     Pop3Session,
+    classify_apop,
     classify_sasl,
     classify_user_pass,
     probe_pop3_capabilities,
@@ -47,6 +48,18 @@ def test_cleartext_classification() -> None:
     assert classify_user_pass(ok, ok) is CleartextAuth.ACCEPTED
     assert classify_sasl(False, refused) is CleartextAuth.REFUSED_FOR_TLS
     assert classify_sasl(True, failed) is CleartextAuth.CREDENTIALS_CHECKED
+
+
+
+def test_apop_classified_by_comparing_with_the_answer_inside_tls() -> None:
+    refused = parse_status("-ERR [AUTH] Plaintext authentication disallowed")
+    ok, failed, temp = parse_status("+OK"), parse_status("-ERR [AUTH] wrong"), parse_status("-ERR [SYS/TEMP] later")
+    assert refused is not None and ok is not None and failed is not None and temp is not None
+    assert classify_apop(ok, None) is CleartextAuth.ACCEPTED
+    assert classify_apop(failed, failed) is CleartextAuth.CREDENTIALS_CHECKED  # checked in clear as inside TLS
+    assert classify_apop(refused, failed) is CleartextAuth.REFUSED_FOR_TLS
+    assert classify_apop(failed, None) is CleartextAuth.REFUSED  # nothing to compare with
+    assert classify_apop(temp, temp) is CleartextAuth.REFUSED
 
 
 def test_probe_finds_passwords_read_in_clear_and_keeps_them_out_of_the_transcript() -> None:

@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 from fake_imap import FakeImap
-from hostile import Behaviour, run, serving
+from hostile import Behaviour, pop3_stls_server, run, serving
 from smtp_servers import aiosmtpd_server
 
 from conformance.probes.starttls.state import (
@@ -119,6 +119,31 @@ def test_no_starttls_is_a_server_error(context: ssl.SSLContext) -> None:
             return await probe_starttls_state(endpoint, CFG, window=0.3)
     result = run(main())
     assert result.outcome is Outcome.SERVER_ERROR and "STARTTLS" in result.reason
+
+
+def test_pop3_user_taken_inside_tls_is_a_reset(context: ssl.SSLContext) -> None:
+    result = state(pop3_stls_server(context), Service.POP3)
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.result is not None and result.result.ehlo_state is EhloState.FORGOTTEN
+    assert result.result.control_reply is not None and result.result.control_reply.startswith("-ERR [AUTH]")
+    assert result.result.probe_reply is not None and result.result.probe_reply.startswith("+OK")
+
+
+def test_pop3_refusal_kept_across_stls_is_caught(context: ssl.SSLContext) -> None:
+    result = state(pop3_stls_server(context, keep_refusal=True), Service.POP3)
+    assert result.result is not None and result.result.ehlo_state is EhloState.KEPT
+    assert result.result.probe_reply == result.result.control_reply
+
+
+def test_pop3_user_in_clear_cannot_show_a_reset(context: ssl.SSLContext) -> None:
+    result = state(pop3_stls_server(context, user_in_clear=True), Service.POP3)
+    assert result.result is not None and result.result.ehlo_state is EhloState.NEVER_REQUIRED
+
+
+def test_pop3_bytes_after_stls_go_ahead_are_response_injection(context: ssl.SSLContext) -> None:
+    result = state(pop3_stls_server(context, extra_after_go_ahead=b"+OK injected\r\n"), Service.POP3)
+    assert result.result is not None and result.result.response_injected
+    assert "+OK injected" in (result.result.injected or "")
 
 
 def greeting(behaviour, service: Service) -> Attempt[ImplicitGreeting]:  # type: ignore[no-untyped-def]
