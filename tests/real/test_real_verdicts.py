@@ -49,7 +49,9 @@ ONE_NODE = {"FAIL-REDUNDANT-01": TARGET_WIDE}
 # Nor do these configurations speak OAuth 2.0 or retire basic auth (test_real_oauth.py runs the oauth2 passdb).
 ONE_NODE_SKIPS = {"FAIL-PARITY-01": "only one node", "AUTH-OAUTH-02": "no OAuth mechanism",
                   "AUTH-BASIC-01": "keeps basic authentication",
-                  **{rid: "[target] domain" for rid in CATALOGUE if rid.startswith("DNS-")}}
+                  **{rid: "[target] domain" for rid in CATALOGUE if rid.startswith("DNS-")},
+                  # nor an outbound lab: test_real_outbound_checks.py runs that family against real senders
+                  **{rid: "[outbound]" for rid in CATALOGUE if rid.startswith("OUT-")}}
 
 EXPECTED: dict[str, Expected] = {
     "good": Expected(),
