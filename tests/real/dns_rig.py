@@ -2,8 +2,8 @@
 through a validating Unbound holding the lab zone's trust anchor, describing the rig's real Postfix.
 
 ``DnsRig(servers)`` takes a running ``MailServers`` (the good Postfix on 127.0.0.2) and builds the zone of
-its mail domain from it: MX to its host name, that name's A record, a ``_25._tcp`` TLSA 3 1 1 of the
-certificate Postfix really serves, SPF, DMARC p=reject, TLS-RPT, a DKIM key and the RFC 6186 SRV records.
+its mail domain from it: MX to its host name, that name's A record, ``_25._tcp`` TLSA 3 1 1 records of
+the key Postfix really serves and of its next key, SPF, DMARC p=reject, TLS-RPT, a DKIM key and the RFC 6186 SRV records.
 ``serve(variant)`` republishes the zone with one weakness (a reload, not a restart) and empties Unbound's
 cache; ``write_target`` writes the Postfix target with ``domain``, ``resolver`` (Unbound) and the lab anchor.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +41,7 @@ class ZoneVariant:
     name: str
     weakness: str = ""
     signing: str = "on"            # on | off (unsigned) | expired (Knot's own signatures, let expire)
-    tlsa_old_key: bool = False     # the TLSA record names a key Postfix no longer serves
+    tlsa_old_key: bool = False     # the TLSA set names a key Postfix no longer serves (and the next one)
     spf_over_limit: bool = False   # SPF needs 11 DNS lookups
     dmarc_policy: str = "reject"
 
@@ -52,8 +51,8 @@ VARIANTS: dict[str, ZoneVariant] = {v.name: v for v in (
     ZoneVariant("unsigned", "the zone is not DNSSEC-signed", signing="off"),
     ZoneVariant("expired-signatures", "every RRSIG of the zone has expired (Knot signed, then was frozen)",
                 signing="expired"),
-    ZoneVariant("tlsa-old-key", "the TLSA record is the SPKI digest of a key Postfix no longer serves",
-                tlsa_old_key=True),
+    ZoneVariant("tlsa-old-key", "the TLSA set names Postfix's previous key (and the planned next one), not "
+                "the key it serves", tlsa_old_key=True),
     ZoneVariant("spf-over-limit", f"SPF needs {SPF_INCLUDES + 1} DNS lookups (mx and {SPF_INCLUDES} includes)",
                 spf_over_limit=True),
     ZoneVariant("dmarc-none", "DMARC p=none (monitoring only)", dmarc_policy="none"),
@@ -65,9 +64,14 @@ def spki_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
+def _key_sha256(key: ec.EllipticCurvePrivateKey) -> str:
+    return hashlib.sha256(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
 def _txt(text: str) -> str:
     """A TXT rdata of any length: quoted strings of at most 255 characters (RFC 1035 §3.3.14)."""
-    return " ".join(f'"{chunk}"' for chunk in textwrap.wrap(text, 255, break_on_hyphens=False))
+    return " ".join(f'"{text[i:i + 255]}"' for i in range(0, len(text), 255))
 
 
 class DnsRig:
@@ -82,7 +86,8 @@ class DnsRig:
         self._unbound_address = unbound_address
         self.anchor_path = servers.workdir / "dns" / "lab-anchor.txt"
         self._leaf = x509.load_pem_x509_certificate((servers.workdir / "server.pem").read_bytes())
-        self._old_key = ec.generate_private_key(ec.SECP256R1())
+        self._old_key = ec.generate_private_key(ec.SECP256R1())    # Postfix's key before the last rollover
+        self._next_key = ec.generate_private_key(ec.SECP256R1())   # the key it will roll over to
         dkim = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._dkim_public = base64.b64encode(dkim.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
@@ -135,9 +140,8 @@ class DnsRig:
     def zone_body(self, variant: ZoneVariant) -> str:
         host, ports = self.servers.host, self.servers.ports
         mx_label = host.removesuffix(f".{self.domain}")
-        tlsa = (hashlib.sha256(self._old_key.public_key().public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
-                if variant.tlsa_old_key else spki_sha256(self._leaf))
+        # DANE-EE for the key served and, pre-published, for the next one (RFC 7671 §8.1: rollover-ready)
+        served = _key_sha256(self._old_key) if variant.tlsa_old_key else spki_sha256(self._leaf)
         includes = range(1, SPF_INCLUDES + 1) if variant.spf_over_limit else range(0)
         spf = "v=spf1 mx " + "".join(f"include:_spf{i}.{self.domain} " for i in includes) + "-all"
         lines = [
@@ -145,7 +149,8 @@ class DnsRig:
             f"ns1 A {self.knot.address}",
             f"@ MX 10 {host}.",
             f"{mx_label} A {self.servers.address}",
-            f"_25._tcp.{mx_label} TLSA 3 1 1 {tlsa}",
+            f"_25._tcp.{mx_label} TLSA 3 1 1 {served}",
+            f"_25._tcp.{mx_label} TLSA 3 1 1 {_key_sha256(self._next_key)}",
             f"@ TXT {_txt(spf)}",
             *(f'_spf{i} TXT "v=spf1 ip4:192.0.2.{i} -all"' for i in includes),
             f'_dmarc TXT "v=DMARC1; p={variant.dmarc_policy}; rua=mailto:dmarc-reports@{self.domain}"',

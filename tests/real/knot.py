@@ -139,7 +139,7 @@ class Knot:
             self.control("zone-reload", zone)
         self._wait_served(zone, serial, signed=signing != "off")
         if signing == "expired":
-            self.control("zone-freeze", zone)
+            self.control("-b", "zone-freeze", zone)   # blocking: a signing already under way finishes first
             self._wait_expired(zone)
 
     def dnskeys(self, zone: str) -> dns.rrset.RRset:
@@ -186,8 +186,9 @@ class Knot:
                    f"{'signed' if signed else 'unsigned'}) within {START_TIMEOUT:.0f} s\n" + log_tail(self.log))
 
     def _wait_expired(self, zone: str) -> None:
-        _, expirations = self._soa(zone)
-        wait_until(lambda: time.time() > max(expirations, default=0) + 1, SHORT_RRSIG_LIFETIME + START_TIMEOUT,
+        """Until the newest signature served has expired: every re-signing replaces the SOA's RRSIG too, so
+        the SOA's is asked for again on each poll."""
+        wait_until(lambda: time.time() > max(self._soa(zone)[1], default=0) + 1, SHORT_RRSIG_LIFETIME + START_TIMEOUT,
                    lambda: f"the signatures of {zone} did not expire\n" + log_tail(self.log))
 
     def config_text(self) -> str:
