@@ -14,6 +14,9 @@ DNS_UNITS=(unbound.service unbound-resolvconf.service knot.service)
 PACKAGES+=(opendkim opendkim-tools postfix-mta-sts-resolver)
 DNS_UNITS+=(opendkim.service postfix-mta-sts-resolver.service)
 PACKAGES+=(iproute2)  # `ip netns`: the second "machine" of tests/real/test_real_multihost.py
+# The MTA-STS policy host of the DNS proving ground (tests/real/nginx.py); nginx.service would take port 80.
+PACKAGES+=(nginx-light)
+DNS_UNITS+=(nginx.service)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

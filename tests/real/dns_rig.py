@@ -3,9 +3,11 @@ through a validating Unbound holding the lab zone's trust anchor, describing the
 
 ``DnsRig(servers)`` takes a running ``MailServers`` (the good Postfix on 127.0.0.2) and builds the zone of
 its mail domain from it: MX to its host name, that name's A record, ``_25._tcp`` TLSA 3 1 1 records of
-the key Postfix really serves and of its next key, SPF, DMARC p=reject, TLS-RPT, a DKIM key and the RFC 6186 SRV records.
-``serve(variant)`` republishes the zone with one weakness (a reload, not a restart) and empties Unbound's
-cache; ``write_target`` writes the Postfix target with ``domain``, ``resolver`` (Unbound) and the lab anchor.
+the key Postfix really serves and of its next key, SPF, DMARC p=reject, TLS-RPT, a DKIM key, the RFC 6186
+SRV records and the MTA-STS TXT, whose policy nginx serves over HTTPS as ``mta-sts.<domain>`` (a certificate from the rig's
+CA). ``serve(variant)`` republishes zone and policy with one weakness (a zone reload, not a restart) and
+empties Unbound's cache; ``write_target`` writes the Postfix target with ``domain``, ``resolver`` (Unbound),
+the lab anchor and ``mta_sts_address`` (nginx's loopback port: SNI and certificate name stay mta-sts.<domain>).
 
 The MX host is the Postfix node's own host name, so the suite's MX expansion keeps the node's endpoints
 (``with_mx_endpoints``: a node with the MX host's name keeps its own ports): the DANE check holds the TLSA
@@ -26,7 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.certgen import issue
 from tests.real.knot import Knot
+from tests.real.nginx import Nginx
 from tests.real.servers import DOMAIN, MailServers, write_fleet_target
 from tests.real.unbound import Unbound
 
@@ -44,6 +48,7 @@ class ZoneVariant:
     tlsa_old_key: bool = False     # the TLSA set names a key Postfix no longer serves (and the next one)
     spf_over_limit: bool = False   # SPF needs 11 DNS lookups
     dmarc_policy: str = "reject"
+    sts_mx: str = ""               # the MTA-STS policy's only mx pattern ("" = the Postfix host)
 
 
 VARIANTS: dict[str, ZoneVariant] = {v.name: v for v in (
@@ -56,7 +61,10 @@ VARIANTS: dict[str, ZoneVariant] = {v.name: v for v in (
     ZoneVariant("spf-over-limit", f"SPF needs {SPF_INCLUDES + 1} DNS lookups (mx and {SPF_INCLUDES} includes)",
                 spf_over_limit=True),
     ZoneVariant("dmarc-none", "DMARC p=none (monitoring only)", dmarc_policy="none"),
+    ZoneVariant("mta-sts-omits-mx", "the MTA-STS policy names only mx2, not the MX host mx1",
+                sts_mx=f"mx2.{DOMAIN}"),
 )}
+POLICY_PATH = "/.well-known/mta-sts.txt"
 
 
 def spki_sha256(cert: x509.Certificate) -> str:
@@ -78,12 +86,14 @@ class DnsRig:
     """Knot and Unbound for the mail domain of ``servers``; a context manager, or ``start()``/``stop()``."""
 
     def __init__(self, servers: MailServers, *, knot_address: str = "127.0.0.4",
-                 unbound_address: str = "127.0.0.5") -> None:
+                 unbound_address: str = "127.0.0.5", web_address: str = "127.0.0.6") -> None:
         self.servers = servers
         self.domain = DOMAIN
         self.knot = Knot(knot_address, workdir=self._subdir("knot"))
         self.unbound: Unbound | None = None
         self._unbound_address = unbound_address
+        self.nginx = self._policy_host(web_address)
+        self._published = 0   # policies published so far: each gets a new MTA-STS id
         self.anchor_path = servers.workdir / "dns" / "lab-anchor.txt"
         self._leaf = x509.load_pem_x509_certificate((servers.workdir / "server.pem").read_bytes())
         self._old_key = ec.generate_private_key(ec.SECP256R1())    # Postfix's key before the last rollover
@@ -97,6 +107,12 @@ class DnsRig:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _policy_host(self, address: str) -> Nginx:
+        assert self.servers.ca is not None, "MailServers writes its CA when it starts"
+        name = f"mta-sts.{self.domain}"
+        cert, key = issue(name, self.servers.ca, dns=(name,)).write(self._subdir("pki"), "mta-sts")
+        return Nginx(address, server_name=name, cert=cert, key=key, workdir=self._subdir("nginx"))
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -106,9 +122,12 @@ class DnsRig:
         self.stop()
 
     def start(self) -> None:
-        """Knot with the good zone, then Unbound with that zone's DS (read from what Knot serves) as anchor."""
+        """nginx and Knot with the good policy and zone, then Unbound with that zone's DS (read from what Knot
+        serves) as its trust anchor."""
         try:
+            self.nginx.start()
             self.knot.start()
+            self.nginx.publish(POLICY_PATH, self.sts_policy(VARIANTS["good"]))
             self.knot.serve(self.domain, self.zone_body(VARIANTS["good"]))
             anchor = self.knot.trust_anchor(self.domain)
             self.anchor_path.write_text(anchor, encoding="ascii")
@@ -122,7 +141,7 @@ class DnsRig:
 
     def stop(self) -> None:
         errors = []
-        for daemon in (self.unbound, self.knot):
+        for daemon in (self.unbound, self.knot, self.nginx):
             try:
                 if daemon is not None:
                     daemon.stop()
@@ -134,8 +153,14 @@ class DnsRig:
     def serve(self, variant: ZoneVariant) -> None:
         """Publish ``variant`` in place of the current zone; the resolver forgets what it cached."""
         assert self.unbound is not None, "DnsRig.serve before start"
+        self.nginx.publish(POLICY_PATH, self.sts_policy(variant))
         self.knot.serve(self.domain, self.zone_body(variant), signing=variant.signing)
         self.unbound.flush(self.domain)
+
+    def sts_policy(self, variant: ZoneVariant) -> str:
+        """The MTA-STS policy (RFC 8461 §3.2) for ``variant``; a new id goes into the zone with it."""
+        self._published += 1
+        return f"version: STSv1\r\nmode: enforce\r\nmx: {variant.sts_mx or self.servers.host}\r\nmax_age: 86400\r\n"
 
     def zone_body(self, variant: ZoneVariant) -> str:
         host, ports = self.servers.host, self.servers.ports
@@ -160,6 +185,8 @@ class DnsRig:
             f"_imaps._tcp SRV 0 1 {ports['imaps']} {host}.",
             "_submission._tcp SRV 0 0 0 .",   # RFC 6186 §4: the STARTTLS services are not offered to MUAs
             "_imap._tcp SRV 0 0 0 .",
+            f'_mta-sts TXT "v=STSv1; id=rig{self._published}"',
+            f"mta-sts A {self.nginx.address}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -169,7 +196,8 @@ class DnsRig:
         path = path or self.servers.workdir / "dns" / "target.toml"
         write_fleet_target([self.servers], path)
         dns_keys = (f'domain = "{self.domain}"\nresolver = "{self.unbound.spec}"\n'
-                    f'dkim_selectors = ["{DKIM_SELECTOR}"]\ndnssec_trust_anchors = ["{self.anchor_path}"]\n')
+                    f'dkim_selectors = ["{DKIM_SELECTOR}"]\ndnssec_trust_anchors = ["{self.anchor_path}"]\n'
+                    f'mta_sts_address = "{self.nginx.spec}"\n')
         path.write_text(path.read_text(encoding="utf-8").replace("[target]\n", "[target]\n" + dns_keys, 1),
                         encoding="utf-8")
         return path

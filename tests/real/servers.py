@@ -170,6 +170,7 @@ class MailServers:
         self.directory = (DirectoryDb(self.workdir, {a.username: a.password for a in self.accounts.values()})
                           if config.directory == "pgsql" else None)
         self.ca_path = self.workdir / "ca.pem"
+        self.ca: Issued | None = None   # the test CA, once written (the DNS rig issues its web host's certificate)
         self.postfix_dir = self.workdir / "postfix"
         self.dovecot_conf = self.workdir / "dovecot" / "dovecot.conf"
         self.postfix_log = self.workdir / "log" / "postfix.log"
@@ -391,6 +392,7 @@ class MailServers:
             leaf = issue("other.example.org", root, dns=("other.example.org",), key=key)
         else:
             leaf = issue(self.host, root, dns=(self.host,), key=key)
+        self.ca = root
         self.ca_path.write_bytes(root.cert.public_bytes(serialization.Encoding.PEM))
         _write_issued(leaf, self.workdir / "server.pem", self.workdir / "server.key")
 

@@ -1,5 +1,6 @@
 """The dns family's verdicts against a real DNS: Knot DNS signing the rig's mail domain, Unbound validating
-it from the lab trust anchor, the MX being the real Postfix of the good configuration.
+it from the lab trust anchor, nginx serving its MTA-STS policy, the MX being the real Postfix of the good
+configuration.
 
 One Knot and one Unbound for the module; each zone variant is a reload of the zone (not a restart), then
 the shipped dns checks run as a vendor's CI runs them. The good zone passes every dns check; each variant
@@ -22,13 +23,14 @@ import pytest
 from tests.real.daemon import missing
 from tests.real.dns_rig import VARIANTS, DnsRig
 from tests.real.knot import BINARIES as KNOT
+from tests.real.nginx import BINARIES as NGINX
 from tests.real.servers import RealTarget
 from tests.real.unbound import BINARIES as UNBOUND
 from tests.suite_runner import SuiteRun, run_suite
 
 pytestmark = [pytest.mark.real,
-              pytest.mark.skipif(bool(missing(*KNOT, *UNBOUND)),
-                                 reason="Knot or Unbound not installed: run ci/install-real-servers.sh")]
+              pytest.mark.skipif(bool(missing(*KNOT, *UNBOUND, *NGINX)),
+                                 reason="Knot, Unbound or nginx not installed: run ci/install-real-servers.sh")]
 
 DNSSEC = ("DNS-DNSSEC-01", "DNS-DNSSEC-02", "DNS-DANE-01")   # an unproven zone leaves its TLSA unproven too
 EXPECTED: dict[str, tuple[str, ...]] = {
@@ -38,10 +40,12 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "tlsa-old-key": ("DNS-DANE-02",),
     "spf-over-limit": ("DNS-SPF-01",),
     "dmarc-none": ("DNS-DMARC-02",),
+    "mta-sts-omits-mx": ("DNS-MTASTS-02",),
 }
 # The dns family alone (the other families' verdicts are test_real_verdicts.py's), without anyio's pytest
 # plugin, which probes for trio at every start-up (1-2 s a run) and serves no check.
-ONLY_DNS = ("-k", "test_dns", "-p", "no:anyio")
+# The bsi profile: the one every dns check belongs to (TLS-RPT mailto-only is BSI TR-03108's alone).
+ONLY_DNS = ("-k", "test_dns", "-p", "no:anyio", "--mail-profile", "bsi")
 
 
 @pytest.fixture(scope="module")
