@@ -117,6 +117,11 @@ _TLS_POSTURE = [
     _r("TLS-HEARTBLEED-01", "No Heartbleed: an over-long heartbeat request is never answered with memory",
        "CVE-2014-0160; RFC 6520 §4", MUST, "tls"),
 ]
+# issue 16, branch tls2: known implementation flaws probed with crafted messages
+_TLS_POSTURE += [
+    _r("TLS-CCS-01", "No CCS injection: a ChangeCipherSpec before the key exchange is refused",
+       "CVE-2014-0224; RFC 5246 §7.1", MUST, "tls"),
+]
 
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",

@@ -323,3 +323,31 @@ def heartbleed_server() -> Iterator[Served]:
 
     with _thread_server(handshake, smtp=False) as served:
         yield served
+
+
+@contextlib.contextmanager
+def ccs_injection_server() -> Iterator[Served]:
+    """A server with the CCS injection bug (CVE-2014-0224), in crafted bytes: the OpenSSL releases that had it
+    (before 0.9.8za, 1.0.0m, 1.0.1h) are not installable here, and OpenSSL 3 and tlslite-ng refuse an early
+    ChangeCipherSpec. Every hello gets ServerHello and ServerHelloDone (static RSA); a ChangeCipherSpec next
+    is taken, and the record after it fails to decrypt under keys from an empty master secret (bad_record_mac)."""
+
+    def handshake(conn: socket.socket) -> None:
+        hello = _read_client_hello(conn)
+        answer = _server_hello_for(hello, (0x002F,)) if hello else None
+        if answer is None:
+            return
+        version = answer.selected_version
+        flight = (Handshake(HandshakeType.SERVER_HELLO, answer.to_bytes()).to_bytes()
+                  + Handshake(HandshakeType.SERVER_HELLO_DONE, b"").to_bytes())
+        conn.sendall(Record(ContentType.HANDSHAKE, version, flight).to_bytes())
+        header = conn.recv(Record.HEADER, socket.MSG_WAITALL)
+        if header[:1] != bytes([ContentType.CHANGE_CIPHER_SPEC]):
+            conn.sendall(Record(ContentType.ALERT, version, bytes([2, 80])).to_bytes())
+            return
+        conn.recv(int.from_bytes(header[3:5], "big"), socket.MSG_WAITALL)
+        conn.recv(Record.HEADER, socket.MSG_WAITALL)  # the record now read under the injected keys
+        conn.sendall(Record(ContentType.ALERT, version, bytes([2, 20])).to_bytes())
+
+    with _thread_server(handshake, smtp=False) as served:
+        yield served

@@ -43,3 +43,24 @@ def test_no_heartbleed(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]
             raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.heartbleed.reason}")
     if all(scan.heartbleed is None for scan in scans):
         pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where heartbeats were exploitable")
+
+
+@pytest.mark.requirement("TLS-CCS-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_ccs_injection(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.ccs_injection is not None:
+            evidence.add(f"ccs_injection[{scan.address}]", scan.ccs_injection.reason)
+            assert not scan.ccs_injection.vulnerable, (
+                f"{endpoint} [{scan.address}]: OpenSSL CCS injection (CVE-2014-0224): the server "
+                f"{scan.ccs_injection.reason}; update OpenSSL")
+    for scan in scans:
+        if scan.ccs_injection is None and scan.accepted_versions - {TlsVersion.TLS1_3}:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the CCS injection probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("CCS injection"))
+                                  or "no hello"))
+        if scan.ccs_injection is not None and scan.ccs_injection.vulnerable is None:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.ccs_injection.reason}")
+    if all(scan.ccs_injection is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where an early ChangeCipherSpec was exploitable")

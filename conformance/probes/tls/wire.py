@@ -57,6 +57,8 @@ class HandshakeType(IntEnum):
     SERVER_KEY_EXCHANGE = 12
     CERTIFICATE_REQUEST = 13
     SERVER_HELLO_DONE = 14
+    CLIENT_KEY_EXCHANGE = 16
+    FINISHED = 20
 
 
 class ExtensionType(IntEnum):
@@ -79,6 +81,7 @@ class AlertDescription(IntEnum):
     CLOSE_NOTIFY = 0
     UNEXPECTED_MESSAGE = 10
     BAD_RECORD_MAC = 20
+    DECRYPTION_FAILED = 21
     RECORD_OVERFLOW = 22
     DECOMPRESSION_FAILURE = 30
     HANDSHAKE_FAILURE = 40
