@@ -121,6 +121,8 @@ _TLS_POSTURE = [
 _TLS_POSTURE += [
     _r("TLS-CCS-01", "No CCS injection: a ChangeCipherSpec before the key exchange is refused",
        "CVE-2014-0224; RFC 5246 §7.1", MUST, "tls"),
+    _r("TLS-ROBOT-01", "No Bleichenbacher oracle (ROBOT): malformed and well-formed RSA premaster blocks are "
+       "answered alike", "RFC 5246 §7.4.7.1; ROBOT (Böck, Somorovsky, Young 2018; CVE-2017-13099)", MUST, "tls"),
 ]
 
 _CERT = [

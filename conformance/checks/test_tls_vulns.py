@@ -64,3 +64,24 @@ def test_no_ccs_injection(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsSc
             raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.ccs_injection.reason}")
     if all(scan.ccs_injection is None for scan in scans):
         pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where an early ChangeCipherSpec was exploitable")
+
+
+@pytest.mark.requirement("TLS-ROBOT-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_robot_oracle(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    """A server refusing RSA key exchange passes on that refusal, seen by the probe's own hello."""
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.robot is not None:
+            evidence.add(f"robot[{scan.address}]", scan.robot.reason)
+            assert not scan.robot.vulnerable, (
+                f"{endpoint} [{scan.address}]: ROBOT (Bleichenbacher oracle): the server {scan.robot.reason}; "
+                "update the TLS stack or disable the TLS_RSA_* suites")
+    for scan in scans:
+        if scan.robot is None and scan.accepted_versions - {TlsVersion.TLS1_3}:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the ROBOT probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("ROBOT")) or "no hello"))
+        if scan.robot is not None and scan.robot.vulnerable is None:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.robot.reason}")
+    if all(scan.robot is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where RSA key exchange exists")

@@ -34,6 +34,7 @@ from conformance.probes.tls.wire import (
     ServerHello,
     describe,
 )
+from conformance.probes.wire.outcome import ProtocolViolation
 
 CLAIMED_PAYLOAD = 0x4000
 HEARTBEAT_REQUEST = 1
@@ -105,8 +106,10 @@ async def full_flight(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     while (record := await read_record(reader)) is not None:
         content_type, payload = record
         seen += len(payload)
-        if content_type == ContentType.ALERT:
+        if content_type == ContentType.ALERT and not messages:
             return Refusal(_alert_text(payload))
+        if content_type == ContentType.ALERT:  # it took the hello, so this is no refusal of what it offered
+            raise ProtocolViolation(f"answered ServerHello, then aborted its first flight with {_alert_text(payload)}")
         if content_type != ContentType.HANDSHAKE or seen > MAX_FLIGHT:
             raise DecodeError(f"{describe(ContentType, content_type)} record in the first flight "
                               f"after {seen} bytes, before ServerHelloDone")
@@ -115,7 +118,9 @@ async def full_flight(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
             raise DecodeError(f"expected ServerHello, got {describe(HandshakeType, messages[0].msg_type)}")
         if any(m.msg_type == HandshakeType.SERVER_HELLO_DONE for m in messages):
             return FullFlight(ServerHello.parse(messages[0].body), tuple(messages))
-    return Refusal("closed the connection before ServerHelloDone")
+    if messages:
+        raise ProtocolViolation("answered ServerHello, then closed the connection before ServerHelloDone")
+    return Refusal("closed the connection without an alert")
 
 
 @dataclass(frozen=True)
