@@ -123,6 +123,8 @@ _TLS_POSTURE += [
        "CVE-2014-0224; RFC 5246 §7.1", MUST, "tls"),
     _r("TLS-ROBOT-01", "No Bleichenbacher oracle (ROBOT): malformed and well-formed RSA premaster blocks are "
        "answered alike", "RFC 5246 §7.4.7.1; ROBOT (Böck, Somorovsky, Young 2018; CVE-2017-13099)", MUST, "tls"),
+    _r("TLS-0RTT-01", "TLS 1.3 0-RTT is not offered (session tickets carry no early_data); resumption reported",
+       "RFC 8446 Appendix E.5 (no 0-RTT without a profile defining it), §4.6.1, §8", MUST, "tls"),
 ]
 
 _CERT = [

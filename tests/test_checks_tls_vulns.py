@@ -1,7 +1,8 @@
 """Known TLS implementation flaws (issue 16) against servers that have them: no stack installable here
 has CCS injection, so its vulnerable server is crafted (tls_servers.ccs_injection_server says why); the
-ROBOT oracle is tlslite-ng's real RSA key exchange with its Bleichenbacher countermeasure bypassed.
-tlslite-ng and the reference gateway's OpenSSL are the fixed ones."""
+ROBOT oracle is tlslite-ng's real RSA key exchange with its Bleichenbacher countermeasure bypassed; 0-RTT is
+``openssl s_server -early_data`` (Python's ssl cannot enable it). tlslite-ng, s_server without early data
+and the reference gateway's OpenSSL are the fixed ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_servers import ccs_injection_server, tlslite_server
+from tls_servers import ccs_injection_server, openssl_s_server, tlslite_server
 from tlslite.api import TLSConnection
 from tlslite.constants import AlertDescription
 from tlslite.messages import ClientKeyExchange
@@ -61,3 +62,13 @@ def test_a_padding_oracle_fails_robot(tmp_path: Path) -> None:
     reason = run.with_verdict("fail")[0].reason
     assert "a well-formed block: fatal alert bad_record_mac" in reason
     assert "no 0x00 separator: fatal alert decrypt_error" in reason
+
+
+@pytest.mark.parametrize(("options", "verdict"), [((), "pass"), (("-early_data",), "fail")],
+                         ids=["tickets-only", "early-data"])
+def test_0rtt_fails_where_resumption_alone_passes(options: tuple[str, ...], verdict: str, tmp_path: Path) -> None:
+    with openssl_s_server("-tls1_3", *options) as served:
+        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", "early_data"))
+    assert _verdicts(run) == {"TLS-0RTT-01": verdict}, run.describe()
+    if verdict == "fail":
+        assert "session tickets accept 16384 bytes of early data" in run.with_verdict("fail")[0].reason

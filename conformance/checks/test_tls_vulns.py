@@ -85,3 +85,24 @@ def test_no_robot_oracle(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsSca
             raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.robot.reason}")
     if all(scan.robot is None for scan in scans):
         pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where RSA key exchange exists")
+
+
+@pytest.mark.requirement("TLS-0RTT-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_early_data(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    """Session resumption is reported as evidence; only 0-RTT fails."""
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.session_tickets is not None:
+            evidence.add(f"session_tickets[{scan.address}]", str(scan.session_tickets))
+            assert not scan.session_tickets.max_early_data, (
+                f"{endpoint} [{scan.address}]: TLS 1.3 0-RTT: the server's session tickets accept "
+                f"{scan.session_tickets.max_early_data} bytes of early data, where mail commands are replayable "
+                "(RFC 8446 E.5: no profile defines 0-RTT for SMTP, IMAP or POP3); set max_early_data to 0")
+    for scan in scans:
+        if scan.session_tickets is None and TlsVersion.TLS1_3 in scan.accepted_versions:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the session-ticket probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("TLS 1.3 session"))
+                                  or "no hello"))
+    if all(scan.session_tickets is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.3, where 0-RTT exists")

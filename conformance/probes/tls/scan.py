@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from conformance.probes.starttls.opening import open_to_tls_point
 from conformance.probes.tls.confirm import Confirmation, handshakers, settle
+from conformance.probes.tls.early_data import SessionTickets, session_tickets
 from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
 from conformance.probes.tls.robot import RSA_KEX_SUITES, Padding, Robot, RobotAnswer, judge, robot_answer
 from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
@@ -141,6 +142,7 @@ class TlsScan:
     heartbleed: Heartbleed | None = None  # None: no TLS 1.0-1.2 answered, or the probe got no answer
     ccs_injection: CcsInjection | None = None  # the same
     robot: Robot | None = None  # the same
+    session_tickets: SessionTickets | None = None  # None: no TLS 1.3, or the probe got no answer
     sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
     # What TLS 1.3 did with a hello offering X25519MLKEM768 and X25519, a key share for each (None: no TLS 1.3)
     post_quantum: str | None = None
@@ -516,6 +518,17 @@ class _Scan:
         self.transcript.note(f"ROBOT: {found.reason}")
         return found
 
+    async def session_tickets(self, accepted: set[TlsVersion]) -> SessionTickets | None:
+        """TLS 1.3 resumption and 0-RTT as the server's tickets announce them (``tls.early_data``)."""
+        if TlsVersion.TLS1_3 not in accepted:
+            return None
+        timeout = self.cfg.timeout * 0.9  # inside _once's own bound, so the probe's words win over a timeout
+        found: SessionTickets | None = await self.probe(
+            "TLS 1.3 session tickets", lambda r, w: session_tickets(r, w, self.endpoint, timeout), LAST)
+        if found is not None:
+            self.transcript.note(f"TLS 1.3 session tickets: {found}")
+        return found
+
     async def without_sni(self, firsts: dict[TlsVersion, int]) -> str | None:
         """The best version's hello again, without server_name: '' if answered, else how it was refused."""
         if not firsts:
@@ -594,10 +607,11 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
     ccs_job = asyncio.ensure_future(scan.ccs_injection(firsts))
     robot_job = asyncio.ensure_future(scan.robot(firsts))
+    tickets_job = asyncio.ensure_future(scan.session_tickets(accepted))
     sni_job = asyncio.ensure_future(scan.without_sni(firsts))
     pq_job = asyncio.ensure_future(scan.post_quantum(accepted))
     jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
-                                       heartbleed_job, ccs_job, robot_job, sni_job, pq_job]
+                                       heartbleed_job, ccs_job, robot_job, tickets_job, sni_job, pq_job]
     try:
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
@@ -606,6 +620,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         bleed = await heartbleed_job
         ccs = await ccs_job
         robot = await robot_job
+        tickets = await tickets_job
         sni_refusal = await sni_job
         post_quantum = await pq_job
     finally:  # a bug or a cancellation in one job must not leave the others running
@@ -650,6 +665,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         heartbleed=bleed,
         ccs_injection=ccs,
         robot=robot,
+        session_tickets=tickets,
         sni_refusal=sni_refusal,
         post_quantum=post_quantum,
         extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},

@@ -73,6 +73,7 @@ class ExtensionType(IntEnum):
     PADDING = 21
     ENCRYPT_THEN_MAC = 22
     SUPPORTED_VERSIONS = 43
+    EARLY_DATA = 42
     KEY_SHARE = 51
     RENEGOTIATION_INFO = 0xFF01
 
