@@ -72,8 +72,7 @@ async def heartbleed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                         f"{len(payload) - len(request)} bytes of its memory")
             return Heartbleed(False, "answered the heartbeat without adding bytes")
         if content_type == ContentType.ALERT:
-            alert = str(Alert.parse(payload[:2])) if len(payload) >= 2 else "a truncated alert"
-            return Heartbleed(False, f"negotiates heartbeats and refused the over-long request ({alert})")
+            return Heartbleed(False, f"negotiates heartbeats and refused the over-long request ({_alert_text(payload)})")
     return Heartbleed(False, "negotiates heartbeats and discarded the over-long request (closed the connection)")
 
 
