@@ -117,6 +117,15 @@ _TLS_POSTURE = [
     _r("TLS-HEARTBLEED-01", "No Heartbleed: an over-long heartbeat request is never answered with memory",
        "CVE-2014-0160; RFC 6520 §4", MUST, "tls"),
 ]
+# issue 16, branch tls2: known implementation flaws probed with crafted messages
+_TLS_POSTURE += [
+    _r("TLS-CCS-01", "No CCS injection: a ChangeCipherSpec before the key exchange is refused",
+       "CVE-2014-0224; RFC 5246 §7.1", MUST, "tls"),
+    _r("TLS-ROBOT-01", "No Bleichenbacher oracle (ROBOT): malformed and well-formed RSA premaster blocks are "
+       "answered alike", "RFC 5246 §7.4.7.1; ROBOT (Böck, Somorovsky, Young 2018; CVE-2017-13099)", MUST, "tls"),
+    _r("TLS-0RTT-01", "TLS 1.3 0-RTT is not offered (session tickets carry no early_data); resumption reported",
+       "RFC 8446 Appendix E.5 (no 0-RTT without a profile defining it), §4.6.1, §8", MUST, "tls"),
+]
 
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",

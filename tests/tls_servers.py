@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import ssl
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -323,3 +324,64 @@ def heartbleed_server() -> Iterator[Served]:
 
     with _thread_server(handshake, smtp=False) as served:
         yield served
+
+
+@contextlib.contextmanager
+def ccs_injection_server() -> Iterator[Served]:
+    """A server with the CCS injection bug (CVE-2014-0224), in crafted bytes: the OpenSSL releases that had it
+    (before 0.9.8za, 1.0.0m, 1.0.1h) are not installable here, and OpenSSL 3 and tlslite-ng refuse an early
+    ChangeCipherSpec. Every hello gets ServerHello and ServerHelloDone (static RSA); a ChangeCipherSpec next
+    is taken, and the record after it fails to decrypt under keys from an empty master secret (bad_record_mac)."""
+
+    def handshake(conn: socket.socket) -> None:
+        hello = _read_client_hello(conn)
+        answer = _server_hello_for(hello, (0x002F,)) if hello else None
+        if answer is None:
+            return
+        version = answer.selected_version
+        flight = (Handshake(HandshakeType.SERVER_HELLO, answer.to_bytes()).to_bytes()
+                  + Handshake(HandshakeType.SERVER_HELLO_DONE, b"").to_bytes())
+        conn.sendall(Record(ContentType.HANDSHAKE, version, flight).to_bytes())
+        header = conn.recv(Record.HEADER, socket.MSG_WAITALL)
+        if header[:1] != bytes([ContentType.CHANGE_CIPHER_SPEC]):
+            conn.sendall(Record(ContentType.ALERT, version, bytes([2, 80])).to_bytes())
+            return
+        conn.recv(int.from_bytes(header[3:5], "big"), socket.MSG_WAITALL)
+        conn.recv(Record.HEADER, socket.MSG_WAITALL)  # the record now read under the injected keys
+        conn.sendall(Record(ContentType.ALERT, version, bytes([2, 20])).to_bytes())
+
+    with _thread_server(handshake, smtp=False) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def openssl_s_server(*options: str) -> Iterator[Served]:
+    """``openssl s_server`` (OpenSSL's own server program, which speaks no mail protocol) on 127.0.0.1 with
+    ``options``, as implicit TLS: for what Python's ssl cannot configure, such as ``-early_data``. Ready when
+    it prints its ACCEPT line (flushed even into a pipe), which also names the port it took."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = rsa_leaf().write(Path(tmp), "leaf")
+        server = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", str(cert_path),
+                                   "-key", str(key_path), *options], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert server.stdout is not None
+        port: list[int] = []
+        ready = threading.Event()
+
+        def drain() -> None:  # read every line, so a full pipe never stalls the server
+            for line in server.stdout:  # type: ignore[union-attr]
+                if line.startswith(b"ACCEPT ") and not port:
+                    port.append(int(line.rsplit(b":", 1)[1]))
+                    ready.set()
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            if not ready.wait(IO_TIMEOUT):
+                raise RuntimeError(f"openssl s_server {' '.join(options)} printed no ACCEPT line within "
+                                   f"{IO_TIMEOUT:g} s (exit status {server.poll()})")
+            yield Served(Endpoint(Service.SUBMISSIONS, "node1", "localhost", port[0], "127.0.0.1"))
+        finally:
+            server.kill()
+            server.wait(IO_TIMEOUT)
+            reader.join(IO_TIMEOUT)

@@ -43,3 +43,66 @@ def test_no_heartbleed(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]
             raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.heartbleed.reason}")
     if all(scan.heartbleed is None for scan in scans):
         pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where heartbeats were exploitable")
+
+
+@pytest.mark.requirement("TLS-CCS-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_ccs_injection(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.ccs_injection is not None:
+            evidence.add(f"ccs_injection[{scan.address}]", scan.ccs_injection.reason)
+            assert not scan.ccs_injection.vulnerable, (
+                f"{endpoint} [{scan.address}]: OpenSSL CCS injection (CVE-2014-0224): the server "
+                f"{scan.ccs_injection.reason}; update OpenSSL")
+    for scan in scans:
+        if scan.ccs_injection is None and scan.accepted_versions - {TlsVersion.TLS1_3}:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the CCS injection probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("CCS injection"))
+                                  or "no hello"))
+        if scan.ccs_injection is not None and scan.ccs_injection.vulnerable is None:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.ccs_injection.reason}")
+    if all(scan.ccs_injection is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where an early ChangeCipherSpec was exploitable")
+
+
+@pytest.mark.requirement("TLS-ROBOT-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_robot_oracle(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    """A server refusing RSA key exchange passes on that refusal, seen by the probe's own hello."""
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.robot is not None:
+            evidence.add(f"robot[{scan.address}]", scan.robot.reason)
+            assert not scan.robot.vulnerable, (
+                f"{endpoint} [{scan.address}]: ROBOT (Bleichenbacher oracle): the server {scan.robot.reason}; "
+                "update the TLS stack or disable the TLS_RSA_* suites")
+    for scan in scans:
+        if scan.robot is None and scan.accepted_versions - {TlsVersion.TLS1_3}:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the ROBOT probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("ROBOT")) or "no hello"))
+        if scan.robot is not None and scan.robot.vulnerable is None:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: {scan.robot.reason}")
+    if all(scan.robot is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.0-1.2, where RSA key exchange exists")
+
+
+@pytest.mark.requirement("TLS-0RTT-01")
+@pytest.mark.service(*ALL_SERVICES)
+def test_no_early_data(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    """Session resumption is reported as evidence; only 0-RTT fails."""
+    scans = _scans(endpoint, tls_scans, evidence)
+    for scan in scans:
+        if scan.session_tickets is not None:
+            evidence.add(f"session_tickets[{scan.address}]", str(scan.session_tickets))
+            assert not scan.session_tickets.max_early_data, (
+                f"{endpoint} [{scan.address}]: TLS 1.3 0-RTT: the server's session tickets accept "
+                f"{scan.session_tickets.max_early_data} bytes of early data, where mail commands are replayable "
+                "(RFC 8446 E.5: no profile defines 0-RTT for SMTP, IMAP or POP3); set max_early_data to 0")
+    for scan in scans:
+        if scan.session_tickets is None and TlsVersion.TLS1_3 in scan.accepted_versions:
+            raise Inconclusive(f"{endpoint} [{scan.address}]: the session-ticket probe got no answer: "
+                               + ("; ".join(i for i in scan.inconclusive if i.startswith("TLS 1.3 session"))
+                                  or "no hello"))
+    if all(scan.session_tickets is None for scan in scans):
+        pytest.skip(f"{endpoint}: no TLS 1.3, where 0-RTT exists")

@@ -29,9 +29,17 @@ from typing import Any, Protocol
 
 from conformance.probes.starttls.opening import open_to_tls_point
 from conformance.probes.tls.confirm import Confirmation, handshakers, settle
+from conformance.probes.tls.early_data import SessionTickets, session_tickets
 from conformance.probes.tls.hello import Answer, Refusal, ServerFlight, exchange, exchange_ssl2
+from conformance.probes.tls.robot import RSA_KEX_SUITES, Padding, Robot, RobotAnswer, judge, robot_answer
 from conformance.probes.tls.suites import LEGACY_SUITES, TLS13_SUITES, CipherSuite, Grade, suite
-from conformance.probes.tls.vulns import PEER_ALLOWED_TO_SEND, Heartbleed, heartbleed
+from conformance.probes.tls.vulns import (
+    PEER_ALLOWED_TO_SEND,
+    CcsInjection,
+    Heartbleed,
+    ccs_injection,
+    heartbleed,
+)
 from conformance.probes.tls.wire import (
     ALL_GROUPS,
     COMPRESSION_DEFLATE,
@@ -132,6 +140,9 @@ class TlsScan:
     cbc_without_etm: frozenset[CipherSuite] = frozenset()  # confirmed CBC suites chosen without encrypt-then-MAC
     truncated_hmac: bool | None = None  # some ServerHello of a confirmed version accepted truncated HMAC
     heartbleed: Heartbleed | None = None  # None: no TLS 1.0-1.2 answered, or the probe got no answer
+    ccs_injection: CcsInjection | None = None  # the same
+    robot: Robot | None = None  # the same
+    session_tickets: SessionTickets | None = None  # None: no TLS 1.3, or the probe got no answer
     sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
     # What TLS 1.3 did with a hello offering X25519MLKEM768 and X25519, a key share for each (None: no TLS 1.3)
     post_quantum: str | None = None
@@ -461,6 +472,63 @@ class _Scan:
             self.transcript.note(f"Heartbleed: {found.reason}")
         return found
 
+    async def ccs_injection(self, firsts: dict[TlsVersion, int]) -> CcsInjection | None:
+        """CVE-2014-0224 at the best version from TLS 1.0 to 1.2 that chose a suite (``tls.vulns``)."""
+        legacy = sorted(v for v in firsts if TlsVersion.TLS1_0 <= v <= TlsVersion.TLS1_2)
+        if not legacy:
+            return None
+        hello = legacy_hello(legacy[-1], _pool(legacy[-1]), host=self.endpoint.host)
+        found: CcsInjection | None = await self.probe("CCS injection", lambda r, w: ccs_injection(r, w, hello), LAST)
+        if found is not None:
+            self.transcript.note(f"CCS injection: {found.reason}")
+        return found
+
+    async def robot(self, firsts: dict[TlsVersion, int]) -> Robot | None:
+        """ROBOT at the best version from TLS 1.0 to 1.2 (``tls.robot``): one handshake with a well-formed
+        premaster; only if RSA key exchange is accepted, the four malformed ones, and all five again if
+        their answers differed (an oracle must answer the same way twice)."""
+        legacy = sorted(v for v in firsts if TlsVersion.TLS1_0 <= v <= TlsVersion.TLS1_2)
+        if not legacy:
+            return None
+        hello = legacy_hello(legacy[-1], RSA_KEX_SUITES, host=self.endpoint.host)
+
+        async def ask(padding: Padding) -> RobotAnswer | Refusal | None:
+            answer: RobotAnswer | Refusal | None = await self.probe(
+                f"ROBOT ({padding.value})", lambda r, w: robot_answer(r, w, hello, padding, self.cfg.timeout / 2),
+                LAST)
+            return answer
+
+        first = await ask(Padding.VALID)
+        if first is None:
+            return None
+        if isinstance(first, Refusal):
+            return Robot(False, f"refused a hello offering only RSA key exchange ({first.reason}): no RSA "
+                                "decryption to act as an oracle")
+        malformed: list[Padding] = [p for p in Padding if p is not Padding.VALID]
+        rest = dict(zip(malformed, await asyncio.gather(*map(ask, malformed))))
+        answers: list[dict[Padding, RobotAnswer | Refusal | None]] = [{Padding.VALID: first, **rest}]
+        if len(set(answers[0].values())) > 1:
+            answers.append(dict(zip(Padding, await asyncio.gather(*map(ask, Padding)))))
+        rounds = [{p: a for p, a in r.items() if isinstance(a, RobotAnswer)} for r in answers]
+        if any(len(r) < len(Padding) for r in rounds):
+            if not any(a is None for r in answers for a in r.values()):  # else ``probe`` noted the lost answer
+                self.inconclusive.append("ROBOT: the server refused a hello with RSA key exchange only sometimes")
+            return None
+        found = judge(rounds)
+        self.transcript.note(f"ROBOT: {found.reason}")
+        return found
+
+    async def session_tickets(self, accepted: set[TlsVersion]) -> SessionTickets | None:
+        """TLS 1.3 resumption and 0-RTT as the server's tickets announce them (``tls.early_data``)."""
+        if TlsVersion.TLS1_3 not in accepted:
+            return None
+        timeout = self.cfg.timeout * 0.9  # inside _once's own bound, so the probe's words win over a timeout
+        found: SessionTickets | None = await self.probe(
+            "TLS 1.3 session tickets", lambda r, w: session_tickets(r, w, self.endpoint, timeout), LAST)
+        if found is not None:
+            self.transcript.note(f"TLS 1.3 session tickets: {found}")
+        return found
+
     async def without_sni(self, firsts: dict[TlsVersion, int]) -> str | None:
         """The best version's hello again, without server_name: '' if answered, else how it was refused."""
         if not firsts:
@@ -537,16 +605,22 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     side_jobs = [asyncio.ensure_future(scan.groups(v, family)) for v, family in chains]
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
     heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
+    ccs_job = asyncio.ensure_future(scan.ccs_injection(firsts))
+    robot_job = asyncio.ensure_future(scan.robot(firsts))
+    tickets_job = asyncio.ensure_future(scan.session_tickets(accepted))
     sni_job = asyncio.ensure_future(scan.without_sni(firsts))
     pq_job = asyncio.ensure_future(scan.post_quantum(accepted))
     jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
-                                       heartbleed_job, sni_job, pq_job]
+                                       heartbleed_job, ccs_job, robot_job, tickets_job, sni_job, pq_job]
     try:
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
         await asyncio.gather(*side_jobs)
         fallback = await fallback_job
         bleed = await heartbleed_job
+        ccs = await ccs_job
+        robot = await robot_job
+        tickets = await tickets_job
         sni_refusal = await sni_job
         post_quantum = await pq_job
     finally:  # a bug or a cancellation in one job must not leave the others running
@@ -589,6 +663,9 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         legacy_rank={v: rank for v, rank in legacy_rank.items() if v in settled.suites},
         dhe_primes=frozenset(f.dhe_primes),
         heartbleed=bleed,
+        ccs_injection=ccs,
+        robot=robot,
+        session_tickets=tickets,
         sni_refusal=sni_refusal,
         post_quantum=post_quantum,
         extended_master_secret={TlsVersion(v): all(seen) for v, seen in f.ems.items() if v in confirmed},

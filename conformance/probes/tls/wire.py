@@ -57,6 +57,8 @@ class HandshakeType(IntEnum):
     SERVER_KEY_EXCHANGE = 12
     CERTIFICATE_REQUEST = 13
     SERVER_HELLO_DONE = 14
+    CLIENT_KEY_EXCHANGE = 16
+    FINISHED = 20
 
 
 class ExtensionType(IntEnum):
@@ -71,6 +73,7 @@ class ExtensionType(IntEnum):
     PADDING = 21
     ENCRYPT_THEN_MAC = 22
     SUPPORTED_VERSIONS = 43
+    EARLY_DATA = 42
     KEY_SHARE = 51
     RENEGOTIATION_INFO = 0xFF01
 
@@ -79,6 +82,7 @@ class AlertDescription(IntEnum):
     CLOSE_NOTIFY = 0
     UNEXPECTED_MESSAGE = 10
     BAD_RECORD_MAC = 20
+    DECRYPTION_FAILED = 21
     RECORD_OVERFLOW = 22
     DECOMPRESSION_FAILURE = 30
     HANDSHAKE_FAILURE = 40
