@@ -18,6 +18,9 @@ import pytest
 
 from conformance.target import Target, TargetError, load_target
 
+# the targets of this run, put here by the plugin once it has read them (the plugin imports this module)
+TARGETS_KEY = pytest.StashKey[tuple[Target, ...]]()
+
 GROUP_PREFIX = "mailconform"
 # a param of the pytest-xdist "dist" option: one scope per xdist_group, each sent whole to one worker
 LOADGROUP = "loadgroup"
@@ -109,9 +112,7 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, Any, Any]:
-    from conformance.plugin import options  # the plugin imports this module
-
-    targets = options(config).targets
+    targets = config.stash.get(TARGETS_KEY, ())
     if targets and grouping(config):
         config.option.loadgroup = True  # read by pytest-xdist's worker hook, which runs after this part
         _group(items, targets)  # before pytest-xdist's worker hook reads the groups into the node IDs

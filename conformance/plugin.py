@@ -92,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the catalogue requirement this check proves")
     config.addinivalue_line("markers", "service(*names): services whose endpoints the check runs against")
     config.stash[OPTIONS_KEY] = _read_options(config)
+    config.stash[fleet.TARGETS_KEY] = config.stash[OPTIONS_KEY].targets
     for module in FIXTURE_MODULES:
         config.pluginmanager.import_plugin(module)
     config.pluginmanager.register(fleet, "mailconform-fleet")

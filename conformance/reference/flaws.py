@@ -29,8 +29,9 @@ _SMTP_ALL = ("mx", "submission", "submissions")
 _FLAW_LIST = [
     # starttls
     _f("no_starttls", "starttls", "the MX does not offer STARTTLS", "STARTTLS-OFFER-01", services=("mx",)),
+    # its AUTH list before STARTTLS carries the OAuth mechanisms too: bearer tokens in clear (AUTH-OAUTH-01)
     _f("auth_before_tls", "starttls", "submission advertises and accepts AUTH before STARTTLS",
-       "STARTTLS-AUTH-01", services=("submission",)),
+       "STARTTLS-AUTH-01", "AUTH-OAUTH-01", services=("submission",)),
     _f("hidden_auth_before_tls", "starttls", "submission hides AUTH before STARTTLS but takes AUTH LOGIN in clear",
        "STARTTLS-AUTH-01", services=("submission",)),
     _f("imap_authenticate_before_tls", "starttls",
