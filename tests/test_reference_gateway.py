@@ -109,7 +109,7 @@ def unverified() -> ssl.SSLContext:
 # --- the good gateway ------------------------------------------------------------------------------------
 def test_target_file_loads_with_both_nodes_and_hooks(target: Target, good: Gateway) -> None:
     assert [n.name for n in target.nodes] == ["node1", "node2"]
-    assert len(target.endpoints) == 10
+    assert len(target.endpoints) == 14  # mx, submission(s), imap(s), pop3(s) on two nodes
     assert all(n.hooks is not None and n.hooks.down[-1] == n.name for n in target.nodes)
     assert target.account("lockout") is not None and target.policy.lockout_threshold == 5
     assert endpoint(target, "imaps", "node2").port == good.ports[("node2", "imaps")]
@@ -173,7 +173,8 @@ def test_mail_submitted_over_smtp_is_read_back_over_imap(gw: Gateway) -> None:
 
 
 def test_flaw_catalogue_and_parse() -> None:
-    assert all(info.fails and info.family in ("starttls", "tls", "cert", "auth", "lockout", "failover", "dns")
+    assert all(info.fails and info.family in ("starttls", "tls", "cert", "auth", "lockout", "failover", "dns",
+                                              "outbound")
                for info in FLAWS.values())
     flaws = Flaws.parse(["tls1_0"])
     assert "tls1_0" in flaws and "no_tls13" not in flaws and flaws.names == ("tls1_0",)
@@ -348,7 +349,8 @@ def test_good_submission_policy(gw: Gateway) -> None:
     with smtp(gw, "submission") as client:
         assert client.mail("alice@example.test") == (530, b"5.7.0 Authentication required")
         assert client.docmd("AUTH", "ANONYMOUS")[0] == 504
-        assert client.esmtp_features["auth"].split() == ["CRAM-MD5", "LOGIN", "PLAIN", "SCRAM-SHA-256"]
+        assert client.esmtp_features["auth"].split() == ["CRAM-MD5", "LOGIN", "OAUTHBEARER", "PLAIN",
+                                                         "SCRAM-SHA-256", "XOAUTH2"]
     with smtp(gw, "submissions", login="test") as client:
         assert client.mail("bob@example.test")[0] == 553  # not the user's own address
         assert client.rset()[0] == 250
@@ -708,7 +710,7 @@ def test_reset_on_shutdown(tmp_path: Path) -> None:
 @pytest.mark.gateway(flaws=["single_node"])
 def test_single_node(flawed_gateway: Flawed) -> None:
     gw, target, _ = flawed_gateway
-    assert [n.name for n in target.nodes] == ["node1"] and len(gw.ports) == 5
+    assert [n.name for n in target.nodes] == ["node1"] and len(gw.ports) == 7
 
 
 def test_set_flaws_and_reset_keep_the_ports(gw: Gateway) -> None:
@@ -740,8 +742,9 @@ def test_burst_limit_is_scoped_to_the_flaw_users() -> None:
 def test_every_advertised_mechanism_is_tried(gw: Gateway, target: Target, cfg: ProbeConfig, service: str) -> None:
     account = target.accounts["test"]
     posture = run(probe_auth_posture(endpoint(target, service), cfg, account.username, account.password,
-                                     wrong_username=account.username, wrong_password="wrong"))
-    assert {"CRAM-MD5", "SCRAM-SHA-256"} <= posture.advertised
+                                     wrong_username=account.username, wrong_password="wrong",
+                                     token=account.token))
+    assert {"CRAM-MD5", "SCRAM-SHA-256", "OAUTHBEARER", "XOAUTH2"} <= posture.advertised
     assert {m.mechanism: m.outcome for m in posture.mechanisms} == dict.fromkeys(posture.advertised,
                                                                                LoginOutcome.ACCEPTED)
 
@@ -763,5 +766,6 @@ def test_broken_mechanism(flawed_gateway: Flawed) -> None:
     _, target, cfg = flawed_gateway
     account = target.accounts["test"]
     posture = run(probe_auth_posture(endpoint(target, "submissions"), cfg, account.username, account.password,
-                                     wrong_username=account.username, wrong_password="wrong"))
+                                     wrong_username=account.username, wrong_password="wrong",
+                                     token=account.token))
     assert {m.mechanism for m in posture.mechanisms if m.outcome is not LoginOutcome.ACCEPTED} == {"CRAM-MD5"}

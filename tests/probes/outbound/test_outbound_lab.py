@@ -70,7 +70,7 @@ def test_the_zone_validates_from_the_lab_trust_anchor_and_the_bogus_scenario_doe
         assert outbound.lab_dir is not None
         resolver = policy_resolver(f"{outbound.address}:{outbound.dns_port}", 2)
         validator = Validator(resolver, load_anchors((outbound.lab_dir / ANCHOR,)))
-        good = await validator.validate(await lookup(resolver, f"_25._tcp.mx1.dane-match.{DOMAIN}", "TLSA"))
+        good = await validator.validate(await lookup(resolver, f"_{outbound.mx_port}._tcp.mx1.dane-match.{DOMAIN}", "TLSA"))
         bogus = await validator.validate(await lookup(resolver, f"dnssec-bogus.{DOMAIN}", "MX"))
         return good.security, bogus.security
     assert _in_lab(outbound, body) == (Security.SECURE, Security.BOGUS)

@@ -134,7 +134,7 @@ def test_describe_renders_unknown_code_points() -> None:
     assert describe(TlsVersion, 0x0303) == "TLS 1.2"
     assert describe(TlsVersion, 0x7F1C) == "unknown(0x7f1c)"
     assert describe(NamedGroup, 29) == "x25519"
-    assert describe(ExtensionType, 0x2A) == "unknown(0x2a)"
+    assert describe(ExtensionType, 0x2F00) == "unknown(0x2f00)"
 
 
 def test_record_round_trip_and_limits() -> None:
