@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.real.processes import process_alive
+from tests.real.processes import process_alive, read_pid
 
 STOP_TIMEOUT = 15.0
 
@@ -77,3 +77,18 @@ def wait_gone(pid: int | None, what: str) -> str | None:
         os.kill(pid, 9)  # our own daemon, by its PID: never by name
         return f"{what} did not stop within {STOP_TIMEOUT:.0f} s; killed PID {pid}"
     return None
+
+
+def stop_and_wait(pid_file: Path, what: str, stop: Callable[[], object]) -> None:
+    """The daemon's own stop command, then wait for its process to go (the PID is read first: daemons
+    remove their PID files); DaemonError when the command failed with no process left to wait for, or
+    when the process had to be killed."""
+    pid = read_pid(pid_file)
+    error: str | None = None
+    try:
+        stop()
+    except DaemonError as exc:
+        error = str(exc)
+    error = wait_gone(pid, what) or (error if pid is None else None)
+    if error:
+        raise DaemonError(error)

@@ -31,8 +31,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tests.real.daemon import DaemonError, log_tail, missing, run, wait_gone, wait_until
-from tests.real.processes import read_pid
+from tests.real.daemon import DaemonError, log_tail, missing, run, stop_and_wait, wait_until
 from tests.real.unbound import free_udp_tcp_port
 
 BINARIES = ("knotd", "knotc")
@@ -91,15 +90,7 @@ class Knot:
         if not self._started:
             return
         self._started = False
-        pid = read_pid(self.pid_file)
-        error: str | None = None
-        try:
-            self.control("stop")
-        except DaemonError as exc:
-            error = str(exc)
-        error = wait_gone(pid, "Knot") or (error if pid is None else None)
-        if error:
-            raise DaemonError(error)
+        stop_and_wait(self.pid_file, "Knot", lambda: self.control("stop"))
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.real.daemon import DaemonError, log_tail, missing, run, wait_gone, wait_until
-from tests.real.processes import read_pid
+from tests.real.daemon import DaemonError, log_tail, missing, run, stop_and_wait, wait_until
 from tests.real.servers import free_port
 
 BINARIES = ("nginx",)
@@ -83,15 +82,8 @@ class Nginx:
         if not self._started:
             return
         self._started = False
-        pid = read_pid(self.pid_file)
-        error: str | None = None
-        try:
-            run([*self._argv(), "-s", "quit"], "stopping nginx", self.log, START_TIMEOUT)
-        except DaemonError as exc:
-            error = str(exc)
-        error = wait_gone(pid, "nginx") or (error if pid is None else None)
-        if error:
-            raise DaemonError(error)
+        stop_and_wait(self.pid_file, "nginx",
+                      lambda: run([*self._argv(), "-s", "quit"], "stopping nginx", self.log, START_TIMEOUT))
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

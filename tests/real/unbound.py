@@ -26,8 +26,7 @@ import dns.exception
 import dns.message
 import dns.query
 
-from tests.real.daemon import DaemonError, log_tail, missing, run, wait_gone, wait_until
-from tests.real.processes import read_pid
+from tests.real.daemon import DaemonError, log_tail, missing, run, stop_and_wait, wait_until
 
 BINARIES = ("unbound", "unbound-control")
 START_TIMEOUT = 15.0
@@ -106,15 +105,7 @@ class Unbound:
         if not self._started:
             return
         self._started = False
-        pid = read_pid(self.pid_file)
-        error: str | None = None
-        try:
-            self.control("stop")
-        except DaemonError as exc:
-            error = str(exc)
-        error = wait_gone(pid, "Unbound") or (error if pid is None else None)
-        if error:
-            raise DaemonError(error)
+        stop_and_wait(self.pid_file, "Unbound", lambda: self.control("stop"))
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
