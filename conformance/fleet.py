@@ -152,3 +152,81 @@ class StableIds:
         at = report.nodeid.rfind(f"@{GROUP_PREFIX}-")
         if at > report.nodeid.rfind("]"):
             report.nodeid = report.nodeid[:at]
+
+
+def _worker_slot(config: pytest.Config) -> tuple[int, int] | None:
+    """This worker's index and the number of workers, or None outside pytest-xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return None
+    return int(str(workerinput["workerid"]).removeprefix("gw")), int(workerinput["workercount"])
+
+
+def group_owner(group: str, groups: Sequence[str], workers: int) -> int | None:
+    """The index of the worker that runs a target group: fixed from the start, so a worker knows all its
+    targets (and can probe the next ones ahead); None for a group that is not a target's, or when there
+    are no more groups than workers (pytest-xdist's own loadgroup order then gives each worker one)."""
+    if group not in groups or len(groups) <= workers:
+        return None
+    return groups.index(group) % workers
+
+
+def target_group_names(nodeids: Iterable[str]) -> list[str]:
+    """The target groups in collection order, from pytest-xdist node IDs ("…@mailconform-east")."""
+    found: dict[str, None] = {}
+    for nodeid in nodeids:
+        at = nodeid.rfind(f"@{GROUP_PREFIX}-")
+        if at > nodeid.rfind("]"):
+            found[nodeid[at + 1:]] = None
+    return list(found)
+
+
+def own_targets(config: pytest.Config, items: Sequence[pytest.Item], targets: Sequence[Target]) -> list[Target]:
+    """The targets this process runs, in the order it runs them: all of them in a serial run; under
+    pytest-xdist those of the groups ``FleetScheduling`` gives this worker (none when it does not decide)."""
+    order: dict[int, Target] = {}
+    for item in items:
+        target = item_target(item)
+        if target is not None:
+            order.setdefault(id(target), target)
+    slot = _worker_slot(config)
+    if slot is None:
+        return list(order.values())
+    index, workers = slot
+    groups = target_group_names(item.nodeid for item in items)
+    group_of = {id(item_target(item)): item.nodeid[item.nodeid.rfind("@") + 1:] for item in items
+                if item_target(item) is not None}
+    return [t for t in order.values() if group_owner(group_of.get(id(t), ""), groups, workers) == index]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.stash.get(TARGETS_KEY, ()) and grouping(config) and len(config.stash[TARGETS_KEY]) > 1:
+        return _fleet_scheduling()(config, log)
+    return None
+
+
+def _fleet_scheduling() -> type:
+    from xdist.scheduler import LoadGroupScheduling  # only under pytest-xdist
+
+    class FleetScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        """Loadgroup, but each target group goes to the worker ``group_owner`` names, all at the start:
+        pytest-xdist's own order sends a worker its next group only when the last is nearly done, so a
+        worker could never probe its next targets while it judges the current one."""
+
+        def _assign_work_unit(self, node: Any) -> None:
+            groups = target_group_names(self.collection or ())
+            index = int(str(node.workerinput["workerid"]).removeprefix("gw"))
+            owners = {scope: group_owner(scope, groups, len(self.nodes)) for scope in self.workqueue}
+            if all(owner is None for owner in owners.values()):
+                super()._assign_work_unit(node)
+                return
+            mine = [s for s, o in owners.items() if o == index] or [s for s, o in owners.items() if o is None][:1]
+            assigned = self.assigned_work.setdefault(node, {})
+            position = {nodeid: i for i, nodeid in enumerate(self.registered_collections[node])}
+            for scope in mine:
+                work_unit = self.workqueue.pop(scope)
+                assigned[scope] = work_unit
+                node.send_runtest_some([position[nodeid] for nodeid, done in work_unit.items() if not done])
+
+    return FleetScheduling

@@ -33,6 +33,7 @@ from conformance.verdict import (
 
 FIXTURE_MODULES = (
     "conformance.fixtures.core",
+    "conformance.fixtures.prefetch",
     "conformance.fixtures.smtp",
     "conformance.fixtures.account",
     "conformance.fixtures.tls",
@@ -54,6 +55,7 @@ class MailOptions:
     allow_disruption: bool
     timeout: float | None
     targets: tuple[Target, ...] = ()
+    prefetch: int = 16               # targets probed ahead on a worker (fixtures/prefetch.py)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run active failover checks (they take nodes down through the target's hooks)")
     group.addoption("--mail-timeout", type=float, default=None, metavar="SECONDS",
                     help="override the target's per-operation network timeout")
+    group.addoption("--mail-prefetch", type=int, default=16, metavar="K",
+                    help="with several targets, probe the next K targets' passive probes while the current "
+                         "one's checks run (default: %(default)s; 0: one target at a time)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -119,6 +124,7 @@ def _read_options(config: pytest.Config) -> MailOptions:
         allow_lockout=config.getoption("mail_allow_lockout"),
         allow_disruption=config.getoption("mail_allow_disruption"),
         timeout=config.getoption("mail_timeout"),
+        prefetch=max(0, config.getoption("mail_prefetch")),
     )
 
 

@@ -28,6 +28,7 @@ class FleetProxy:
         self.opened: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
         self.clients: Counter[tuple[str, str]] = Counter()  # (host, the client's address) -> connections
+        self.most_hosts = 0  # the most hosts with a connection open at one moment (targets probed at once)
         self._active: Counter[str] = Counter()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -56,6 +57,7 @@ class FleetProxy:
             self.opened.clear()
             self.peak.clear()
             self.clients.clear()
+            self.most_hosts = 0
         asyncio.run_coroutine_threadsafe(clear(), self._loop).result(10)
 
     async def _shutdown(self) -> None:
@@ -79,6 +81,7 @@ class FleetProxy:
         self.clients[host, writer.get_extra_info("peername")[0]] += 1
         self._active[host] += 1
         self.peak[host] = max(self.peak[host], self._active[host])
+        self.most_hosts = max(self.most_hosts, sum(1 for n in self._active.values() if n))
         client_open = [True]
 
         def client_closed() -> None:
