@@ -32,7 +32,8 @@ PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-q", "-W", _ALREADY_IMPORTED)
 # assertion introspection (object reprs) only with -v.
 QUIET, VERBOSE = ("--tb=no", "-rN"), ("--tb=short",)
 # Options pytest takes once: given twice with different values, pytest would silently keep the last.
-SINGLE_VALUED = ("--mail-target", "--mail-profile", "--mail-fail-on", "--mail-timeout", "--junitxml")
+SINGLE_VALUED = ("--mail-target", "--mail-profile", "--mail-fail-on", "--mail-timeout", "--mail-prefetch",
+                 "--junitxml")
 # Spellings of other tools or of older releases: each option has one name, the plugin's.
 RENAMED = {"--profile": "--mail-profile", "--fail-on": "--mail-fail-on", "--timeout": "--mail-timeout",
            "--allow-lockout": "--mail-allow-lockout", "--allow-disruption": "--mail-allow-disruption"}

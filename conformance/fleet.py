@@ -6,6 +6,18 @@ worker probes only the targets whose checks it was given, each endpoint once, wi
 per-host budget. Targets that share a host share a group: the budget is per host, whoever names it.
 A target is the unit, not a host, because FAIL-PARITY-01 and DNS-DANE-02 judge one node by what the
 probes of its siblings found: splitting a target's hosts over workers would probe them twice.
+
+Within a worker, targets overlap (fixtures/prefetch.py): when a target's checks start, the passive session
+probes of the worker's next K targets (``--mail-prefetch``, default 16) run in background threads, and their
+session fixtures take the results. Why this design: the time of a target is almost all waiting on the
+network (round trips within the per-host budget, logins one at a time), so a worker is idle on the CPU; the
+session fixtures already compute each value once per target, so computing it earlier, in a thread of its own,
+changes neither what is sent nor the verdicts, only when. A thread per target keeps one event loop on each
+target's connection limiter; a target is claimed (its prefetch finished or cancelled) before the worker
+touches it, so active checks never overlap their own target's probes; targets sharing a host are never
+prefetched (the budget is per host); values go at the target's fixture teardown, so memory holds at most K+1
+targets. ``FleetScheduling`` gives each worker all its target groups at the start (pytest-xdist's loadgroup
+sends the next group only when one is nearly done), so a worker knows which targets come next.
 """
 
 from __future__ import annotations

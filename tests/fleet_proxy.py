@@ -29,6 +29,7 @@ class FleetProxy:
         self.peak: Counter[str] = Counter()
         self.clients: Counter[tuple[str, str]] = Counter()  # (host, the client's address) -> connections
         self.most_hosts = 0  # the most hosts with a connection open at one moment (targets probed at once)
+        self.together: set[frozenset[str]] = set()  # pairs of hosts that had connections open at one moment
         self._active: Counter[str] = Counter()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -58,6 +59,7 @@ class FleetProxy:
             self.peak.clear()
             self.clients.clear()
             self.most_hosts = 0
+            self.together.clear()
         asyncio.run_coroutine_threadsafe(clear(), self._loop).result(10)
 
     async def _shutdown(self) -> None:
@@ -82,6 +84,7 @@ class FleetProxy:
         self._active[host] += 1
         self.peak[host] = max(self.peak[host], self._active[host])
         self.most_hosts = max(self.most_hosts, sum(1 for n in self._active.values() if n))
+        self.together.update(frozenset((host, other)) for other, n in self._active.items() if n and other != host)
         client_open = [True]
 
         def client_closed() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.fleet import host_groups, load_targets
+from conformance.fleet import group_owner, host_groups, load_targets, target_group_names
 from conformance.reference.flaws import FLAWS
 from conformance.reference.gateway import Gateway
 from conformance.report import read_junit
@@ -27,6 +27,7 @@ from tests.suite_runner import SuiteRun, run_suite
 pytestmark = pytest.mark.reference
 
 HOSTS = ("127.0.1.1", "127.0.1.2")
+NORTH = "127.0.1.3"
 BUDGET = 3
 # the passive families, without the DNS zone's and enumeration's timing work, keep the proof short
 SELECTION = ("-k", "not enumeration and not dns")
@@ -69,6 +70,7 @@ class Fleet:
     proxy: FleetProxy
     targets: tuple[Path, ...]
     workdir: Path
+    north: Path  # a third target on a third address, in front of the east gateway
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                     for name, flaws in (("east", ()), ("west", ("auth_before_tls",)))]
         targets = tuple(proxied_target(g, proxy, host, workdir / f"{name}.toml", name, BUDGET)
                         for g, host, name in zip(gateways, HOSTS, ("east", "west")))
-        yield Fleet(proxy, targets, workdir)
+        north = proxied_target(gateways[0], proxy, NORTH, workdir / "north.toml", "north", BUDGET)
+        yield Fleet(proxy, targets, workdir, north)
         for gateway in gateways:
             gateway.check_errors()
 
@@ -139,3 +142,40 @@ def test_another_dist_mode_is_warned_about(tmp_path: Path) -> None:
                            "-o", "addopts=", "--co", "--mail-target", str(target), "-n", "2", "--dist", "load"],
                           check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "mailconform: WARNING: --dist load runs a target's checks on several workers" in proc.stdout, proc.stdout
+
+
+@pytest.mark.unit
+def test_target_groups_go_to_fixed_workers_only_when_there_are_more_than_workers() -> None:
+    nodeids = [f"test_a.py::test_x[{n}:mx@n1]@mailconform-{n}" for n in ("east", "west", "north")]
+    groups = target_group_names([*nodeids, "tests/test_own.py::test_plain", nodeids[0]])
+    assert groups == ["mailconform-east", "mailconform-west", "mailconform-north"]
+    assert [group_owner(g, groups, 2) for g in groups] == [0, 1, 0]
+    assert group_owner("mailconform-east", groups, 3) is None and group_owner("tests/x.py", groups, 2) is None
+
+
+# login-free checks of several families (capabilities, TLS, certificates): enough to see the probes overlap
+QUICK = ("-k", "test_starttls or test_cert")
+
+
+def test_a_worker_probes_its_next_target_while_it_judges_one(fleet: Fleet) -> None:
+    """Three targets on two workers: the worker with two probes them at once (their connections overlap),
+    with the same connections per host and verdicts as a serial run that takes one target at a time."""
+    pytest.importorskip("xdist")
+    targets = (*fleet.targets, fleet.north)  # east and north go to the first worker, west to the second
+    fleet.proxy.reset()
+    serial = run_suite(targets[0], fleet.workdir, extra=(*(a for t in targets[1:] for a in ("--mail-target", str(t))),
+                                                         "--mail-prefetch", "0", *QUICK))
+    serial_opened, serial_together = dict(fleet.proxy.opened), set(fleet.proxy.together)
+    fleet.proxy.reset()
+    parallel = run_suite(targets[0], fleet.workdir, extra=(*(a for t in targets[1:] for a in ("--mail-target", str(t))),
+                                                           "-n", "2", "-vv", *QUICK))
+    worker_of = {(line.split("]")[0].lstrip("["), line.split("[")[-1].split(":")[0])
+                 for line in parallel.output.splitlines() if line.startswith("[gw") and "::" in line}
+
+    assert not serial_together, serial_together  # without prefetch, one target at a time
+    # one worker ran east and north (the other west), and their connections were open at the same time
+    assert worker_of == {("gw0", "east"), ("gw1", "west"), ("gw0", "north")}, parallel.output[-2000:]
+    assert frozenset((HOSTS[0], NORTH)) in fleet.proxy.together, (fleet.proxy.together, parallel.output[-2000:])
+    assert serial_opened == dict(fleet.proxy.opened) and set(serial_opened) == {*HOSTS, NORTH}
+    assert max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
+    assert _verdicts(parallel) == _verdicts(serial) and len(serial.cases) > 30, parallel.describe()
