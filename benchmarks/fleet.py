@@ -4,25 +4,28 @@
 
 Starts one reference gateway and puts N copies of it on loopback addresses of their own (127.0.1.1 …
 127.0.1.N) behind a proxy adding ``--rtt-ms`` of round-trip time and counting connections per address;
-writes one target file per address (one node, five services), then runs the passive families (no opt-ins;
+writes one target file per address (one node, seven services), then runs the passive families (no opt-ins;
 not dns nor login enumeration, see PASSIVE) over the whole fleet, once serially and once with ``-n``.
-Prints, per N: wall time, connections per host, the most simultaneous connections to any host, and the
-largest resident memory of any pytest process (controller or worker).
+Prints, per N: wall time, connections per host, the most simultaneous connections to any host, the most
+hosts probed at once, the largest resident memory of any pytest process (controller or worker), its growth
+per endpoint over the first size run, the verdicts (pass/fail/inconclusive) and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.reference.gateway import Gateway
+from conformance.report import read_junit
 from tests.fleet_proxy import FleetProxy, proxied_target
 
 # the passive families; not the dns family (one DNS zone behind all copies) nor the timing-based login
@@ -30,17 +33,30 @@ from tests.fleet_proxy import FleetProxy, proxied_target
 PASSIVE = ("-k", "not dns and not enumeration")
 
 
-def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[float, int]:
+# runs the scan and writes the largest resident memory of it or any process it waited for (the xdist workers):
+# a fresh parent per scan, because RUSAGE_CHILDREN keeps the maximum over every child a process ever had
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
+             "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+             "sys.exit(code)")
+ENDPOINTS = 7  # of one single_node gateway: mx, submission, submissions, imap, imaps, pop3, pop3s
+
+
+def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[float, int, str]:
+    junit = workdir / "fleet.xml"
     command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider", "-q",
-               "-o", "addopts=", "--mail-fail-on", "never", *PASSIVE, *extra,
+               "-o", "addopts=", "--mail-fail-on", "never", "--junitxml", str(junit), *PASSIVE, *extra,
                *(a for t in targets for a in ("--mail-target", str(t)))]
+    rss_file = workdir / "rss.txt"
     start = time.monotonic()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(command, check=False, capture_output=True, text=True, cwd=workdir)
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(rss_file), *command], check=False,
+                          capture_output=True, text=True, cwd=workdir)
     seconds = time.monotonic() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"scan failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return seconds, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    rss_kb = int(rss_file.read_text(encoding="utf-8"))
+    verdicts = Counter(case.verdict for case in read_junit(junit))
+    counts = "/".join(str(verdicts[v]) for v in ("pass", "fail", "inconclusive"))
+    return seconds, rss_kb, counts
 
 
 def main() -> None:
@@ -51,8 +67,10 @@ def main() -> None:
     parser.add_argument("--serial", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mailconform-fleet-"))
-    print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'conn/host':>10} {'max simult.':>12} {'max RSS MB':>11}")
-    # one node (five endpoints) per gateway: a fleet member is one host with its services
+    print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'conn/host':>10} {'max simult.':>12} {'hosts at once':>13} "
+          f"{'max RSS MB':>11} {'KB/endpoint':>11} {'pass/fail/inc':>14} {'load':>5}")
+    first_rss: dict[str, tuple[int, int]] = {}  # mode -> (N, RSS KB) of its first size
+    # one node (seven endpoints) per gateway: a fleet member is one host with its services
     with Gateway(["single_node"], workdir=workdir / "gateway") as gateway, FleetProxy(args.rtt_ms / 1000) as proxy:
         for size in args.sizes:
             targets = [proxied_target(gateway, proxy, f"127.0.1.{i + 1}" if i < 254 else f"127.0.2.{i - 253}",
@@ -60,10 +78,13 @@ def main() -> None:
             modes = [("serial", ())] if args.serial else []
             for mode, extra in modes + [(f"-n {n}", ("-n", n)) for n in args.workers]:
                 proxy.reset()
-                seconds, rss_kb = scan(targets, workdir, extra)
+                seconds, rss_kb, verdicts = scan(targets, workdir, extra)
                 per_host = sorted(set(proxy.opened.values()))
+                base_n, base_rss = first_rss.setdefault(mode, (size, rss_kb))
+                growth = (rss_kb - base_rss) / ((size - base_n) * ENDPOINTS) if size > base_n else 0.0
                 print(f"{size:>4} {mode:>8} {seconds:>8.1f} {'/'.join(map(str, per_host)):>10} "
-                      f"{max(proxy.peak.values(), default=0):>12} {rss_kb / 1024:>11.0f}", flush=True)
+                      f"{max(proxy.peak.values(), default=0):>12} {proxy.most_hosts:>13} {rss_kb / 1024:>11.0f} "
+                      f"{growth:>11.0f} {verdicts:>14} {os.getloadavg()[0]:>5.1f}", flush=True)
 
 
 if __name__ == "__main__":
