@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from conformance.fixtures.prefetch import TargetWork
 from conformance.fleet import group_owner, host_groups, load_targets, target_group_names
+from conformance.plugin import MailOptions
 from conformance.reference.flaws import FLAWS
 from conformance.reference.gateway import Gateway
 from conformance.report import read_junit
 from conformance.target import TargetError
+from conformance.verdict import FailOn
 from tests.fleet_proxy import FleetProxy, proxied_target
 from tests.suite_runner import SuiteRun, run_suite
 
@@ -179,3 +182,13 @@ def test_a_worker_probes_its_next_target_while_it_judges_one(fleet: Fleet) -> No
     assert serial_opened == dict(fleet.proxy.opened) and set(serial_opened) == {*HOSTS, NORTH}
     assert max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
     assert _verdicts(parallel) == _verdicts(serial) and len(serial.cases) > 30, parallel.describe()
+
+
+def test_oauth_refusals_use_the_per_host_budget(fleet: Fleet) -> None:
+    """Random tokens log nobody in, so the endpoints are asked side by side, within the budget (not one at a time)."""
+    target = load_targets([fleet.targets[0]])[0]
+    options = MailOptions(target, "baseline", FailOn.NEVER, False, False, None, (target,))
+    fleet.proxy.reset()
+    refusals = TargetWork(target, options).value("oauth_refusals")
+    assert all(a.result is not None and a.result.refusals for a in refusals.values()), refusals
+    assert 1 < fleet.proxy.peak[HOSTS[0]] <= BUDGET, fleet.proxy.peak
