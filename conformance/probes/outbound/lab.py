@@ -208,7 +208,8 @@ class Lab:
 
     def _context(self, host: str, posture: Posture) -> tuple[ssl.SSLContext | None, bytes]:
         name = f"elsewhere.{host.partition('.')[2]}" if posture is Posture.WRONG_NAME else host
-        issued = self.pki.issue(name, self_signed=posture is Posture.SELF_SIGNED)
+        issued = self.pki.issue(name, self_signed=posture is Posture.SELF_SIGNED,
+                                expired=posture is Posture.EXPIRED)
         if posture in (Posture.NO_STARTTLS, Posture.DOWN):
             return None, issued.leaf_der
         return _server_context(issued.chain_pem, issued.key_pem), issued.leaf_der
