@@ -300,11 +300,13 @@ _OUTBOUND = [
     _r("OUT-SNI-01", "The gateway sends SNI naming the MX host when it starts TLS",
        "RFC 7672 §8.1; RFC 6066 §3", SHOULD, "outbound", sensitive_data=MUST),
     _r("OUT-DANE-01", "With a DNSSEC-valid TLSA set the gateway delivers only over TLS to a matching "
-       "certificate: nothing to an MX whose certificate does not match, and the mail to one that does",
-       "RFC 7672 §2.2, §3.1.1; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound", sensitive_data=MUST),
-    _r("OUT-DANE-02", "With TLSA records published the gateway sends nothing to an MX that does not offer "
-       "STARTTLS", "RFC 7672 §2.2; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound",
+       "certificate: nothing to an MX whose certificate does not match, and the mail to one that does (under "
+       "DANE-EE an expired one too: its dates are not checked)",
+       "RFC 7672 §2.2, §3.1.1; RFC 7671 §5.1; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound",
        sensitive_data=MUST),
+    _r("OUT-DANE-02", "With TLSA records published the gateway sends nothing to an MX that does not offer "
+       "STARTTLS, refuses it (454) or fails the TLS handshake after it, plaintext least of all",
+       "RFC 7672 §2.2; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound", sensitive_data=MUST),
     _r("OUT-DNSSEC-01", "The gateway validates DNSSEC: MX and TLSA answers whose signatures fail are not used",
        "RFC 4035 §5; RFC 7672 §2.2, §2.2.1; BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M)", SHOULD, "outbound",
        sensitive_data=MUST),

@@ -37,6 +37,7 @@ from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
 
 SMTP_TIMEOUT = 10.0
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id"]
+X509_V_FLAG_NO_CHECK_TIME = 0x200000   # OpenSSL's flag (x509_vfy.h), which ssl.VerifyFlags does not name
 
 
 @dataclass(frozen=True)
@@ -232,15 +233,25 @@ class _Client:
         give_up = Result.BOUNCED if verify and not enforced else Result.DEFERRED
         try:
             smtp.starttls(context=self._context(verify))
-        except ssl.SSLError:
+        except ssl.SSLCertVerificationError:
             self.failure = "validation-failure"
             return give_up
+        except (ssl.SSLError, smtplib.SMTPResponseException, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            # STARTTLS refused (454) or a handshake that failed after its 220: no TLS to be had on this session
+            self.failure = ("starttls-not-supported" if isinstance(exc, smtplib.SMTPResponseException)
+                            else "validation-failure")
+            smtp.close()   # the session is dead: smtplib's QUIT on leaving the block would fail on it
+            return Result.BOUNCED if self.flaws.plaintext_after_failed_starttls else give_up
         if verify and not self._names_host(smtp):
             self.failure = "certificate-host-mismatch"
             smtp.quit()
             return give_up
         if self.dane is not None and not self._dane_match(smtp):
             self.failure = "tlsa-invalid"
+            smtp.quit()
+            return Result.DEFERRED
+        if self.dane is not None and self.flaws.dane_checks_expiry and _expired(smtp):
+            self.failure = "certificate-expired"
             smtp.quit()
             return Result.DEFERRED
         smtp.ehlo()
@@ -250,6 +261,8 @@ class _Client:
         if verify:   # the chain here, the name in _names_host: the no_sni flaw sends no name to check against
             context = ssl.create_default_context(cafile=str(self.route.lab_dir / "ca.pem"))
             context.check_hostname = False
+            if self.flaws.sts_ignores_expiry and self.sts_enforce:
+                context.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
             return context
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
@@ -280,6 +293,11 @@ class _Client:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         digest = hashlib.sha256(spki).digest()
         return any((r.usage, r.selector, r.mtype, r.cert) == (3, 1, 1, digest) for r in self.dane or ())
+
+
+def _expired(smtp: smtplib.SMTP) -> bool:
+    der = _peer_der(smtp)
+    return der is not None and x509.load_der_x509_certificate(der).not_valid_after_utc < dt.datetime.now(dt.UTC)
 
 
 def _peer_der(smtp: smtplib.SMTP) -> bytes | None:
