@@ -2,8 +2,8 @@
 the same logic a real MTA has (RFC 5321 §5.1, RFC 7672, RFC 7435), towards the suite's lab.
 
 MX, A and TLSA come from the configured resolver, validated (``validator.py``). With a secure TLSA RRset
-the sender requires STARTTLS and a certificate matching a DANE-EE record, or it does not deliver to that
-host (RFC 7672 §2.2); a bogus answer is never used. Without TLSA it uses STARTTLS opportunistically and
+the sender requires STARTTLS and a certificate matching a DANE-EE record (its dates unchecked, RFC 7672 §3.1.1),
+or it does not deliver to that host (RFC 7672 §2.2); a bogus answer is never used. Without TLSA it uses STARTTLS opportunistically and
 does not verify the certificate (RFC 7435). A 4xx or a host that cannot be reached means the next MX host,
 then a retry a moment later; every message is DKIM-signed (dkimpy) with the key the demo zone publishes.
 The SMTP client is the standard library's ``smtplib``, run in a worker thread.

@@ -3,7 +3,9 @@
 checks; a sender without its MTA-STS policy daemon fails exactly OUT-STS-01 (what Postfix really does: with
 no policy, ``dane`` without TLSA records is opportunistic, so the MX host outside the policy gets the mail;
 it passes OUT-STS-02, as testing mode asks no more than delivery); a sender without its DKIM milter fails
-exactly the DKIM check. The suite runs go side by side, each against its own lab, so the module takes about
+exactly the DKIM check. At an MX host whose handshake fails after STARTTLS's 220, every sender (no DANE or
+MTA-STS policy there) goes on in plaintext, which RFC 7435 allows: OUT-OPPORTUNISTIC-01 records it as evidence.
+The suite runs go side by side, each against its own lab, so the module takes about
 one outbound window.
 """
 
@@ -72,3 +74,15 @@ def test_outbound_verdicts(suite_runs: dict[str, SuiteRun], config: str) -> None
     expected = {rid: "skipped" if rid in SKIPPED else "fail" if rid in EXPECTED_FAILS[config] else "pass"
                 for rid in OUTBOUND}
     assert judged == expected, f"{config}:\n{run.describe()}"
+
+
+# What Postfix does at an MX host that answers STARTTLS with 220 and fails the handshake, with no DANE or MTA-STS
+# policy (OUT-OPPORTUNISTIC-01's evidence, no verdict: RFC 7435 allows cleartext or deferral).
+AFTER_FAILED_HANDSHAKE = "delivered in plaintext"
+
+
+@pytest.mark.parametrize("config", list(EXPECTED_FAILS))
+def test_what_postfix_does_after_a_failed_handshake(suite_runs: dict[str, SuiteRun], config: str) -> None:
+    (case,) = [c for c in suite_runs[config].cases if c.requirement == "OUT-OPPORTUNISTIC-01"]
+    evidence = dict(case.evidence)
+    assert AFTER_FAILED_HANDSHAKE in evidence.get("after_failed_handshake", ""), f"{config}: {evidence}"

@@ -113,7 +113,6 @@ class LabSMTP(SMTP):
         except Exception as error:
             raise TLSSetupException() from error
 
-
     async def _fail_handshake(self) -> None:
         """Take the ClientHello, answer it with a fatal handshake_failure alert and end the session the way
         aiosmtpd ends one whose handshake failed. The hello is read first: closing with it unread would reset
