@@ -264,3 +264,28 @@ def test_tlsrpt_sent(outbound_lab: LabReport, evidence: Evidence) -> None:
         assert any(p.failures >= 1 for p in named), (
             f"the TLS-RPT report for {domain} at {run.address} counts no failed session, although the gateway "
             f"refused its MX host ({result.scenario.name})")
+
+
+@pytest.mark.requirement("OUT-STS-03")
+def test_mta_sts_wildcard_policy_host_refused(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """BSI profile: the policy host serves a certificate for *.<domain> and its enforce policy names another MX
+    host. A sender that refuses the policy delivers over opportunistic TLS; one that accepts it delivers nothing.
+    Only a sender that applies MTA-STS at all (the controls of OUT-STS-01) makes the outcome evidence."""
+    result, outside = scenario(outbound_lab, "sts-wildcard"), scenario(outbound_lab, "sts-outside")
+    control = scenario(outbound_lab, "sts-enforce")
+    _record(evidence, outbound_lab, result, outside, control)
+    pattern = f"*.{result.sent.recipient.rpartition('@')[2]}"
+    if outside.delivered:
+        raise Inconclusive(f"the gateway delivered {outside.sent.recipient} to an MX host its MTA-STS policy does "
+                           f"not name: it does not apply MTA-STS, so delivery under the {pattern} policy proves nothing")
+    if not control.delivered:
+        _delivered_somewhere(outbound_lab)
+        raise Inconclusive(f"nothing arrived for {control.sent.recipient} (an MX host named by a valid MTA-STS "
+                           f"policy) within {control.waited:.1f} s: no delivery under the {pattern} policy proves nothing")
+    assert result.delivered, (
+        f"the gateway delivered nothing for {result.sent.recipient} within {result.waited:.1f} s: it accepted an "
+        f"MTA-STS policy served under a wildcard certificate ({pattern}): TR-03108 4.1.8 requires refusing it "
+        f"(and delivering over opportunistic TLS)")
+    plain = [a for a in result.arrivals if not a.tls_version]
+    assert not plain, (f"the gateway delivered {result.sent.recipient} to {plain[0].host} in plaintext although the "
+                       f"host offered STARTTLS")

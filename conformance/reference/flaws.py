@@ -210,6 +210,10 @@ _OAUTH_FLAWS = [
 _OUTBOUND_FLAWS.append(
     _f("tlsrpt_missing_failures", "outbound", "the gateway's TLS-RPT report counts no failed session (a TLSA "
        "mismatch included)", "OUT-TLSRPT-01"))
+# checked in the bsi profile only (tests/test_flaws.py runs it there)
+_OUTBOUND_FLAWS.append(
+    _f("sts_wildcard_accepted", "outbound", "the gateway accepts an MTA-STS policy whose host serves a wildcard "
+       "certificate", "OUT-STS-03"))
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
                                                                  *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
 
@@ -318,6 +322,7 @@ class Flaws:
     basic_auth_still_on: bool = False
     oauth_error_reveals_user: bool = False
     tlsrpt_missing_failures: bool = False
+    sts_wildcard_accepted: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

@@ -168,7 +168,8 @@ class Sender:
         if addresses is None:
             return None
         return await asyncio.to_thread(fetch_policy, f"mta-sts.{domain}", addresses[0].address,
-                                       route.https_port, route.lab_dir / "ca.pem")
+                                       route.https_port, route.lab_dir / "ca.pem",
+                                       allow_wildcard=self.flaws.sts_wildcard_accepted)
 
     async def _to_host(self, route: Route, validator: Validator, host: str, mx_security: Security, mail_from: str,
                        rcpts: list[str], message: bytes, enforce: bool = False, domain: str = "") -> Result:

@@ -189,11 +189,18 @@ class Lab:
                     if (policy := sts_policy(s, domain)) is not None}
         if not policies:
             return
-        first, *rest = policies
+        wildcards = {f"mta-sts.{s.domain(domain)}": f"*.{s.domain(domain)}" for s in self.scenarios
+                     if s.policy_wildcard and f"mta-sts.{s.domain(domain)}" in policies}
+        first, *rest = [host for host in policies if host not in wildcards] or [f"mta-sts.{domain}"]
         issued = self.pki.issue(first, also=tuple(rest))
+        context = _server_context(issued.chain_pem, issued.key_pem)
+        _serve_by_name(context, {host: self._wildcard_context(pattern) for host, pattern in wildcards.items()})
         self.policy_host = PolicyHost(policies)
-        await self.policy_host.start(self.outbound.address, self.outbound.https_port,
-                                     _server_context(issued.chain_pem, issued.key_pem))
+        await self.policy_host.start(self.outbound.address, self.outbound.https_port, context)
+
+    def _wildcard_context(self, pattern: str) -> ssl.SSLContext:
+        issued = self.pki.issue(pattern)
+        return _server_context(issued.chain_pem, issued.key_pem)
 
     async def __aexit__(self, *_: object) -> None:
         for server in self._servers:
@@ -271,6 +278,19 @@ def _refused_domains(results: Iterable[ScenarioResult]) -> set[str]:
 
 def _reported(messages: Iterable[bytes]) -> set[str]:
     return {p.domain.rstrip(".").lower() for m in messages for p in parse_report(m).policies}
+
+
+def _serve_by_name(context: ssl.SSLContext, by_name: dict[str, ssl.SSLContext]) -> None:
+    """The policy host answers a client naming one of ``by_name`` (SNI) with that context's certificate."""
+    if not by_name:
+        return
+
+    def pick(connection: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+        chosen = by_name.get((name or "").lower())
+        if chosen is not None:
+            connection.context = chosen
+
+    context.sni_callback = pick  # type: ignore[assignment]
 
 
 def _server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

@@ -46,6 +46,7 @@ class Scenario:
     bogus: bool = False                 # the MX and TLSA signatures do not verify
     sts: Sts = Sts.NONE
     deliver: bool = True                # a conforming sender delivers (else: it must not)
+    policy_wildcard: bool = False       # the policy host serves a lab-CA certificate for *.<scenario domain>
 
     def domain(self, base: str) -> str:
         return f"{self.name}.{base}"
@@ -54,7 +55,7 @@ class Scenario:
         return tuple(f"mx{i + 1}.{self.domain(base)}" for i in range(len(self.mx)))
 
 
-SCENARIOS = (
+SCENARIOS: tuple[Scenario, ...] = (
     Scenario("starttls", (Posture.GOOD,)),
     Scenario("dane-match", (Posture.GOOD,), Tlsa.MATCH),
     Scenario("dane-mismatch", (Posture.GOOD,), Tlsa.MISMATCH, deliver=False),
@@ -69,6 +70,10 @@ SCENARIOS = (
     Scenario("sts-wrongname", (Posture.WRONG_NAME,), sts=Sts.ENFORCE, deliver=False),
     Scenario("sts-testing", (Posture.SELF_SIGNED,), sts=Sts.TESTING),
 )
+# BSI TR-03108 4.1.8: a policy served under a wildcard certificate is no policy. The policy names another MX
+# host, so the outcome tells the two senders apart: one that accepts the policy delivers nothing, a BSI sender
+# (no valid policy: opportunistic TLS) delivers over TLS. ``deliver`` is the BSI sender's outcome.
+SCENARIOS = (*SCENARIOS, Scenario("sts-wildcard", (Posture.GOOD,), sts=Sts.ENFORCE_OTHER_MX, policy_wildcard=True))
 BY_NAME = {s.name: s for s in SCENARIOS}
 # TLS-RPT reports (RFC 8460 §3) go to the "starttls" scenario's good MX host: no extra server, a posture any
 # sender delivers to
