@@ -44,6 +44,30 @@ def _record(evidence: Evidence, report: LabReport, *results: ScenarioResult) -> 
         seen = ", ".join(_where(a) for a in result.arrivals) or f"nothing within {result.waited:.1f} s"
         evidence.add(f"scenario.{result.scenario.name}", f"{result.sent.recipient}: {seen}; "
                      f"{result.connections} connection(s) to its MX hosts")
+        _record_dsn(evidence, report, result)
+
+
+def _record_dsn(evidence: Evidence, report: LabReport, result: ScenarioResult) -> None:
+    """What the gateway reported back to the test account about this message (RFC 3464), if anything."""
+    if report.dsns is None:
+        return
+    if report.dsns.reason:
+        evidence.add("dsn", f"no DSN read: {report.dsns.reason}")
+        return
+    notices = report.dsns.about(result.sent.recipient)
+    if notices:
+        evidence.add(f"dsn.{result.scenario.name}", "the gateway reported: "
+                     + " | ".join(n.describe() for n in notices))
+    elif not result.delivered:
+        evidence.add(f"dsn.{result.scenario.name}", f"no DSN for it in the test account's mailbox "
+                     f"({report.dsns.mailbox})")
+
+
+def _no_delivery_reported(report: LabReport, result: ScenarioResult, why: str) -> None:
+    """A must-not-deliver message the gateway reports delivered (or relayed) went somewhere else."""
+    claimed = [n for n in report.dsns.about(result.sent.recipient) if n.says_delivered] if report.dsns else []
+    assert not claimed, (f"the gateway reported {result.sent.recipient} as {claimed[0].action} ({claimed[0].describe()}), "
+                         f"although nothing arrived at the lab: it delivered elsewhere what {why} forbids")
 
 
 def _delivered_somewhere(report: LabReport) -> None:
@@ -114,6 +138,7 @@ def test_dane_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
     _record(evidence, outbound_lab, good, bad)
     assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
                               f"its certificate matches none of the host's DNSSEC-valid TLSA records")
+    _no_delivery_reported(outbound_lab, bad, "a mismatching DNSSEC-valid TLSA record")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host's certificate matches its DNSSEC-valid TLSA record")
     plain = [a for a in good.arrivals if not a.tls_version]
@@ -127,6 +152,7 @@ def test_dane_requires_starttls(outbound_lab: LabReport, evidence: Evidence) -> 
     _record(evidence, outbound_lab, result)
     assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
                                  f"although the host publishes TLSA records and offers no STARTTLS")
+    _no_delivery_reported(outbound_lab, result, "a TLSA record without STARTTLS")
     _delivered_somewhere(outbound_lab)
 
 
@@ -137,6 +163,7 @@ def test_bogus_dnssec_not_used(outbound_lab: LabReport, evidence: Evidence) -> N
     _record(evidence, outbound_lab, result)
     assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
                                  f"although the MX and TLSA signatures of that domain do not verify")
+    _no_delivery_reported(outbound_lab, result, "bogus DNSSEC")
     _delivered_somewhere(outbound_lab)
 
 
@@ -195,6 +222,8 @@ def test_mta_sts_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
         assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
                                   f"its certificate ({bad.scenario.mx[0].value.removeprefix('STARTTLS with ')}) fails "
                                   f"PKIX validation and the domain's MTA-STS policy is in enforce mode")
+    for refused in (outside, *badcerts):
+        _no_delivery_reported(outbound_lab, refused, "its domain's MTA-STS policy (enforce)")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host is named by the MTA-STS policy and its certificate is valid")
     plain = [a for a in good.arrivals if not a.tls_version]

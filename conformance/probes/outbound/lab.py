@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Self
 
 from conformance.probes.outbound.dns import LabDns
+from conformance.probes.outbound.dsn import DsnRead, read_dsns
 from conformance.probes.outbound.mx import Arrival, MxLog, start_mx
 from conformance.probes.outbound.pki import LabPki
 from conformance.probes.outbound.scenarios import (
@@ -89,6 +90,7 @@ class LabReport:
     refused: tuple[str, ...] = ()                        # recipients the MX hosts refused (not ours)
     dns_queries: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     tlsrpt: TlsRptRun | None = None                      # None: the target has no tlsrpt_send hook
+    dsns: DsnRead | None = None                          # what the gateway reported back (None: not looked)
 
 
 def recipient(scenario: Scenario, domain: str, tag: str) -> str:
@@ -221,9 +223,9 @@ class Lab:
         return _server_context(issued.chain_pem, issued.key_pem), issued.leaf_der
 
     async def run(self, tag: str, send: Sequence[tuple[Scenario, str, bytes]], sender: Sender,
-                  window: float) -> LabReport:
+                  window: float, dsns: Callable[[], Awaitable[DsnRead]] | None = None) -> LabReport:
         """``sender(to, message)`` is awaited per scenario at once; then the window runs out (from the last
-        submission on)."""
+        submission on). ``dsns`` reads what the gateway reported back, beside the TLS-RPT hook."""
         sent = await asyncio.gather(*(self._send(sender, scenario, to, message) for scenario, to, message in send))
         # the window runs from the moment the gateway holds every message: a slow submission costs no window
         started = time.monotonic()
@@ -237,13 +239,18 @@ class Lab:
             hosts = scenario.hosts(self.outbound.domain)
             results[scenario.name] = ScenarioResult(scenario, how, mine,
                                                     sum(self.log.connections.get(h, 0) for h in hosts), waited)
-        tlsrpt = (await self._tlsrpt(self.outbound.tlsrpt_send, window, _refused_domains(results.values()))
-                  if self.outbound.tlsrpt_send else None)
+        tlsrpt, dsn_read = await asyncio.gather(self._tlsrpt_if_hooked(window, results.values()),
+                                                _none() if dsns is None else dsns())
         reports = report_address(self.outbound.domain)
         stale = sum(1 for a in self.log.arrivals
                     if not any(r.startswith(f"mc-{tag}@") or r == reports for r in a.recipients))
         return LabReport(tag, window, results, stale, tuple(self.log.refused),
-                         tuple(self._dns.queries) if self._dns else (), tlsrpt)
+                         tuple(self._dns.queries) if self._dns else (), tlsrpt, dsn_read)
+
+    async def _tlsrpt_if_hooked(self, window: float, results: Iterable[ScenarioResult]) -> TlsRptRun | None:
+        if not self.outbound.tlsrpt_send:
+            return None
+        return await self._tlsrpt(self.outbound.tlsrpt_send, window, _refused_domains(results))
 
     async def _tlsrpt(self, argv: Sequence[str], window: float, expected: set[str]) -> TlsRptRun:
         """Run the hook once every scenario had its window, then wait (at most one more window) until reports
@@ -267,6 +274,10 @@ class Lab:
         except ProbeError as exc:
             return Sent(scenario.name, to, False, str(exc))
         return Sent(scenario.name, to, True, str(words))
+
+
+async def _none() -> None:
+    return None
 
 
 def _refused_domains(results: Iterable[ScenarioResult]) -> set[str]:
@@ -304,8 +315,10 @@ def _server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 
 
 async def run_lab(outbound: Outbound, cfg: ProbeConfig, account: Account, endpoint: Endpoint | None,
-                  window: float, scenarios: tuple[Scenario, ...] = SCENARIOS) -> LabReport:
-    """The whole run: lab up, one message per scenario (through the send hook or by submission)."""
+                  window: float, scenarios: tuple[Scenario, ...] = SCENARIOS, *,
+                  mailbox: Endpoint | None = None) -> LabReport:
+    """The whole run: lab up, one message per scenario (through the send hook or by submission); after the
+    window, the DSNs in the test account's ``mailbox`` (IMAP)."""
     tag = secrets.token_hex(4)
     messages = [(s, to, make_message(account, to, s, tag))
                 for s, to in ((s, recipient(s, outbound.domain, tag)) for s in scenarios)]
@@ -322,5 +335,11 @@ async def run_lab(outbound: Outbound, cfg: ProbeConfig, account: Account, endpoi
         except ProbeError as exc:
             raise type(exc)(scrub(str(exc), cfg.secrets)) from None
 
+    async def dsns() -> DsnRead:
+        if mailbox is None:
+            return DsnRead("", reason="the target has no IMAP endpoint: the test account's mailbox (and any "
+                                      "DSN the gateway sent it) was not read")
+        return await asyncio.to_thread(read_dsns, mailbox, cfg, account, tag)
+
     async with Lab(outbound, scenarios) as lab:
-        return await lab.run(tag, messages, sender, window)
+        return await lab.run(tag, messages, sender, window, dsns)
