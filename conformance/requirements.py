@@ -333,6 +333,11 @@ _OUTBOUND.append(
        "JSON report by mail that names the policy domain and counts the failed sessions",
        "RFC 8460 §3, §5.3", SHOULD, "outbound"))
 
+# issue 15, BSI profile only: TR-03108 deviates from RFC 8461 §3.3 (which lets a wildcard DNS-ID name the policy host)
+_OUTBOUND.append(
+    _r("OUT-STS-03", "The gateway refuses an MTA-STS policy whose policy host serves a wildcard certificate",
+       "BSI TR-03108 v2.0 4.1.8 (TR-03108-08-R); RFC 8461 §3.3", SHOULD, "outbound", profiles=("bsi",)))
+
 # OAuth 2.0 logins (issue 17): bearer tokens travel like passwords, and their refusals must not leak users.
 _OAUTH = [
     _r("AUTH-OAUTH-01", "OAuth mechanisms (OAUTHBEARER, XOAUTH2) are offered only inside TLS",

@@ -44,6 +44,30 @@ def _record(evidence: Evidence, report: LabReport, *results: ScenarioResult) -> 
         seen = ", ".join(_where(a) for a in result.arrivals) or f"nothing within {result.waited:.1f} s"
         evidence.add(f"scenario.{result.scenario.name}", f"{result.sent.recipient}: {seen}; "
                      f"{result.connections} connection(s) to its MX hosts")
+        _record_dsn(evidence, report, result)
+
+
+def _record_dsn(evidence: Evidence, report: LabReport, result: ScenarioResult) -> None:
+    """What the gateway reported back to the test account about this message (RFC 3464), if anything."""
+    if report.dsns is None:
+        return
+    if report.dsns.reason:
+        evidence.add("dsn", f"no DSN read: {report.dsns.reason}")
+        return
+    notices = report.dsns.about(result.sent.recipient)
+    if notices:
+        evidence.add(f"dsn.{result.scenario.name}", "the gateway reported: "
+                     + " | ".join(n.describe() for n in notices))
+    elif not result.delivered:
+        evidence.add(f"dsn.{result.scenario.name}", f"no DSN for it in the test account's mailbox "
+                     f"({report.dsns.mailbox})")
+
+
+def _no_delivery_reported(report: LabReport, result: ScenarioResult, why: str) -> None:
+    """A must-not-deliver message the gateway reports delivered (or relayed) went somewhere else."""
+    claimed = [n for n in report.dsns.about(result.sent.recipient) if n.says_delivered] if report.dsns else []
+    assert not claimed, (f"the gateway reported {result.sent.recipient} as {claimed[0].action} ({claimed[0].describe()}), "
+                         f"although nothing arrived at the lab: it delivered elsewhere what {why} forbids")
 
 
 def _delivered_somewhere(report: LabReport) -> None:
@@ -114,6 +138,7 @@ def test_dane_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
     _record(evidence, outbound_lab, good, bad)
     assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
                               f"its certificate matches none of the host's DNSSEC-valid TLSA records")
+    _no_delivery_reported(outbound_lab, bad, "a mismatching DNSSEC-valid TLSA record")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host's certificate matches its DNSSEC-valid TLSA record")
     plain = [a for a in good.arrivals if not a.tls_version]
@@ -149,6 +174,8 @@ def test_dane_requires_starttls(outbound_lab: LabReport, evidence: Evidence) -> 
         assert not result.arrivals, (
             f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} although the host "
             f"publishes TLSA records and {DANE_NO_TLS[result.scenario.name]}")
+        _no_delivery_reported(outbound_lab, result,
+                              f"a TLSA record and a host that {DANE_NO_TLS[result.scenario.name]}")
     _delivered_somewhere(outbound_lab)
 
 
@@ -159,6 +186,7 @@ def test_bogus_dnssec_not_used(outbound_lab: LabReport, evidence: Evidence) -> N
     _record(evidence, outbound_lab, result)
     assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
                                  f"although the MX and TLSA signatures of that domain do not verify")
+    _no_delivery_reported(outbound_lab, result, "bogus DNSSEC")
     _delivered_somewhere(outbound_lab)
 
 
@@ -234,6 +262,8 @@ def test_mta_sts_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
         assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
                                   f"its certificate ({bad.scenario.mx[0].value.removeprefix('STARTTLS with ')}) fails "
                                   f"PKIX validation and the domain's MTA-STS policy is in enforce mode")
+    for refused in (outside, *badcerts):
+        _no_delivery_reported(outbound_lab, refused, "its domain's MTA-STS policy (enforce)")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host is named by the MTA-STS policy and its certificate is valid")
     plain = [a for a in good.arrivals if not a.tls_version]
@@ -303,3 +333,28 @@ def test_tlsrpt_sent(outbound_lab: LabReport, evidence: Evidence) -> None:
         assert any(p.failures >= 1 for p in named), (
             f"the TLS-RPT report for {domain} at {run.address} counts no failed session, although the gateway "
             f"refused its MX host ({result.scenario.name})")
+
+
+@pytest.mark.requirement("OUT-STS-03")
+def test_mta_sts_wildcard_policy_host_refused(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """BSI profile: the policy host serves a certificate for *.<domain> and its enforce policy names another MX
+    host. A sender that refuses the policy delivers over opportunistic TLS; one that accepts it delivers nothing.
+    Only a sender that applies MTA-STS at all (the controls of OUT-STS-01) makes the outcome evidence."""
+    result, outside = scenario(outbound_lab, "sts-wildcard"), scenario(outbound_lab, "sts-outside")
+    control = scenario(outbound_lab, "sts-enforce")
+    _record(evidence, outbound_lab, result, outside, control)
+    pattern = f"*.{result.sent.recipient.rpartition('@')[2]}"
+    if outside.delivered:
+        raise Inconclusive(f"the gateway delivered {outside.sent.recipient} to an MX host its MTA-STS policy does "
+                           f"not name: it does not apply MTA-STS, so delivery under the {pattern} policy proves nothing")
+    if not control.delivered:
+        _delivered_somewhere(outbound_lab)
+        raise Inconclusive(f"nothing arrived for {control.sent.recipient} (an MX host named by a valid MTA-STS "
+                           f"policy) within {control.waited:.1f} s: no delivery under the {pattern} policy proves nothing")
+    assert result.delivered, (
+        f"the gateway delivered nothing for {result.sent.recipient} within {result.waited:.1f} s: it accepted an "
+        f"MTA-STS policy served under a wildcard certificate ({pattern}): TR-03108 4.1.8 requires refusing it "
+        f"(and delivering over opportunistic TLS)")
+    plain = [a for a in result.arrivals if not a.tls_version]
+    assert not plain, (f"the gateway delivered {result.sent.recipient} to {plain[0].host} in plaintext although the "
+                       f"host offered STARTTLS")

@@ -219,6 +219,10 @@ _OUTBOUND_FLAWS += [
     _f("sts_ignores_expiry", "outbound", "under an MTA-STS enforce policy the gateway accepts an expired MX "
        "certificate", "OUT-STS-01"),
 ]
+# checked in the bsi profile only (tests/test_flaws.py runs it there)
+_OUTBOUND_FLAWS.append(
+    _f("sts_wildcard_accepted", "outbound", "the gateway accepts an MTA-STS policy whose host serves a wildcard "
+       "certificate", "OUT-STS-03"))
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
                                                                  *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
 
@@ -330,6 +334,7 @@ class Flaws:
     dane_checks_expiry: bool = False
     plaintext_after_failed_starttls: bool = False
     sts_ignores_expiry: bool = False
+    sts_wildcard_accepted: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

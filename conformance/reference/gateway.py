@@ -94,6 +94,7 @@ class Gateway:
         self._dns: DnsResponder | None = None   # the demo domain's signed zone (dns and failover families)
         self._zone_key: ZoneKey | None = None
         self.sender = Sender(self.flaws)        # outbound mail, sent once write_target(outbound=True) set a route
+        self.sender.mailbox = self.store        # its delay notices (RFC 3464) go to the local sender
         self._mta_sts: PolicyServer | None = None   # the MTA-STS policy host (HTTPS) of the demo domain
 
     # --- lifecycle ----------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Scenario:
     bogus: bool = False                 # the MX and TLSA signatures do not verify
     sts: Sts = Sts.NONE
     deliver: bool = True                # a conforming sender delivers (else: it must not)
+    policy_wildcard: bool = False       # the policy host serves a lab-CA certificate for *.<scenario domain>
 
     def domain(self, base: str) -> str:
         return f"{self.name}.{base}"
@@ -82,6 +83,10 @@ SCENARIOS += (
     # no policy: RFC 7435 lets a sender fall back to cleartext or defer, so this one is evidence, not a verdict
     Scenario("tlsfail", (Posture.HANDSHAKE_FAILS,)),
 )
+# BSI TR-03108 4.1.8: a policy served under a wildcard certificate is no policy. The policy names another MX
+# host, so the outcome tells the two senders apart: one that accepts the policy delivers nothing, a BSI sender
+# (no valid policy: opportunistic TLS) delivers over TLS. ``deliver`` is the BSI sender's outcome.
+SCENARIOS = (*SCENARIOS, Scenario("sts-wildcard", (Posture.GOOD,), sts=Sts.ENFORCE_OTHER_MX, policy_wildcard=True))
 BY_NAME = {s.name: s for s in SCENARIOS}
 # TLS-RPT reports (RFC 8460 §3) go to the "starttls" scenario's good MX host: no extra server, a posture any
 # sender delivers to

@@ -205,3 +205,36 @@ def test_postures_expired_handshake_failure_and_454(outbound: Outbound) -> None:
     certificate = x509.load_der_x509_certificate(expired)
     assert certificate.not_valid_after_utc < dt.datetime.now(dt.UTC)
     assert "handshake failure" in alert.lower() and "handshake failure" in alert_too.lower() and refused == "454"
+
+
+def test_the_wildcard_scenario_serves_its_policy_under_a_wildcard_certificate_only(outbound: Outbound) -> None:
+    """sts-wildcard's policy host answers its SNI with *.sts-wildcard.<domain>: an RFC 8461 sender accepts the
+    policy (another MX host), the reference's BSI fetch refuses it; the other policy hosts keep their exact name."""
+    from conformance.reference.sts_fetch import fetch_policy, names_exactly
+
+    outbound = Outbound(outbound.domain, outbound.address, outbound.dns_port, outbound.mx_port,
+                        _free_port(outbound.address), outbound.lab_dir)
+    assert outbound.lab_dir is not None
+    ca = outbound.lab_dir / "ca.pem"
+
+    def served(scenario: str) -> bytes | None:
+        context = ssl.create_default_context(cafile=str(ca))
+        with socket.create_connection((outbound.address, outbound.https_port), 5) as raw, \
+                context.wrap_socket(raw, server_hostname=f"mta-sts.{scenario}.{DOMAIN}") as tls:
+            return tls.getpeercert(binary_form=True)
+
+    def fetch(scenario: str, allow_wildcard: bool) -> object:
+        return fetch_policy(f"mta-sts.{scenario}.{DOMAIN}", outbound.address, outbound.https_port, ca,
+                            allow_wildcard=allow_wildcard)
+
+    async def body(lab: Lab) -> tuple[object, ...]:
+        return (await asyncio.to_thread(served, "sts-wildcard"), await asyncio.to_thread(served, "sts-enforce"),
+                await asyncio.to_thread(fetch, "sts-wildcard", True), await asyncio.to_thread(fetch, "sts-wildcard", False),
+                await asyncio.to_thread(fetch, "sts-enforce", False))
+    wildcard_der, exact_der, accepted, refused, exact = _in_lab(outbound, body)  # type: ignore[misc]
+    assert isinstance(wildcard_der, bytes) and isinstance(exact_der, bytes)
+    assert not names_exactly(wildcard_der, f"mta-sts.sts-wildcard.{DOMAIN}")
+    assert names_exactly(exact_der, f"mta-sts.sts-enforce.{DOMAIN}")
+    assert accepted is not None and not accepted.allows(f"mx1.sts-wildcard.{DOMAIN}")  # type: ignore[attr-defined]
+    assert refused is None and exact is not None
+    assert BY_NAME["sts-wildcard"].deliver   # the BSI sender's outcome: the policy refused, opportunistic TLS
