@@ -112,7 +112,8 @@ def _result(name: str, tls: bool) -> ScenarioResult:
 def test_a_dsn_saying_delivered_fails_a_must_not_deliver_scenario() -> None:
     """Nothing arrived at the mismatching MX host, yet the gateway reports the message relayed: it went
     elsewhere. A DSN saying "delayed" changes nothing."""
-    results = {"dane-match": _result("dane-match", True), "dane-mismatch": _result("dane-mismatch", False)}
+    results = {"dane-match": _result("dane-match", True), "dane-mismatch": _result("dane-mismatch", False),
+               "dane-expired": _result("dane-expired", True)}
     relayed = Dsn("mc-0000beef@dane-mismatch.outbound.test", "relayed", "2.0.0", "smtp; 250 ok")
     report = LabReport("0000beef", 3.0, results, dsns=DsnRead("imaps@node1", (relayed,)))
     with pytest.raises(AssertionError, match="reported mc-0000beef@dane-mismatch.outbound.test as relayed"):
