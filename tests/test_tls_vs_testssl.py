@@ -20,16 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tls_servers import tlslite_server
 
 from conformance.probes.tls.scan import TlsScan
 from conformance.probes.tls.wire import TlsVersion
 from conformance.probes.wire.outcome import Attempt
 from conformance.reference.gateway import Gateway
 from conformance.target import Endpoint, Service
-from tests.test_checks_tls_posture import PreRfc7507Connection
-from tests.test_checks_tls_vulns import PaddingOracleConnection
-from tests.tls_peers import agrees, scan, suite_verdict
+from tests.tls_peers import agrees, scan, suite_verdict, tlslite_oracle
 
 pytestmark = pytest.mark.real
 
@@ -57,10 +54,6 @@ EXPECTED_FAILURES = {
     "weak gateway": {"TLS-VER-01", "TLS-PREF-01", "TLS-KEX-01"},
     "tlslite oracle": {"TLS-VER-01", "TLS-ROBOT-01"},
 }
-
-
-class PreRfc7507PaddingOracle(PaddingOracleConnection, PreRfc7507Connection):
-    """tlslite-ng with a Bleichenbacher oracle that ignores TLS_FALLBACK_SCSV: two findings in one server."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +101,7 @@ def _endpoints() -> Iterator[dict[str, Endpoint]]:
         good = stack.enter_context(Gateway())
         # the three flaws whose findings testssl.sh reports: TLS 1.0/1.1, client's order, Oakley group 2
         weak = stack.enter_context(Gateway(("tls1_0", "client_cipher_preference", "weak_dh_params")))
-        oracle = stack.enter_context(tlslite_server(
-            min_version=(3, 2), max_version=(3, 3), cipher_names=("aes128gcm", "aes128"),
-            key_exchange_names=("rsa", "ecdhe_rsa"), smtp=True, connection=PreRfc7507PaddingOracle))
+        oracle = stack.enter_context(tlslite_oracle())
         yield {"good gateway": Endpoint(Service.MX, "node1", "localhost", good.ports[("node1", "mx")], "127.0.0.1"),
                "weak gateway": Endpoint(Service.MX, "node1", "localhost", weak.ports[("node1", "mx")], "127.0.0.1"),
                "tlslite oracle": oracle.endpoint}

@@ -6,11 +6,13 @@ plugin would call it, so a comparison follows the check's logic rather than a co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tls_servers import Served, tlslite_server
 
 from conformance.checks import test_tls, test_tls_posture, test_tls_vulns
 from conformance.evidence import Evidence
@@ -19,6 +21,8 @@ from conformance.probes.wire.outcome import Attempt
 from conformance.requirements import CATALOGUE
 from conformance.target import Endpoint
 from conformance.verdict import Inconclusive
+from tests.test_checks_tls_posture import PreRfc7507Connection
+from tests.test_checks_tls_vulns import PaddingOracleConnection
 
 CHECK_MODULES = (test_tls, test_tls_posture, test_tls_vulns)
 
@@ -66,3 +70,16 @@ def agrees(ours: str | None, theirs: str) -> bool:
     """A skip is the suite finding nothing in scope (e.g. no TLS 1.0-1.2 for Heartbleed): a peer's
     "not vulnerable"."""
     return ours == theirs or (ours == "skip" and theirs == "pass")
+
+
+class PreRfc7507PaddingOracle(PaddingOracleConnection, PreRfc7507Connection):
+    """tlslite-ng with a Bleichenbacher oracle that ignores TLS_FALLBACK_SCSV: two findings in one server."""
+
+
+@contextlib.contextmanager
+def tlslite_oracle() -> Iterator[Served]:
+    """The vulnerable peer endpoint: SMTP STARTTLS, TLS 1.1 and 1.2, RSA and ECDHE key exchange."""
+    with tlslite_server(min_version=(3, 2), max_version=(3, 3), cipher_names=("aes128gcm", "aes128"),
+                        key_exchange_names=("rsa", "ecdhe_rsa"), smtp=True,
+                        connection=PreRfc7507PaddingOracle) as served:
+        yield served
