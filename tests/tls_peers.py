@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from tls_servers import Served, tlslite_server
 
-from conformance.checks import test_tls, test_tls_posture, test_tls_vulns
+import conformance.checks
 from conformance.evidence import Evidence
 from conformance.probes.tls.scan import ScanSettings, TlsScan, scan_endpoint
 from conformance.probes.wire.outcome import Attempt
@@ -24,7 +26,9 @@ from conformance.verdict import Inconclusive
 from tests.test_checks_tls_posture import PreRfc7507Connection
 from tests.test_checks_tls_vulns import PaddingOracleConnection
 
-CHECK_MODULES = (test_tls, test_tls_posture, test_tls_vulns)
+# every TLS check module, so a check added in a new one (TLS-RENEG-02, say) is found without an edit here
+CHECK_MODULES = tuple(importlib.import_module(f"conformance.checks.{m.name}")
+                      for m in pkgutil.iter_modules(conformance.checks.__path__) if m.name.startswith("test_tls"))
 
 
 def scan(endpoint: Endpoint) -> Attempt[TlsScan]:
