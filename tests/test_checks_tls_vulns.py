@@ -35,7 +35,8 @@ class PaddingOracleConnection(TLSConnection):  # type: ignore[misc]
 
     def _getMsg(self, expectedType, secondaryType=None, constructorType=None):  # type: ignore[no-untyped-def]
         for result in super()._getMsg(expectedType, secondaryType, constructorType):
-            if isinstance(result, ClientKeyExchange):
+            # only an RSA key exchange carries a premaster block: ECDHE handshakes go through untouched
+            if isinstance(result, ClientKeyExchange) and result.encryptedPreMasterSecret:
                 premaster = self.oracle_key.decrypt(result.encryptedPreMasterSecret)
                 if premaster is None or len(premaster) != 48:
                     yield from self._sendError(AlertDescription.decrypt_error, "bad PKCS#1 padding")
