@@ -212,6 +212,9 @@ _OUTBOUND_FLAWS.append(
        "mismatch included)", "OUT-TLSRPT-01"))
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
                                                                  *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
+# issue 16, branch tls-reneg
+FLAWS["client_renegotiation"] = _f("client_renegotiation", "tls", "the server runs a new full handshake whenever a "
+                                   "client asks (client-initiated renegotiation, a DoS lever)", "TLS-RENEG-02")
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,7 @@ class Flaws:
     basic_auth_still_on: bool = False
     oauth_error_reveals_user: bool = False
     tlsrpt_missing_failures: bool = False
+    client_renegotiation: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:
