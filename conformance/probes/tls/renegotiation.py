@@ -119,16 +119,17 @@ def _renegotiate(sock: socket.socket, host: str, timeout: float) -> Renegotiatio
     for _ in range(RENEGOTIATIONS):
         if not connection.renegotiate():
             raise LocalError("our TLS client could not start a renegotiation")
+        del alerts[:]  # only this renegotiation's answer counts
         try:
             wire.drive(lambda: _read_on(connection), done=lambda: not connection.renegotiate_pending())
         except _Closed:
-            return Renegotiation(accepted, f"the server sent {alerts[-1]}" if alerts
+            return Renegotiation(accepted, f"the server sent {alerts[0]}" if alerts
                                  else "the server closed the connection")
         except SSL.Error as exc:
             if not alerts:  # our client stopped on what the server sent: no refusal, no acceptance either
                 raise ProtocolViolation(f"renegotiation {accepted + 1} ended without an answer from the server: "
                                         f"our TLS client gave up ({_openssl_reason(exc)})") from exc
-            return Renegotiation(accepted, f"the server sent {alerts[-1]}")
+            return Renegotiation(accepted, f"the server sent {alerts[0]}")
         accepted += 1
     return Renegotiation(accepted, None)
 
