@@ -126,6 +126,12 @@ _TLS_POSTURE += [
     _r("TLS-0RTT-01", "TLS 1.3 0-RTT is not offered (session tickets carry no early_data); resumption reported",
        "RFC 8446 Appendix E.5 (no 0-RTT without a profile defining it), §4.6.1, §8", MUST, "tls"),
 ]
+# issue 16, branch tls-reneg: renegotiation as a DoS lever
+_TLS_POSTURE += [
+    _r("TLS-RENEG-02", "Client-initiated renegotiation is refused (TLS 1.2 and older; TLS 1.3 has none)",
+       "CVE-2011-1473 (client-initiated renegotiation DoS); RFC 5746 §5 (servers may refuse to renegotiate "
+       "at all)", SHOULD, "tls"),
+]
 
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",

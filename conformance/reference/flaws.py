@@ -225,6 +225,9 @@ _OUTBOUND_FLAWS.append(
        "certificate", "OUT-STS-03"))
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
                                                                  *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
+# issue 16, branch tls-reneg
+FLAWS["client_renegotiation"] = _f("client_renegotiation", "tls", "the server runs a new full handshake whenever a "
+                                   "client asks (client-initiated renegotiation, a DoS lever)", "TLS-RENEG-02")
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,7 @@ class Flaws:
     plaintext_after_failed_starttls: bool = False
     sts_ignores_expiry: bool = False
     sts_wildcard_accepted: bool = False
+    client_renegotiation: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:
