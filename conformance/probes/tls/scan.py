@@ -23,6 +23,7 @@ import dataclasses
 import heapq
 import itertools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -146,6 +147,8 @@ class TlsScan:
     sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
     # What TLS 1.3 did with a hello offering X25519MLKEM768 and X25519, a key share for each (None: no TLS 1.3)
     post_quantum: str | None = None
+    # Connections opened per probe ("TLS 1.2 suites", "ROBOT", ...): what each check's evidence cost
+    connections_by_probe: dict[str, int] = field(default_factory=dict)
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -243,6 +246,7 @@ class _Scan:
         self.endpoint, self.cfg, self.opener = endpoint, cfg, opener
         self.transcript, self.limiter = transcript, limiter
         self.connections = 0
+        self.connections_by_probe: Counter[str] = Counter()
         self.inconclusive: list[str] = []
         self.errors: list[ProbeError] = []
         self.findings = _Findings()
@@ -253,21 +257,22 @@ class _Scan:
         self.second_suite: dict[TlsVersion, asyncio.Future[int]] = {}
         self.chains: dict[TlsVersion, list[list[int]]] = {}  # each partition's picks, in the server's order
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connection(self, item: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         # Only the first connection's STARTTLS preamble goes into the transcript; the rest repeat it.
         log = self.transcript if not self._preamble_logged else Transcript(self.endpoint.id)
         self._preamble_logged = True
         streams = await self.opener(self.endpoint, timeout=self.cfg.timeout, ehlo_name=self.cfg.ehlo_name,
                                     transcript=log, limiter=self.limiter)
         self.connections += 1
+        self.connections_by_probe[item.split(" (")[0]] += 1  # "ROBOT (no 0x00 separator)" counts as ROBOT
         return streams
 
     async def _once(self, send: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]],
-                    priority: int) -> Any:
+                    priority: int, item: str) -> Any:
         # The limiter slot is taken by the opener and given back when the connection is lost; the gate
         # in front of it decides which waiting probe goes next (long sequential chains first).
         async with self.gate.slot(priority):
-            reader, writer = await self._connection()
+            reader, writer = await self._connection(item)
             try:
                 with mapped_errors(f"TLS handshake with {self.endpoint}"):
                     return await asyncio.wait_for(send(reader, writer), self.cfg.timeout)
@@ -281,7 +286,7 @@ class _Scan:
             if isinstance(last, ServerUnavailable):
                 await asyncio.sleep(BUSY_BACKOFF * number)  # a rate-limiting MX needs a pause, not a burst
             try:
-                return await self._once(send, priority)
+                return await self._once(send, priority, item)
             except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:
                 last = exc
             except ProbeError as exc:  # a protocol violation or our own error: retrying will not help
@@ -656,6 +661,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         fallback_scsv=fallback,
         ocsp_stapling=(True in f.stapling) if f.stapling else None,
         connections=scan.connections,
+        connections_by_probe=dict(scan.connections_by_probe),
         inconclusive=tuple(scan.inconclusive),
         duration_s=time.monotonic() - started,
         unsettled_versions=unsettled_versions,
