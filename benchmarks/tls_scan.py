@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from conformance.probes.tls.family import TlsFamily, probe_family
-from conformance.probes.tls.scan import ScanSettings
+from conformance.probes.tls.scan import ScanSettings, TlsScan
 from conformance.probes.tls.wire import TlsVersion
 from conformance.probes.wire.config import ProbeConfig
 from conformance.probes.wire.connect import HostLimiter
@@ -231,7 +231,7 @@ def _readers(probe: str) -> str:
     return READERS.get(probe) or READERS.get(unversioned, "?")
 
 
-def run_ours(port: int, host: str) -> tuple[float, TlsFamily]:
+def run_family(port: int, host: str = "localhost") -> tuple[float, TlsFamily]:
     """The TLS family's probes of one endpoint as a conformance run gathers them (``probe_family``, the
     function behind the ``tls_scans`` and ``certificates`` fixtures), at sslyze's default per-server budget."""
     endpoint = Endpoint(Service.SUBMISSION, "bench", host, port, "127.0.0.1")
@@ -247,6 +247,14 @@ def run_ours(port: int, host: str) -> tuple[float, TlsFamily]:
     return elapsed, family
 
 
+def run_ours(port: int, host: str = "localhost") -> tuple[float, TlsScan]:
+    """``run_family``'s time and its scan (what sslyze's findings are compared with)."""
+    elapsed, family = run_family(port, host)
+    scan = next(iter(family.scans.values())).result
+    assert scan is not None
+    return elapsed, scan
+
+
 def connections_per_probe(family: TlsFamily) -> dict[str, int]:
     counts: dict[str, int] = {}
     for attempt in family.scans.values():
@@ -255,7 +263,7 @@ def connections_per_probe(family: TlsFamily) -> dict[str, int]:
     return counts
 
 
-def run_sslyze(sslyze: str, port: int, host: str) -> tuple[float, dict[TlsVersion, set[str]]]:
+def run_sslyze(sslyze: str, port: int, host: str = "localhost") -> tuple[float, dict[TlsVersion, set[str]]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sslyze.json"
         started = time.monotonic()
@@ -295,7 +303,7 @@ def bench(sslyze: str, upstream: int, host: str, rtt: float) -> float:
     """One comparison through the proxy; returns the speed-up."""
     label = f"{rtt * 1000:.0f} ms RTT proxy" if rtt else "raw loopback (via counting proxy)"
     with DelayProxy(upstream, rtt) as proxy:
-        seconds, family = run_ours(proxy.port, host)
+        seconds, family = run_family(proxy.port, host)
         scan = next(iter(family.scans.values())).result
         assert scan is not None
         ours = Run("mailconform", seconds, proxy.connections,
