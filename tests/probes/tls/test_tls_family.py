@@ -79,3 +79,22 @@ def test_a_part_not_asked_for_is_not_probed() -> None:
         family = run(probe_family([served.endpoint], SETTINGS, ProbeConfig(timeout=5.0, limiter=HostLimiter(BUDGET)),
                                   scans=False))
     assert family.scans == {} and served.accepted == family.certificates[served.endpoint.id].handshakes == 4
+
+
+def legacy_between_aead(ctx: ssl.SSLContext) -> None:
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-GCM-SHA384:"
+                    "ECDHE-RSA-CHACHA20-POLY1305")
+
+
+@pytest.mark.parametrize("budget", [3, 5, 8])  # one suite chain, or several ranked against each other
+def test_legacy_rank_is_the_same_whatever_the_chains(budget: int) -> None:
+    with openssl_server(legacy_between_aead) as served:
+        attempt = run(scan_endpoint(served.endpoint, ScanSettings(timeout=5.0, max_connections_per_host=budget)))
+    assert attempt.result is not None, attempt.reason
+    rank = attempt.result.legacy_rank[TlsVersion.TLS1_2]
+    assert rank is not None
+    assert [s.name for s in rank[:1]] == ["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]
+    # some of the strong suites it outranks (a chain's lowest one stands for those above it in its chain)
+    assert rank[1:] and {s.name for s in rank[1:]} <= {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                                                       "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"}
