@@ -18,7 +18,9 @@ from tls_servers import Served, tlslite_server
 
 import conformance.checks
 from conformance.evidence import Evidence
+from conformance.probes.tls.renegotiation import probe_renegotiation
 from conformance.probes.tls.scan import ScanSettings, TlsScan, scan_endpoint
+from conformance.probes.wire.config import ProbeConfig
 from conformance.probes.wire.outcome import Attempt
 from conformance.requirements import CATALOGUE
 from conformance.target import Endpoint
@@ -55,6 +57,9 @@ def suite_verdict(requirement: str, endpoint: Endpoint, attempt: Attempt[TlsScan
     if check is None:
         return None
     given: dict[str, Any] = {"endpoint": endpoint, "tls_scans": {endpoint.id: attempt}, "evidence": Evidence()}
+    if "renegotiations" in inspect.signature(check).parameters:  # TLS-RENEG-02 asks on a connection of its own
+        asked = asyncio.run(probe_renegotiation(endpoint, ProbeConfig(timeout=10)))
+        given["renegotiations"] = {endpoint.id: asked}
     missing = set(inspect.signature(check).parameters) - set(given)
     assert not missing, f"{check.__name__} needs {sorted(missing)}, which a scan alone does not give"
     try:

@@ -60,7 +60,7 @@ def test_tls12_curves_are_not_asked_for_again_after_tls13() -> None:
     assert only12.connections_by_probe["TLS 1.2 groups"] == len(ec)  # every curve but the first contact's, + refusal
 
 
-def test_scan_and_certificates_share_one_budget() -> None:
+def test_scan_certificates_and_renegotiation_share_one_budget() -> None:
     limiter = HostLimiter(BUDGET)
     with openssl_server(tls12_and_13, smtp=True) as served:
         family = run(probe_family([served.endpoint], SETTINGS, ProbeConfig(timeout=5.0, limiter=limiter,
@@ -70,14 +70,16 @@ def test_scan_and_certificates_share_one_budget() -> None:
     assert scan is not None and TlsVersion.TLS1_3 in scan.accepted_versions
     assert certificates.default.ok and certificates.without_sni is not None and certificates.without_sni.ok
     assert certificates.handshakes == 4
-    assert limiter.total_opened == scan.connections + certificates.handshakes == served.accepted
+    renegotiation = family.renegotiations[served.endpoint.id]
+    assert renegotiation.result is not None and renegotiation.result.accepted == 0, renegotiation.reason
+    assert limiter.total_opened == scan.connections + certificates.handshakes + 1 == served.accepted
     assert limiter.peak[served.endpoint.connect_host] <= BUDGET
 
 
 def test_a_part_not_asked_for_is_not_probed() -> None:
     with openssl_server(tls12_and_13) as served:
         family = run(probe_family([served.endpoint], SETTINGS, ProbeConfig(timeout=5.0, limiter=HostLimiter(BUDGET)),
-                                  scans=False))
+                                  scans=False, renegotiations=False))
     assert family.scans == {} and served.accepted == family.certificates[served.endpoint.id].handshakes == 4
 
 
