@@ -17,6 +17,9 @@ PACKAGES+=(iproute2)  # `ip netns`: the second "machine" of tests/real/test_real
 # The MTA-STS policy host of the DNS proving ground (tests/real/nginx.py); nginx.service would take port 80.
 PACKAGES+=(nginx-light)
 DNS_UNITS+=(nginx.service)
+# The peer scanner beside the TLS family (tests/test_tls_vs_testssl.py): a script, no daemon; apt brings its
+# dependencies (openssl, dnsutils, bsdextrautils/bsdmainutils, procps).
+PACKAGES+=(testssl.sh)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -285,11 +285,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _init(args: argparse.Namespace, extra: list[str]) -> int:
-    from importlib.resources import files
+    from conformance import target_file
 
-    if args.file.exists():
-        raise UsageError(f"{args.file}: exists already; give another file name")
-    args.file.write_text(files("conformance").joinpath("example-target.toml").read_text("utf-8"), encoding="utf-8")
+    try:
+        target_file.write(args.file, target_file.example(), replace=False)
+    except FileExistsError:
+        raise UsageError(f"{args.file}: exists already; give another file name") from None
     print(f"wrote {args.file}: a commented example; every key is in the README (Running it against your gateway)")
     return 0
 

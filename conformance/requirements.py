@@ -126,6 +126,12 @@ _TLS_POSTURE += [
     _r("TLS-0RTT-01", "TLS 1.3 0-RTT is not offered (session tickets carry no early_data); resumption reported",
        "RFC 8446 Appendix E.5 (no 0-RTT without a profile defining it), §4.6.1, §8", MUST, "tls"),
 ]
+# issue 16, branch tls-reneg: renegotiation as a DoS lever
+_TLS_POSTURE += [
+    _r("TLS-RENEG-02", "Client-initiated renegotiation is refused (TLS 1.2 and older; TLS 1.3 has none)",
+       "CVE-2011-1473 (client-initiated renegotiation DoS); RFC 5746 §5 (servers may refuse to renegotiate "
+       "at all)", SHOULD, "tls"),
+]
 
 _CERT = [
     _r("CERT-CHAIN-01", "The server certificate chains to the system store or the target's trust anchors",
@@ -300,11 +306,13 @@ _OUTBOUND = [
     _r("OUT-SNI-01", "The gateway sends SNI naming the MX host when it starts TLS",
        "RFC 7672 §8.1; RFC 6066 §3", SHOULD, "outbound", sensitive_data=MUST),
     _r("OUT-DANE-01", "With a DNSSEC-valid TLSA set the gateway delivers only over TLS to a matching "
-       "certificate: nothing to an MX whose certificate does not match, and the mail to one that does",
-       "RFC 7672 §2.2, §3.1.1; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound", sensitive_data=MUST),
-    _r("OUT-DANE-02", "With TLSA records published the gateway sends nothing to an MX that does not offer "
-       "STARTTLS", "RFC 7672 §2.2; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound",
+       "certificate: nothing to an MX whose certificate does not match, and the mail to one that does (under "
+       "DANE-EE an expired one too: its dates are not checked)",
+       "RFC 7672 §2.2, §3.1.1; RFC 7671 §5.1; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound",
        sensitive_data=MUST),
+    _r("OUT-DANE-02", "With TLSA records published the gateway sends nothing to an MX that does not offer "
+       "STARTTLS, refuses it (454) or fails the TLS handshake after it, plaintext least of all",
+       "RFC 7672 §2.2; BSI TR-03108 v2.0 4.1.6 (TR-03108-06-M)", SHOULD, "outbound", sensitive_data=MUST),
     _r("OUT-DNSSEC-01", "The gateway validates DNSSEC: MX and TLSA answers whose signatures fail are not used",
        "RFC 4035 §5; RFC 7672 §2.2, §2.2.1; BSI TR-03108 v2.0 4.1.5 (TR-03108-05-M)", SHOULD, "outbound",
        sensitive_data=MUST),
@@ -330,6 +338,11 @@ _OUTBOUND.append(
     _r("OUT-TLSRPT-01", "The gateway sends TLS-RPT reports to the domains that publish a reporting policy: a gzip'd "
        "JSON report by mail that names the policy domain and counts the failed sessions",
        "RFC 8460 §3, §5.3", SHOULD, "outbound"))
+
+# issue 15, BSI profile only: TR-03108 deviates from RFC 8461 §3.3 (which lets a wildcard DNS-ID name the policy host)
+_OUTBOUND.append(
+    _r("OUT-STS-03", "The gateway refuses an MTA-STS policy whose policy host serves a wildcard certificate",
+       "BSI TR-03108 v2.0 4.1.8 (TR-03108-08-R); RFC 8461 §3.3", SHOULD, "outbound", profiles=("bsi",)))
 
 # OAuth 2.0 logins (issue 17): bearer tokens travel like passwords, and their refusals must not leak users.
 _OAUTH = [

@@ -17,7 +17,7 @@ from tests.suite_runner import SuiteRun, run_suite
 
 pytestmark = pytest.mark.reference
 
-TLS_CHECKS = "test_no_protocol_below or test_tls_1_2 or test_tls_1_3 or broken_cipher or forward_secret or renegotiation"
+TLS_CHECKS = "test_no_protocol_below or test_tls_1_2 or test_tls_1_3 or broken_cipher or forward_secret or secure_renegotiation"
 
 
 class PreRfc5746Connection(TLSConnection):  # type: ignore[misc]

@@ -16,7 +16,7 @@ from tls_servers import Served, openssl_server
 pytestmark = pytest.mark.reference
 
 TLS_CHECKS = ("test_no_protocol_below or test_tls_1_2 or test_tls_1_3 or broken_cipher or forward_secret "
-              "or renegotiation or compression")
+              "or secure_renegotiation or compression")
 
 
 def _target(served: Served, directory: Path, timeout: float = 5) -> Path:

@@ -35,7 +35,8 @@ class PaddingOracleConnection(TLSConnection):  # type: ignore[misc]
 
     def _getMsg(self, expectedType, secondaryType=None, constructorType=None):  # type: ignore[no-untyped-def]
         for result in super()._getMsg(expectedType, secondaryType, constructorType):
-            if isinstance(result, ClientKeyExchange):
+            # only an RSA key exchange carries a premaster block: ECDHE handshakes go through untouched
+            if isinstance(result, ClientKeyExchange) and result.encryptedPreMasterSecret:
                 premaster = self.oracle_key.decrypt(result.encryptedPreMasterSecret)
                 if premaster is None or len(premaster) != 48:
                     yield from self._sendError(AlertDescription.decrypt_error, "bad PKCS#1 padding")
@@ -72,3 +73,16 @@ def test_0rtt_fails_where_resumption_alone_passes(options: tuple[str, ...], verd
     assert _verdicts(run) == {"TLS-0RTT-01": verdict}, run.describe()
     if verdict == "fail":
         assert "session tickets accept 16384 bytes of early data" in run.with_verdict("fail")[0].reason
+
+
+@pytest.mark.parametrize(("options", "verdict"), [((), "pass"), (("-client_renegotiation",), "fail"),
+                                                  (("-tls1_3",), "pass")],
+                         ids=["refused", "client-renegotiation", "tls13-only"])
+def test_client_renegotiation_fails_where_s_server_allows_it(options: tuple[str, ...], verdict: str,
+                                                              tmp_path: Path) -> None:
+    with openssl_s_server(*options) as served:
+        run = run_suite(_target(served, tmp_path), tmp_path, extra=("-k", "client_renegotiation"))
+    assert _verdicts(run) == {"TLS-RENEG-02": verdict}, run.describe()
+    if verdict == "fail":
+        assert "accepted a client-initiated renegotiation (4 handshakes on one connection)" in (
+            run.with_verdict("fail")[0].reason)

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+import queue
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,3 +156,39 @@ def test_init_writes_the_commented_example_target(tmp_path: Path, capsys: pytest
     assert (tmp_path / "target.toml").read_text() == example.read_text()  # one example, two places
     assert cli.main(["init"]) == 2
     assert capsys.readouterr().err.strip() == "mailconform: target.toml: exists already; give another file name"
+
+
+# notes of the example target that `init` writes, each on a key or table the reference gateway's target has too
+SHARED_NOTES = ("# its MX set is resolved", "# seconds, every connect and read", "# the name its certificate must carry",
+                "# Failover hooks: argv lists", "# Per-component outages", "# dedicated, throw-away",
+                "# consecutive failures after which the account locks", "# no outage the suite causes lasts")
+
+
+@pytest.fixture
+def served_target(tmp_path: Path) -> Iterator[Path]:
+    """`mailconform serve --write-target` running in its own process; stopped with SIGTERM."""
+    target = tmp_path / "served.toml"
+    serve = subprocess.Popen([sys.executable, "-m", "conformance.cli", "serve", "--write-target", str(target)],
+                             stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in serve.stdout or ()], daemon=True).start()
+    try:
+        while "serving" not in (line := lines.get(timeout=60)):
+            assert serve.poll() is None, f"serve ended early ({line})"
+        yield target
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
+
+
+def test_serve_writes_the_commented_target_init_writes(served_target: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init"]) == 0
+    for text in ((tmp_path / "target.toml").read_text(), served_target.read_text()):
+        assert [note for note in SHARED_NOTES if note not in text] == []
+    run = subprocess.run([sys.executable, "-m", "conformance.cli", "run", str(served_target), "-k",
+                          "test_starttls_offered", "--junitxml", str(tmp_path / "report.xml")],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout

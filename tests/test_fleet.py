@@ -189,6 +189,6 @@ def test_oauth_refusals_use_the_per_host_budget(fleet: Fleet) -> None:
     target = load_targets([fleet.targets[0]])[0]
     options = MailOptions(target, "baseline", FailOn.NEVER, False, False, None, (target,))
     fleet.proxy.reset()
-    refusals = TargetWork(target, options).value("oauth_refusals")
+    refusals = TargetWork(target, options, ()).value("oauth_refusals")
     assert all(a.result is not None and a.result.refusals for a in refusals.values()), refusals
     assert 1 < fleet.proxy.peak[HOSTS[0]] <= BUDGET, fleet.proxy.peak

@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 import pytest
 from imapclient import IMAPClient
 
-from conformance.probes.abuse.oneshot import probe_bare_lf_end_of_data, probe_open_relay
+from conformance.probes.abuse.relay import probe_relay_forms
+from conformance.probes.abuse.smuggling import probe_smuggling
 from conformance.probes.auth.logins import LoginOutcome, probe_login
 from conformance.probes.auth.sasl import SaslReply, login_once, probe_auth_posture, tls_session
 from conformance.probes.imap.session import probe_imap_capabilities
@@ -321,6 +322,7 @@ def smtp(gw: Gateway, service: str = "mx", node: str = "node1", *, tls: bool = T
         yield client
 
 
+BARE_LF = "<LF>.<LF>"  # one form is enough here: the flaw ends DATA at any LF
 RELAY_FORMS = ["user@other.example", "user%other.example@example.test", "other.example!user@example.test",
                "@example.test:user@other.example", '"user@other.example"@example.test']
 
@@ -368,9 +370,9 @@ def test_good_gateway_resists_injection_and_smuggling(target: Target, cfg: Probe
     for service in ("mx", "submission", "imap"):
         result = run(probe_starttls_injection(endpoint(target, service), cfg))
         assert not result.executed_after_tls and result.answered_in_plaintext is None, result
-    smuggling = run(probe_bare_lf_end_of_data(endpoint(target, "mx"), cfg, sender="probe@elsewhere.example",
-                                              recipient="alice@example.test"))
-    assert not smuggling.bare_lf_ends_data and smuggling.data_reply.startswith("250")
+    smuggling = run(probe_smuggling(endpoint(target, "mx"), cfg, sender="probe@elsewhere.example",
+                                    recipient="alice@example.test", forms=(BARE_LF,)))
+    assert not smuggling.vulnerable and smuggling.forms[0].data_reply.startswith("250")
     assert b"NOOP smuggled" in gw.mailbox("alice@example.test")[0]
 
 
@@ -403,13 +405,15 @@ def test_imap_preauth(flawed_gateway: Flawed) -> None:
 @pytest.mark.gateway(flaws=["open_relay"])
 def test_open_relay(flawed_gateway: Flawed) -> None:
     _, target, cfg = flawed_gateway
-    assert run(probe_open_relay(endpoint(target, "mx", "node2"), cfg)).accepted
+    relay = run(probe_relay_forms(endpoint(target, "mx", "node2"), cfg, local_domain="example.test"))
+    assert "plain" in {a.form for a in relay.attempts if a.accepted}, relay
 
 
 @pytest.mark.gateway(flaws=["percent_hack_relay"])
 def test_percent_hack_relay(flawed_gateway: Flawed) -> None:
     gw, target, cfg = flawed_gateway
-    assert not run(probe_open_relay(endpoint(target, "mx"), cfg)).accepted
+    relay = run(probe_relay_forms(endpoint(target, "mx"), cfg, local_domain="example.test"))
+    assert [a.form for a in relay.attempts if a.accepted] == ["percent-hack"]
     with smtp(gw) as client:
         client.mail("someone@elsewhere.example")
         assert [client.rcpt(f"<{r}>")[0] for r in RELAY_FORMS] == [554, 250, 554, 554, 554]
@@ -477,9 +481,9 @@ def test_auth_timing_oracle(tmp_path: Path) -> None:
 def test_bare_lf_end_of_data(flawed_gateway: Flawed) -> None:
     _, target, cfg = flawed_gateway
     for node in ("node1", "node2"):
-        result = run(probe_bare_lf_end_of_data(endpoint(target, "mx", node), cfg, sender="probe@elsewhere.example",
-                                               recipient="alice@example.test"))
-        assert result.bare_lf_ends_data
+        result = run(probe_smuggling(endpoint(target, "mx", node), cfg, sender="probe@elsewhere.example",
+                                     recipient="alice@example.test", forms=(BARE_LF,)))
+        assert result.vulnerable
 
 
 # --- the lockout engine (fake clock: no sleeping) ------------------------------------------------------------

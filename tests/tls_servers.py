@@ -214,9 +214,10 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
                    cipher_names: tuple[str, ...] = ("aes128gcm", "aes128", "3des", "rc4"),
                    key_exchange_names: tuple[str, ...] = ("rsa", "dhe_rsa", "ecdhe_rsa"),
                    smtp: bool = False, imap: bool = False, busy: Callable[[int], bool] = lambda n: False,
-                   connection: type | None = None) -> Iterator[Served]:
+                   connection: type | None = None, groups: tuple[str, ...] | None = None) -> Iterator[Served]:
     """tlslite-ng as the server: an independent TLS stack with SSL 3.0, RC4 and 3DES.
-    ``busy(n)``: the n-th connection meets a 421 greeting instead (needs ``smtp``)."""
+    ``busy(n)``: the n-th connection meets a 421 greeting instead (needs ``smtp``). ``groups``: its
+    (EC)DHE groups in preference order, by tlslite-ng's names ("x25519mlkem768" needs kyber-py)."""
     from tlslite.api import HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,6 +229,9 @@ def tlslite_server(*, min_version: tuple[int, int] = (3, 0), max_version: tuple[
     settings.minVersion, settings.maxVersion = min_version, max_version
     settings.cipherNames = list(cipher_names)
     settings.keyExchangeNames = list(key_exchange_names)
+    if groups is not None:
+        settings.eccCurves = list(groups)
+        settings.keyShares = [g for g in settings.keyShares if g in groups]  # a client's setting, but validated
 
     def handshake(conn: socket.socket) -> None:
         (connection or TLSConnection)(conn).handshakeServer(certChain=chain, privateKey=key, settings=settings)

@@ -44,6 +44,30 @@ def _record(evidence: Evidence, report: LabReport, *results: ScenarioResult) -> 
         seen = ", ".join(_where(a) for a in result.arrivals) or f"nothing within {result.waited:.1f} s"
         evidence.add(f"scenario.{result.scenario.name}", f"{result.sent.recipient}: {seen}; "
                      f"{result.connections} connection(s) to its MX hosts")
+        _record_dsn(evidence, report, result)
+
+
+def _record_dsn(evidence: Evidence, report: LabReport, result: ScenarioResult) -> None:
+    """What the gateway reported back to the test account about this message (RFC 3464), if anything."""
+    if report.dsns is None:
+        return
+    if report.dsns.reason:
+        evidence.add("dsn", f"no DSN read: {report.dsns.reason}")
+        return
+    notices = report.dsns.about(result.sent.recipient)
+    if notices:
+        evidence.add(f"dsn.{result.scenario.name}", "the gateway reported: "
+                     + " | ".join(n.describe() for n in notices))
+    elif not result.delivered:
+        evidence.add(f"dsn.{result.scenario.name}", f"no DSN for it in the test account's mailbox "
+                     f"({report.dsns.mailbox})")
+
+
+def _no_delivery_reported(report: LabReport, result: ScenarioResult, why: str) -> None:
+    """A must-not-deliver message the gateway reports delivered (or relayed) went somewhere else."""
+    claimed = [n for n in report.dsns.about(result.sent.recipient) if n.says_delivered] if report.dsns else []
+    assert not claimed, (f"the gateway reported {result.sent.recipient} as {claimed[0].action} ({claimed[0].describe()}), "
+                         f"although nothing arrived at the lab: it delivered elsewhere what {why} forbids")
 
 
 def _delivered_somewhere(report: LabReport) -> None:
@@ -114,19 +138,44 @@ def test_dane_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
     _record(evidence, outbound_lab, good, bad)
     assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
                               f"its certificate matches none of the host's DNSSEC-valid TLSA records")
+    _no_delivery_reported(outbound_lab, bad, "a mismatching DNSSEC-valid TLSA record")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host's certificate matches its DNSSEC-valid TLSA record")
     plain = [a for a in good.arrivals if not a.tls_version]
     assert not plain, f"the gateway delivered {good.sent.recipient} in plaintext to a host with TLSA records"
+    _dane_ignores_expiry(outbound_lab, evidence)
+
+
+def _dane_ignores_expiry(report: LabReport, evidence: Evidence) -> None:
+    """Judged once the sender has shown it does DANE (mismatch refused, match delivered): under DANE-EE(3) the
+    certificate's dates are not checked (RFC 7672 §3.1.1), so an expired one that matches still gets the mail."""
+    expired = scenario(report, "dane-expired")
+    _record(evidence, report, expired)
+    assert expired.delivered, (f"the gateway delivered nothing for {expired.sent.recipient} within "
+                               f"{expired.waited:.1f} s, although the MX host's certificate matches its "
+                               f"DNSSEC-valid DANE-EE TLSA record: its expiry date must not count under DANE-EE")
+    plain = [a for a in expired.arrivals if not a.tls_version]
+    assert not plain, f"the gateway delivered {expired.sent.recipient} in plaintext to a host with TLSA records"
+
+
+# what each "TLSA published, no TLS to be had" host does: the sender must send nothing, plaintext least of all
+DANE_NO_TLS = {"dane-notls": "offers no STARTTLS",
+               "dane-tlsfail": "answered STARTTLS with 220 and then failed the TLS handshake",
+               "dane-tls454": "answered STARTTLS with 454"}
 
 
 @pytest.mark.requirement("OUT-DANE-02")
 def test_dane_requires_starttls(outbound_lab: LabReport, evidence: Evidence) -> None:
-    """TLSA records published and no STARTTLS offered (a downgrade): nothing may be sent."""
-    result = scenario(outbound_lab, "dane-notls")
-    _record(evidence, outbound_lab, result)
-    assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
-                                 f"although the host publishes TLSA records and offers no STARTTLS")
+    """TLSA records published and no TLS to be had (no STARTTLS offered, a 454 to it, or a handshake that fails
+    after its 220: a downgrade): nothing may be sent."""
+    results = [scenario(outbound_lab, name) for name in DANE_NO_TLS]
+    _record(evidence, outbound_lab, *results)
+    for result in results:
+        assert not result.arrivals, (
+            f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} although the host "
+            f"publishes TLSA records and {DANE_NO_TLS[result.scenario.name]}")
+        _no_delivery_reported(outbound_lab, result,
+                              f"a TLSA record and a host that {DANE_NO_TLS[result.scenario.name]}")
     _delivered_somewhere(outbound_lab)
 
 
@@ -137,6 +186,7 @@ def test_bogus_dnssec_not_used(outbound_lab: LabReport, evidence: Evidence) -> N
     _record(evidence, outbound_lab, result)
     assert not result.arrivals, (f"the gateway delivered {result.sent.recipient} to {_where(result.arrivals[0])} "
                                  f"although the MX and TLSA signatures of that domain do not verify")
+    _no_delivery_reported(outbound_lab, result, "bogus DNSSEC")
     _delivered_somewhere(outbound_lab)
 
 
@@ -145,6 +195,7 @@ def test_opportunistic_tls(outbound_lab: LabReport, evidence: Evidence) -> None:
     """No DANE, no MTA-STS, a self-signed certificate: encrypt anyway (RFC 7435), never fall back to clear."""
     result = scenario(outbound_lab, "self-signed")
     _record(evidence, outbound_lab, result)
+    _record_fallback(outbound_lab, evidence)
     plain = [a for a in result.arrivals if not a.tls_version]
     assert not plain, (f"the gateway delivered {result.sent.recipient} to {plain[0].host} in plaintext although "
                        f"the host offered STARTTLS (with a certificate it could not verify)")
@@ -153,6 +204,22 @@ def test_opportunistic_tls(outbound_lab: LabReport, evidence: Evidence) -> None:
     assert result.delivered, (f"the gateway delivered nothing for {result.sent.recipient} within "
                               f"{result.waited:.1f} s: an unverifiable certificate without DANE or MTA-STS "
                               f"should still get the mail over TLS")
+
+
+def _record_fallback(report: LabReport, evidence: Evidence) -> None:
+    """Evidence only: after a failed handshake, with no DANE or MTA-STS policy, RFC 7435 lets a sender go on
+    in cleartext or defer, and no source here makes either a MUST."""
+    result = report.results["tlsfail"]
+    if not result.sent.accepted:
+        evidence.add("after_failed_handshake", f"not judged: {result.sent.reason}")
+        return
+    plain = [a for a in result.arrivals if not a.tls_version]
+    what = (f"delivered in plaintext to {plain[0].host}" if plain else
+            f"delivered to {_where(result.arrivals[0])}" if result.arrivals else
+            f"not delivered within {result.waited:.1f} s (deferred)")
+    evidence.add("after_failed_handshake", f"{result.sent.recipient}: {what} ({result.connections} connection(s)) "
+                 f"at an MX host that answers STARTTLS with 220 and fails the handshake; RFC 7435 lets a sender "
+                 f"go on in cleartext or defer")
 
 
 @pytest.mark.requirement("OUT-RETRY-01")
@@ -183,11 +250,11 @@ def test_secondary_mx(outbound_lab: LabReport, evidence: Evidence) -> None:
 @pytest.mark.requirement("OUT-STS-01")
 def test_mta_sts_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
     """Domains with an enforce policy: one whose MX host the policy names with a lab-CA certificate (the
-    positive control), one whose MX host the policy does not name, two whose MX certificates fail PKIX
-    (self-signed; issued for another name). Only the first may get mail."""
+    positive control), one whose MX host the policy does not name, three whose MX certificates fail PKIX
+    (self-signed; issued for another name; expired). Only the first may get mail."""
     good = scenario(outbound_lab, "sts-enforce")
     outside, badcerts = scenario(outbound_lab, "sts-outside"), [
-        scenario(outbound_lab, name) for name in ("sts-badcert", "sts-wrongname")]
+        scenario(outbound_lab, name) for name in ("sts-badcert", "sts-wrongname", "sts-expired")]
     _record(evidence, outbound_lab, good, outside, *badcerts)
     assert not outside.arrivals, (f"the gateway delivered {outside.sent.recipient} to {_where(outside.arrivals[0])}, "
                                   f"an MX host its domain's MTA-STS policy (enforce) does not name")
@@ -195,6 +262,8 @@ def test_mta_sts_enforced(outbound_lab: LabReport, evidence: Evidence) -> None:
         assert not bad.arrivals, (f"the gateway delivered {bad.sent.recipient} to {_where(bad.arrivals[0])} although "
                                   f"its certificate ({bad.scenario.mx[0].value.removeprefix('STARTTLS with ')}) fails "
                                   f"PKIX validation and the domain's MTA-STS policy is in enforce mode")
+    for refused in (outside, *badcerts):
+        _no_delivery_reported(outbound_lab, refused, "its domain's MTA-STS policy (enforce)")
     assert good.delivered, (f"the gateway delivered nothing for {good.sent.recipient} within {good.waited:.1f} s, "
                             f"although the MX host is named by the MTA-STS policy and its certificate is valid")
     plain = [a for a in good.arrivals if not a.tls_version]
@@ -264,3 +333,28 @@ def test_tlsrpt_sent(outbound_lab: LabReport, evidence: Evidence) -> None:
         assert any(p.failures >= 1 for p in named), (
             f"the TLS-RPT report for {domain} at {run.address} counts no failed session, although the gateway "
             f"refused its MX host ({result.scenario.name})")
+
+
+@pytest.mark.requirement("OUT-STS-03")
+def test_mta_sts_wildcard_policy_host_refused(outbound_lab: LabReport, evidence: Evidence) -> None:
+    """BSI profile: the policy host serves a certificate for *.<domain> and its enforce policy names another MX
+    host. A sender that refuses the policy delivers over opportunistic TLS; one that accepts it delivers nothing.
+    Only a sender that applies MTA-STS at all (the controls of OUT-STS-01) makes the outcome evidence."""
+    result, outside = scenario(outbound_lab, "sts-wildcard"), scenario(outbound_lab, "sts-outside")
+    control = scenario(outbound_lab, "sts-enforce")
+    _record(evidence, outbound_lab, result, outside, control)
+    pattern = f"*.{result.sent.recipient.rpartition('@')[2]}"
+    if outside.delivered:
+        raise Inconclusive(f"the gateway delivered {outside.sent.recipient} to an MX host its MTA-STS policy does "
+                           f"not name: it does not apply MTA-STS, so delivery under the {pattern} policy proves nothing")
+    if not control.delivered:
+        _delivered_somewhere(outbound_lab)
+        raise Inconclusive(f"nothing arrived for {control.sent.recipient} (an MX host named by a valid MTA-STS "
+                           f"policy) within {control.waited:.1f} s: no delivery under the {pattern} policy proves nothing")
+    assert result.delivered, (
+        f"the gateway delivered nothing for {result.sent.recipient} within {result.waited:.1f} s: it accepted an "
+        f"MTA-STS policy served under a wildcard certificate ({pattern}): TR-03108 4.1.8 requires refusing it "
+        f"(and delivering over opportunistic TLS)")
+    plain = [a for a in result.arrivals if not a.tls_version]
+    assert not plain, (f"the gateway delivered {result.sent.recipient} to {plain[0].host} in plaintext although the "
+                       f"host offered STARTTLS")

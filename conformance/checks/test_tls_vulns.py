@@ -10,6 +10,7 @@ import pytest
 from conformance.checks.test_tls import ALL_SERVICES
 from conformance.evidence import Evidence
 from conformance.fixtures.tls import scans_of
+from conformance.probes.tls.renegotiation import Renegotiation
 from conformance.probes.tls.scan import TlsScan
 from conformance.probes.tls.wire import TlsVersion
 from conformance.probes.wire.outcome import Attempt, Outcome
@@ -106,3 +107,33 @@ def test_no_early_data(endpoint: Endpoint, tls_scans: dict[str, Attempt[TlsScan]
                                   or "no hello"))
     if all(scan.session_tickets is None for scan in scans):
         pytest.skip(f"{endpoint}: no TLS 1.3, where 0-RTT exists")
+
+
+@pytest.mark.requirement("TLS-RENEG-02")
+@pytest.mark.service(*ALL_SERVICES)
+def test_client_renegotiation_refused(endpoint: Endpoint, renegotiations: dict[str, Attempt[Renegotiation]],
+                                      tls_scans: dict[str, Attempt[TlsScan]], evidence: Evidence) -> None:
+    """One TLS 1.2 connection asks for renegotiations; a server speaking TLS 1.3 alone passes on the scan's word."""
+    probe = renegotiations[endpoint.id]
+    evidence.attach(probe)  # type: ignore[arg-type]
+    if probe.outcome is Outcome.COMPLETED and probe.result is not None:
+        evidence.add("renegotiation", str(probe.result))
+        assert not probe.result.accepted, (
+            f"{endpoint}: the server accepted a client-initiated renegotiation ({probe.result.handshakes} "
+            "handshakes on one connection): each costs it a full handshake, a DoS lever (CVE-2011-1473); "
+            "refuse client-initiated renegotiation (OpenSSL 3 does unless SSL_OP_ALLOW_CLIENT_RENEGOTIATION)")
+        return
+    scans = scans_of(tls_scans, endpoint)
+    if any(a.outcome is Outcome.SERVER_ERROR for a in scans):
+        _scans(endpoint, tls_scans, evidence)  # skips: no TLS to judge
+    if _tls13_only(scans):
+        evidence.add("renegotiation", "TLS 1.3 only, renegotiation does not exist there")
+        return
+    raise Inconclusive(f"{endpoint}: the renegotiation probe got no answer to judge: {probe.reason}")
+
+
+def _tls13_only(attempts: list[Attempt[TlsScan]]) -> bool:
+    """Every address completed TLS 1.3 and settled every older version as refused."""
+    scans = [a.result for a in attempts if a.result is not None]
+    return bool(scans) and len(scans) == len(attempts) and all(
+        s.accepted_versions == {TlsVersion.TLS1_3} and not s.unsettled_versions for s in scans)

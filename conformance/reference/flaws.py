@@ -210,8 +210,24 @@ _OAUTH_FLAWS = [
 _OUTBOUND_FLAWS.append(
     _f("tlsrpt_missing_failures", "outbound", "the gateway's TLS-RPT report counts no failed session (a TLSA "
        "mismatch included)", "OUT-TLSRPT-01"))
+# issue 15's further MX postures: an expired certificate, STARTTLS that fails
+_OUTBOUND_FLAWS += [
+    _f("dane_checks_expiry", "outbound", "the gateway checks the certificate's dates under DANE-EE: an expired "
+       "certificate matching its TLSA record gets nothing", "OUT-DANE-01"),
+    _f("plaintext_after_failed_starttls", "outbound", "after STARTTLS fails (454, or a failed handshake) the "
+       "gateway sends in plaintext, even to an MX host with TLSA records", "OUT-DANE-02"),
+    _f("sts_ignores_expiry", "outbound", "under an MTA-STS enforce policy the gateway accepts an expired MX "
+       "certificate", "OUT-STS-01"),
+]
+# checked in the bsi profile only (tests/test_flaws.py runs it there)
+_OUTBOUND_FLAWS.append(
+    _f("sts_wildcard_accepted", "outbound", "the gateway accepts an MTA-STS policy whose host serves a wildcard "
+       "certificate", "OUT-STS-03"))
 FLAWS: dict[str, FlawInfo] = {info.name: info for info in [*_FLAW_LIST, *_DNS_FLAWS, *_OUTBOUND_FLAWS,
                                                                  *_TLS_POSTURE_FLAWS, *_POP3_FLAWS, *_OAUTH_FLAWS]}
+# issue 16, branch tls-reneg
+FLAWS["client_renegotiation"] = _f("client_renegotiation", "tls", "the server runs a new full handshake whenever a "
+                                   "client asks (client-initiated renegotiation, a DoS lever)", "TLS-RENEG-02")
 
 
 @dataclass(frozen=True)
@@ -318,6 +334,11 @@ class Flaws:
     basic_auth_still_on: bool = False
     oauth_error_reveals_user: bool = False
     tlsrpt_missing_failures: bool = False
+    dane_checks_expiry: bool = False
+    plaintext_after_failed_starttls: bool = False
+    sts_ignores_expiry: bool = False
+    sts_wildcard_accepted: bool = False
+    client_renegotiation: bool = False
 
     @classmethod
     def parse(cls, names: Iterable[str]) -> Flaws:

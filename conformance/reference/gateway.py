@@ -29,6 +29,7 @@ import dns.zone
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from conformance import target_file
 from conformance.reference.control import serve_control
 from conformance.reference.dns import DnsResponder
 from conformance.reference.flaws import Flaws
@@ -94,6 +95,7 @@ class Gateway:
         self._dns: DnsResponder | None = None   # the demo domain's signed zone (dns and failover families)
         self._zone_key: ZoneKey | None = None
         self.sender = Sender(self.flaws)        # outbound mail, sent once write_target(outbound=True) set a route
+        self.sender.mailbox = self.store        # its delay notices (RFC 3464) go to the local sender
         self._mta_sts: PolicyServer | None = None   # the MTA-STS policy host (HTTPS) of the demo domain
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -387,7 +389,8 @@ class Gateway:
             raise GatewayError("write_target needs a started gateway (the ports are not known before)")
         path = Path(path)
         q = json.dumps  # a JSON string is a valid TOML basic string
-        lines = ["[target]", 'name = "reference"', 'domain = "example.test"',
+        lines = ["# The reference gateway `mailconform serve` runs: its ports and files hold while it runs.",
+                 "[target]", 'name = "reference"', 'domain = "example.test"',
                  'ehlo_name = "client.mailconform.invalid"', f"trust_anchors = [{q(str(self.ca_path))}]",
                  "timeout = 5", "max_connections_per_host = 8"]
         if self._dns is not None and self._zone_key is not None:
@@ -418,8 +421,7 @@ class Gateway:
                   "recovery_time_objective = 10", "max_outage = 10", "data_reply_budget = 5",
                   'basic_auth = "forbidden"   # AUTH-BASIC-01 logs in as accounts.oauth (token and password)']
         lines += ["outbound_window = 3", "", *self._outbound_section()] if outbound else [""]
-        path.write_text("\n".join(lines), encoding="utf-8")
-        return path
+        return target_file.write(path, "\n".join(lines))
 
 
 def _free_port(address: str) -> int:

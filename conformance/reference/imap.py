@@ -16,9 +16,10 @@ from email.parser import BytesHeaderParser
 
 from conformance.reference import oauth
 from conformance.reference import statuscodes as S
+from conformance.reference.lines import LineSession, SessionEnded
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
-from conformance.reference.runtime import NodeRuntime, reset_transport
+from conformance.reference.runtime import NodeRuntime
 from conformance.reference.sasl import CramMd5, Proof, ScramSha256
 
 MAX_LINE = 65536
@@ -35,82 +36,39 @@ def _b64decode(data: bytes) -> bytes | None:
         return None
 
 
-class _Quit(Exception):
-    """End the session (LOGOUT, node shutdown, idle timeout)."""
-
-
-class ImapSession:
+class ImapSession(LineSession):
     """One IMAP connection. ``shutdown`` is called by the node going down."""
+
+    max_line = MAX_LINE
+    node_down = S.I_BYE_NODE_DOWN
 
     def __init__(self, runtime: NodeRuntime, service: str, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, starttls: ssl.SSLContext | None, implicit_tls: bool) -> None:
-        self.runtime, self.service = runtime, service
-        self.reader, self.writer = reader, writer
-        self.starttls_context = starttls
-        self.tls = implicit_tls            # the service is TLS by contract (even with no_implicit_tls)
-        self.user: str | None = None
+        # the service is TLS by contract (even with no_implicit_tls)
+        super().__init__(runtime, reader, writer, starttls, implicit_tls)
+        self.service = service
         self.selected: bool = False
-        self._did_starttls = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------
-    async def run(self) -> None:
-        runtime = self.runtime
-        if runtime.down(Component.NODE):
-            if runtime.flaws.reset_on_shutdown:
-                reset_transport(self.writer.transport)
-                return
-            await self._send(S.I_BYE_NODE_DOWN)
-            self.writer.close()
-            return
-        runtime.sessions.add(self)
-        try:
-            if self.service == "imaps" and runtime.flaws.imap_preauth:
-                self.user = runtime.preauth_user
-                await self._send(S.I_PREAUTH.format(caps=self._caps(), user=self.user))
-            else:
-                await self._send(S.I_GREETING.format(caps=self._caps()))
-            while True:
-                tokens, raw = await self._read_command()
-                if not tokens:
-                    continue
-                tag = tokens[0].decode("utf-8", "replace")
-                if len(tokens) < 2:
-                    await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="missing command"))
-                    continue
-                await self._dispatch(tag, [t.decode("utf-8", "replace") for t in tokens[1:]], raw)
-        except (_Quit, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError,
-                TimeoutError, OSError):
-            pass  # the client went away, or the session ended: nothing to report
-        except Exception as error:  # noqa: BLE001 - a gateway bug: collected, re-raised by check_errors
-            runtime.errors.add(error)
-        finally:
-            runtime.sessions.discard(self)
-            if self.user is not None and self.user != runtime.preauth_user:
-                runtime.auth.session_ended(self.user)
-            if self.writer.transport is not None:  # None after a handshake the client abandoned (above)
-                self.writer.close()
+    async def converse(self) -> None:
+        if self.service == "imaps" and self.runtime.flaws.imap_preauth:
+            self.user = self.runtime.preauth_user
+            await self._send(S.I_PREAUTH.format(caps=self._caps(), user=self.user))
+        else:
+            await self._send(S.I_GREETING.format(caps=self._caps()))
+        while True:
+            tokens, raw = await self._read_command()
+            if not tokens:
+                continue
+            tag = tokens[0].decode("utf-8", "replace")
+            if len(tokens) < 2:
+                await self._send(S.I_BAD_SYNTAX.format(tag=tag, why="missing command"))
+                continue
+            await self._dispatch(tag, [t.decode("utf-8", "replace") for t in tokens[1:]], raw)
 
-    def shutdown(self, reset: bool) -> None:
-        if reset:
-            reset_transport(self.writer.transport)
-            return
-        if self.writer.is_closing():
-            return
-        try:
-            self.writer.write(S.I_BYE_NODE_DOWN.encode() + b"\r\n")
-        except (AttributeError, RuntimeError, OSError):
-            pass  # asyncio tears the TLS layer down under us when the client left at the same moment
-        self.writer.close()
-
-    async def _send(self, line: str | bytes) -> None:
-        self.writer.write((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        await self.writer.drain()
-
-    async def _readline(self) -> bytes:
-        line = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.runtime.settings.idle_timeout)
-        if len(line) > MAX_LINE:
-            raise _Quit()
-        return line
+    def ended_user(self) -> str | None:
+        """The PREAUTH user never started an auth session."""
+        return None if self.user == self.runtime.preauth_user else self.user
 
     async def _read_command(self) -> tuple[list[bytes], str]:
         """Tokens of one command (atoms, quoted strings, literals, parenthesised lists) and its raw text."""
@@ -127,7 +85,7 @@ class ImapSession:
                 return tokens, raw.decode("utf-8", "replace")
             size = int(literal.group(1))
             if size > MAX_LITERAL:
-                raise _Quit()
+                raise SessionEnded()
             if not literal.group(2):
                 await self._send("+ Ready for literal data")
             data = await self.reader.readexactly(size)
@@ -184,7 +142,7 @@ class ImapSession:
     async def _logout(self, tag: str, command: str, args: list[str], raw: str) -> None:
         await self._send(S.I_BYE_LOGOUT)
         await self._send(S.I_OK.format(tag=tag, what="LOGOUT"))
-        raise _Quit()
+        raise SessionEnded()
 
     async def _starttls(self, tag: str, command: str, args: list[str], raw: str) -> None:
         if self.tls or self.starttls_context is None:
@@ -202,7 +160,7 @@ class ImapSession:
         except AttributeError:
             # CPython 3.11: a client that drops during the handshake leaves the StreamWriter without a
             # transport, and start_tls trips over None instead of raising a connection error
-            raise _Quit() from None
+            raise SessionEnded() from None
         self.tls = True
         self._did_starttls = True
 

@@ -19,83 +19,35 @@ from collections.abc import Callable
 
 from conformance.reference import oauth
 from conformance.reference import statuscodes as S
+from conformance.reference.lines import LineSession, SessionEnded
 from conformance.reference.lockout import Decision, Verdict
 from conformance.reference.outage import Component
-from conformance.reference.runtime import NodeRuntime, reset_transport
+from conformance.reference.runtime import NodeRuntime
 
 MAX_LINE = 4096   # RFC 2449 4: a command line is at most 255 octets; leave room for AUTH responses
 
 
-class _Quit(Exception):
-    """End the session (QUIT, node shutdown, idle timeout, a client past the line bound)."""
-
-
-class Pop3Session:
+class Pop3Session(LineSession):
     """One POP3 connection. ``shutdown`` is called by the node going down."""
+
+    max_line = MAX_LINE
+    node_down = S.P_ERR_NODE_DOWN
 
     def __init__(self, runtime: NodeRuntime, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  starttls: ssl.SSLContext | None, implicit_tls: bool) -> None:
-        self.runtime = runtime
-        self.reader, self.writer = reader, writer
-        self.starttls_context = starttls
-        self.tls = implicit_tls
-        self.user: str | None = None
+        super().__init__(runtime, reader, writer, starttls, implicit_tls)
         self.pending_user: str | None = None
-        self._did_starttls = False
         self._refused_in_clear = False  # no_state_reset: a USER refused before STLS stays refused after it
         # pop3_apop_before_tls: the RFC 1939 7 banner timestamp that offers APOP, unique per connection
         self.apop_stamp = f"<{secrets.token_hex(8)}@reference.mailconform>" if runtime.flaws.pop3_apop_before_tls \
             else None
 
-    async def run(self) -> None:
-        runtime = self.runtime
-        if runtime.down(Component.NODE):
-            if runtime.flaws.reset_on_shutdown:
-                reset_transport(self.writer.transport)
-                return
-            await self._send(S.P_ERR_NODE_DOWN)
-            self.writer.close()
-            return
-        runtime.sessions.add(self)
-        try:
-            await self._send(S.P_GREETING + (f" {self.apop_stamp}" if self.apop_stamp else ""))
-            while True:
-                line = (await self._readline()).decode("utf-8", "replace").rstrip("\r\n")
-                verb, _, rest = line.partition(" ")
-                await self._dispatch(verb.upper(), rest)
-        except (_Quit, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError,
-                TimeoutError, OSError):
-            pass  # the client went away, or the session ended: nothing to report
-        except Exception as error:  # noqa: BLE001 - a gateway bug: collected, re-raised by check_errors
-            runtime.errors.add(error)
-        finally:
-            runtime.sessions.discard(self)
-            if self.user is not None:
-                runtime.auth.session_ended(self.user)
-            if self.writer.transport is not None:
-                self.writer.close()
-
-    def shutdown(self, reset: bool) -> None:
-        if reset:
-            reset_transport(self.writer.transport)
-            return
-        if self.writer.is_closing():
-            return
-        try:
-            self.writer.write(S.P_ERR_NODE_DOWN.encode() + b"\r\n")
-        except (AttributeError, RuntimeError, OSError):
-            pass  # asyncio tears the TLS layer down under us when the client left at the same moment
-        self.writer.close()
-
-    async def _send(self, line: str) -> None:
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-
-    async def _readline(self) -> bytes:
-        line = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.runtime.settings.idle_timeout)
-        if len(line) > MAX_LINE:
-            raise _Quit()
-        return line
+    async def converse(self) -> None:
+        await self._send(S.P_GREETING + (f" {self.apop_stamp}" if self.apop_stamp else ""))
+        while True:
+            line = (await self._readline()).decode("utf-8", "replace").rstrip("\r\n")
+            verb, _, rest = line.partition(" ")
+            await self._dispatch(verb.upper(), rest)
 
     async def _dispatch(self, verb: str, rest: str) -> None:
         authorization = {"CAPA": self._capa, "STLS": self._stls, "USER": self._user, "PASS": self._pass,
@@ -137,7 +89,7 @@ class Pop3Session:
             await self.writer.start_tls(self.starttls_context,
                                         ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
         except AttributeError:
-            raise _Quit() from None  # CPython 3.11: a client that drops mid-handshake (see imap.py)
+            raise SessionEnded() from None  # CPython 3.11: a client that drops mid-handshake (see imap.py)
         self.tls, self._did_starttls, self.pending_user = True, True, None
 
     async def _user(self, rest: str) -> None:
@@ -266,7 +218,7 @@ class Pop3Session:
 
     async def _quit(self, rest: str) -> None:
         await self._send(S.P_BYE)
-        raise _Quit()
+        raise SessionEnded()
 
 
 async def serve_pop3(runtime: NodeRuntime, service: str, reader: asyncio.StreamReader,

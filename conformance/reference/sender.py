@@ -2,8 +2,8 @@
 the same logic a real MTA has (RFC 5321 §5.1, RFC 7672, RFC 7435), towards the suite's lab.
 
 MX, A and TLSA come from the configured resolver, validated (``validator.py``). With a secure TLSA RRset
-the sender requires STARTTLS and a certificate matching a DANE-EE record, or it does not deliver to that
-host (RFC 7672 §2.2); a bogus answer is never used. Without TLSA it uses STARTTLS opportunistically and
+the sender requires STARTTLS and a certificate matching a DANE-EE record (its dates unchecked, RFC 7672 §3.1.1),
+or it does not deliver to that host (RFC 7672 §2.2); a bogus answer is never used. Without TLSA it uses STARTTLS opportunistically and
 does not verify the certificate (RFC 7435). A 4xx or a host that cannot be reached means the next MX host,
 then a retry a moment later; every message is DKIM-signed (dkimpy) with the key the demo zone publishes.
 The SMTP client is the standard library's ``smtplib``, run in a worker thread.
@@ -29,7 +29,9 @@ import dns.rdtypes.ANY.TLSA
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from conformance.reference.dsn import delay_notice
 from conformance.reference.flaws import Flaws
+from conformance.reference.store import MailStore
 from conformance.reference.sts_fetch import StsPolicy, fetch_policy
 from conformance.reference.tlsrpt_report import Sessions, report_json, report_message
 from conformance.reference.validator import LookupFailed, Security, Validator
@@ -37,6 +39,12 @@ from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
 
 SMTP_TIMEOUT = 10.0
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id"]
+X509_V_FLAG_NO_CHECK_TIME = 0x200000   # OpenSSL's flag (x509_vfy.h), which ssl.VerifyFlags does not name
+# why a session was refused (RFC 8460 §4.3 result types), in the words of the delay notice
+REFUSALS = {"starttls-not-supported": "it offers no STARTTLS, and DANE or MTA-STS requires TLS",
+            "validation-failure": "its certificate does not verify (MTA-STS enforce)",
+            "certificate-host-mismatch": "its certificate does not name it (MTA-STS enforce)",
+            "tlsa-invalid": "its certificate matches none of its DNSSEC-valid TLSA records"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class Sender:
         self.sessions: dict[str, Sessions] = {}         # policy domain -> TLS-RPT counts (RFC 8460 §4)
         self._since = dt.datetime.now(dt.UTC)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.mailbox: MailStore | None = None             # where delay notices to local senders go
 
     def report(self) -> None:
         """The control channel's ``tlsrpt``: send the reports now (on the gateway's loop), then start afresh."""
@@ -125,21 +134,31 @@ class Sender:
 
     async def _deliver(self, route: Route, domain: str, mail_from: str, rcpts: list[str], message: bytes) -> None:
         result = Result.DEFERRED
+        refusals: list[str] = []
         for attempt in range(route.attempts):
-            result = await self._attempt(route, domain, mail_from, rcpts, message)
+            result = await self._attempt(route, domain, mail_from, rcpts, message, refusals)
+            if result is Result.DEFERRED and refusals and attempt == 0:
+                self._notify_delay(route, mail_from, rcpts, refusals[-1], message)
             if result is not Result.DEFERRED or self.flaws.no_retry:
                 break
             if attempt + 1 < route.attempts:
                 await asyncio.sleep(route.retry_delay)   # a queue's retry interval, compressed for the lab
         self.results.append((domain, result))
 
-    async def _attempt(self, route: Route, domain: str, mail_from: str, rcpts: list[str], message: bytes) -> Result:
+    def _notify_delay(self, route: Route, mail_from: str, rcpts: list[str], reason: str, message: bytes) -> None:
+        """RFC 3464: tell a local sender that its message waits, and why (the first refusal only)."""
+        if self.mailbox is not None and self.mailbox.is_local(mail_from):
+            self.mailbox.deliver([mail_from], delay_notice(route.ehlo_name, mail_from, rcpts, reason, message))
+
+    async def _attempt(self, route: Route, domain: str, mail_from: str, rcpts: list[str], message: bytes,
+                       refusals: list[str]) -> Result:
         validator = Validator(route.resolver, route.lab_dir / "zone.ds", trust_bogus=self.flaws.no_dnssec_validation)
         try:
             mx, mx_security = await validator.lookup(domain, "MX")
         except LookupFailed:
             return Result.DEFERRED
         if mx_security is Security.BOGUS:
+            refusals.append(f"the MX records of {domain} fail DNSSEC validation (bogus)")
             return Result.DEFERRED
         if mx is None:
             return Result.BOUNCED
@@ -149,9 +168,11 @@ class Sender:
             policy.mode == "testing" and self.flaws.mta_sts_testing_enforced))
         if enforce and policy is not None:   # RFC 8461 §5: only MX hosts the policy names, only with PKIX
             hosts = [h for h in hosts if policy.allows(h)]
+            if not hosts:
+                refusals.append(f"no MX host of {domain} is named by its MTA-STS policy (mode enforce)")
         for host in hosts[:1] if self.flaws.no_secondary_mx else hosts:
             result = await self._to_host(route, validator, host, mx_security, mail_from, rcpts, message, enforce,
-                                         domain=domain)
+                                         domain=domain, refusals=refusals)
             if result is not Result.DEFERRED:
                 return result
         return Result.DEFERRED
@@ -168,16 +189,21 @@ class Sender:
         if addresses is None:
             return None
         return await asyncio.to_thread(fetch_policy, f"mta-sts.{domain}", addresses[0].address,
-                                       route.https_port, route.lab_dir / "ca.pem")
+                                       route.https_port, route.lab_dir / "ca.pem",
+                                       allow_wildcard=self.flaws.sts_wildcard_accepted)
 
     async def _to_host(self, route: Route, validator: Validator, host: str, mx_security: Security, mail_from: str,
-                       rcpts: list[str], message: bytes, enforce: bool = False, domain: str = "") -> Result:
+                       rcpts: list[str], message: bytes, enforce: bool = False, domain: str = "",
+                       refusals: list[str] | None = None) -> Result:
+        refusals = [] if refusals is None else refusals
         try:
             addresses, a_security = await validator.lookup(host, "A")
             tlsa, tlsa_security = await validator.lookup(f"_{route.mx_port}._tcp.{host}", "TLSA")
         except LookupFailed:
             return Result.DEFERRED
         if addresses is None or Security.BOGUS in (a_security, tlsa_security):
+            if Security.BOGUS in (a_security, tlsa_security):
+                refusals.append(f"the address or TLSA records of {host.rstrip('.')} fail DNSSEC validation (bogus)")
             return Result.DEFERRED   # RFC 7672 §2.2: a bogus TLSA RRset means no delivery to this host
         dane = None
         if tlsa is not None and not self.flaws.no_dane and mx_security is tlsa_security is Security.SECURE:
@@ -186,6 +212,8 @@ class Sender:
         result = await asyncio.to_thread(client.send, mail_from, rcpts, message)
         if dane is not None or enforce:
             self._count(domain, "tlsa" if dane is not None else "sts", client.failure)
+        if client.failure is not None:
+            refusals.append(f"{host.rstrip('.')}: {REFUSALS.get(client.failure, client.failure)}")
         return result
 
 
@@ -232,15 +260,25 @@ class _Client:
         give_up = Result.BOUNCED if verify and not enforced else Result.DEFERRED
         try:
             smtp.starttls(context=self._context(verify))
-        except ssl.SSLError:
+        except ssl.SSLCertVerificationError:
             self.failure = "validation-failure"
             return give_up
+        except (ssl.SSLError, smtplib.SMTPResponseException, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            # STARTTLS refused (454) or a handshake that failed after its 220: no TLS to be had on this session
+            self.failure = ("starttls-not-supported" if isinstance(exc, smtplib.SMTPResponseException)
+                            else "validation-failure")
+            smtp.close()   # the session is dead: smtplib's QUIT on leaving the block would fail on it
+            return Result.BOUNCED if self.flaws.plaintext_after_failed_starttls else give_up
         if verify and not self._names_host(smtp):
             self.failure = "certificate-host-mismatch"
             smtp.quit()
             return give_up
         if self.dane is not None and not self._dane_match(smtp):
             self.failure = "tlsa-invalid"
+            smtp.quit()
+            return Result.DEFERRED
+        if self.dane is not None and self.flaws.dane_checks_expiry and _expired(smtp):
+            self.failure = "certificate-expired"
             smtp.quit()
             return Result.DEFERRED
         smtp.ehlo()
@@ -250,6 +288,8 @@ class _Client:
         if verify:   # the chain here, the name in _names_host: the no_sni flaw sends no name to check against
             context = ssl.create_default_context(cafile=str(self.route.lab_dir / "ca.pem"))
             context.check_hostname = False
+            if self.flaws.sts_ignores_expiry and self.sts_enforce:
+                context.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
             return context
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
@@ -280,6 +320,11 @@ class _Client:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         digest = hashlib.sha256(spki).digest()
         return any((r.usage, r.selector, r.mtype, r.cert) == (3, 1, 1, digest) for r in self.dane or ())
+
+
+def _expired(smtp: smtplib.SMTP) -> bool:
+    der = _peer_der(smtp)
+    return der is not None and x509.load_der_x509_certificate(der).not_valid_after_utc < dt.datetime.now(dt.UTC)
 
 
 def _peer_der(smtp: smtplib.SMTP) -> bytes | None:

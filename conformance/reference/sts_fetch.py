@@ -12,6 +12,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 WELL_KNOWN = "/.well-known/mta-sts.txt"
 MAX_POLICY = 64 * 1024      # RFC 8461 §3.3: senders may limit the policy's size
 FETCH_TIMEOUT = 5.0
@@ -45,13 +47,18 @@ def parse_policy(text: str) -> StsPolicy | None:
     return StsPolicy(fields["mode"][0], tuple(fields.get("mx", ())))
 
 
-def fetch_policy(name: str, address: str, port: int, ca_file: Path) -> StsPolicy | None:
-    """GET the policy from ``address`` as ``name`` (certificate verified for ``name``); None on any failure."""
+def fetch_policy(name: str, address: str, port: int, ca_file: Path, *,
+                 allow_wildcard: bool = False) -> StsPolicy | None:
+    """GET the policy from ``address`` as ``name`` (certificate verified for ``name``); None on any failure.
+    A certificate naming the host only through a wildcard is a failure unless ``allow_wildcard`` (BSI TR-03108
+    4.1.8 refuses it where RFC 8461 §3.3 accepts it)."""
     context = ssl.create_default_context(cafile=str(ca_file))
     request = f"GET {WELL_KNOWN} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
     try:
         with socket.create_connection((address, port), FETCH_TIMEOUT) as raw, \
                 context.wrap_socket(raw, server_hostname=name) as tls:
+            if not allow_wildcard and not names_exactly(tls.getpeercert(binary_form=True), name):
+                return None
             tls.sendall(request)
             data = b""
             while len(data) <= MAX_POLICY and (chunk := tls.recv(4096)):
@@ -62,3 +69,14 @@ def fetch_policy(name: str, address: str, port: int, ca_file: Path) -> StsPolicy
     if not head.startswith(b"HTTP/1.1 200") and not head.startswith(b"HTTP/1.0 200"):
         return None
     return parse_policy(body.decode("utf-8", "replace"))
+
+
+def names_exactly(der: bytes | None, name: str) -> bool:
+    """The certificate carries ``name`` itself as a DNS-ID (a wildcard covering it does not count)."""
+    if not der:
+        return False
+    try:
+        san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    return name.lower() in (n.lower() for n in san.value.get_values_for_type(x509.DNSName))

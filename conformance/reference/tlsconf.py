@@ -25,6 +25,7 @@ RANKED_HIGH_SUITES = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:
 # OpenSSL 3.0 option bits the ssl module does not name (include/openssl/ssl.h.in)
 OP_NO_EXTENDED_MASTER_SECRET = 1 << 0
 OP_NO_ENCRYPT_THEN_MAC = 1 << 19
+OP_ALLOW_CLIENT_RENEGOTIATION = 1 << 8
 DHE_SUITES = "DHE-RSA-AES128-GCM-SHA256"  # forward-secret AEAD: only its prime is weak
 
 
@@ -56,6 +57,9 @@ def server_context(pki: Pki, flaws: Flaws, node: str) -> ssl.SSLContext:
     if flaws.cbc_without_etm:
         suites.append(LEGACY_CBC_SUITES)
         context.options |= OP_NO_ENCRYPT_THEN_MAC
+    if flaws.client_renegotiation:  # OpenSSL 3 refuses clients' renegotiations unless told otherwise
+        context.options &= ~ssl.OP_NO_RENEGOTIATION
+        context.options |= OP_ALLOW_CLIENT_RENEGOTIATION
     if flaws.weak_dh_params:
         suites.append(DHE_SUITES)
         weak_level = True

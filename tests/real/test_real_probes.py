@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import imapclient
 import pytest
 
-from conformance.probes.abuse.oneshot import probe_open_relay
+from conformance.probes.abuse.relay import RcptAttempt, probe_relay_forms
 from conformance.probes.failover.delivery import build_report, new_run_id, read_back, submit_batch
 from conformance.probes.imap.session import probe_imap_capabilities
 from conformance.probes.smtp.session import probe_smtp_capabilities
@@ -26,7 +26,7 @@ from conformance.probes.tls.wire import TlsVersion
 from conformance.probes.wire.config import CleartextAuth, ProbeConfig
 from conformance.probes.wire.outcome import Attempt
 from conformance.target import Endpoint, Service
-from tests.real.servers import CONFIGS, HOST, RealTarget
+from tests.real.servers import CONFIGS, DOMAIN, HOST, RealTarget
 
 pytestmark = pytest.mark.real
 
@@ -49,6 +49,13 @@ def _result(coro: Coroutine[Any, Any, Attempt[R]]) -> R:
     assert attempt.ok and attempt.result is not None, (
         f"{attempt.outcome}: {attempt.reason}\n" + "\n".join(attempt.transcript))
     return attempt.result
+
+
+def _plain_relay(real: RealTarget) -> RcptAttempt:
+    """RCPT TO a foreign recipient, without AUTH, as the relay check sees it (never DATA)."""
+    attempt = _result(probe_relay_forms(_endpoint(real, "mx"), _cfg(real), local_domain=DOMAIN)).form("plain")
+    assert attempt is not None, "MAIL FROM was refused: no recipient tried"
+    return attempt
 
 
 def _scan(real: RealTarget, service: str) -> TlsScan:
@@ -123,8 +130,8 @@ def test_good_tls_scan_only_tls12_13_strong_suites(good_target: RealTarget, serv
 
 
 def test_good_mx_is_no_open_relay(good_target: RealTarget) -> None:
-    relay = _result(probe_open_relay(_endpoint(good_target, "mx"), _cfg(good_target)))
-    assert not relay.accepted, relay.rcpt_reply
+    relay = _plain_relay(good_target)
+    assert not relay.accepted, relay.reply
 
 
 def test_submitted_message_is_read_back_over_imap(good_target: RealTarget) -> None:
@@ -221,8 +228,8 @@ def test_imap_cleartext_allows_login_before_tls(real_target: Factory) -> None:
 
 def test_open_relay_accepts_foreign_recipient(real_target: Factory) -> None:
     real = real_target("open-relay")
-    relay = _result(probe_open_relay(_endpoint(real, "mx"), _cfg(real)))
-    assert relay.accepted, relay.rcpt_reply
+    relay = _plain_relay(real)
+    assert relay.accepted, relay.reply
 
 
 @pytest.mark.parametrize("name, problem", [("expired-cert", "expired"), ("wrong-name-cert", HOST)])

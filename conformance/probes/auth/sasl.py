@@ -84,7 +84,7 @@ async def imap_sasl(imap: ImapSession, mechanism: str, username: str, password: 
 async def _imap_authenticate(imap: ImapSession, mechanism: str, username: str,
                              password: Secret | str) -> tuple[imap_wire.ImapResponse, bytes]:
     initial, answer = responder(mechanism, username, password, service="imap", host=imap.endpoint.host)
-    reader, writer = imap._streams
+    reader, writer = imap.streams
     tag = next(imap._tags)
     use_ir = initial is not None and "SASL-IR" in (imap.capabilities or frozenset())
     line = f"{tag} AUTHENTICATE {mechanism}" + (f" {initial}" if use_ir else "")

@@ -209,7 +209,7 @@ async def _hold_session(endpoint: Endpoint, account: Account, session: SmtpSessi
         await imap.connect()
         if not endpoint.implicit_tls and "STARTTLS" in (imap.capabilities or await imap.capability()):
             await imap.starttls()
-        reader, writer = imap._streams  # the session's own streams: we read the server's last words
+        reader, writer = imap.streams  # the session's own streams: we read the server's last words
         return _Held(endpoint, transcript, reader, writer, "idle IMAP session", imap)
     smtp = session
     await smtp.connect()
@@ -223,7 +223,7 @@ async def _hold_session(endpoint: Endpoint, account: Account, session: SmtpSessi
         await smtp.send_raw(make_message(account, "shutdown", "shutdown")[:200], what="half a message",
                             expect_reply=False)
         held = "SMTP session in the middle of DATA"
-    reader, writer = smtp._streams
+    reader, writer = smtp.streams
     return _Held(endpoint, transcript, reader, writer, held, smtp)
 
 

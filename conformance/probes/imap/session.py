@@ -7,14 +7,11 @@ delivery checks is imapclient's job.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import itertools
 import ssl
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from conformance.probes.imap import wire as imap_wire
 from conformance.probes.imap.wire import ImapResponse, StatusLine
@@ -25,7 +22,6 @@ from conformance.probes.wire.config import (
     scrubbing_errors,
     throwaway_credentials,
 )
-from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
@@ -37,57 +33,32 @@ from conformance.probes.wire.outcome import (
     Unreachable,
     attempt,
 )
-from conformance.probes.wire.streams import Deadline, close, read_line, send
-from conformance.probes.wire.upgrade import TlsInfo, probe_context, refuse_injected_plaintext, upgrade
+from conformance.probes.wire.session import StreamSession, answer_and_tls_error, reveal
+from conformance.probes.wire.streams import read_line, send
+from conformance.probes.wire.upgrade import TlsInfo
 from conformance.target import Endpoint, Secret
 
 __all__ = ["ImapCapabilities", "ImapResponse", "ImapSession", "classify_imap_login", "probe_imap_capabilities"]
 
 
-def _reveal(secret: Secret | str) -> str:
-    return secret.reveal() if isinstance(secret, Secret) else secret
-
-
-class ImapSession:
+class ImapSession(StreamSession):
     """One IMAP connection; every command gets a unique tag. Commands return the tagged response
     whatever its status (the caller judges). Use as ``async with ImapSession(endpoint, cfg) as imap:``."""
 
+    protocol = "IMAP"
+
     def __init__(self, endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript | None = None, *,
                  tls_context: ssl.SSLContext | None = None) -> None:
-        self.endpoint = endpoint
-        self.cfg = cfg
-        self.transcript = transcript if transcript is not None else cfg.transcript(endpoint)
-        self.tls_context = tls_context
-        self.tls: TlsInfo | None = None
+        super().__init__(endpoint, cfg, transcript, tls_context=tls_context)
         self.greeting: StatusLine | None = None
         self.capabilities: frozenset[str] | None = None
         self.starttls_response: ImapResponse | None = None  # kept when the handshake after it fails
         self._tags = (f"M{n}" for n in itertools.count(1))
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._deadline: Deadline | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            raise LocalError("IMAP session used before connect()")
-        return self._reader, self._writer
 
     async def connect(self) -> StatusLine:
         """TCP (and TLS for imaps) then the greeting: OK or PREAUTH returned; BYE raises ServerUnavailable."""
-        self._deadline = Deadline(self.cfg.session_budget)
-        self._reader, self._writer = await open_tcp(self.endpoint, self.cfg.timeout, self.cfg.limiter)
-        self.transcript.note(f"connected to {self.endpoint}")
-        if self.endpoint.implicit_tls:
-            await self._upgrade()
-        self.greeting = await imap_wire.read_greeting(self._reader, timeout=self.cfg.timeout,
+        reader = await self._open()
+        self.greeting = await imap_wire.read_greeting(reader, timeout=self.cfg.timeout,
                                                       deadline=self._deadline, transcript=self.transcript)
         if self.greeting.status == "PREAUTH":
             self.transcript.note("server greeted with PREAUTH: the session is already authenticated")
@@ -95,7 +66,7 @@ class ImapSession:
         return self.greeting
 
     async def command(self, line: str, *, secret: bool = False) -> ImapResponse:
-        reader, writer = self._streams
+        reader, writer = self.streams
         with scrubbing_errors(self.cfg.secrets):
             response = await imap_wire.command(reader, writer, next(self._tags), line, timeout=self.cfg.timeout,
                                                deadline=self._deadline, transcript=self.transcript, secret=secret)
@@ -116,37 +87,29 @@ class ImapSession:
         response = self.starttls_response = await self.command("STARTTLS")
         if not response.ok:
             return response
-        refuse_injected_plaintext(self._streams[0], self.transcript)
-        await self._upgrade(context)
+        await self._upgrade_after_go_ahead(context)
         self.capabilities = None
         await self.capability()
         return response
 
-    async def _upgrade(self, context: ssl.SSLContext | None = None) -> None:
-        reader, writer = self._streams
-        assert self._deadline is not None
-        self.tls = await upgrade(reader, writer, context or self.tls_context or probe_context(), self.endpoint.host,
-                                 timeout=self._deadline.clamp(self.cfg.timeout))
-        self.transcript.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
-
     async def login(self, username: str, password: Secret | str) -> ImapResponse:
         """LOGIN with quoted strings; the transcript shows only 'LOGIN <redacted>'."""
         try:
-            line = f"LOGIN {imap_wire.quote_string(username)} {imap_wire.quote_string(_reveal(password))}"
+            line = f"LOGIN {imap_wire.quote_string(username)} {imap_wire.quote_string(reveal(password))}"
         except ValueError:
             raise LocalError("username or password contains CR/LF and cannot be sent with LOGIN") from None
         return await self.command(line)
 
     async def authenticate_plain(self, username: str, password: Secret | str) -> ImapResponse:
         """AUTHENTICATE PLAIN, with SASL-IR (RFC 4959) when offered, else after the '+' continuation."""
-        token = base64.b64encode(f"\0{username}\0{_reveal(password)}".encode()).decode("ascii")
+        token = base64.b64encode(f"\0{username}\0{reveal(password)}".encode()).decode("ascii")
         if "SASL-IR" in (self.capabilities or frozenset()):
             return await self.command(f"AUTHENTICATE PLAIN {token}")
         with scrubbing_errors(self.cfg.secrets + (token,)):
             return await self._authenticate_after_continuation(token)
 
     async def _authenticate_after_continuation(self, token: str) -> ImapResponse:
-        reader, writer = self._streams
+        reader, writer = self.streams
         tag = next(self._tags)
         self.transcript.client(f"{tag} AUTHENTICATE PLAIN")
         await send(writer, f"{tag} AUTHENTICATE PLAIN\r\n".encode(), timeout=self.cfg.timeout,
@@ -177,12 +140,6 @@ class ImapSession:
             return None
         finally:
             await self.close()
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await close(self._writer)
-            self._writer = None
-
 
 def classify_imap_login(response: ImapResponse | None, logindisabled: bool) -> CleartextAuth:
     """How the server treated LOGIN with throwaway credentials before TLS. BAD or NO [PRIVACYREQUIRED]
@@ -217,7 +174,7 @@ async def _authenticate_in_clear(imap: ImapSession) -> tuple[ImapResponse | None
     """AUTHENTICATE PLAIN with throwaway credentials before TLS (SASL-IR when advertised). Returns the
     tagged answer (None: the exchange never ended), its classification, and whether the session is back
     in a known state: a server that keeps sending "+" gets "*", which RFC 9051 6.2.2 answers with BAD."""
-    _, writer = imap._streams
+    _, writer = imap.streams
     user, password = throwaway_credentials()
     token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
     tag = next(imap._tags)
@@ -245,7 +202,7 @@ async def _authenticate_in_clear(imap: ImapSession) -> tuple[ImapResponse | None
 
 async def _next_tagged_or_continuation(imap: ImapSession) -> tuple[str, str]:
     """The head ("+" or a tag) and the rest of the next line that is not an untagged response."""
-    reader, _ = imap._streams
+    reader, _ = imap.streams
     for _ in range(imap_wire.MAX_UNTAGGED):
         line = await imap_wire.read_logical_line(reader, timeout=imap.cfg.timeout, deadline=imap._deadline,
                                                  transcript=imap.transcript,
@@ -311,13 +268,8 @@ async def probe_imap_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_l
                 await imap.connect()
             starttls_response, tls_error = None, None
             if "STARTTLS" in caps and not authenticated:
-                try:
-                    starttls_response = await imap.starttls()
-                except ProtocolViolation as exc:
-                    if imap.starttls_response is None:  # the STARTTLS exchange itself broke the protocol
-                        raise
-                    # the OK stands; the handshake after it failed: keep both, the reason is the TLS error
-                    starttls_response, tls_error = imap.starttls_response, str(exc)
+                starttls_response, tls_error = await answer_and_tls_error(imap.starttls(),
+                                                                          lambda: imap.starttls_response)
             if tls_error is None:
                 await imap.logout()
             return ImapCapabilities(greeting, caps, "STARTTLS" in caps, starttls_response, imap.tls, tls_error,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Self
 
 from conformance.probes.outbound.dns import LabDns
+from conformance.probes.outbound.dsn import DsnRead, read_dsns
 from conformance.probes.outbound.mx import Arrival, MxLog, start_mx
 from conformance.probes.outbound.pki import LabPki
 from conformance.probes.outbound.scenarios import (
@@ -89,6 +90,7 @@ class LabReport:
     refused: tuple[str, ...] = ()                        # recipients the MX hosts refused (not ours)
     dns_queries: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     tlsrpt: TlsRptRun | None = None                      # None: the target has no tlsrpt_send hook
+    dsns: DsnRead | None = None                          # what the gateway reported back (None: not looked)
 
 
 def recipient(scenario: Scenario, domain: str, tag: str) -> str:
@@ -189,11 +191,18 @@ class Lab:
                     if (policy := sts_policy(s, domain)) is not None}
         if not policies:
             return
-        first, *rest = policies
+        wildcards = {f"mta-sts.{s.domain(domain)}": f"*.{s.domain(domain)}" for s in self.scenarios
+                     if s.policy_wildcard and f"mta-sts.{s.domain(domain)}" in policies}
+        first, *rest = [host for host in policies if host not in wildcards] or [f"mta-sts.{domain}"]
         issued = self.pki.issue(first, also=tuple(rest))
+        context = _server_context(issued.chain_pem, issued.key_pem)
+        _serve_by_name(context, {host: self._wildcard_context(pattern) for host, pattern in wildcards.items()})
         self.policy_host = PolicyHost(policies)
-        await self.policy_host.start(self.outbound.address, self.outbound.https_port,
-                                     _server_context(issued.chain_pem, issued.key_pem))
+        await self.policy_host.start(self.outbound.address, self.outbound.https_port, context)
+
+    def _wildcard_context(self, pattern: str) -> ssl.SSLContext:
+        issued = self.pki.issue(pattern)
+        return _server_context(issued.chain_pem, issued.key_pem)
 
     async def __aexit__(self, *_: object) -> None:
         for server in self._servers:
@@ -208,15 +217,16 @@ class Lab:
 
     def _context(self, host: str, posture: Posture) -> tuple[ssl.SSLContext | None, bytes]:
         name = f"elsewhere.{host.partition('.')[2]}" if posture is Posture.WRONG_NAME else host
-        issued = self.pki.issue(name, self_signed=posture is Posture.SELF_SIGNED)
+        issued = self.pki.issue(name, self_signed=posture is Posture.SELF_SIGNED,
+                                expired=posture is Posture.EXPIRED)
         if posture in (Posture.NO_STARTTLS, Posture.DOWN):
             return None, issued.leaf_der
         return _server_context(issued.chain_pem, issued.key_pem), issued.leaf_der
 
     async def run(self, tag: str, send: Sequence[tuple[Scenario, str, bytes]], sender: Sender,
-                  window: float) -> LabReport:
+                  window: float, dsns: Callable[[], Awaitable[DsnRead]] | None = None) -> LabReport:
         """``sender(to, message)`` is awaited per scenario at once; then the window runs out (from the last
-        submission on)."""
+        submission on). ``dsns`` reads what the gateway reported back, beside the TLS-RPT hook."""
         sent = await asyncio.gather(*(self._send(sender, scenario, to, message) for scenario, to, message in send))
         # the window runs from the moment the gateway holds every message: a slow submission costs no window
         started = time.monotonic()
@@ -230,13 +240,18 @@ class Lab:
             hosts = scenario.hosts(self.outbound.domain)
             results[scenario.name] = ScenarioResult(scenario, how, mine,
                                                     sum(self.log.connections.get(h, 0) for h in hosts), waited)
-        tlsrpt = (await self._tlsrpt(self.outbound.tlsrpt_send, window, _refused_domains(results.values()))
-                  if self.outbound.tlsrpt_send else None)
+        tlsrpt, dsn_read = await asyncio.gather(self._tlsrpt_if_hooked(window, results.values()),
+                                                _none() if dsns is None else dsns())
         reports = report_address(self.outbound.domain)
         stale = sum(1 for a in self.log.arrivals
                     if not any(r.startswith(f"mc-{tag}@") or r == reports for r in a.recipients))
         return LabReport(tag, window, results, stale, tuple(self.log.refused),
-                         tuple(self._dns.queries) if self._dns else (), tlsrpt)
+                         tuple(self._dns.queries) if self._dns else (), tlsrpt, dsn_read)
+
+    async def _tlsrpt_if_hooked(self, window: float, results: Iterable[ScenarioResult]) -> TlsRptRun | None:
+        if not self.outbound.tlsrpt_send:
+            return None
+        return await self._tlsrpt(self.outbound.tlsrpt_send, window, _refused_domains(results))
 
     async def _tlsrpt(self, argv: Sequence[str], window: float, expected: set[str]) -> TlsRptRun:
         """Run the hook once every scenario had its window, then wait (at most one more window) until reports
@@ -262,6 +277,10 @@ class Lab:
         return Sent(scenario.name, to, True, str(words))
 
 
+async def _none() -> None:
+    return None
+
+
 def _refused_domains(results: Iterable[ScenarioResult]) -> set[str]:
     """Scenario domains with a TLSA or MTA-STS policy whose MX hosts the sender connected to and left:
     the sessions a TLS-RPT report counts as failed."""
@@ -271,6 +290,19 @@ def _refused_domains(results: Iterable[ScenarioResult]) -> set[str]:
 
 def _reported(messages: Iterable[bytes]) -> set[str]:
     return {p.domain.rstrip(".").lower() for m in messages for p in parse_report(m).policies}
+
+
+def _serve_by_name(context: ssl.SSLContext, by_name: dict[str, ssl.SSLContext]) -> None:
+    """The policy host answers a client naming one of ``by_name`` (SNI) with that context's certificate."""
+    if not by_name:
+        return
+
+    def pick(connection: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+        chosen = by_name.get((name or "").lower())
+        if chosen is not None:
+            connection.context = chosen
+
+    context.sni_callback = pick  # type: ignore[assignment]
 
 
 def _server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
@@ -284,8 +316,10 @@ def _server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 
 
 async def run_lab(outbound: Outbound, cfg: ProbeConfig, account: Account, endpoint: Endpoint | None,
-                  window: float, scenarios: tuple[Scenario, ...] = SCENARIOS) -> LabReport:
-    """The whole run: lab up, one message per scenario (through the send hook or by submission)."""
+                  window: float, scenarios: tuple[Scenario, ...] = SCENARIOS, *,
+                  mailbox: Endpoint | None = None) -> LabReport:
+    """The whole run: lab up, one message per scenario (through the send hook or by submission); after the
+    window, the DSNs in the test account's ``mailbox`` (IMAP)."""
     tag = secrets.token_hex(4)
     messages = [(s, to, make_message(account, to, s, tag))
                 for s, to in ((s, recipient(s, outbound.domain, tag)) for s in scenarios)]
@@ -302,5 +336,11 @@ async def run_lab(outbound: Outbound, cfg: ProbeConfig, account: Account, endpoi
         except ProbeError as exc:
             raise type(exc)(scrub(str(exc), cfg.secrets)) from None
 
+    async def dsns() -> DsnRead:
+        if mailbox is None:
+            return DsnRead("", reason="the target has no IMAP endpoint: the test account's mailbox (and any "
+                                      "DSN the gateway sent it) was not read")
+        return await asyncio.to_thread(read_dsns, mailbox, cfg, account, tag)
+
     async with Lab(outbound, scenarios) as lab:
-        return await lab.run(tag, messages, sender, window)
+        return await lab.run(tag, messages, sender, window, dsns)

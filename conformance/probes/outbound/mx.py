@@ -22,6 +22,8 @@ from conformance.probes.tls.wire import DecodeError
 
 HELLO_LIMIT = 16 * 1024   # bytes kept of what the sender sends first after STARTTLS
 GREETING_TIMEOUT = 30.0
+# a TLS 1.2 record: alert (21), fatal (2), handshake_failure (40) — RFC 8446 §6, RFC 5246 §7.2
+HANDSHAKE_FAILURE_ALERT = bytes((21, 3, 3, 0, 2, 2, 40))
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,13 @@ class LabSMTP(SMTP):
         self.hello_bytes = bytearray()
 
     async def smtp_STARTTLS(self, arg: str) -> None:
-        if arg or not self.tls_context:
-            await self.push("501 Syntax: STARTTLS" if arg else "454 TLS not available")
+        posture = getattr(self.event_handler, "posture", None)
+        if arg or not self.tls_context or posture is Posture.STARTTLS_454:
+            await self.push("501 Syntax: STARTTLS" if arg else "454 4.7.0 TLS not available")
             return
         await self.push("220 Ready to start TLS")
+        if posture is Posture.HANDSHAKE_FAILS:
+            await self._fail_handshake()
         waiter = self.loop.create_future()
         self._tls_protocol = sslproto.SSLProtocol(self.loop, self, self.tls_context, waiter, server_side=True)
         self._original_transport = self.transport
@@ -107,6 +112,18 @@ class LabSMTP(SMTP):
             raise
         except Exception as error:
             raise TLSSetupException() from error
+
+    async def _fail_handshake(self) -> None:
+        """Take the ClientHello, answer it with a fatal handshake_failure alert and end the session the way
+        aiosmtpd ends one whose handshake failed. The hello is read first: closing with it unread would reset
+        the connection before the sender reads the alert."""
+        try:
+            self.hello_bytes += await asyncio.wait_for(self._reader.read(HELLO_LIMIT), GREETING_TIMEOUT)
+        except TimeoutError:
+            pass
+        assert isinstance(self.transport, asyncio.WriteTransport)
+        self.transport.write(HANDSHAKE_FAILURE_ALERT)
+        raise TLSSetupException("the lab MX fails every TLS handshake (its posture)")
 
 
 class _Recorder:

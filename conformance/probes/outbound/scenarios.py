@@ -21,6 +21,9 @@ class Posture(StrEnum):
     NO_STARTTLS = "no STARTTLS offered"
     TEMPFAIL_FIRST = "451 to the first DATA, then 250"
     DOWN = "421 to every connection (a host that is down)"
+    EXPIRED = "STARTTLS with a lab-CA certificate for its name that has expired"
+    HANDSHAKE_FAILS = "STARTTLS offered and answered 220, then a handshake_failure alert"
+    STARTTLS_454 = "STARTTLS offered, then answered 454 (TLS not available)"
 
 
 class Sts(StrEnum):
@@ -46,6 +49,7 @@ class Scenario:
     bogus: bool = False                 # the MX and TLSA signatures do not verify
     sts: Sts = Sts.NONE
     deliver: bool = True                # a conforming sender delivers (else: it must not)
+    policy_wildcard: bool = False       # the policy host serves a lab-CA certificate for *.<scenario domain>
 
     def domain(self, base: str) -> str:
         return f"{self.name}.{base}"
@@ -54,7 +58,7 @@ class Scenario:
         return tuple(f"mx{i + 1}.{self.domain(base)}" for i in range(len(self.mx)))
 
 
-SCENARIOS = (
+SCENARIOS: tuple[Scenario, ...] = (
     Scenario("starttls", (Posture.GOOD,)),
     Scenario("dane-match", (Posture.GOOD,), Tlsa.MATCH),
     Scenario("dane-mismatch", (Posture.GOOD,), Tlsa.MISMATCH, deliver=False),
@@ -69,6 +73,20 @@ SCENARIOS = (
     Scenario("sts-wrongname", (Posture.WRONG_NAME,), sts=Sts.ENFORCE, deliver=False),
     Scenario("sts-testing", (Posture.SELF_SIGNED,), sts=Sts.TESTING),
 )
+# issue 15's further postures, appended so the earlier scenarios keep their addresses. With DANE-EE(3) the
+# certificate's dates are not checked (RFC 7672 §3.1.1, RFC 7671 §5.1); MTA-STS needs a valid one (RFC 8461 §4.2).
+SCENARIOS += (
+    Scenario("dane-expired", (Posture.EXPIRED,), Tlsa.MATCH),
+    Scenario("dane-tlsfail", (Posture.HANDSHAKE_FAILS,), Tlsa.MATCH, deliver=False),
+    Scenario("dane-tls454", (Posture.STARTTLS_454,), Tlsa.MATCH, deliver=False),
+    Scenario("sts-expired", (Posture.EXPIRED,), sts=Sts.ENFORCE, deliver=False),
+    # no policy: RFC 7435 lets a sender fall back to cleartext or defer, so this one is evidence, not a verdict
+    Scenario("tlsfail", (Posture.HANDSHAKE_FAILS,)),
+)
+# BSI TR-03108 4.1.8: a policy served under a wildcard certificate is no policy. The policy names another MX
+# host, so the outcome tells the two senders apart: one that accepts the policy delivers nothing, a BSI sender
+# (no valid policy: opportunistic TLS) delivers over TLS. ``deliver`` is the BSI sender's outcome.
+SCENARIOS = (*SCENARIOS, Scenario("sts-wildcard", (Posture.GOOD,), sts=Sts.ENFORCE_OTHER_MX, policy_wildcard=True))
 BY_NAME = {s.name: s for s in SCENARIOS}
 # TLS-RPT reports (RFC 8460 §3) go to the "starttls" scenario's good MX host: no extra server, a posture any
 # sender delivers to

@@ -6,7 +6,6 @@ Only what the conformance checks need before and around authentication: CAPA (RF
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -14,8 +13,6 @@ import hashlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import TracebackType
-from typing import Self
 
 from conformance.probes.pop3 import wire as pop3_wire
 from conformance.probes.pop3.wire import Pop3Reply
@@ -26,7 +23,6 @@ from conformance.probes.wire.config import (
     scrubbing_errors,
     throwaway_credentials,
 )
-from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
     Attempt,
     LocalError,
@@ -35,8 +31,8 @@ from conformance.probes.wire.outcome import (
     Transcript,
     attempt,
 )
-from conformance.probes.wire.streams import Deadline, close
-from conformance.probes.wire.upgrade import TlsInfo, probe_context, refuse_injected_plaintext, upgrade
+from conformance.probes.wire.session import StreamSession, answer_and_tls_error, reveal
+from conformance.probes.wire.upgrade import TlsInfo
 from conformance.target import Endpoint, Secret
 
 __all__ = ["Pop3Capabilities", "Pop3Reply", "Pop3Session", "probe_pop3_capabilities"]
@@ -46,54 +42,24 @@ CANCEL = "*"  # RFC 5034 4: the client ends the exchange
 Responder = Callable[[bytes], str]
 
 
-def _reveal(secret: Secret | str) -> str:
-    return secret.reveal() if isinstance(secret, Secret) else secret
-
-
-class Pop3Session:
+class Pop3Session(StreamSession):
     """One POP3 connection. Commands return the server's status line whatever it says (the caller judges).
     Use as ``async with Pop3Session(endpoint, cfg) as pop3:``."""
 
+    protocol = "POP3"
+
     def __init__(self, endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript | None = None, *,
                  tls_context: ssl.SSLContext | None = None) -> None:
-        self.endpoint = endpoint
-        self.cfg = cfg
-        self.transcript = transcript if transcript is not None else cfg.transcript(endpoint)
-        self.tls_context = tls_context
-        self.tls: TlsInfo | None = None
+        super().__init__(endpoint, cfg, transcript, tls_context=tls_context)
         self.greeting: Pop3Reply | None = None
         self.capabilities: frozenset[str] | None = None
         self.stls_reply: Pop3Reply | None = None   # kept when the handshake after it fails
         self.last_challenge = b""                  # the last SASL challenge, decoded (RFC 7628 errors travel here)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._deadline: Deadline | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            raise LocalError("POP3 session used before connect()")
-        return self._reader, self._writer
-
-    @property
-    def deadline(self) -> Deadline | None:
-        return self._deadline
 
     async def connect(self) -> Pop3Reply:
         """TCP (and TLS for pop3s) then the greeting: +OK returned; -ERR raises ServerUnavailable."""
-        self._deadline = Deadline(self.cfg.session_budget)
-        self._reader, self._writer = await open_tcp(self.endpoint, self.cfg.timeout, self.cfg.limiter)
-        self.transcript.note(f"connected to {self.endpoint}")
-        if self.endpoint.implicit_tls:
-            await self._upgrade()
-        self.greeting = await pop3_wire.read_greeting(self._reader, timeout=self.cfg.timeout,
+        reader = await self._open()
+        self.greeting = await pop3_wire.read_greeting(reader, timeout=self.cfg.timeout,
                                                       deadline=self._deadline, transcript=self.transcript)
         return self.greeting
 
@@ -126,32 +92,24 @@ class Pop3Session:
         reply = self.stls_reply = await self.command("STLS")
         if not reply.ok:
             return reply
-        refuse_injected_plaintext(self.streams[0], self.transcript)
-        await self._upgrade(context)
+        await self._upgrade_after_go_ahead(context)
         self.capabilities = None
         await self.capa()
         return reply
-
-    async def _upgrade(self, context: ssl.SSLContext | None = None) -> None:
-        reader, writer = self.streams
-        assert self._deadline is not None
-        self.tls = await upgrade(reader, writer, context or self.tls_context or probe_context(), self.endpoint.host,
-                                 timeout=self._deadline.clamp(self.cfg.timeout))
-        self.transcript.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
 
     async def user_pass(self, username: str, password: Secret | str) -> tuple[Pop3Reply, Pop3Reply | None]:
         """USER then PASS (RFC 1939 7); PASS is not sent when USER is refused (the second value is then None)."""
         user = await self.command(f"USER {username}")
         if not user.ok:
             return user, None
-        return user, await self.command(f"PASS {_reveal(password)}", shown="PASS <redacted>")
+        return user, await self.command(f"PASS {reveal(password)}", shown="PASS <redacted>")
 
     async def apop(self, username: str, password: Secret | str) -> Pop3Reply:
         """APOP with the greeting's timestamp (RFC 1939 7); LocalError when the greeting offers none."""
         stamp = pop3_wire.apop_timestamp(self.greeting) if self.greeting else None
         if stamp is None:
             raise LocalError("the greeting carries no APOP timestamp")
-        digest = hashlib.md5((stamp + _reveal(password)).encode("utf-8")).hexdigest()
+        digest = hashlib.md5((stamp + reveal(password)).encode("utf-8")).hexdigest()
         return await self.command(f"APOP {username} {digest}", shown=f"APOP {username} <redacted>")
 
     async def sasl(self, mechanism: str, initial: str | None, answer: Responder) -> Pop3Reply:
@@ -180,12 +138,6 @@ class Pop3Session:
             return None
         finally:
             await self.close()
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await close(self._writer)
-            self._writer = None
-
 
 def _decode(text: str) -> bytes:
     try:
@@ -302,13 +254,7 @@ async def probe_pop3_capabilities(endpoint: Endpoint, cfg: ProbeConfig) -> Attem
                 return Pop3Capabilities(greeting, caps, False, None, None, None, None, logins)
             pop3 = await sessions.enter_async_context(Pop3Session(endpoint, cfg, transcript))
             await pop3.connect()
-            tls_error = None
-            try:
-                stls = await pop3.stls()
-            except ProtocolViolation as exc:
-                if pop3.stls_reply is None:  # the STLS exchange itself broke the protocol
-                    raise
-                stls, tls_error = pop3.stls_reply, str(exc)
+            stls, tls_error = await answer_and_tls_error(pop3.stls(), lambda: pop3.stls_reply)
             if tls_error is None:
                 logins = await _apop_inside_tls(pop3, logins, user, password)
                 await pop3.quit()

@@ -6,13 +6,10 @@ commands are sent one at a time (no pipelining) unless a caller deliberately use
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import ssl
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from conformance.probes.smtp.wire import EhloResult, SmtpReply, exchange, read_greeting, read_reply
 from conformance.probes.wire.config import (
@@ -22,10 +19,8 @@ from conformance.probes.wire.config import (
     scrubbing_errors,
     throwaway_credentials,
 )
-from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import (
     Attempt,
-    LocalError,
     ProbeError,
     ProbeTimeout,
     ProtocolViolation,
@@ -34,8 +29,9 @@ from conformance.probes.wire.outcome import (
     Unreachable,
     attempt,
 )
-from conformance.probes.wire.streams import Deadline, close, send
-from conformance.probes.wire.upgrade import TlsInfo, probe_context, refuse_injected_plaintext, upgrade
+from conformance.probes.wire.session import StreamSession, answer_and_tls_error, reveal
+from conformance.probes.wire.streams import send
+from conformance.probes.wire.upgrade import TlsInfo
 from conformance.target import Endpoint, Secret, Service
 
 __all__ = ["CleartextAuth", "EhloResult", "ProbeConfig", "SmtpCapabilities", "SmtpReply", "SmtpSession",
@@ -46,58 +42,32 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def _reveal(secret: Secret | str) -> str:
-    return secret.reveal() if isinstance(secret, Secret) else secret
-
-
-class SmtpSession:
+class SmtpSession(StreamSession):
     """One SMTP connection. Commands return the server's reply whatever its code (the caller judges);
     a 421 raises ServerUnavailable because RFC 5321 3.8 says the server is closing the channel.
 
     Use as ``async with SmtpSession(endpoint, cfg) as smtp: await smtp.connect() ...``.
     """
 
+    protocol = "SMTP"
+
     def __init__(self, endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcript | None = None, *,
                  tls_context: ssl.SSLContext | None = None) -> None:
-        self.endpoint = endpoint
-        self.cfg = cfg
-        self.transcript = transcript if transcript is not None else cfg.transcript(endpoint)
-        self.tls_context = tls_context
-        self.tls: TlsInfo | None = None
+        super().__init__(endpoint, cfg, transcript, tls_context=tls_context)
         self.capabilities: EhloResult | None = None
         self.greeting: SmtpReply | None = None
         self.starttls_reply: SmtpReply | None = None  # kept when the handshake after it fails
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._deadline: Deadline | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            raise LocalError("SMTP session used before connect()")
-        return self._reader, self._writer
 
     async def connect(self) -> SmtpReply:
         """TCP (and TLS for submissions/465) then the greeting. Raises ServerUnavailable for a 4xx/554
         greeting, ProtocolViolation for anything but 220."""
-        self._deadline = Deadline(self.cfg.session_budget)
-        self._reader, self._writer = await open_tcp(self.endpoint, self.cfg.timeout, self.cfg.limiter)
-        self.transcript.note(f"connected to {self.endpoint}")
-        if self.endpoint.implicit_tls:
-            await self._upgrade()
-        self.greeting = await read_greeting(self._reader, timeout=self.cfg.timeout, deadline=self._deadline,
+        reader = await self._open()
+        self.greeting = await read_greeting(reader, timeout=self.cfg.timeout, deadline=self._deadline,
                                             transcript=self.transcript)
         return self.greeting
 
     async def command(self, line: str, *, secret: bool = False) -> SmtpReply:
-        reader, writer = self._streams
+        reader, writer = self.streams
         with scrubbing_errors(self.cfg.secrets):
             reply = await exchange(reader, writer, line, timeout=self.cfg.timeout, deadline=self._deadline,
                                    transcript=self.transcript, secret=secret)
@@ -130,23 +100,15 @@ class SmtpSession:
         reply = self.starttls_reply = await self.command("STARTTLS")
         if reply.code != 220:
             return reply
-        refuse_injected_plaintext(self._streams[0], self.transcript)
-        await self._upgrade(context)
+        await self._upgrade_after_go_ahead(context)
         self.capabilities = None  # RFC 3207 4.2: forget everything learned before TLS
         if reehlo:
             await self.ehlo()
         return reply
 
-    async def _upgrade(self, context: ssl.SSLContext | None = None) -> None:
-        reader, writer = self._streams
-        assert self._deadline is not None
-        self.tls = await upgrade(reader, writer, context or self.tls_context or probe_context(), self.endpoint.host,
-                                 timeout=self._deadline.clamp(self.cfg.timeout))
-        self.transcript.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
-
     async def auth_plain(self, username: str, password: Secret | str) -> SmtpReply:
         """AUTH PLAIN with an initial response (RFC 4954 4); the transcript shows only 'AUTH PLAIN <redacted>'."""
-        token = _b64(f"\0{username}\0{_reveal(password)}")
+        token = _b64(f"\0{username}\0{reveal(password)}")
         reply = await self.command(f"AUTH PLAIN {token}")
         if reply.code == 334:  # the server ignored the initial response: cancel rather than resend it
             reply = await self.command("*", secret=True)
@@ -159,7 +121,7 @@ class SmtpSession:
             if reply.code == 334:
                 reply = await self.command(_b64(username), secret=True)
             if reply.code == 334:
-                reply = await self.command(_b64(_reveal(password)), secret=True)
+                reply = await self.command(_b64(reveal(password)), secret=True)
         return reply
 
     async def mail(self, sender: str, *params: str) -> SmtpReply:
@@ -202,23 +164,17 @@ class SmtpSession:
     async def send_raw(self, data: bytes, *, what: str = "raw bytes", expect_reply: bool = True) -> SmtpReply:
         """Deliberately raw bytes (pipelining, injection, bare-LF checks). Logged as client lines;
         reads one reply unless ``expect_reply`` is False (then call ``read_reply`` per reply expected)."""
-        _, writer = self._streams
+        _, writer = self.streams
         for line in data.decode("utf-8", "replace").splitlines()[:20]:
             self.transcript.client(line)
         await send(writer, data, timeout=self.cfg.timeout, what=f"sending {what}")
         return await self.read_reply() if expect_reply else SmtpReply(0, None, ())
 
     async def read_reply(self) -> SmtpReply:
-        reader, _ = self._streams
+        reader, _ = self.streams
         with scrubbing_errors(self.cfg.secrets):
             return await read_reply(reader, timeout=self.cfg.timeout, deadline=self._deadline,
                                     transcript=self.transcript)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await close(self._writer)
-            self._writer = None
-
 
 def classify_smtp_auth(reply: SmtpReply | None) -> CleartextAuth:
     if reply is None:
@@ -336,13 +292,7 @@ async def probe_smtp_capabilities(endpoint: Endpoint, cfg: ProbeConfig, *, try_a
                 await smtp.ehlo()
             starttls_reply, tls_error = None, None
             if first.starttls:
-                try:
-                    starttls_reply = await smtp.starttls()
-                except ProtocolViolation as exc:
-                    if smtp.starttls_reply is None:  # the STARTTLS exchange itself broke the protocol
-                        raise
-                    # the go-ahead stands; the handshake after it failed: keep both, the reason is the TLS error
-                    starttls_reply, tls_error = smtp.starttls_reply, str(exc)
+                starttls_reply, tls_error = await answer_and_tls_error(smtp.starttls(), lambda: smtp.starttls_reply)
             if tls_error is None:
                 await smtp.quit()
             return SmtpCapabilities(greeting, first, first.starttls, starttls_reply, smtp.tls, tls_error,

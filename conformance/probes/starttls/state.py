@@ -108,7 +108,7 @@ async def _smtp_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
             raise ServerUnavailable(f"STARTTLS answered {reply}")
         if reply.code != 220:
             raise StartTlsRefused(f"STARTTLS answered {reply}")
-        reader, writer = smtp._streams
+        reader, writer = smtp.streams
         injected = await _watch_for_bytes(reader, window)
         if injected:
             transcript.note(f"{len(injected)} bytes arrived after the STARTTLS go-ahead: {quote(injected)}")
@@ -179,7 +179,7 @@ async def _imap_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
         response = await imap.command("STARTTLS")
         if not response.ok:
             raise StartTlsRefused(f"STARTTLS refused: {response}")
-        reader, writer = imap._streams
+        reader, writer = imap.streams
         injected = await _watch_for_bytes(reader, window)
         if injected:
             transcript.note(f"{len(injected)} bytes arrived after the STARTTLS go-ahead: {quote(injected)}")

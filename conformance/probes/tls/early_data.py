@@ -16,13 +16,17 @@ import socket
 import warnings
 from dataclasses import dataclass
 
-from conformance.probes.tls.wire import AlertDescription, ExtensionType, describe
+from conformance.probes.tls.wire import KEY_SHARE_GROUPS, AlertDescription, ExtensionType, describe
 from conformance.probes.wire.outcome import ProbeTimeout, ProtocolViolation, alert_words
 from conformance.probes.wire.streams import peek_buffer
 from conformance.target import Endpoint
 
 MAX_RECORDS = 8  # records read after the handshake before giving up on a ticket or data
 _NOOP = {"imap": b"a NOOP\r\n", "smtp": b"NOOP\r\n", "pop3": b"NOOP\r\n"}
+# Pinned: tlslite-ng's defaults add X25519MLKEM768 (and its share) only where kyber-py is installed, so the
+# hello would differ between installs. The shares of our own hellos first, then the other classic curves.
+KEY_SHARES = [g.name.lower() for g in KEY_SHARE_GROUPS]
+GROUPS = [*KEY_SHARES, "x448", "secp384r1", "secp521r1"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ def _tickets(sock: socket.socket, host: str, command: bytes, timeout: float) -> 
 
     settings = HandshakeSettings()
     settings.minVersion = settings.maxVersion = (3, 4)
+    settings.eccCurves, settings.keyShares = list(GROUPS), list(KEY_SHARES)
     connection = TLSConnection(sock)
     try:
         connection.handshakeClientCert(settings=settings, serverName=host)

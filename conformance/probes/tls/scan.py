@@ -23,6 +23,7 @@ import dataclasses
 import heapq
 import itertools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -146,6 +147,8 @@ class TlsScan:
     sni_refusal: str | None = None  # how a hello without server_name was refused ("" if it was not)
     # What TLS 1.3 did with a hello offering X25519MLKEM768 and X25519, a key share for each (None: no TLS 1.3)
     post_quantum: str | None = None
+    # Connections opened per probe ("TLS 1.2 suites", "ROBOT", ...): what each check's evidence cost
+    connections_by_probe: dict[str, int] = field(default_factory=dict)
 
     @property
     def all_suites(self) -> frozenset[CipherSuite]:
@@ -243,6 +246,7 @@ class _Scan:
         self.endpoint, self.cfg, self.opener = endpoint, cfg, opener
         self.transcript, self.limiter = transcript, limiter
         self.connections = 0
+        self.connections_by_probe: Counter[str] = Counter()
         self.inconclusive: list[str] = []
         self.errors: list[ProbeError] = []
         self.findings = _Findings()
@@ -252,22 +256,24 @@ class _Scan:
         # Resolved by the first elimination round of a version: the preference probe needs no more.
         self.second_suite: dict[TlsVersion, asyncio.Future[int]] = {}
         self.chains: dict[TlsVersion, list[list[int]]] = {}  # each partition's picks, in the server's order
+        self.confirmations: dict[tuple[TlsVersion, int], asyncio.Future[Confirmation]] = {}
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connection(self, item: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         # Only the first connection's STARTTLS preamble goes into the transcript; the rest repeat it.
         log = self.transcript if not self._preamble_logged else Transcript(self.endpoint.id)
         self._preamble_logged = True
         streams = await self.opener(self.endpoint, timeout=self.cfg.timeout, ehlo_name=self.cfg.ehlo_name,
                                     transcript=log, limiter=self.limiter)
         self.connections += 1
+        self.connections_by_probe[item.split(" (")[0]] += 1  # "ROBOT (no 0x00 separator)" counts as ROBOT
         return streams
 
     async def _once(self, send: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]],
-                    priority: int) -> Any:
+                    priority: int, item: str) -> Any:
         # The limiter slot is taken by the opener and given back when the connection is lost; the gate
         # in front of it decides which waiting probe goes next (long sequential chains first).
         async with self.gate.slot(priority):
-            reader, writer = await self._connection()
+            reader, writer = await self._connection(item)
             try:
                 with mapped_errors(f"TLS handshake with {self.endpoint}"):
                     return await asyncio.wait_for(send(reader, writer), self.cfg.timeout)
@@ -281,7 +287,7 @@ class _Scan:
             if isinstance(last, ServerUnavailable):
                 await asyncio.sleep(BUSY_BACKOFF * number)  # a rate-limiting MX needs a pause, not a burst
             try:
-                return await self._once(send, priority)
+                return await self._once(send, priority, item)
             except (Unreachable, ProbeTimeout, ServerUnavailable) as exc:
                 last = exc
             except ProbeError as exc:  # a protocol violation or our own error: retrying will not help
@@ -311,12 +317,13 @@ class _Scan:
 
     # --- versions and suites ------------------------------------------------------------------
 
-    async def eliminate(self, version: TlsVersion, offer: list[int], item: str) -> tuple[list[int], bool]:
+    async def eliminate(self, version: TlsVersion, offer: list[int], item: str,
+                        priority: int = CHAIN) -> tuple[list[int], bool]:
         """Suites the server picks from ``offer`` round after round; the flag says the list is complete."""
         chosen: list[int] = []
         remaining = list(offer)
         while remaining:
-            answer = await self.hello(item, self._hello_for(version, tuple(remaining)), CHAIN)
+            answer = await self.hello(item, self._hello_for(version, tuple(remaining)), priority)
             if answer is None:
                 return chosen, False
             if isinstance(answer, Refusal) or answer.version != version:
@@ -349,7 +356,10 @@ class _Scan:
         """Every suite the server answers at ``version``, in the order found, ``first`` first."""
         pool = [code for code in _pool(version) if code != first]
         parts = self._partitions(version, pool, main)
-        results = await asyncio.gather(*(self.eliminate(version, part, f"{version} suites") for part in parts))
+        # The best legacy version's list is the longest: its rounds go first, shorter lists fill the gaps.
+        priority = LONG_CHAIN if main else CHAIN
+        results = await asyncio.gather(*(self.eliminate(version, part, f"{version} suites", priority)
+                                         for part in parts))
         if not all(complete for _, complete in results):
             self.unsettled_suites[version] = "the suite list could not be completed"
         self.chains[version] = [chosen for chosen, _ in results]
@@ -371,8 +381,15 @@ class _Scan:
     async def ssl2(self) -> bool | None:
         return await self.probe("SSL 2.0 support", lambda r, w: exchange_ssl2(r, w, ssl2_hello()), LAST)
 
-    async def confirm(self, version: TlsVersion, chosen: CipherSuite) -> Confirmation:
-        """A completed handshake at ``version`` offering ``chosen``, through a stack that speaks it."""
+    def confirm(self, version: TlsVersion, chosen: CipherSuite) -> asyncio.Future[Confirmation]:
+        """A completed handshake at ``version`` offering ``chosen``, through a stack that speaks it; started
+        once, so a confirmation begun early (a version's first suite, right after first contact) is reused."""
+        key = (version, chosen.code)
+        if key not in self.confirmations:
+            self.confirmations[key] = asyncio.ensure_future(self._confirm(version, chosen))
+        return self.confirmations[key]
+
+    async def _confirm(self, version: TlsVersion, chosen: CipherSuite) -> Confirmation:
         found = Confirmation(version, chosen, False, "but no local TLS stack can complete this handshake")
         timeout = self.cfg.timeout * 0.9  # inside _once's own bound, so the stack's words win over a timeout
         for stack in handshakers(version, chosen):
@@ -433,18 +450,25 @@ class _Scan:
                 return (picks[legacy[0]], *(picks[i] for i in strong if i > legacy[0]))
             lowest_strong += [picks[strong[-1]]] if strong else []
             highest_legacy += [picks[legacy[0]]] if legacy else []
-        remaining = [s.code for s in lowest_strong + highest_legacy]
-        while lowest_strong and highest_legacy:
-            answer = await self.hello(f"{version} legacy suite rank", self._hello_for(version, tuple(remaining)), CHAIN)
-            if not isinstance(answer, ServerFlight) or answer.version != version or answer.cipher_suite not in remaining:
+        if not lowest_strong or not highest_legacy:
+            return ()
+        # Each chain's lowest strong suite against every chain's highest legacy one, all in one round: a
+        # legacy pick means that legacy suite (the top one: every hello offers the same) outranks it.
+        legacy_codes = tuple(s.code for s in highest_legacy)
+        answers = await asyncio.gather(*(self.hello(f"{version} legacy suite rank",
+                                                    self._hello_for(version, (strong.code, *legacy_codes)), CHAIN)
+                                         for strong in lowest_strong))
+        top_legacy: CipherSuite | None = None
+        outranked: list[CipherSuite] = []
+        for candidate, answer in zip(lowest_strong, answers):
+            if (not isinstance(answer, ServerFlight) or answer.version != version
+                    or answer.cipher_suite not in (candidate.code, *legacy_codes)):
                 self.inconclusive.append(f"{version} legacy suite rank: the server refused suites it had accepted")
                 return None
-            picked = suite(answer.cipher_suite)
-            if picked.grade is not Grade.STRONG:
-                return (picked, *lowest_strong)
-            lowest_strong.remove(picked)
-            remaining.remove(picked.code)
-        return ()
+            if suite(answer.cipher_suite).grade is not Grade.STRONG:
+                top_legacy = suite(answer.cipher_suite)
+                outranked.append(candidate)
+        return (top_legacy, *outranked) if top_legacy is not None else ()
 
     async def fallback_scsv(self, accepted: set[TlsVersion]) -> bool | None:
         """RFC 7507: a hello below the server's best version carrying the SCSV must get inappropriate_fallback."""
@@ -493,9 +517,10 @@ class _Scan:
         hello = legacy_hello(legacy[-1], RSA_KEX_SUITES, host=self.endpoint.host)
 
         async def ask(padding: Padding) -> RobotAnswer | Refusal | None:
+            # CHAIN, not LAST: up to three rounds that depend on each other must not all wait for the end
             answer: RobotAnswer | Refusal | None = await self.probe(
                 f"ROBOT ({padding.value})", lambda r, w: robot_answer(r, w, hello, padding, self.cfg.timeout / 2),
-                LAST)
+                CHAIN)
             return answer
 
         first = await ask(Padding.VALID)
@@ -556,15 +581,25 @@ class _Scan:
             return "X25519MLKEM768 (hybrid ML-KEM) chosen"
         return f"{describe(NamedGroup, group or 0)} chosen although X25519MLKEM768 was offered first with a key share"
 
-    async def groups(self, version: TlsVersion, family: tuple[int, ...]) -> None:
-        """Eliminate groups: offer all not yet seen until the server refuses. TLS 1.3 learns the group
-        from key_share/HelloRetryRequest; older versions from an ECDHE ServerKeyExchange, so they offer
-        only ECDHE suites (a server without any refuses the first hello)."""
+    async def curves(self, legacy_best: TlsVersion | None, tls13: bool) -> None:
+        """Elliptic curves: TLS 1.3's, then the best legacy version offering only curves TLS 1.3 did not
+        take (the scan reports their union, so a curve both take costs one connection, not two)."""
+        if tls13:
+            await self.groups(TlsVersion.TLS1_3, EC_GROUPS)
+        if legacy_best is not None:
+            await self.groups(legacy_best, EC_GROUPS, union=True)
+
+    async def groups(self, version: TlsVersion, family: tuple[int, ...], union: bool = False) -> None:
+        """Eliminate groups: offer all not yet seen (``union``: at any version) until the server refuses.
+        TLS 1.3 learns the group from key_share/HelloRetryRequest; older versions from an ECDHE
+        ServerKeyExchange, so they offer only ECDHE suites (a server without any refuses the first hello)."""
         suites = _pool(version) if version == TlsVersion.TLS1_3 else _ECDHE_POOL
         item = f"{version} groups"
-        seen = self.findings.groups_by_version.setdefault(version, set())
+        found = self.findings.groups_by_version
+        seen = found.setdefault(version, set())
         for _ in range(len(family)):
-            offer = tuple(g for g in family if g not in seen)
+            known = set().union(*found.values()) if union else seen
+            offer = tuple(g for g in family if g not in known)
             if not offer:
                 return
             answer = await self.hello(item, self._hello_for(version, tuple(suites), groups=offer), LONG_CHAIN)
@@ -583,13 +618,11 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     target = dataclasses.replace(endpoint, address=address)
     scan = _Scan(target, cfg, opener, transcript, limiter)
     versions = LEGACY_VERSIONS + (TlsVersion.TLS1_3,)
-    ssl2_job = asyncio.ensure_future(scan.ssl2())
-    contacts = dict(zip(versions, await asyncio.gather(*(scan.first_contact(v) for v in versions))))
-    ssl2 = await ssl2_job
+    contact_jobs = [asyncio.ensure_future(scan.first_contact(v)) for v in versions]
+    ssl2_job = asyncio.ensure_future(scan.ssl2())  # after the contacts: everything else waits for them, not for it
+    contacts = dict(zip(versions, await asyncio.gather(*contact_jobs)))
     accepted = {v for v, (ok, _) in contacts.items() if ok}
-    if ssl2:
-        accepted.add(TlsVersion.SSL2)
-    if not accepted and len(scan.errors) >= len(versions):
+    if not accepted and not await ssl2_job and len(scan.errors) >= len(versions):
         raise scan.errors[0]  # nothing answered at all: the whole scan has the outcome of its first error
     # Everything below needs only the accepted versions, so it all runs at once within the budget.
     firsts = {v: first for v, (ok, first) in contacts.items() if ok and first is not None}
@@ -599,10 +632,12 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     suite_jobs = {v: asyncio.ensure_future(scan.enumerate_suites(v, first, main=v in legacy[-1:]))
                   for v, first in firsts.items()}
     preference_job = asyncio.ensure_future(scan.server_preference(firsts, suite_jobs))
-    chains = [(v, EC_GROUPS) for v in legacy[-1:]]
-    if TlsVersion.TLS1_3 in accepted:  # two chains: elliptic curves and RFC 7919 finite fields
-        chains += [(TlsVersion.TLS1_3, EC_GROUPS), (TlsVersion.TLS1_3, FFDHE_GROUPS)]
-    side_jobs = [asyncio.ensure_future(scan.groups(v, family)) for v, family in chains]
+    for version, first in firsts.items():  # each version's confirmation, while its suites are enumerated
+        if handshakers(version, suite(first)):
+            scan.confirm(version, suite(first))
+    side_jobs = [asyncio.ensure_future(scan.curves(legacy[-1] if legacy else None, TlsVersion.TLS1_3 in accepted))]
+    if TlsVersion.TLS1_3 in accepted:  # RFC 7919 finite fields alongside
+        side_jobs.append(asyncio.ensure_future(scan.groups(TlsVersion.TLS1_3, FFDHE_GROUPS)))
     fallback_job = asyncio.ensure_future(scan.fallback_scsv(accepted))
     heartbleed_job = asyncio.ensure_future(scan.heartbleed(firsts))
     ccs_job = asyncio.ensure_future(scan.ccs_injection(firsts))
@@ -611,10 +646,16 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
     sni_job = asyncio.ensure_future(scan.without_sni(firsts))
     pq_job = asyncio.ensure_future(scan.post_quantum(accepted))
     jobs: list[asyncio.Future[Any]] = [*suite_jobs.values(), preference_job, *side_jobs, fallback_job,
-                                       heartbleed_job, ccs_job, robot_job, tickets_job, sni_job, pq_job]
+                                       heartbleed_job, ccs_job, robot_job, tickets_job, sni_job, pq_job, ssl2_job]
     try:
+        ssl2 = await ssl2_job
         found = {v: await job for v, job in suite_jobs.items()}
         preference = await preference_job
+        found.update({v: [] for v in accepted if v not in found})
+        # Confirmations and ranks need only the suites: they run while the other probes finish.
+        finishing = asyncio.gather(settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()},
+                                          scan.confirm), scan.legacy_ranks(found, preference))
+        jobs.append(finishing)
         await asyncio.gather(*side_jobs)
         fallback = await fallback_job
         bleed = await heartbleed_job
@@ -623,13 +664,10 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         tickets = await tickets_job
         sni_refusal = await sni_job
         post_quantum = await pq_job
+        settled, legacy_rank = await finishing
     finally:  # a bug or a cancellation in one job must not leave the others running
-        for job in jobs:
+        for job in [*jobs, *scan.confirmations.values()]:
             job.cancel()
-    found.update({v: [] for v in accepted if v not in found and v != TlsVersion.SSL2})
-    settled, legacy_rank = await asyncio.gather(
-        settle({v: tuple(suite(c) for c in codes) for v, codes in found.items()}, scan.confirm),
-        scan.legacy_ranks(found, preference))
     confirmed = set(settled.suites)
     unsettled_versions = {v: next((i for i in scan.inconclusive if i.startswith(f"{v} support:")), "no answer")
                           for v, (ok, _) in contacts.items() if ok is None}
@@ -656,6 +694,7 @@ async def _scan(endpoint: Endpoint, cfg: ScanConfig, address: str, opener: Opene
         fallback_scsv=fallback,
         ocsp_stapling=(True in f.stapling) if f.stapling else None,
         connections=scan.connections,
+        connections_by_probe=dict(scan.connections_by_probe),
         inconclusive=tuple(scan.inconclusive),
         duration_s=time.monotonic() - started,
         unsettled_versions=unsettled_versions,

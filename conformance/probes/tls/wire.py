@@ -551,10 +551,20 @@ def legacy_hello(version: int, suites: tuple[int, ...], *, host: str | None = No
                                (COMPRESSION_DEFLATE, COMPRESSION_NULL)))
 
 
+def obsolete_in_tls13(group: int) -> bool:
+    """RFC 8446 4.2.7: the obsolete_RESERVED groups MUST NOT be offered in TLS 1.3 (tlslite-ng refuses such a
+    hello with illegal_parameter, so a TLS 1.3 scan offering them missed TLS 1.3 there)."""
+    return 0x0001 <= group <= 0x0016 or 0x001A <= group <= 0x001C or 0xFF01 <= group <= 0xFF02
+
+
 def tls13_hello(suites: tuple[int, ...], *, host: str | None = None, groups: tuple[int, ...] = ALL_GROUPS,
                 shares: tuple[int, ...] = KEY_SHARE_GROUPS) -> ClientHello:
     """A TLS 1.3-only ClientHello (RFC 8446 4.1.2): shares for the groups we can make that are offered;
-    an empty share list is legal and makes the server name its choice in a HelloRetryRequest."""
+    an empty share list is legal and makes the server name its choice in a HelloRetryRequest. Groups
+    obsolete in TLS 1.3 are left out, and the shared groups lead supported_groups in the shares' order
+    (RFC 8446 4.2.8: shares "MUST appear in the same order"; tlslite-ng enforces both)."""
+    shares = tuple(g for g in shares if g in groups)
+    groups = shares + tuple(g for g in groups if g not in shares and not obsolete_in_tls13(g))
     entries = b"".join(_key_share_entry(g) for g in shares if g in groups)
     extensions = _server_name(host) + (
         Extension(ExtensionType.SUPPORTED_VERSIONS, _uints(1, 2, (TlsVersion.TLS1_3,))),

@@ -108,6 +108,14 @@ def test_closed_relay_never_sends_data() -> None:
     assert b"DATA" not in seen and seen[-2:] == [b"RSET", b"QUIT"]
 
 
+def test_open_relay_found_without_data() -> None:
+    seen: list[bytes] = []
+    result = forms(relay_server(accept=("@",), seen=seen))
+    assert result.result is not None, result.reason
+    plain = result.result.form("plain")
+    assert plain is not None and plain.accepted and b"DATA" not in seen and seen[-2:] == [b"RSET", b"QUIT"]
+
+
 def test_unresolvable_sender_falls_back_to_null_sender() -> None:
     seen: list[bytes] = []
     result = forms(relay_server(seen=seen, refuse_sender=b"mailconform.invalid"))

@@ -89,6 +89,23 @@ def lenient(ends: tuple[bytes, ...]):  # type: ignore[no-untyped-def]
     return behaviour
 
 
+def test_refused_recipient_is_not_a_server_finding() -> None:
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 scripted\r\n")
+        while line := await asyncio.wait_for(reader.readline(), 10):
+            refused = line.upper().startswith(b"RCPT")
+            writer.write(b"554 5.7.1 relay access denied\r\n" if refused else b"250 ok\r\n")
+            await writer.drain()
+
+    async def main() -> Attempt[SmugglingResult]:
+        async with serving(refusing, Service.MX) as endpoint:
+            return await probe_smuggling(endpoint, CFG, sender="a@example.test", recipient="b@example.test")
+
+    result = run(main())
+    assert result.outcome is Outcome.LOCAL_ERROR
+    assert "554 5.7.1 relay access denied" in result.reason
+
+
 @pytest.mark.parametrize("form", list(FORMS))
 def test_each_form_is_caught(form: str) -> None:
     async def main() -> Attempt[SmugglingResult]:

@@ -4,6 +4,7 @@ postures and what they record, and the run's bookkeeping (tagged, counted, nothi
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import smtplib
 import socket
@@ -17,6 +18,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from cryptography import x509
 
 from conformance.probes.dns.dnssec import Security, Validator, load_anchors
 from conformance.probes.dns.records import lookup, policy_resolver
@@ -175,3 +177,64 @@ def test_the_policy_hosts_serve_each_scenarios_mta_sts_policy_over_verified_tls(
     assert outside is not None and not outside.allows(f"mx1.sts-outside.{DOMAIN}")
     assert testing is not None and testing.mode == "testing"
     assert none is None   # no policy published for that domain: no policy host, no policy
+
+
+def test_postures_expired_handshake_failure_and_454(outbound: Outbound) -> None:
+    """Each advertises STARTTLS: the expired host completes the handshake with a certificate past its date, the
+    failing host answers 220 and then a handshake_failure alert, the 454 host refuses STARTTLS itself."""
+    def handshake(scenario: str) -> bytes | None:
+        with _smtp(outbound, scenario) as smtp:
+            smtp.ehlo()
+            assert smtp.has_extn("starttls")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            smtp.starttls(context=context)
+            assert isinstance(smtp.sock, ssl.SSLSocket)
+            return smtp.sock.getpeercert(binary_form=True)
+
+    def failure(scenario: str) -> str:
+        with pytest.raises((ssl.SSLError, smtplib.SMTPResponseException)) as failed:
+            handshake(scenario)
+        error = failed.value
+        return f"{error.smtp_code}" if isinstance(error, smtplib.SMTPResponseException) else str(error)
+
+    async def body(lab: Lab) -> tuple[bytes | None, str, str, str]:
+        return (await asyncio.to_thread(handshake, "dane-expired"), await asyncio.to_thread(failure, "dane-tlsfail"),
+                await asyncio.to_thread(failure, "tlsfail"), await asyncio.to_thread(failure, "dane-tls454"))
+    expired, alert, alert_too, refused = _in_lab(outbound, body)  # type: ignore[misc]
+    certificate = x509.load_der_x509_certificate(expired)
+    assert certificate.not_valid_after_utc < dt.datetime.now(dt.UTC)
+    assert "handshake failure" in alert.lower() and "handshake failure" in alert_too.lower() and refused == "454"
+
+
+def test_the_wildcard_scenario_serves_its_policy_under_a_wildcard_certificate_only(outbound: Outbound) -> None:
+    """sts-wildcard's policy host answers its SNI with *.sts-wildcard.<domain>: an RFC 8461 sender accepts the
+    policy (another MX host), the reference's BSI fetch refuses it; the other policy hosts keep their exact name."""
+    from conformance.reference.sts_fetch import fetch_policy, names_exactly
+
+    outbound = Outbound(outbound.domain, outbound.address, outbound.dns_port, outbound.mx_port,
+                        _free_port(outbound.address), outbound.lab_dir)
+    assert outbound.lab_dir is not None
+    ca = outbound.lab_dir / "ca.pem"
+
+    def served(scenario: str) -> bytes | None:
+        context = ssl.create_default_context(cafile=str(ca))
+        with socket.create_connection((outbound.address, outbound.https_port), 5) as raw, \
+                context.wrap_socket(raw, server_hostname=f"mta-sts.{scenario}.{DOMAIN}") as tls:
+            return tls.getpeercert(binary_form=True)
+
+    def fetch(scenario: str, allow_wildcard: bool) -> object:
+        return fetch_policy(f"mta-sts.{scenario}.{DOMAIN}", outbound.address, outbound.https_port, ca,
+                            allow_wildcard=allow_wildcard)
+
+    async def body(lab: Lab) -> tuple[object, ...]:
+        return (await asyncio.to_thread(served, "sts-wildcard"), await asyncio.to_thread(served, "sts-enforce"),
+                await asyncio.to_thread(fetch, "sts-wildcard", True), await asyncio.to_thread(fetch, "sts-wildcard", False),
+                await asyncio.to_thread(fetch, "sts-enforce", False))
+    wildcard_der, exact_der, accepted, refused, exact = _in_lab(outbound, body)  # type: ignore[misc]
+    assert isinstance(wildcard_der, bytes) and isinstance(exact_der, bytes)
+    assert not names_exactly(wildcard_der, f"mta-sts.sts-wildcard.{DOMAIN}")
+    assert names_exactly(exact_der, f"mta-sts.sts-enforce.{DOMAIN}")
+    assert accepted is not None and not accepted.allows(f"mx1.sts-wildcard.{DOMAIN}")  # type: ignore[attr-defined]
+    assert refused is None and exact is not None
+    assert BY_NAME["sts-wildcard"].deliver   # the BSI sender's outcome: the policy refused, opportunistic TLS

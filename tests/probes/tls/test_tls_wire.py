@@ -227,3 +227,19 @@ def test_hellos_offer_ems_etm_and_truncated_hmac_and_the_echoes_are_read() -> No
     findings.learn(ServerFlight(parsed))
     assert findings.ems == {TlsVersion.TLS1_2: {True}} and findings.truncated_hmac == {TlsVersion.TLS1_2: {True}}
     assert findings.etm_by_suite == {(TlsVersion.TLS1_2, 0xC013): {False}}
+
+
+def test_tls13_hello_offers_no_obsolete_group_and_its_shares_in_supported_groups_order() -> None:
+    """RFC 8446 4.2.7 (obsolete_RESERVED groups MUST NOT be offered) and 4.2.8 (shares in the same order):
+    tlslite-ng refuses a hello breaking either with illegal_parameter."""
+    hello = tls13_hello((0x1301,))
+    groups_data = next(e.data for e in hello.extensions if e.type == ExtensionType.SUPPORTED_GROUPS)
+    groups = [int.from_bytes(groups_data[i:i + 2], "big") for i in range(2, len(groups_data), 2)]
+    shares_data = next(e.data for e in hello.extensions if e.type == ExtensionType.KEY_SHARE)
+    shares, at = [], 2
+    while at < len(shares_data):
+        shares.append(int.from_bytes(shares_data[at:at + 2], "big"))
+        at += 4 + int.from_bytes(shares_data[at + 2:at + 4], "big")
+    assert not [g for g in groups if g <= 0x16 or 0x1A <= g <= 0x1C], groups
+    assert shares == [NamedGroup.X25519, NamedGroup.SECP256R1]
+    assert groups[:2] == shares and NamedGroup.X25519MLKEM768 in groups
