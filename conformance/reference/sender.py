@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from conformance.reference.dsn import delay_notice
 from conformance.reference.flaws import Flaws
 from conformance.reference.store import MailStore
-from conformance.reference.sts_fetch import StsPolicy, fetch_policy
+from conformance.reference.sts_fetch import StsPolicy, fetch_policy, names_exactly
 from conformance.reference.tlsrpt_report import Sessions, report_json, report_message
 from conformance.reference.validator import LookupFailed, Security, Validator
 from conformance.reference.zone import DKIM_SELECTOR, DOMAIN, dkim_key
@@ -303,14 +303,7 @@ class _Client:
 
     def _names_host(self, smtp: smtplib.SMTP) -> bool:
         """The verified certificate names the MX host (a DNS-ID in its SAN, RFC 6125)."""
-        der = _peer_der(smtp)
-        if not der:
-            return False
-        try:
-            san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        except x509.ExtensionNotFound:
-            return False
-        return self.host.lower() in (n.lower() for n in san.value.get_values_for_type(x509.DNSName))
+        return names_exactly(_peer_der(smtp), self.host)
 
     def _dane_match(self, smtp: smtplib.SMTP) -> bool:
         der = _peer_der(smtp)

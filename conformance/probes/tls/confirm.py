@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import socket
 import ssl
 import warnings
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from conformance.probes.tls.suites import CipherSuite, Weakness
 from conformance.probes.tls.wire import AlertDescription, TlsVersion, describe
 from conformance.probes.wire.outcome import ProbeError, alert_words, tls_error_words
-from conformance.probes.wire.streams import peek_buffer
+from conformance.probes.wire.streams import blocking_twin
 from conformance.probes.wire.upgrade import probe_context, upgrade
 
 _OPENSSL_VERSIONS = {
@@ -162,15 +161,9 @@ async def _by_openssl(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 async def _by_tlslite(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, timeout: float, *,
                       settings: Callable[[], object], version: TlsVersion, chosen: CipherSuite) -> Confirmation:
-    # tlslite-ng speaks blocking sockets only: it gets a duplicate of the connected socket in a thread,
-    # while asyncio's transport stops reading (the caller aborts it afterwards).
-    if isinstance(writer.transport, asyncio.ReadTransport):
-        writer.transport.pause_reading()
-    if peek_buffer(reader):
+    sock = blocking_twin(reader, writer, timeout)
+    if sock is None:
         return Confirmation(version, chosen, False, "handshake fails: the server sent plaintext where TLS was due")
-    raw = writer.get_extra_info("socket")
-    sock = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
-    sock.settimeout(timeout)
     try:
         detail = await asyncio.wait_for(asyncio.to_thread(_tlslite_handshake, sock, settings, host, timeout),
                                         timeout + 1)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import socket
 import warnings
 from dataclasses import dataclass
 
 from conformance.probes.tls.wire import KEY_SHARE_GROUPS, AlertDescription, ExtensionType, describe
 from conformance.probes.wire.outcome import ProbeTimeout, ProtocolViolation, alert_words
-from conformance.probes.wire.streams import peek_buffer
+from conformance.probes.wire.streams import blocking_twin
 from conformance.target import Endpoint
 
 MAX_RECORDS = 8  # records read after the handshake before giving up on a ticket or data
@@ -49,15 +48,9 @@ async def session_tickets(reader: asyncio.StreamReader, writer: asyncio.StreamWr
                           timeout: float) -> SessionTickets:
     """One TLS 1.3 handshake at the TLS point of ``reader``/``writer``; raises ProtocolViolation with the
     server's reason if it fails, ProbeTimeout if the server goes quiet."""
-    # tlslite-ng speaks blocking sockets only: a duplicate of the connected socket, in a thread, while
-    # asyncio's transport stops reading (the caller aborts it afterwards).
-    if isinstance(writer.transport, asyncio.ReadTransport):
-        writer.transport.pause_reading()
-    if peek_buffer(reader):
+    sock = blocking_twin(reader, writer, timeout)  # tlslite-ng speaks blocking sockets only
+    if sock is None:
         raise ProtocolViolation("the server sent plaintext where TLS was due")
-    raw = writer.get_extra_info("socket")
-    sock = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
-    sock.settimeout(timeout)
     command = b"" if endpoint.service.implicit_tls else _NOOP[endpoint.service.protocol]
     _load_tlslite()
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from conformance.probes.wire.outcome import (
     attempt,
     mapped_errors,
 )
-from conformance.probes.wire.streams import Deadline, close, peek_buffer
+from conformance.probes.wire.streams import Deadline, blocking_twin, close
 from conformance.target import Endpoint
 
 RENEGOTIATIONS = 3  # asked for in a row: one accepted is the finding, more show it is not a one-off
@@ -85,13 +84,9 @@ async def probe_renegotiation(endpoint: Endpoint, cfg: ProbeConfig) -> Attempt[R
 
 async def _in_thread(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: Endpoint,
                      timeout: float, transcript: Transcript) -> Renegotiation:
-    if isinstance(writer.transport, asyncio.ReadTransport):
-        writer.transport.pause_reading()
-    if peek_buffer(reader):
+    sock = blocking_twin(reader, writer, timeout)
+    if sock is None:
         raise ProtocolViolation("the server sent plaintext where TLS was due")
-    raw = writer.get_extra_info("socket")
-    sock = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
-    sock.settimeout(timeout)
     try:
         with mapped_errors("renegotiating TLS 1.2"):
             result = await asyncio.to_thread(_renegotiate, sock, endpoint.host, timeout)

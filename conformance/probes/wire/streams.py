@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable, Iterator
 
 from conformance.probes.wire.outcome import (
@@ -161,6 +163,20 @@ def peek_buffer(reader: asyncio.StreamReader) -> bytes:
     """What the server sent that nobody has read yet. StreamReader has no public peek, so its
     private buffer is read here, in one place."""
     return bytes(getattr(reader, "_buffer", b""))
+
+
+def blocking_twin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> socket.socket | None:
+    """A blocking duplicate of the connected socket, each operation bounded by ``timeout``, for a TLS stack
+    that speaks blocking sockets only (tlslite-ng, pyOpenSSL) in a thread; asyncio's transport stops reading
+    meanwhile (the caller aborts it afterwards). None when the server already sent plaintext where TLS was due."""
+    if isinstance(writer.transport, asyncio.ReadTransport):
+        writer.transport.pause_reading()
+    if peek_buffer(reader):
+        return None
+    raw = writer.get_extra_info("socket")
+    twin = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
+    twin.settimeout(timeout)
+    return twin
 
 
 def quote(data: bytes, limit: int = 120) -> str:
