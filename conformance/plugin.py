@@ -46,6 +46,9 @@ FIXTURE_MODULES = (
 )
 
 
+DEFAULT_PREFETCH = 16  # --mail-prefetch's default
+
+
 @dataclass(frozen=True)
 class MailOptions:
     target: Target | None            # the first (with one --mail-target, the only) target
@@ -55,7 +58,11 @@ class MailOptions:
     allow_disruption: bool
     timeout: float | None
     targets: tuple[Target, ...] = ()
-    prefetch: int = 16               # targets probed ahead on a worker (fixtures/prefetch.py)
+    prefetch: int = DEFAULT_PREFETCH  # targets probed ahead on a worker (fixtures/prefetch.py)
+
+    def timeout_for(self, target: Target) -> float:
+        """--mail-timeout when given, else the target file's own."""
+        return self.timeout or target.timeout
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run active failover checks (they take nodes down through the target's hooks)")
     group.addoption("--mail-timeout", type=float, default=None, metavar="SECONDS",
                     help="override the target's per-operation network timeout")
-    group.addoption("--mail-prefetch", type=int, default=16, metavar="K",
+    group.addoption("--mail-prefetch", type=int, default=DEFAULT_PREFETCH, metavar="K",
                     help="with several targets, probe the next K targets' passive probes while the current "
                          "one's checks run (default: %(default)s; 0: one target at a time)")
 
