@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,12 +37,12 @@ PASSIVE = ("-k", "not dns and not enumeration")
 # runs the scan and writes the largest resident memory of it or any process it waited for (the xdist workers):
 # a fresh parent per scan, because RUSAGE_CHILDREN keeps the maximum over every child a process ever had
 _PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
-             "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-             "sys.exit(code)")
+             "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+             "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}'); sys.exit(code)")
 ENDPOINTS = 7  # of one single_node gateway: mx, submission, submissions, imap, imaps, pop3, pop3s
 
 
-def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[float, int, str]:
+def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[float, int, float, str]:
     junit = workdir / "fleet.xml"
     command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider", "-q",
                "-o", "addopts=", "--mail-fail-on", "never", "--junitxml", str(junit), *PASSIVE, *extra,
@@ -53,10 +54,16 @@ def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[fl
     seconds = time.monotonic() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"scan failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    rss_kb = int(rss_file.read_text(encoding="utf-8"))
+    rss_text, cpu_text = rss_file.read_text(encoding="utf-8").split()
     verdicts = Counter(case.verdict for case in read_junit(junit))
     counts = "/".join(str(verdicts[v]) for v in ("pass", "fail", "inconclusive"))
-    return seconds, rss_kb, counts
+    return seconds, int(rss_text), float(cpu_text), counts
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process: the gateways and the proxy, which share the two cores with the scan."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -68,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mailconform-fleet-"))
     print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'conn/host':>10} {'max simult.':>12} {'hosts at once':>13} "
-          f"{'max RSS MB':>11} {'KB/endpoint':>11} {'pass/fail/inc':>14} {'load':>5}")
+          f"{'max RSS MB':>11} {'KB/endpoint':>11} {'scanner CPU':>11} {'fleet CPU':>9} {'pass/fail/inc':>14} {'load':>5}")
     first_rss: dict[str, tuple[int, int]] = {}  # mode -> (N, RSS KB) of its first size
     # one node (seven endpoints) per gateway: a fleet member is one host with its services
     # one account base behind every address: without no_lockout, the wrong passwords of targets probed at once
@@ -80,13 +87,15 @@ def main() -> None:
             modes = [("serial", ())] if args.serial else []
             for mode, extra in modes + [(f"-n {n}", ("-n", n)) for n in args.workers]:
                 proxy.reset()
-                seconds, rss_kb, verdicts = scan(targets, workdir, extra)
+                fleet_before = _own_cpu()
+                seconds, rss_kb, scanner_cpu, verdicts = scan(targets, workdir, extra)
+                fleet_cpu = _own_cpu() - fleet_before
                 per_host = sorted(set(proxy.opened.values()))
                 base_n, base_rss = first_rss.setdefault(mode, (size, rss_kb))
                 growth = (rss_kb - base_rss) / ((size - base_n) * ENDPOINTS) if size > base_n else 0.0
                 print(f"{size:>4} {mode:>8} {seconds:>8.1f} {'/'.join(map(str, per_host)):>10} "
                       f"{max(proxy.peak.values(), default=0):>12} {proxy.most_hosts:>13} {rss_kb / 1024:>11.0f} "
-                      f"{growth:>11.0f} {verdicts:>14} {os.getloadavg()[0]:>5.1f}", flush=True)
+                      f"{growth:>11.0f} {scanner_cpu:>11.1f} {fleet_cpu:>9.1f} {verdicts:>14} {os.getloadavg()[0]:>5.1f}", flush=True)
 
 
 if __name__ == "__main__":

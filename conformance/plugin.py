@@ -348,8 +348,20 @@ def _record_properties(item: pytest.Item, report: pytest.TestReport, verdict: Ve
     item.user_properties.extend((k, _scrub(str(v), secrets)) for k, v in props)
 
 
+SECRETS_KEY = pytest.StashKey[dict[int | None, tuple[str, ...]]]()
+
+
 def _secrets(item: pytest.Item) -> tuple[str, ...]:
-    return tuple(secret for target in options(item.config).targets for secret in target.secrets())
+    """The secrets a check's words are scrubbed of: its own target's (its probes saw no other's), or every
+    target's for a check of no one target. Worked out once per target: each check's reports are scrubbed
+    several times, and a fleet run of N targets must not pay N × checks for it."""
+    own = fleet.item_target(item)
+    known = item.config.stash.setdefault(SECRETS_KEY, {})
+    key = id(own) if own is not None else None
+    if key not in known:
+        targets = [own] if own is not None else options(item.config).targets
+        known[key] = tuple(dict.fromkeys(secret for target in targets for secret in target.secrets()))
+    return known[key]
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -34,6 +32,7 @@ class FleetProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._servers: list[asyncio.AbstractServer] = []
+        self._links: set[_Link] = set()
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -48,7 +47,7 @@ class FleetProxy:
     def forward(self, host: str, upstream_port: int) -> int:
         """Listen on ``host`` (a free port) and forward to 127.0.0.1:``upstream_port``; returns the port."""
         async def listen() -> int:
-            server = await asyncio.start_server(lambda r, w: self._handle(host, upstream_port, r, w), host, 0)
+            server = await self._loop.create_server(lambda: self._accepted(host, upstream_port), host, 0)
             self._servers.append(server)
             return int(server.sockets[0].getsockname()[1])
         return asyncio.run_coroutine_threadsafe(listen(), self._loop).result(10)
@@ -65,72 +64,146 @@ class FleetProxy:
     async def _shutdown(self) -> None:
         for server in self._servers:
             server.close()
+        for link in list(self._links):
+            link.abort()
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _handle(self, host: str, upstream_port: int, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
-        """A connection counts as open from accept until the client's end of it closes (the moment the
-        client gives its connection slot back), not until the upstream side has finished too."""
-        # The client closed its previous connection (FIN sent) before it opened this one; the loop may
-        # still hold that EOF in the same batch as this accept: let it be read first, so no close is
-        # counted late (a few loop turns, no wall-clock wait).
-        for _ in range(3):
-            await asyncio.sleep(0)
+    def _accepted(self, host: str, upstream_port: int) -> _Link:
+        link = _Link(self, host, upstream_port)
+        self._links.add(link)
+        return link
+
+    def _count_open(self, host: str, client: str) -> None:
         self.opened[host] += 1
-        self.clients[host, writer.get_extra_info("peername")[0]] += 1
+        self.clients[host, client] += 1
         self._active[host] += 1
         self.peak[host] = max(self.peak[host], self._active[host])
         self.most_hosts = max(self.most_hosts, sum(1 for n in self._active.values() if n))
         self.together.update(frozenset((host, other)) for other, n in self._active.items() if n and other != host)
-        client_open = [True]
 
-        def client_closed() -> None:
-            if client_open[0]:
-                client_open[0] = False
-                self._active[host] -= 1
+    def _count_closed(self, host: str) -> None:
+        self._active[host] -= 1
 
+
+class _Delayed:
+    """One direction of a link: chunks written to ``sink`` ``delay`` seconds after they arrived, in order.
+
+    Protocol callbacks and one timer per burst rather than stream tasks and a queue: the proxy shares the
+    benchmark's two cores with the scan it measures, so its own cost must stay small."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        self._loop = loop
+        self._delay = delay
+        self._due: deque[tuple[float, bytes]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self.sink: asyncio.Transport | None = None
+
+    def push(self, data: bytes) -> None:
+        """Queue ``data``; b"" closes the sink once everything before it is written."""
+        self._due.append((self._loop.time() + self._delay, data))
+        self._arm()
+
+    def attach(self, sink: asyncio.Transport) -> None:
+        self.sink = sink
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is None and self._due and self.sink is not None:
+            self._timer = self._loop.call_at(self._due[0][0], self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        while self._due and self._due[0][0] <= now and self.sink is not None:
+            data = self._due.popleft()[1]
+            if data:
+                self.sink.write(data)
+            else:
+                self.sink.close()
+        self._arm()
+
+
+class _Link(asyncio.Protocol):
+    """The client's side of one proxied connection; ``_Upstream`` is the gateway's side."""
+
+    def __init__(self, proxy: FleetProxy, host: str, upstream_port: int) -> None:
+        self._proxy, self._host, self._upstream_port = proxy, host, upstream_port
+        loop = proxy._loop
+        self.to_upstream = _Delayed(loop, proxy.delay)
+        self.to_client = _Delayed(loop, proxy.delay)
+        self._state = "new"  # new -> counted -> closed (or new -> closed when the client left at once)
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.to_client.attach(transport)
+        loop = self._proxy._loop
+        # The client closed its previous connection (FIN sent) before it opened this one; the loop may
+        # still hold that EOF in the same batch as this accept: let it be read first, so no close is
+        # counted late (a few loop turns, no wall-clock wait).
+        loop.call_soon(loop.call_soon, loop.call_soon, self._count)
+        loop.create_task(self._connect_upstream())
+
+    def _count(self) -> None:
+        if self._state == "new" and self._transport is not None:
+            self._state = "counted"
+            self._proxy._count_open(self._host, self._transport.get_extra_info("peername")[0])
+
+    async def _connect_upstream(self) -> None:
+        loop = self._proxy._loop
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", upstream_port), 10)
+            await asyncio.wait_for(loop.create_connection(lambda: _Upstream(self), "127.0.0.1", self._upstream_port), 10)
         except (OSError, TimeoutError):
-            writer.close()
-            client_closed()
-            return
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer, client_closed), self._pipe(up_reader, writer),
-                                 return_exceptions=True)
-        finally:
-            client_closed()
+            self.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    on_eof: Callable[[], None] = lambda: None) -> None:
-        """Copy one direction, each chunk delayed by half the round trip (order kept)."""
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    def data_received(self, data: bytes) -> None:
+        self.to_upstream.push(data)
 
-        async def deliver() -> None:
-            while True:
-                due, data = await queue.get()
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                if not data:
-                    writer.close()
-                    return
-                writer.write(data)
-                await writer.drain()
+    def eof_received(self) -> bool:
+        self._client_left()
+        self.to_upstream.push(b"")
+        return True  # half-open until the gateway's answer, delayed, has gone out
 
-        sender = asyncio.ensure_future(deliver())
-        try:
-            while data := await reader.read(65536):
-                queue.put_nowait((time.monotonic() + self.delay, data))
-        except OSError:
-            pass
-        on_eof()
-        queue.put_nowait((time.monotonic() + self.delay, b""))
-        try:
-            await sender
-        except OSError:
-            pass
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._client_left()
+        self.to_upstream.push(b"")
+        self._proxy._links.discard(self)
+
+    def _client_left(self) -> None:
+        """A connection counts as open from accept until the client's end of it closes (the moment the
+        client gives its connection slot back), not until the upstream side has finished too."""
+        if self._state == "new":
+            self._count()
+        if self._state == "counted":
+            self._proxy._count_closed(self._host)
+        self._state = "closed"
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _Upstream(asyncio.Protocol):
+    def __init__(self, link: _Link) -> None:
+        self._link = link
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._link.to_upstream.attach(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._link.to_client.push(data)
+
+    def eof_received(self) -> bool:
+        self._link.to_client.push(b"")
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._link.to_client.push(b"")
 
 
 def proxied_target(gateway: Gateway, proxy: FleetProxy, host: str, path: Path, name: str,

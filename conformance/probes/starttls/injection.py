@@ -29,7 +29,7 @@ from conformance.probes.wire.outcome import (
     attempt,
 )
 from conformance.probes.wire.streams import Deadline, close, peek_buffer, quote, read_line, send
-from conformance.probes.wire.upgrade import probe_context, upgrade
+from conformance.probes.wire.upgrade import shared_probe_context, upgrade
 from conformance.target import Endpoint
 
 INJECTED_TAG = "X1"
@@ -76,7 +76,7 @@ async def probe_starttls_injection(endpoint: Endpoint, cfg: ProbeConfig) -> Atte
                 await reader.readexactly(len(pending))
             plaintext = quote(pending) if pending else None
             try:
-                await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
+                await upgrade(reader, writer, shared_probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
             except (Unreachable, ProtocolViolation) as exc:
                 failed: str | None = str(exc)
             else:
@@ -113,7 +113,7 @@ async def _judge_break_off(endpoint: Endpoint, cfg: ProbeConfig, transcript: Tra
                                                  transcript=transcript, limiter=cfg.limiter)
         try:
             deadline = Deadline(cfg.session_budget)
-            await upgrade(reader, writer, probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
+            await upgrade(reader, writer, shared_probe_context(), endpoint.host, timeout=deadline.clamp(cfg.timeout))
             answer = await _FIRST_ANSWER[endpoint.protocol](reader, writer, cfg, transcript, deadline)
         finally:
             await close(writer)

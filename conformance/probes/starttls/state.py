@@ -40,7 +40,7 @@ from conformance.probes.wire.outcome import (
     mapped_errors,
 )
 from conformance.probes.wire.streams import Deadline, close, quote, send
-from conformance.probes.wire.upgrade import probe_context, upgrade
+from conformance.probes.wire.upgrade import shared_probe_context, upgrade
 from conformance.target import Endpoint
 
 # How long to watch for bytes after a STARTTLS go-ahead. A conforming server sends nothing at all
@@ -114,7 +114,7 @@ async def _smtp_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
             transcript.note(f"{len(injected)} bytes arrived after the STARTTLS go-ahead: {quote(injected)}")
             return StartTlsState("smtp", str(reply), quote(injected), None, None, None, None, EhloState.UNKNOWN)
         try:
-            tls = await upgrade(reader, writer, probe_context(), endpoint.host, timeout=cfg.timeout)
+            tls = await upgrade(reader, writer, shared_probe_context(), endpoint.host, timeout=cfg.timeout)
         except ProtocolViolation as exc:
             return StartTlsState("smtp", str(reply), None, None, str(exc), None, None, EhloState.UNKNOWN)
         transcript.note(f"TLS established: {tls.version} {tls.cipher}; no EHLO sent inside TLS on purpose")
@@ -185,7 +185,7 @@ async def _imap_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
             transcript.note(f"{len(injected)} bytes arrived after the STARTTLS go-ahead: {quote(injected)}")
             return StartTlsState("imap", str(response), quote(injected), None, None, None, None, EhloState.UNKNOWN)
         try:
-            tls = await upgrade(reader, writer, probe_context(), endpoint.host, timeout=cfg.timeout)
+            tls = await upgrade(reader, writer, shared_probe_context(), endpoint.host, timeout=cfg.timeout)
         except ProtocolViolation as exc:
             return StartTlsState("imap", str(response), None, None, str(exc), None, None, EhloState.UNKNOWN)
         transcript.note(f"TLS established: {tls.version} {tls.cipher}")
@@ -217,7 +217,7 @@ async def _pop3_state(endpoint: Endpoint, cfg: ProbeConfig, transcript: Transcri
             transcript.note(f"{len(injected)} bytes arrived after the STLS go-ahead: {quote(injected)}")
             return StartTlsState("pop3", str(reply), quote(injected), None, None, None, None, EhloState.UNKNOWN)
         try:
-            tls = await upgrade(reader, writer, probe_context(), endpoint.host, timeout=cfg.timeout)
+            tls = await upgrade(reader, writer, shared_probe_context(), endpoint.host, timeout=cfg.timeout)
         except ProtocolViolation as exc:
             return StartTlsState("pop3", str(reply), None, None, str(exc), None, None, EhloState.UNKNOWN)
         transcript.note(f"TLS established: {tls.version} {tls.cipher}")

@@ -97,8 +97,7 @@ def analyze_chain(chain_der: Sequence[bytes], *, hostnames: Iterable[str], trust
         raise ChainError(f"the server presented a certificate that does not parse: {exc}") from None
     now = now or dt.datetime.now(dt.UTC)
     leaf = chain[0]
-    anchors = list(_anchors(tuple(trust_anchor_paths), use_system_store))
-    trusted, reason = _verify_path(chain, anchors, now)
+    trusted, reason = _verify_path(chain, _anchor_store(tuple(trust_anchor_paths), use_system_store), now)
     san_dns, san_ip = _sans(leaf)
     info = [_info(c) for c in chain]
     return CertReport(
@@ -112,18 +111,18 @@ def analyze_chain(chain_der: Sequence[bytes], *, hostnames: Iterable[str], trust
     )
 
 
-def _verify_path(chain: list[x509.Certificate], anchors: list[x509.Certificate], now: dt.datetime,
+def _verify_path(chain: list[x509.Certificate], anchors: verification.Store | None, now: dt.datetime,
                  ) -> tuple[bool, str]:
     """Does the chain lead to an anchor? Judged at a moment the leaf is valid, so that an expired
     leaf is reported once (as expired), not twice (also as untrusted). Names are judged separately."""
-    if not anchors:
+    if anchors is None:
         return False, "no trust anchors (no system store and no target trust_anchors)"
     leaf = chain[0]
     moment = min(now, leaf.not_valid_after_utc - dt.timedelta(seconds=1))
     moment = max(moment, leaf.not_valid_before_utc)
     # The client-verifier profile checks the path without a server name; permit_all on the leaf keeps
     # its EKU/SAN rules from rejecting a server certificate there (names are matched in match_name).
-    builder = (verification.PolicyBuilder().store(verification.Store(anchors)).time(moment)
+    builder = (verification.PolicyBuilder().store(anchors).time(moment)
                .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
                                    ee_policy=verification.ExtensionPolicy.permit_all()))
     try:
@@ -154,6 +153,14 @@ def in_words(message: str) -> str:
 def _oid_name(dotted: str) -> str:
     name = x509.ObjectIdentifier(dotted)._name  # cryptography's registry of names; unknown ones stay dotted
     return dotted if name == "Unknown OID" else name
+
+
+@functools.lru_cache(maxsize=8)
+def _anchor_store(paths: tuple[Path, ...], use_system_store: bool) -> verification.Store | None:
+    """The anchors as a verifier's store, built once: a system bundle holds over a hundred roots, and a
+    fleet verifies several chains per endpoint."""
+    anchors = _anchors(paths, use_system_store)
+    return verification.Store(list(anchors)) if anchors else None
 
 
 @functools.lru_cache(maxsize=8)

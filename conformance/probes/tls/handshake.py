@@ -15,7 +15,7 @@ from conformance.probes.tls.certs import CertReport, ChainError, analyze_chain
 from conformance.probes.wire.config import ProbeConfig, scrubbed
 from conformance.probes.wire.outcome import Attempt, attempt
 from conformance.probes.wire.streams import Deadline, close
-from conformance.probes.wire.upgrade import TlsInfo, probe_context, upgrade
+from conformance.probes.wire.upgrade import TlsInfo, shared_probe_context, upgrade
 from conformance.target import Endpoint
 
 
@@ -55,7 +55,7 @@ async def probe_handshake(endpoint: Endpoint, cfg: ProbeConfig, *, context: ssl.
         reader, writer = await open_to_tls_point(endpoint, timeout=cfg.timeout, ehlo_name=cfg.ehlo_name,
                                             transcript=transcript, limiter=cfg.limiter, deadline=deadline)
         try:
-            info = await upgrade(reader, writer, context or probe_context(), endpoint.host if sni else None,
+            info = await upgrade(reader, writer, context or shared_probe_context(), endpoint.host if sni else None,
                                  timeout=deadline.clamp(cfg.timeout))
             transcript.note(f"TLS established: {info.version} {info.cipher}, {len(info.peer_chain_der)} certificate(s)")
         finally:

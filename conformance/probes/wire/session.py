@@ -14,7 +14,7 @@ from conformance.probes.wire.config import ProbeConfig
 from conformance.probes.wire.connect import open_tcp
 from conformance.probes.wire.outcome import LocalError, ProtocolViolation, Transcript
 from conformance.probes.wire.streams import Deadline, close
-from conformance.probes.wire.upgrade import TlsInfo, probe_context, refuse_injected_plaintext, upgrade
+from conformance.probes.wire.upgrade import TlsInfo, refuse_injected_plaintext, shared_probe_context, upgrade
 from conformance.target import Endpoint, Secret
 
 R = TypeVar("R")
@@ -74,7 +74,7 @@ class StreamSession:
     async def _upgrade(self, context: ssl.SSLContext | None = None) -> None:
         reader, writer = self.streams
         assert self._deadline is not None
-        self.tls = await upgrade(reader, writer, context or self.tls_context or probe_context(), self.endpoint.host,
+        self.tls = await upgrade(reader, writer, context or self.tls_context or shared_probe_context(), self.endpoint.host,
                                  timeout=self._deadline.clamp(self.cfg.timeout))
         self.transcript.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
 

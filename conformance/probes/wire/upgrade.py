@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
+import functools
 import ssl
 from dataclasses import dataclass
 
@@ -25,11 +26,20 @@ class TlsInfo:
 
 
 def probe_context() -> ssl.SSLContext:
-    """A client context that completes a handshake whatever the certificate (it is judged later)."""
+    """A client context that completes a handshake whatever the certificate (it is judged later); a new
+    one, for a caller that narrows its versions or ciphers."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@functools.cache
+def shared_probe_context() -> ssl.SSLContext:
+    """probe_context() made once per process, for the callers that use it as it is: creating an OpenSSL
+    context costs more than a handshake on loopback, and a fleet opens hundreds of TLS connections per host.
+    A client context keeps no session cache, so connections sharing it share nothing else."""
+    return probe_context()
 
 
 async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, context: ssl.SSLContext,
