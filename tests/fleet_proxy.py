@@ -145,7 +145,7 @@ class _Link(asyncio.Protocol):
         # The client closed its previous connection (FIN sent) before it opened this one; the loop may
         # still hold that EOF in the same batch as this accept: let it be read first, so no close is
         # counted late (a few loop turns, no wall-clock wait).
-        loop.call_soon(loop.call_soon, loop.call_soon, self._count)
+        loop.call_soon(loop.call_soon, loop.call_soon, loop.call_soon, self._count)
         loop.create_task(self._connect_upstream())
 
     def _count(self) -> None:
