@@ -10,7 +10,7 @@ from junitparser import JUnitXml, Properties, Property
 from conformance import requirements
 from conformance.requirements import Level, Requirement
 from conformance.verdict import NOTHING_REACHED
-from tests.conftest import SECRET
+from tests.conftest import MINIMAL_TARGET, SECRET
 
 pytestmark = pytest.mark.unit
 
@@ -115,6 +115,24 @@ def test_password_never_reaches_the_report(pytester: pytest.Pytester, minimal_ta
     assert cases["test_secret_leak"]["verdict"] == "fail"
     assert SECRET not in (pytester.path / "out.xml").read_text()
     assert SECRET not in result.stdout.str()
+
+
+def test_each_targets_password_is_scrubbed_from_its_own_checks(pytester: pytest.Pytester, minimal_target: Path,
+                                                               tmp_path: Path) -> None:
+    """Several targets, each with its own password: each check is scrubbed of its own target's (worked out
+    once per target, not once per report)."""
+    other_secret = "0ther-Staple-Correct"
+    (tmp_path / "west").mkdir()
+    (tmp_path / "west" / "alice.pw").write_text(other_secret + "\n")
+    west = tmp_path / "west" / "target.toml"
+    west.write_text(MINIMAL_TARGET.format(port=1).replace('name = "unit"', 'name = "west"')
+                    .replace("mx1.example.test", "mx2.example.test").replace("127.0.0.1", "127.0.0.2"))
+    result, cases = run(pytester, minimal_target, "--mail-target", str(west))
+    leaks = [name for name in cases if name.startswith("test_secret_leak")]
+    assert len(leaks) == 2 and all(cases[name]["verdict"] == "fail" for name in leaks), cases
+    report = (pytester.path / "out.xml").read_text()
+    assert SECRET not in report and other_secret not in report
+    assert SECRET not in result.stdout.str() and other_secret not in result.stdout.str()
 
 
 def test_unknown_requirement_is_a_collection_error(pytester: pytest.Pytester, minimal_target: Path) -> None:
