@@ -226,6 +226,11 @@ def _fleet_scheduling() -> type:
         pytest-xdist's own order sends a worker its next group only when the last is nearly done, so a
         worker could never probe its next targets while it judges the current one."""
 
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            # work unit id -> (the unit, its tests not yet done); the unit is held so its id is never reused
+            self._left: dict[int, tuple[dict[str, bool], int]] = {}
+
         def _assign_work_unit(self, node: Any) -> None:
             groups = target_group_names(self.collection or ())
             index = int(str(node.workerinput["workerid"]).removeprefix("gw"))
@@ -240,5 +245,23 @@ def _fleet_scheduling() -> type:
                 work_unit = self.workqueue.pop(scope)
                 assigned[scope] = work_unit
                 node.send_runtest_some([position[nodeid] for nodeid, done in work_unit.items() if not done])
+
+        # pytest-xdist counts every worker's pending tests item by item after each event (tests_finished):
+        # with all of a fleet's groups assigned at the start, that is checks x checks over a run. A count
+        # per work unit, kept as tests complete, makes it a sum over the units.
+        def _pending_of(self, workload: dict[str, dict[str, bool]]) -> int:
+            return sum(self._left_in(unit) for unit in workload.values())
+
+        def _left_in(self, unit: dict[str, bool]) -> int:
+            if id(unit) not in self._left:
+                self._left[id(unit)] = (unit, list(unit.values()).count(False))
+            return self._left[id(unit)][1]
+
+        def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+            nodeid = self.registered_collections[node][item_index]
+            unit = self.assigned_work[node][self._split_scope(nodeid)]
+            if unit.get(nodeid) is False and id(unit) in self._left:
+                self._left[id(unit)] = (unit, self._left[id(unit)][1] - 1)
+            super().mark_test_complete(node, item_index, duration)
 
     return FleetScheduling

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conformance.fixtures.prefetch import TargetWork
-from conformance.fleet import group_owner, host_groups, load_targets, target_group_names
+from conformance.fleet import _fleet_scheduling, group_owner, host_groups, load_targets, target_group_names
 from conformance.plugin import MailOptions
 from conformance.reference.flaws import FLAWS
 from conformance.reference.gateway import Gateway
@@ -154,6 +154,30 @@ def test_target_groups_go_to_fixed_workers_only_when_there_are_more_than_workers
     assert groups == ["mailconform-east", "mailconform-west", "mailconform-north"]
     assert [group_owner(g, groups, 2) for g in groups] == [0, 1, 0]
     assert group_owner("mailconform-east", groups, 3) is None and group_owner("tests/x.py", groups, 2) is None
+
+
+def test_the_scheduler_counts_pending_tests_per_unit_as_pytest_xdist_does() -> None:
+    """pytest-xdist asks for every worker's pending tests after each event; FleetScheduling keeps a count per
+    work unit (checks x checks otherwise). The count must be the one pytest-xdist's own walk gives."""
+    pytest.importorskip("xdist")
+    from xdist.scheduler import LoadScopeScheduling
+
+    two_workers = type("Config", (), {"getvalue": lambda self, name: ["2*popen"] if name == "tx" else None})()
+    scheduler = _fleet_scheduling()(two_workers)
+    node = type("Worker", (), {"shutting_down": True})()  # a worker on its way out is sent no more work
+    nodeids = [f"test_a.py::test_{i}[{n}:mx@n1]@mailconform-{n}" for n in ("east", "west") for i in range(3)]
+    scheduler.registered_collections[node] = nodeids
+    scheduler.assigned_work[node] = {g: {i: False for i in nodeids if i.endswith(g)}
+                                     for g in ("mailconform-east", "mailconform-west")}
+
+    def walked() -> int:
+        return LoadScopeScheduling._pending_of(scheduler, scheduler.assigned_work[node])
+
+    assert scheduler._pending_of(scheduler.assigned_work[node]) == walked() == 6
+    for index in (0, 4, 4, 5):  # a test reported twice counts once
+        scheduler.mark_test_complete(node, index)
+        assert scheduler._pending_of(scheduler.assigned_work[node]) == walked()
+    assert walked() == 3
 
 
 # login-free checks of several families (capabilities, TLS, certificates): enough to see the probes overlap
