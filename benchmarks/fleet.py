@@ -34,9 +34,10 @@ from tests.fleet_proxy import FleetProxy, proxied_target
 PASSIVE = ("-k", "not dns and not enumeration")
 
 
-# runs the scan and writes the largest resident memory of it or any process it waited for (the xdist workers):
-# a fresh parent per scan, because RUSAGE_CHILDREN keeps the maximum over every child a process ever had
-_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
+# runs the scan and writes the largest resident memory of it or any process it waited for (the xdist workers),
+# and their CPU seconds: a fresh parent per scan, because RUSAGE_CHILDREN keeps the maximum over every child
+# a process ever had
+_PEAK_RSS_AND_CPU = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
              "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
              "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}'); sys.exit(code)")
 ENDPOINTS = 7  # of one single_node gateway: mx, submission, submissions, imap, imaps, pop3, pop3s
@@ -47,14 +48,14 @@ def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[fl
     command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider", "-q",
                "-o", "addopts=", "--mail-fail-on", "never", "--junitxml", str(junit), *PASSIVE, *extra,
                *(a for t in targets for a in ("--mail-target", str(t)))]
-    rss_file = workdir / "rss.txt"
+    usage_file = workdir / "usage.txt"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(rss_file), *command], check=False,
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_AND_CPU, str(usage_file), *command], check=False,
                           capture_output=True, text=True, cwd=workdir)
     seconds = time.monotonic() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"scan failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    rss_text, cpu_text = rss_file.read_text(encoding="utf-8").split()
+    rss_text, cpu_text = usage_file.read_text(encoding="utf-8").split()
     verdicts = Counter(case.verdict for case in read_junit(junit))
     counts = "/".join(str(verdicts[v]) for v in ("pass", "fail", "inconclusive"))
     return seconds, int(rss_text), float(cpu_text), counts

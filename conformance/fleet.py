@@ -228,8 +228,7 @@ def _fleet_scheduling() -> type:
 
         def __init__(self, config: pytest.Config, log: Any = None) -> None:
             super().__init__(config, log)
-            # work unit id -> (the unit, its tests not yet done); the unit is held so its id is never reused
-            self._left: dict[int, tuple[dict[str, bool], int]] = {}
+            self._left: dict[str, int] = {}  # work unit (a target's group) -> its tests not yet done
 
         def _assign_work_unit(self, node: Any) -> None:
             groups = target_group_names(self.collection or ())
@@ -250,18 +249,16 @@ def _fleet_scheduling() -> type:
         # with all of a fleet's groups assigned at the start, that is checks x checks over a run. A count
         # per work unit, kept as tests complete, makes it a sum over the units.
         def _pending_of(self, workload: dict[str, dict[str, bool]]) -> int:
-            return sum(self._left_in(unit) for unit in workload.values())
-
-        def _left_in(self, unit: dict[str, bool]) -> int:
-            if id(unit) not in self._left:
-                self._left[id(unit)] = (unit, list(unit.values()).count(False))
-            return self._left[id(unit)][1]
+            for scope, unit in workload.items():
+                if scope not in self._left:
+                    self._left[scope] = list(unit.values()).count(False)
+            return sum(self._left[scope] for scope in workload)
 
         def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
             nodeid = self.registered_collections[node][item_index]
-            unit = self.assigned_work[node][self._split_scope(nodeid)]
-            if unit.get(nodeid) is False and id(unit) in self._left:
-                self._left[id(unit)] = (unit, self._left[id(unit)][1] - 1)
+            scope = self._split_scope(nodeid)
+            if self.assigned_work[node][scope].get(nodeid) is False and scope in self._left:
+                self._left[scope] -= 1
             super().mark_test_complete(node, item_index, duration)
 
     return FleetScheduling

@@ -163,7 +163,6 @@ def _anchor_store(paths: tuple[Path, ...], use_system_store: bool) -> verificati
     return verification.Store(list(anchors)) if anchors else None
 
 
-@functools.lru_cache(maxsize=8)
 def _anchors(paths: tuple[Path, ...], use_system_store: bool) -> tuple[x509.Certificate, ...]:
     files = list(paths)
     if use_system_store:
