@@ -17,7 +17,8 @@ target's connection limiter; a target is claimed (its prefetch finished or cance
 touches it, so active checks never overlap their own target's probes; targets sharing a host are never
 prefetched (the budget is per host); values go at the target's fixture teardown, so memory holds at most K+1
 targets. ``FleetScheduling`` gives each worker all its target groups at the start (pytest-xdist's loadgroup
-sends the next group only when one is nearly done), so a worker knows which targets come next.
+sends the next group only when one is nearly done), so a worker knows which targets come next. A dead
+worker's replacement has a new index: the dead one's unfinished groups go to whichever worker asks.
 """
 
 from __future__ import annotations
@@ -218,6 +219,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return None
 
 
+def _node_index(node: Any) -> int:
+    return int(str(node.workerinput["workerid"]).removeprefix("gw"))
+
+
 def _fleet_scheduling() -> type:
     from xdist.scheduler import LoadGroupScheduling  # only under pytest-xdist
 
@@ -232,11 +237,14 @@ def _fleet_scheduling() -> type:
 
         def _assign_work_unit(self, node: Any) -> None:
             groups = target_group_names(self.collection or ())
-            index = int(str(node.workerinput["workerid"]).removeprefix("gw"))
-            owners = {scope: group_owner(scope, groups, len(self.nodes)) for scope in self.workqueue}
+            owners = {scope: group_owner(scope, groups, self.numnodes) for scope in self.workqueue}
             if all(owner is None for owner in owners.values()):
                 super()._assign_work_unit(node)
                 return
+            # a crashed worker's replacement gets a new index: its groups go to whoever asks, one at a time
+            live = {_node_index(n) for n in self.nodes}
+            owners = {scope: owner if owner in live else None for scope, owner in owners.items()}
+            index = _node_index(node)
             mine = [s for s, o in owners.items() if o == index] or [s for s, o in owners.items() if o is None][:1]
             assigned = self.assigned_work.setdefault(node, {})
             position = {nodeid: i for i, nodeid in enumerate(self.registered_collections[node])}
@@ -244,6 +252,24 @@ def _fleet_scheduling() -> type:
                 work_unit = self.workqueue.pop(scope)
                 assigned[scope] = work_unit
                 node.send_runtest_some([position[nodeid] for nodeid, done in work_unit.items() if not done])
+
+        def remove_node(self, node: Any) -> str | None:
+            """A worker gone: its unfinished target groups go back in the queue for the others (or its
+            replacement), less the check it died in. That one is reported as the crash, as pytest-xdist's
+            load mode does: run again it would give a second, contradicting case of the same name in the
+            report, and it could kill the next worker the same way."""
+            workload = self.assigned_work.pop(node)
+            crashed = next((nodeid for unit in workload.values() for nodeid, done in unit.items() if not done), None)
+            if crashed is None:
+                return None
+            scope = self._split_scope(crashed)
+            workload[scope][crashed] = True
+            if scope in self._left:
+                self._left[scope] -= 1
+            self.workqueue.update((s, unit) for s, unit in workload.items() if not all(unit.values()))
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashed
 
         # pytest-xdist counts every worker's pending tests item by item after each event (tests_finished):
         # with all of a fleet's groups assigned at the start, that is checks x checks over a run. A count

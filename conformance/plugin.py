@@ -9,10 +9,10 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +30,10 @@ from conformance.verdict import (
     fails_run,
     nothing_reached,
 )
+
+if TYPE_CHECKING:
+    from conformance.probes.dns.mx import MxSet
+    from conformance.probes.wire.outcome import Attempt
 
 FIXTURE_MODULES = (
     "conformance.fixtures.core",
@@ -59,6 +63,8 @@ class MailOptions:
     timeout: float | None
     targets: tuple[Target, ...] = ()
     prefetch: int = DEFAULT_PREFETCH  # targets probed ahead on a worker (fixtures/prefetch.py)
+    # target name -> its domain's MX resolution, once per run (on a worker: the controller's)
+    mx_sets: Mapping[str, Attempt[MxSet]] = field(default_factory=dict)
 
     def timeout_for(self, target: Target) -> float:
         """--mail-timeout when given, else the target file's own."""
@@ -77,6 +83,7 @@ REQUIREMENT_KEY = pytest.StashKey[RequirementMark]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RECORDED_KEY = pytest.StashKey[bool]()
 HEADER_TARGETS = 5  # targets named one per line in the report header; a fleet of 200 is counted
+MX_WORKER_KEY = "mailconform_mx_sets"  # the controller's MX resolutions, in a pytest-xdist worker's workerinput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -119,9 +126,11 @@ def _read_options(config: pytest.Config) -> MailOptions:
         targets = fleet.load_targets(config.getoption("mail_target") or ())
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if any(t.domain for t in targets):  # every MX host of the mail domain is checked too (a DNS failure changes nothing)
-        from conformance.probes.dns.mx import expand_target
-        targets = tuple(expand_target(t)[0] if t.domain else t for t in targets)
+    timeout = config.getoption("mail_timeout")
+    mx_sets = _mx_sets(config, targets, timeout)
+    if mx_sets:  # every MX host of the mail domain is checked too (a DNS failure changes nothing)
+        from conformance.probes.dns.mx import expanded
+        targets = tuple(expanded(t, mx_sets.get(t.name)) for t in targets)
     fail_on = config.getoption("mail_fail_on")
     return MailOptions(
         target=targets[0] if targets else None,
@@ -130,9 +139,30 @@ def _read_options(config: pytest.Config) -> MailOptions:
         fail_on=FailOn(fail_on) if fail_on else default_fail_on(profile),
         allow_lockout=config.getoption("mail_allow_lockout"),
         allow_disruption=config.getoption("mail_allow_disruption"),
-        timeout=config.getoption("mail_timeout"),
+        timeout=timeout,
         prefetch=max(0, config.getoption("mail_prefetch")),
+        mx_sets=mx_sets,
     )
+
+
+def _mx_sets(config: pytest.Config, targets: tuple[Target, ...], timeout: float | None) -> dict[str, Attempt[MxSet]]:
+    """Each target's MX resolution, once per run: a pytest-xdist worker takes the controller's, so every
+    process sees one answer (the same endpoints, so the same checks collected) and DNS sees one query."""
+    if not any(t.domain for t in targets):
+        return {}
+    from conformance.probes.dns import mx
+    given = getattr(config, "workerinput", {}).get(MX_WORKER_KEY)
+    if given is not None:
+        return {name: mx.attempt_from_plain(plain) for name, plain in given.items()}
+    return mx.resolve_targets(targets, lambda t: timeout or t.timeout)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    mx_sets = options(node.config).mx_sets
+    if mx_sets:
+        from conformance.probes.dns.mx import attempt_to_plain
+        node.workerinput[MX_WORKER_KEY] = {name: attempt_to_plain(found) for name, found in mx_sets.items()}
 
 
 def options(config: pytest.Config) -> MailOptions:

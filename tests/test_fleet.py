@@ -7,6 +7,7 @@ connections per host, never more open at once to one host than its budget, and b
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ NORTH = "127.0.1.3"
 BUDGET = 3
 # the passive families, without the DNS zone's and enumeration's timing work, keep the proof short
 SELECTION = ("-k", "not enumeration and not dns")
+REPO = Path(__file__).resolve().parent.parent  # for the crash plugin, tests/crash_worker.py
 
 
 def _target(directory: Path, name: str, host: str) -> Path:
@@ -71,6 +73,7 @@ def test_targets_sharing_a_host_share_a_group(tmp_path: Path) -> None:
 @dataclass(frozen=True)
 class Fleet:
     proxy: FleetProxy
+    gateways: tuple[Gateway, ...]
     targets: tuple[Path, ...]
     workdir: Path
     north: Path  # a third target on a third address, in front of the east gateway
@@ -87,7 +90,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         targets = tuple(proxied_target(g, proxy, host, workdir / f"{name}.toml", name, BUDGET)
                         for g, host, name in zip(gateways, HOSTS, ("east", "west")))
         north = proxied_target(gateways[0], proxy, NORTH, workdir / "north.toml", "north", BUDGET)
-        yield Fleet(proxy, targets, workdir, north)
+        yield Fleet(proxy, tuple(gateways), targets, workdir, north)
         for gateway in gateways:
             gateway.check_errors()
 
@@ -96,19 +99,30 @@ def _verdicts(run: SuiteRun) -> dict[str, str]:
     return {c.name: c.verdict for c in run.cases}
 
 
+def _mx_queries(fleet: Fleet) -> list[int]:
+    return [sum(rtype == "MX" for _, rtype in g.dns_queries) for g in fleet.gateways]
+
+
 def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
     """Serial and `mailconform run -n auto` (two targets: two workers): equal verdicts and connections per host."""
     pytest.importorskip("xdist")
     fleet.proxy.reset()
+    before = _mx_queries(fleet)
     serial = run_suite(fleet.targets[0], fleet.workdir,
                        extra=(*(a for t in fleet.targets[1:] for a in ("--mail-target", str(t))), *SELECTION))
     serial_opened, serial_peak = dict(fleet.proxy.opened), dict(fleet.proxy.peak)
+    serial_mx = [after - was for after, was in zip(_mx_queries(fleet), before)]
     fleet.proxy.reset()
+    before = _mx_queries(fleet)
     junit = fleet.workdir / "parallel.xml"
     proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", *map(str, fleet.targets), "--junitxml",
                            str(junit), "-n", "auto", "-vv", *SELECTION],
                           check=False, capture_output=True, text=True, timeout=300, cwd=fleet.workdir)
     parallel = SuiteRun(proc.returncode, tuple(read_junit(junit)), proc.stdout + proc.stderr)
+    parallel_mx = [after - was for after, was in zip(_mx_queries(fleet), before)]
+
+    # each domain's MX set resolved once per run, by the controller: the workers take its answer
+    assert serial_mx == parallel_mx == [1, 1], (serial_mx, parallel_mx)
 
     assert set(serial_opened) == set(HOSTS) and serial_opened == dict(fleet.proxy.opened), parallel.output[-2000:]
     assert max(serial_peak.values()) <= BUDGET and max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
@@ -206,6 +220,36 @@ def test_a_worker_probes_its_next_target_while_it_judges_one(fleet: Fleet) -> No
     assert serial_opened == dict(fleet.proxy.opened) and set(serial_opened) == {*HOSTS, NORTH}
     assert max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
     assert _verdicts(parallel) == _verdicts(serial) and len(serial.cases) > 30, parallel.describe()
+
+
+def test_a_crashed_worker_is_replaced_and_the_fleet_still_finishes(fleet: Fleet) -> None:
+    """A worker dies in the middle of its first target (an out-of-memory kill, say): its replacement, or the
+    other worker, takes its unfinished targets; the run ends with every check reported once, the one it died
+    in as the crash, and never more connections to a host than its budget."""
+    pytest.importorskip("xdist")
+    targets = (*fleet.targets, fleet.north)  # east and north on the first worker, which dies in east
+    flag = fleet.workdir / "crashed.txt"
+    flag.unlink(missing_ok=True)
+    junit = fleet.workdir / "crash.xml"
+    env = {**os.environ, "MAILCONFORM_CRASH": f"east:5:{flag}",
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    fleet.proxy.reset()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+                           "-p", "tests.crash_worker", "-o", "addopts=", "--junitxml", str(junit), "-n", "2",
+                           *(a for t in targets for a in ("--mail-target", str(t))), *QUICK],
+                          check=False, capture_output=True, text=True, timeout=600, cwd=fleet.workdir, env=env)
+    cases = list(read_junit(junit))
+    crashed = flag.read_text(encoding="utf-8")
+    crashed_name = crashed.split("::")[-1].rsplit("@mailconform-", 1)[0]
+
+    assert "replacing crashed worker" in proc.stdout, proc.stdout[-2000:]
+    assert len({c.name for c in cases}) == len(cases), "a check reported twice"
+    checks_of = {name: {c.name.replace(f"[{name}:", "[") for c in cases if f"[{name}:" in c.name}
+                 for name in ("east", "west", "north")}
+    assert checks_of["east"] == checks_of["west"] == checks_of["north"] and len(checks_of["east"]) > 10, checks_of
+    failed = {c.name: c.message for c in cases if c.verdict == "fail" and "[west:" not in c.name}
+    assert list(failed) == [crashed_name] and "crashed while running" in failed[crashed_name], failed
+    assert max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
 
 
 def test_oauth_refusals_use_the_per_host_budget(fleet: Fleet) -> None:

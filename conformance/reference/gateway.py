@@ -361,6 +361,11 @@ class Gateway:
                             redirect=self.flaws.mta_sts_redirect)
 
     @property
+    def dns_queries(self) -> list[tuple[str, str]]:
+        """(name, type) of every query its DNS responder was asked, in order (empty before start)."""
+        return list(self._dns.queries) if self._dns is not None else []
+
+    @property
     def dnssec_anchor_path(self) -> Path:
         return self.workdir / "dnssec-anchor.txt"
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -22,6 +24,7 @@ from conformance.probes.wire.outcome import Attempt, Outcome
 from conformance.target import Endpoint, Node, Service, Target
 
 MX_PORT = 25
+MX_QUERIES_AT_ONCE = 32  # a fleet's domains resolved together, politely for the resolver
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,48 @@ def with_mx_endpoints(target: Target, mx: MxSet) -> Target:
 def expand_target(target: Target) -> tuple[Target, Attempt[MxSet] | None]:
     """Resolve the target's domain (if any) and add its MX hosts as endpoints. A DNS failure leaves
     the target as it is: the attempt says why, and the redundancy check reports it."""
-    if target.domain is None:
-        return target, None
-    found = resolve_mx_sync(target.domain, target.resolver, timeout=min(target.timeout, 5.0))
-    if found.outcome is not Outcome.COMPLETED or found.result is None:
-        return target, found
-    return with_mx_endpoints(target, found.result), found
+    found = resolve_targets([target], lambda t: t.timeout).get(target.name)
+    return expanded(target, found), found
+
+
+def expanded(target: Target, found: Attempt[MxSet] | None) -> Target:
+    """The target with its MX hosts as endpoints, when ``found`` (its MX resolution) has them."""
+    if found is None or not found.ok or found.result is None:
+        return target
+    return with_mx_endpoints(target, found.result)
+
+
+def resolve_targets(targets: Sequence[Target], timeout_for: Callable[[Target], float]) -> dict[str, Attempt[MxSet]]:
+    """Each target's MX set by target name (targets with a domain only), all of them at once: a fleet of
+    hundreds of domains costs one round trip, or one timeout against a dead resolver, not one each."""
+    with_domain = [t for t in targets if t.domain]
+    found = asyncio.run(_resolve_each([(t.domain or "", t.resolver, min(timeout_for(t), 5.0)) for t in with_domain]))
+    return {t.name: attempt for t, attempt in zip(with_domain, found)}
+
+
+async def _resolve_each(queries: Sequence[tuple[str, str | None, float]]) -> list[Attempt[MxSet]]:
+    limit = asyncio.Semaphore(MX_QUERIES_AT_ONCE)
+
+    async def one(domain: str, resolver: str | None, timeout: float) -> Attempt[MxSet]:
+        async with limit:
+            return await resolve_mx(domain, resolver, timeout=timeout)
+
+    return list(await asyncio.gather(*(one(*query) for query in queries)))
+
+
+def attempt_to_plain(found: Attempt[MxSet]) -> dict[str, Any]:
+    """An MX resolution as plain values, for pytest-xdist's workers (execnet carries no dataclasses)."""
+    mx = found.result
+    result = None if mx is None else {
+        "domain": mx.domain, "resolver": mx.resolver, "implicit": mx.implicit, "null_mx": mx.null_mx,
+        "nxdomain": mx.nxdomain, "hosts": [[h.preference, h.host, list(h.addresses)] for h in mx.hosts]}
+    return {"endpoint": found.endpoint, "outcome": found.outcome.value, "reason": found.reason,
+            "transcript": list(found.transcript), "result": result}
+
+
+def attempt_from_plain(plain: dict[str, Any]) -> Attempt[MxSet]:
+    result = plain["result"]
+    mx = None if result is None else MxSet(
+        result["domain"], tuple(MxHost(p, h, tuple(a)) for p, h, a in result["hosts"]), result["resolver"],
+        implicit=result["implicit"], null_mx=result["null_mx"], nxdomain=result["nxdomain"])
+    return Attempt(plain["endpoint"], Outcome(plain["outcome"]), mx, plain["reason"], tuple(plain["transcript"]))

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import dns.message
 import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import pytest
 
-from conformance.probes.dns.mx import expand_target, parse_resolver, resolve_mx_sync, with_mx_endpoints
+from conformance.probes.dns.mx import (
+    MX_QUERIES_AT_ONCE,
+    attempt_from_plain,
+    attempt_to_plain,
+    expand_target,
+    parse_resolver,
+    resolve_mx_sync,
+    resolve_targets,
+    with_mx_endpoints,
+)
 from conformance.probes.wire.outcome import Outcome
 from conformance.reference.dns import DnsResponder
 from conformance.target import load_target
@@ -115,3 +129,76 @@ def test_dns_failure_leaves_the_target_unchanged(tmp_path: Path) -> None:
     target = type(target)(**{**target.__dict__, "timeout": 0.5})
     expanded, found = expand_target(target)
     assert expanded is target and found is not None and found.outcome is Outcome.INCONCLUSIVE
+
+
+class _AnswersOnlyWhenAllAsked:
+    """A resolver that answers no MX query until it holds one for every domain: sequential resolution
+    times out on the first domain; resolution of all of them at once is answered."""
+
+    def __init__(self, domains: set[str]) -> None:
+        self.waiting_for = set(domains)
+        self.held: list[tuple[dns.message.Message, tuple[str, int]]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            question = query.question[0]
+            if question.rdtype == dns.rdatatype.MX and self.waiting_for:
+                self.waiting_for.discard(question.name.to_text().rstrip("."))
+                self.held.append((query, peer))
+                if self.waiting_for:
+                    continue
+                for held, held_peer in self.held:
+                    self._answer(held, held_peer)
+                continue
+            self._answer(query, peer)
+
+    def _answer(self, query: dns.message.Message, peer: tuple[str, int]) -> None:
+        question = query.question[0]
+        name = question.name.to_text()
+        response = dns.message.make_response(query)
+        if question.rdtype == dns.rdatatype.MX:
+            response.answer.append(dns.rrset.from_text(name, 60, "IN", "MX", f"10 mx.{name}"))
+        elif question.rdtype == dns.rdatatype.A:
+            response.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "127.0.0.1"))
+        self.sock.sendto(response.to_wire(), peer)
+
+
+def test_a_fleets_domains_are_resolved_at_once(tmp_path: Path) -> None:
+    domains = {f"org{i}.test" for i in range(40)}  # more than the queries allowed at once
+    with _AnswersOnlyWhenAllAsked(set(sorted(domains)[:MX_QUERIES_AT_ONCE])) as server:
+        targets = []
+        for domain in sorted(domains):
+            path = tmp_path / f"{domain}.toml"
+            path.write_text(f'[target]\nname="{domain}"\ndomain="{domain}"\nresolver="{server.address}"\ntimeout=3\n'
+                            f'[[node]]\nname="n1"\nhost="mx.{domain}"\naddress="127.0.0.1"\nservices={{mx=2525}}\n')
+            targets.append(load_target(path))
+        found = resolve_targets(targets, lambda t: t.timeout)
+    assert sorted(found) == sorted(domains)
+    assert all(f.ok and f.result is not None and f.result.names == (f"mx.{name}",) for name, f in found.items()), \
+        {name: f.reason for name, f in found.items() if not f.ok}
+
+
+def test_an_mx_resolution_survives_the_trip_to_a_worker(responder: DnsResponder) -> None:
+    for found in (resolve_mx_sync("example.test", responder.address, timeout=2),
+                  resolve_mx_sync("nomail.test", "127.0.0.1:1", timeout=0.5)):
+        assert attempt_from_plain(attempt_to_plain(found)) == found
