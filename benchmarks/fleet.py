@@ -6,9 +6,10 @@ Starts one reference gateway and puts N copies of it on loopback addresses of th
 127.0.1.N) behind a proxy adding ``--rtt-ms`` of round-trip time and counting connections per address;
 writes one target file per address (one node, seven services), then runs the passive families (no opt-ins;
 not dns nor login enumeration, see PASSIVE) over the whole fleet, once serially and once with ``-n``.
-Prints, per N: wall time, connections per host, the most simultaneous connections to any host, the most
-hosts probed at once, the largest resident memory of any pytest process (controller or worker), its growth
-per endpoint over the first size run, the verdicts (pass/fail/inconclusive) and the load average.
+Prints, per N: wall time, how many times faster than the serial scan of the same fleet in this run, connections
+per host, the most simultaneous connections to any host, the most hosts probed at once, the largest resident
+memory of any pytest process (controller or worker), its growth per endpoint over the first size run, the
+verdicts (pass/fail/inconclusive) and the load average.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--serial", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mailconform-fleet-"))
-    print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'conn/host':>10} {'max simult.':>12} {'hosts at once':>13} "
+    print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'x serial':>8} {'conn/host':>10} {'max simult.':>12} {'hosts at once':>13} "
           f"{'max RSS MB':>11} {'KB/endpoint':>11} {'scanner CPU':>11} {'fleet CPU':>9} {'pass/fail/inc':>14} {'load':>5}")
     first_rss: dict[str, tuple[int, int]] = {}  # mode -> (N, RSS KB) of its first size
     # one node (seven endpoints) per gateway: a fleet member is one host with its services
@@ -86,15 +87,18 @@ def main() -> None:
             targets = [proxied_target(gateway, proxy, f"127.0.1.{i + 1}" if i < 254 else f"127.0.2.{i - 253}",
                                       workdir / f"gw{i + 1}.toml", f"gw{i + 1}") for i in range(size)]
             modes = [("serial", ())] if args.serial else []
+            serial_seconds = None
             for mode, extra in modes + [(f"-n {n}", ("-n", n)) for n in args.workers]:
                 proxy.reset()
                 fleet_before = _own_cpu()
                 seconds, rss_kb, scanner_cpu, verdicts = scan(targets, workdir, extra)
+                serial_seconds = seconds if mode == "serial" else serial_seconds
+                speedup = f"{serial_seconds / seconds:.2f}" if serial_seconds else "-"
                 fleet_cpu = _own_cpu() - fleet_before
                 per_host = sorted(set(proxy.opened.values()))
                 base_n, base_rss = first_rss.setdefault(mode, (size, rss_kb))
                 growth = (rss_kb - base_rss) / ((size - base_n) * ENDPOINTS) if size > base_n else 0.0
-                print(f"{size:>4} {mode:>8} {seconds:>8.1f} {'/'.join(map(str, per_host)):>10} "
+                print(f"{size:>4} {mode:>8} {seconds:>8.1f} {speedup:>8} {'/'.join(map(str, per_host)):>10} "
                       f"{max(proxy.peak.values(), default=0):>12} {proxy.most_hosts:>13} {rss_kb / 1024:>11.0f} "
                       f"{growth:>11.0f} {scanner_cpu:>11.1f} {fleet_cpu:>9.1f} {verdicts:>14} {os.getloadavg()[0]:>5.1f}", flush=True)
 
