@@ -237,13 +237,14 @@ def _fleet_scheduling() -> type:
 
         def _assign_work_unit(self, node: Any) -> None:
             groups = target_group_names(self.collection or ())
-            owners = {scope: group_owner(scope, groups, self.numnodes) for scope in self.workqueue}
+            # a crashed worker's replacement gets a new index: the dead one's groups have no owner and go to
+            # whoever asks, one at a time, as pytest-xdist's own order gives them
+            live = {_node_index(n) for n in self.nodes}
+            owners = {scope: owner if owner in live else None
+                      for scope, owner in ((s, group_owner(s, groups, self.numnodes)) for s in self.workqueue)}
             if all(owner is None for owner in owners.values()):
                 super()._assign_work_unit(node)
                 return
-            # a crashed worker's replacement gets a new index: its groups go to whoever asks, one at a time
-            live = {_node_index(n) for n in self.nodes}
-            owners = {scope: owner if owner in live else None for scope, owner in owners.items()}
             index = _node_index(node)
             mine = [s for s, o in owners.items() if o == index] or [s for s, o in owners.items() if o is None][:1]
             assigned = self.assigned_work.setdefault(node, {})
