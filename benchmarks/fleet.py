@@ -1,9 +1,11 @@
 """A fleet scanned serially and under pytest-xdist: wall time, connections per host, the most open at once.
 
     python benchmarks/fleet.py [--sizes 1 10 50 200] [--rtt-ms 50] [--workers 2 8] [--no-serial]
+                               [--gateway-processes 2]
 
-Starts one reference gateway and puts N copies of it on loopback addresses of their own (127.0.1.1 …
-127.0.1.N) behind a proxy adding ``--rtt-ms`` of round-trip time and counting connections per address;
+Starts ``--gateway-processes`` reference gateways, each in a process of its own, and puts N copies of them
+on loopback addresses of their own (127.0.1.1 … 127.0.1.N, dealt round the gateways) behind a proxy adding
+``--rtt-ms`` of round-trip time and counting connections per address;
 writes one target file per address (one node, seven services), then runs the passive families (no opt-ins;
 not dns nor login enumeration, see PASSIVE) over the whole fleet, once serially and once with ``-n``.
 Prints, per N: wall time, how many times faster than the serial scan of the same fleet in this run, connections
@@ -15,6 +17,7 @@ verdicts (pass/fail/inconclusive) and the load average.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -22,10 +25,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from conformance.cli import PYTEST_OPTIONS, QUIET
 from conformance.reference.gateway import Gateway
 from conformance.report import read_junit
 from tests.fleet_proxy import FleetProxy, proxied_target
@@ -46,7 +53,8 @@ ENDPOINTS = 7  # of one single_node gateway: mx, submission, submissions, imap, 
 
 def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[float, int, float, str]:
     junit = workdir / "fleet.xml"
-    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", "-p", "no:cacheprovider", "-q",
+    # the pytest options `mailconform run` passes by default: a fleet is scanned with `mailconform run -n auto`
+    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.checks", *PYTEST_OPTIONS, *QUIET,
                "-o", "addopts=", "--mail-fail-on", "never", "--junitxml", str(junit), *PASSIVE, *extra,
                *(a for t in targets for a in ("--mail-target", str(t)))]
     usage_file = workdir / "usage.txt"
@@ -63,9 +71,59 @@ def scan(targets: list[Path], workdir: Path, extra: tuple[str, ...]) -> tuple[fl
 
 
 def _own_cpu() -> float:
-    """CPU seconds of this process: the gateways and the proxy, which share the two cores with the scan."""
+    """CPU seconds of this process (the proxy here, a gateway in a gateway process): they share the two
+    cores with the scan."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class GatewayProcess:
+    """A reference gateway in a process of its own. One process serving the whole fleet caps the fleet at one
+    core (one event loop, one GIL): under -n 2 it became the bottleneck of the scan it serves, a limit of this
+    simulation that a fleet of separate hosts does not have."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._conn, child = multiprocessing.get_context("spawn").Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_serve_gateway, args=(str(workdir), child), daemon=True)
+        self._process.start()
+        if not self._conn.poll(120):
+            raise SystemExit(f"the gateway in {workdir} did not start within 120 s")
+        ports, template = self._conn.recv()
+        self.ports: dict[tuple[str, str], int] = ports
+        self._template = Path(template)
+
+    def write_target(self, path: Path) -> Path:
+        path.write_text(self._template.read_text(encoding="utf-8"), encoding="utf-8")
+        return path
+
+    def cpu(self) -> float:
+        self._conn.send("cpu")
+        return float(self._conn.recv())
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self._process.join(30)
+
+
+def _serve_gateway(workdir: str, conn: Connection) -> None:
+    # no_lockout: the wrong passwords of targets probed at once add up on a gateway's one account base and
+    # would lock it (a real fleet member counts its own); no passive check sees it
+    with Gateway(["single_node", "no_lockout"], workdir=Path(workdir)) as gateway:
+        conn.send((gateway.ports, str(gateway.write_target(Path(workdir) / "template.toml"))))
+        while conn.recv() == "cpu":
+            conn.send(_own_cpu())
+
+
+@contextmanager
+def gateways(count: int, workdir: Path) -> Iterator[list[GatewayProcess]]:
+    started: list[GatewayProcess] = []
+    try:
+        started.extend(GatewayProcess(workdir / f"gateway{i + 1}") for i in range(count))
+        yield started
+    finally:
+        for process in started:
+            process.stop()
 
 
 def main() -> None:
@@ -74,27 +132,30 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=float, default=50.0)
     parser.add_argument("--workers", nargs="+", default=["2"], help="pytest-xdist worker counts to compare")
     parser.add_argument("--serial", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--gateway-processes", type=int, default=2, metavar="K",
+                        help="reference gateways serving the fleet, one process each (default: 2, the cores)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mailconform-fleet-"))
     print(f"{'N':>4} {'mode':>8} {'wall s':>8} {'x serial':>8} {'conn/host':>10} {'max simult.':>12} {'hosts at once':>13} "
           f"{'max RSS MB':>11} {'KB/endpoint':>11} {'scanner CPU':>11} {'fleet CPU':>9} {'pass/fail/inc':>14} {'load':>5}")
     first_rss: dict[str, tuple[int, int]] = {}  # mode -> (N, RSS KB) of its first size
-    # one node (seven endpoints) per gateway: a fleet member is one host with its services
-    # one account base behind every address: without no_lockout, the wrong passwords of targets probed at once
-    # add up on one shared account and lock it (a real fleet member counts its own); no passive check sees it
-    with Gateway(["single_node", "no_lockout"], workdir=workdir / "gateway") as gateway, FleetProxy(args.rtt_ms / 1000) as proxy:
+    # one node (seven endpoints) per address: a fleet member is one host with its services
+    with ExitStack() as stack:
+        served = stack.enter_context(gateways(max(1, args.gateway_processes), workdir))
+        proxy = stack.enter_context(FleetProxy(args.rtt_ms / 1000))
         for size in args.sizes:
-            targets = [proxied_target(gateway, proxy, f"127.0.1.{i + 1}" if i < 254 else f"127.0.2.{i - 253}",
+            targets = [proxied_target(served[i % len(served)], proxy,
+                                      f"127.0.1.{i + 1}" if i < 254 else f"127.0.2.{i - 253}",
                                       workdir / f"gw{i + 1}.toml", f"gw{i + 1}") for i in range(size)]
             modes = [("serial", ())] if args.serial else []
             serial_seconds = None
             for mode, extra in modes + [(f"-n {n}", ("-n", n)) for n in args.workers]:
                 proxy.reset()
-                fleet_before = _own_cpu()
+                fleet_before = _own_cpu() + sum(g.cpu() for g in served)
                 seconds, rss_kb, scanner_cpu, verdicts = scan(targets, workdir, extra)
                 serial_seconds = seconds if mode == "serial" else serial_seconds
                 speedup = f"{serial_seconds / seconds:.2f}" if serial_seconds else "-"
-                fleet_cpu = _own_cpu() - fleet_before
+                fleet_cpu = _own_cpu() + sum(g.cpu() for g in served) - fleet_before
                 per_host = sorted(set(proxy.opened.values()))
                 base_n, base_rss = first_rss.setdefault(mode, (size, rss_kb))
                 growth = (rss_kb - base_rss) / ((size - base_n) * ENDPOINTS) if size > base_n else 0.0

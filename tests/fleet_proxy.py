@@ -13,9 +13,16 @@ import threading
 from collections import Counter, deque
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
-from conformance.reference.gateway import Gateway
+
+class Served(Protocol):
+    """What ``proxied_target`` needs of a gateway: a ``Gateway``, or the benchmark's handle on one that runs
+    in a process of its own."""
+
+    ports: dict[tuple[str, str], int]
+
+    def write_target(self, path: Path) -> Path: ...
 
 
 class FleetProxy:
@@ -206,7 +213,7 @@ class _Upstream(asyncio.Protocol):
         self._link.to_client.push(b"")
 
 
-def proxied_target(gateway: Gateway, proxy: FleetProxy, host: str, path: Path, name: str,
+def proxied_target(gateway: Served, proxy: FleetProxy, host: str, path: Path, name: str,
                    max_per_host: int = 4) -> Path:
     """The gateway's target file with every node on ``host`` behind the proxy, named ``name``."""
     text = gateway.write_target(path).read_text(encoding="utf-8")

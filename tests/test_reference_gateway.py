@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -364,6 +365,42 @@ def test_good_starttls_resets_the_session(gw: Gateway) -> None:
     with smtp(gw, tls=False) as client:
         client.starttls(context=unverified())
         assert client.mail("someone@elsewhere.example")[0] == 503  # EHLO needed again (RFC 3207 4.2)
+
+
+def _line(sock: socket.socket) -> bytes:
+    found = b""
+    while not found.endswith(b"\r\n"):
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {found!r}"
+        found += chunk
+    return found
+
+
+@pytest.mark.parametrize(("service", "command"), [("imap", b"a STARTTLS\r\n"), ("pop3", b"STLS\r\n")],
+                         ids=["imap", "pop3"])
+def test_a_client_closing_in_the_same_flight_as_its_handshake_leaves_no_asyncio_warning(
+        gw: Gateway, service: str, command: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """The client's Finished and close_notify in one segment: the server's TLS layer reads the close in the
+    same turn that completes the handshake, before start_tls has returned to the session."""
+    with socket.create_connection(("127.0.0.1", gw.ports[("node1", service)]), timeout=5) as sock:
+        _line(sock)
+        sock.sendall(command)
+        _line(sock)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = unverified().wrap_bio(incoming, outgoing)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.unwrap()
+        sock.sendall(outgoing.read())
+        while sock.recv(65536):  # the gateway has handled the close once it closes too
+            pass
+    assert not [r.getMessage() for r in caplog.records if "eof_received" in r.getMessage()]
 
 
 def test_good_gateway_resists_injection_and_smuggling(target: Target, cfg: ProbeConfig, gw: Gateway) -> None:

@@ -153,16 +153,7 @@ class ImapSession(LineSession):
         if not flaws.starttls_injection:
             # RFC 9051 11.1 / CVE-2011-0411: nothing pipelined behind STARTTLS survives into TLS
             self.reader._buffer.clear()  # type: ignore[attr-defined]
-        # no await between the go-ahead and start_tls: the ClientHello must reach the TLS layer
-        try:
-            await self.writer.start_tls(self.starttls_context,
-                                        ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
-        except AttributeError:
-            # CPython 3.11: a client that drops during the handshake leaves the StreamWriter without a
-            # transport, and start_tls trips over None instead of raising a connection error
-            raise SessionEnded() from None
-        self.tls = True
-        self._did_starttls = True
+        await self._start_tls()
 
     async def _login(self, tag: str, command: str, args: list[str], raw: str) -> None:
         if len(args) != 2:

@@ -77,6 +77,22 @@ class LineSession:
             pass  # asyncio tears the TLS layer down under us when the client left at the same moment
         self.writer.close()
 
+    async def _start_tls(self) -> None:
+        """Upgrade the stream to TLS (called right after the go-ahead, with no await in between: the
+        ClientHello must reach the TLS layer). Raises SessionEnded when the client drops mid-handshake."""
+        assert self.starttls_context is not None
+        # asyncio's stream protocol learns that it runs under TLS only once start_tls has returned: a client
+        # that closes during the handshake gets "keep half-open" from it, which the TLS layer logs as a warning
+        self.writer._protocol._over_ssl = True  # type: ignore[attr-defined]
+        try:
+            await self.writer.start_tls(self.starttls_context,
+                                        ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
+        except AttributeError:
+            # CPython 3.11: a client that drops during the handshake leaves the StreamWriter without a
+            # transport, and start_tls trips over None instead of raising a connection error
+            raise SessionEnded() from None
+        self.tls, self._did_starttls = True, True
+
     async def _send(self, line: str | bytes) -> None:
         self.writer.write((line.encode() if isinstance(line, str) else line) + b"\r\n")
         await self.writer.drain()

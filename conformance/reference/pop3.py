@@ -85,12 +85,8 @@ class Pop3Session(LineSession):
         if not self.runtime.flaws.starttls_injection:
             # RFC 2595 4 / CVE-2011-0411: nothing pipelined behind STLS survives into TLS
             self.reader._buffer.clear()  # type: ignore[attr-defined]
-        try:  # no await between the go-ahead and start_tls: the ClientHello must reach the TLS layer
-            await self.writer.start_tls(self.starttls_context,
-                                        ssl_handshake_timeout=self.runtime.settings.handshake_timeout)
-        except AttributeError:
-            raise SessionEnded() from None  # CPython 3.11: a client that drops mid-handshake (see imap.py)
-        self.tls, self._did_starttls, self.pending_user = True, True, None
+        await self._start_tls()
+        self.pending_user = None
 
     async def _user(self, rest: str) -> None:
         kept = self._refused_in_clear and self.runtime.flaws.no_state_reset
