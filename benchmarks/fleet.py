@@ -83,9 +83,9 @@ class GatewayProcess:
     simulation that a fleet of separate hosts does not have."""
 
     def __init__(self, workdir: Path) -> None:
-        self._conn, child = multiprocessing.get_context("spawn").Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(
-            target=_serve_gateway, args=(str(workdir), child), daemon=True)
+        spawn = multiprocessing.get_context("spawn")
+        self._conn, child = spawn.Pipe()
+        self._process = spawn.Process(target=_serve_gateway, args=(str(workdir), child), daemon=True)
         self._process.start()
         if not self._conn.poll(120):
             raise SystemExit(f"the gateway in {workdir} did not start within 120 s")
@@ -113,6 +113,11 @@ def _serve_gateway(workdir: str, conn: Connection) -> None:
         conn.send((gateway.ports, str(gateway.write_target(Path(workdir) / "template.toml"))))
         while conn.recv() == "cpu":
             conn.send(_own_cpu())
+
+
+def fleet_cpu(served: list[GatewayProcess]) -> float:
+    """CPU seconds of the fleet so far: the proxy in this process and every gateway process."""
+    return _own_cpu() + sum(gateway.cpu() for gateway in served)
 
 
 @contextmanager
@@ -151,17 +156,17 @@ def main() -> None:
             serial_seconds = None
             for mode, extra in modes + [(f"-n {n}", ("-n", n)) for n in args.workers]:
                 proxy.reset()
-                fleet_before = _own_cpu() + sum(g.cpu() for g in served)
+                fleet_before = fleet_cpu(served)
                 seconds, rss_kb, scanner_cpu, verdicts = scan(targets, workdir, extra)
                 serial_seconds = seconds if mode == "serial" else serial_seconds
                 speedup = f"{serial_seconds / seconds:.2f}" if serial_seconds else "-"
-                fleet_cpu = _own_cpu() + sum(g.cpu() for g in served) - fleet_before
+                fleet_seconds = fleet_cpu(served) - fleet_before
                 per_host = sorted(set(proxy.opened.values()))
                 base_n, base_rss = first_rss.setdefault(mode, (size, rss_kb))
                 growth = (rss_kb - base_rss) / ((size - base_n) * ENDPOINTS) if size > base_n else 0.0
                 print(f"{size:>4} {mode:>8} {seconds:>8.1f} {speedup:>8} {'/'.join(map(str, per_host)):>10} "
                       f"{max(proxy.peak.values(), default=0):>12} {proxy.most_hosts:>13} {rss_kb / 1024:>11.0f} "
-                      f"{growth:>11.0f} {scanner_cpu:>11.1f} {fleet_cpu:>9.1f} {verdicts:>14} {os.getloadavg()[0]:>5.1f}", flush=True)
+                      f"{growth:>11.0f} {scanner_cpu:>11.1f} {fleet_seconds:>9.1f} {verdicts:>14} {os.getloadavg()[0]:>5.1f}", flush=True)
 
 
 if __name__ == "__main__":
