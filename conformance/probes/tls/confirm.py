@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from conformance.probes.tls.suites import CipherSuite, Weakness
+from conformance.probes.tls.tlslite_stack import load_tlslite
 from conformance.probes.tls.wire import AlertDescription, TlsVersion, describe
 from conformance.probes.wire.outcome import ProbeError, alert_words, tls_error_words
 from conformance.probes.wire.streams import blocking_twin
@@ -129,21 +130,9 @@ def handshakers(version: TlsVersion, chosen: CipherSuite) -> list[Handshaker]:
     if context is not None:
         found.append(functools.partial(_by_openssl, context=context, version=version, chosen=chosen))
     settings = _tlslite_settings(version, chosen)
-    if settings is not None and _has_tlslite():
+    if settings is not None and load_tlslite():
         found.append(functools.partial(_by_tlslite, settings=settings, version=version, chosen=chosen))
     return found
-
-
-@functools.lru_cache(maxsize=1)
-def _has_tlslite() -> bool:
-    # tlslite-ng's package imports asyncore, deprecated in Python 3.11: its warning is not the user's concern
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import tlslite  # noqa: F401
-        except ImportError:
-            return False
-    return True
 
 
 async def _by_openssl(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, timeout: float, *,

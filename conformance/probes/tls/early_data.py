@@ -10,11 +10,10 @@ to a NOOP after STARTTLS (a server that issues no ticket answers it without one)
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
-import warnings
 from dataclasses import dataclass
 
+from conformance.probes.tls.tlslite_stack import load_tlslite
 from conformance.probes.tls.wire import KEY_SHARE_GROUPS, AlertDescription, ExtensionType, describe
 from conformance.probes.wire.outcome import ProbeTimeout, ProtocolViolation, alert_words
 from conformance.probes.wire.streams import blocking_twin
@@ -52,21 +51,11 @@ async def session_tickets(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     if sock is None:
         raise ProtocolViolation("the server sent plaintext where TLS was due")
     command = b"" if endpoint.service.implicit_tls else _NOOP[endpoint.service.protocol]
-    _load_tlslite()
+    load_tlslite()  # here, in the event loop's thread, not in the probe thread
     try:
         return await asyncio.to_thread(_tickets, sock, endpoint.host, command, timeout)
     finally:
         sock.close()
-
-
-@functools.lru_cache(maxsize=1)
-def _load_tlslite() -> None:
-    # In the event loop's thread, once: scans of several endpoints importing tlslite-ng for the first time
-    # in their threads at once meet its circular imports half-initialised (ImportError). Its package
-    # imports asyncore, deprecated since Python 3.11: that warning is not the user's concern.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import tlslite.api  # noqa: F401
 
 
 def _tickets(sock: socket.socket, host: str, command: bytes, timeout: float) -> SessionTickets:
