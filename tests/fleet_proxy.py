@@ -88,11 +88,14 @@ class FleetProxy:
         self.clients[host, client] += 1
         self._active[host] += 1
         self.peak[host] = max(self.peak[host], self._active[host])
-        self.most_hosts = max(self.most_hosts, sum(1 for n in self._active.values() if n))
-        self.together.update(frozenset((host, other)) for other, n in self._active.items() if n and other != host)
+        self.most_hosts = max(self.most_hosts, len(self._active))
+        self.together.update(frozenset((host, other)) for other in self._active if other != host)
 
     def _count_closed(self, host: str) -> None:
+        # only hosts with a connection open stay: the two lines above walk them on every connection
         self._active[host] -= 1
+        if not self._active[host]:
+            del self._active[host]
 
 
 class _Delayed:
