@@ -11,6 +11,7 @@ import asyncio
 import re
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -155,7 +156,7 @@ class _Link(asyncio.Protocol):
         # The client closed its previous connection (FIN sent) before it opened this one; the loop may
         # still hold that EOF in the same batch as this accept: let it be read first, so no close is
         # counted late (a few loop turns, no wall-clock wait).
-        loop.call_soon(loop.call_soon, loop.call_soon, loop.call_soon, self._count)
+        _after_turns(loop, 4, self._count)
         loop.create_task(self._connect_upstream())
 
     def _count(self) -> None:
@@ -195,6 +196,14 @@ class _Link(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def _after_turns(loop: asyncio.AbstractEventLoop, turns: int, callback: Callable[[], None]) -> None:
+    """``callback`` once the loop has gone round ``turns`` times (each turn runs what was ready before it)."""
+    if turns <= 1:
+        loop.call_soon(callback)
+    else:
+        loop.call_soon(_after_turns, loop, turns - 1, callback)
 
 
 class _Upstream(asyncio.Protocol):
