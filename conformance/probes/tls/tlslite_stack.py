@@ -10,6 +10,7 @@ inputs and give the same bytes, so the handshake on the wire is unchanged; only 
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 
 from cryptography.exceptions import InvalidTag
@@ -73,12 +74,22 @@ def _x25519(scalar: bytes | bytearray, point: bytes | bytearray) -> bytearray:
         return bytearray(32)
 
 
-@functools.lru_cache(maxsize=1)
+_LOADING = threading.Lock()
+
+
 def load_tlslite() -> bool:
     """Import tlslite-ng (False if it is not installed) and give it the native AEADs and X25519; once per process.
 
-    Call it from the event loop's thread before any probe thread uses tlslite-ng: threads importing it
-    for the first time at once meet its circular imports half-initialised (ImportError)."""
+    Call it from the event loop's thread before a worker thread of that loop uses tlslite-ng. Threads
+    importing it for the first time at once meet its circular imports half-initialised (ImportError), and
+    several targets' loops run in threads of their own (fixtures/prefetch.py): the first caller imports it,
+    the others wait."""
+    with _LOADING:
+        return _load()
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> bool:
     # its package imports asyncore, deprecated since Python 3.11: that warning is not the user's concern
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
