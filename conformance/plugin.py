@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance import fleet, requirements
+from conformance import fleet, progress, requirements
 from conformance.evidence import Evidence
 from conformance.requirements import Level, Requirement
 from conformance.target import Service, Target, TargetError, Waiver
@@ -119,9 +119,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in FIXTURE_MODULES:
         config.pluginmanager.import_plugin(module)
     config.pluginmanager.register(fleet, "mailconform-fleet")
+    config.pluginmanager.import_plugin("conformance.progress")
     if not hasattr(config, "workerinput"):  # the xdist controller (or a plain run) decides the exit code
         config.pluginmanager.register(VerdictPolicy(config.stash[OPTIONS_KEY]), "mailconform-verdicts")
         config.pluginmanager.register(fleet.StableIds(), "mailconform-stable-ids")
+        if len(config.stash[OPTIONS_KEY].targets) > 1:
+            config.pluginmanager.register(progress.FleetProgress(config, len(config.stash[OPTIONS_KEY].targets)),
+                                          "mailconform-progress-lines")
 
 
 def _read_options(config: pytest.Config) -> MailOptions:

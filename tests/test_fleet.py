@@ -8,6 +8,7 @@ connections per host, never more open at once to one host than its budget, and b
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -136,6 +137,12 @@ def test_xdist_divides_the_fleet_and_keeps_the_totals(fleet: Fleet) -> None:
     assert summary and all("[west:" in line for line in summary), proc.stdout[-2000:]
     failing = sum(c.verdict == "fail" for c in serial.cases)
     assert f"mailconform: {failing} result(s) (target west) fail the run" in proc.stdout, proc.stdout[-2000:]
+    # a line as each target's last check is reported: serially, and on pytest-xdist's controller
+    for output in (serial.output, proc.stdout):
+        done = re.findall(r"mailconform: target (\w+) done \((\d) of 2 targets, \d+m\d\ds\): (.*)", output)
+        assert sorted(name for name, _, _ in done) == ["east", "west"] and done[-1][1] == "2", output[-2000:]
+        west = next(counts for name, _, counts in done if name == "west")
+        assert f"{failing} fail" in west, done
 
 
 def test_one_bad_file_stops_the_run_before_any_traffic(fleet: Fleet) -> None:
