@@ -2,8 +2,8 @@
 TLS 1.3 tickets to read), imported once per process with its AEADs and X25519 on OpenSSL.
 
 tlslite-ng computes record protection and X25519 in pure Python unless M2Crypto is installed, and M2Crypto
-has no wheel: they were two thirds of a TLS 1.3 handshake's CPU in the 0-RTT ticket probe (17 to 21 ms each,
-6.0 to 6.4 ms on OpenSSL). ``cryptography``'s AES-GCM, ChaCha20-Poly1305 and X25519 take the same
+has no wheel: they were most of the 0-RTT ticket probe's CPU (``benchmarks/tlslite_crypto.py`` measures it
+both ways). ``cryptography``'s AES-GCM, ChaCha20-Poly1305 and X25519 take the same
 inputs and give the same bytes, so the handshake on the wire is unchanged; only the arithmetic moves to OpenSSL.
 """
 
