@@ -224,8 +224,9 @@ _FAILOVER = [
     _r("FAIL-TEMP-01", "While a node's delivery backend is down, mail gets a 4xx (or a 250 it then honours), "
        "never a 5xx", "RFC 5321 §4.2.1, §4.2.5 (451/452/421 are transient), §6.1", MUST, "failover"),
     _r("FAIL-AUTHDOWN-01", "While the authentication backend is down, logins get a temporary answer "
-       "(SMTP 454 4.7.0, IMAP NO [UNAVAILABLE]), never 535 or [AUTHENTICATIONFAILED]",
-       "RFC 4954 §6 (454 4.7.0 vs 535 5.7.8); RFC 5530 §3 (UNAVAILABLE vs AUTHENTICATIONFAILED)", MUST, "failover"),
+       "(SMTP 454 4.7.0, IMAP NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]), never 535, [AUTHENTICATIONFAILED] "
+       "or a plain -ERR", "RFC 4954 §6 (454 4.7.0 vs 535 5.7.8); RFC 5530 §3 (UNAVAILABLE vs "
+       "AUTHENTICATIONFAILED); RFC 3206 §4 (SYS/TEMP)", MUST, "failover"),
     _r("FAIL-DIR-01", "While the user directory is down, a valid recipient gets a 4xx (451 4.3.0), never "
        "550 5.1.1", "RFC 5321 §4.2.5, §3.6.2; RFC 3463 §3.4 (4.3.0 vs 5.1.1)", MUST, "failover"),
     _r("FAIL-NOLOSS-01", "Mail accepted (250) before, during and after a node outage is delivered exactly once "
@@ -234,7 +235,8 @@ _FAILOVER = [
     _r("FAIL-DATA-01", "The final reply to DATA comes within the policy's budget even while the backend stalls",
        "RFC 5321 §4.5.3.2.6 (client DATA timeout), §6.1 (late replies cause duplicates)", MUST, "failover"),
     _r("FAIL-RECOVER-01", "After `up`, a node answers again within the recovery-time objective, and a burst "
-       "of concurrent correct logins (clients reconnecting) all succeed without locking the account",
+       "of concurrent correct logins (clients reconnecting, on submission, IMAP and POP3) all succeed without "
+       "locking the account",
        "operator's recovery-time objective (policy); NIST SP 800-63B §5.2.2 (only failed attempts count); "
        "RFC 4954 §6", MUST, "failover"),
     _r("FAIL-SHUTDOWN-01", "A node going down answers open sessions 421 (SMTP), BYE (IMAP) or -ERR (POP3), "

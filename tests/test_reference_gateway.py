@@ -722,7 +722,7 @@ def test_backend_outage_flaws(flawed_gateway: Flawed) -> None:
         client.mail("someone@elsewhere.example")
         assert client.rcpt("alice@example.test")[0] == 550
     account = target.accounts["test"]
-    for service in ("submissions", "imaps"):
+    for service in ("submissions", "imaps", "pop3s"):
         down = run(probe_login(endpoint(target, service, "node2"), cfg, account.username, account.password))
         assert down.outcome is LoginOutcome.REJECTED
 

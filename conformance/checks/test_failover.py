@@ -22,7 +22,7 @@ from conformance.target import Endpoint, Target
 from conformance.verdict import Inconclusive
 
 SMTP = ("mx", "submission", "submissions")
-AUTH = ("submission", "submissions", "imap", "imaps")
+AUTH = ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 ALL = ("mx", "submission", "submissions", "imap", "imaps")
 WITH_POP3 = (*ALL, "pop3", "pop3s")
 ACTIVE = pytest.mark.xdist_group("active")  # outages must not overlap lockouts or each other
@@ -99,7 +99,7 @@ def test_auth_outage_is_temporary(endpoint: Endpoint, target: Target, auth_outag
     """A client told 'wrong password' prompts its user and retries: that is how real users got locked out."""
     login = _outage_result(auth_outage, endpoint, target, evidence)
     evidence.add("answer", login.reply)
-    expected = "454 4.7.0" if endpoint.protocol == "smtp" else "NO [UNAVAILABLE]"
+    expected = {"smtp": "454 4.7.0", "pop3": "-ERR [SYS/TEMP]"}.get(endpoint.protocol, "NO [UNAVAILABLE]")
     assert login.outcome is not LoginOutcome.REJECTED, (
         f"{endpoint}: the correct password got '{login.reply}' while the auth backend of node {endpoint.node} "
         f"was down; answer {expected} (a temporary failure), never 'wrong password'")
@@ -214,6 +214,7 @@ def test_recovery_within_objective(endpoint: Endpoint, target: Target, recovery_
     mine = [x for x in run.logins if x.endpoint == endpoint.id]
     evidence.add("burst", f"{sum(x.accepted for x in run.logins)} of {len(run.logins)} concurrent logins accepted")
     refused = [x for x in mine if not x.accepted]
+    evidence.add("burst_here", f"{len(mine) - len(refused)} of {len(mine)} on this endpoint accepted")
     assert not refused, (
         f"{endpoint}: {len(refused)} of {len(mine)} concurrent correct logins after node {endpoint.node} "
         f"recovered were refused ({refused[0].code}: {refused[0].reply}); reconnecting clients must get in")

@@ -13,8 +13,10 @@ What really happens while PostgreSQL is down, found on the live servers (Postfix
   authentication failed: (reason unavailable)``; the check is inconclusive there ("the transaction
   stopped before RCPT"), since AUTH is not a mail stage (the 535 is FAIL-AUTHDOWN-01's finding).
 - Auth backend down (FAIL-AUTHDOWN-01): Dovecot IMAP and IMAPS answer ``NO [UNAVAILABLE] Temporary
-  authentication failure. [host:time]``: pass. Postfix submission and submissions (Dovecot SASL) answer
-  ``535 5.7.8 Error: authentication failed: (reason unavailable)``, a "wrong password", although
+  authentication failure. [host:time]``, and its POP3 and POP3S ``-ERR [SYS/TEMP] Temporary authentication
+  failure. [host:time]`` (RFC 3206's code for a temporary system problem): pass. Postfix submission and
+  submissions (Dovecot SASL) answer ``535 5.7.8 Error: authentication failed: (reason unavailable)``, a
+  "wrong password", although
   Dovecot itself knows the failure is temporary: fail on both. The 454 4.7.0 the check asks for is not
   what Postfix 3.7 makes of Dovecot's temporary failure.
 - After ``pg_ctl start`` Dovecot's auth reconnects at once (the next login works). Postfix's pgsql
@@ -42,7 +44,7 @@ from tests.real.servers import LOOPBACK, MailServers, unavailable_reason
 pytestmark = pytest.mark.real
 
 SMTP = ("mx", "submission", "submissions")
-AUTH = ("submission", "submissions", "imap", "imaps")
+AUTH = ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,16 @@ def test_auth_backend_down_dovecot_says_unavailable_postfix_says_535(servers: Ma
         assert "NO [UNAVAILABLE] Temporary authentication failure." in props[name].get("evidence.answer", ""), seen
         imap_passed += 1
     assert imap_passed, seen
+    pop3_passed = 0
+    for service in ("pop3", "pop3s"):
+        name = f"test_auth_outage_is_temporary[{service}@node1]"
+        if _held_past_the_budget(found[name].verdict, found[name].reason):
+            continue
+        assert found[name].verdict == "pass", seen
+        answer = props[name].get("evidence.answer", "")
+        assert answer.startswith("-ERR [SYS/TEMP] Temporary authentication failure."), seen
+        pop3_passed += 1
+    assert pop3_passed, seen
     smtp_judged = 0
     for service in ("submission", "submissions"):
         name = f"test_auth_outage_is_temporary[{service}@node1]"

@@ -120,6 +120,10 @@ def test_node_stop_postfix_drops_sessions_dovecot_says_bye(servers: MailServers,
     assert len(recovery) == 7 and all(c.verdict == "pass" for c in recovery), [(c.name, c.reason) for c in recovery]
     burst = props["test_recovery_within_objective[imaps@node1]"]["evidence.burst"]
     assert burst.endswith("concurrent logins accepted") and burst.split()[0] == burst.split()[2], burst
+    for service in ("pop3", "pop3s"):  # POP3 clients reconnect too: the burst reaches Dovecot's POP3 (AUTH PLAIN)
+        here = props[f"test_recovery_within_objective[{service}@node1]"]["evidence.burst_here"]
+        accepted, _, total = here.split()[:3]
+        assert int(total) >= 1 and accepted == total, here
 
 
 def test_dovecot_frozen_postfix_queues_at_once(servers: MailServers, target: Path, tmp_path: Path) -> None:
