@@ -124,8 +124,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(VerdictPolicy(config.stash[OPTIONS_KEY]), "mailconform-verdicts")
         config.pluginmanager.register(fleet.StableIds(), "mailconform-stable-ids")
         if len(config.stash[OPTIONS_KEY].targets) > 1:
-            config.pluginmanager.register(progress.FleetProgress(config, len(config.stash[OPTIONS_KEY].targets)),
-                                          "mailconform-progress-lines")
+            names = [target.name for target in config.stash[OPTIONS_KEY].targets]
+            config.pluginmanager.register(progress.FleetProgress(config, names), "mailconform-progress-lines")
 
 
 def _read_options(config: pytest.Config) -> MailOptions:

@@ -259,6 +259,10 @@ def test_a_crashed_worker_is_replaced_and_the_fleet_still_finishes(fleet: Fleet)
     failed = {c.name: c.message for c in cases if c.verdict == "fail" and "[west:" not in c.name}
     assert list(failed) == [crashed_name] and "crashed while running" in failed[crashed_name], failed
     assert max(fleet.proxy.peak.values()) <= BUDGET, fleet.proxy.peak
+    # the check east's worker died in counts as east's failure: east gets its progress line like the others
+    done = re.findall(r"mailconform: target (\w+) done \((\d) of 3 targets, \d+m\d\ds\): (.*)", proc.stdout)
+    assert sorted(name for name, _, _ in done) == ["east", "north", "west"], proc.stdout[-3000:]
+    assert done[-1][1] == "3" and ", 1 fail" in {name: counts for name, _, counts in done}["east"], done
 
 
 def test_oauth_refusals_use_the_per_host_budget(fleet: Fleet) -> None:
