@@ -224,8 +224,8 @@ _FAILOVER = [
     _r("FAIL-TEMP-01", "While a node's delivery backend is down, mail gets a 4xx (or a 250 it then honours), "
        "never a 5xx", "RFC 5321 §4.2.1, §4.2.5 (451/452/421 are transient), §6.1", MUST, "failover"),
     _r("FAIL-AUTHDOWN-01", "While the authentication backend is down, logins get a temporary answer "
-       "(SMTP 454 4.7.0, IMAP NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]), never 535, [AUTHENTICATIONFAILED] "
-       "or a plain -ERR", "RFC 4954 §6 (454 4.7.0 vs 535 5.7.8); RFC 5530 §3 (UNAVAILABLE vs "
+       "(SMTP 454 4.7.0, IMAP NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]), never 535, [AUTHENTICATIONFAILED], "
+       "-ERR [AUTH] or a bare -ERR", "RFC 4954 §6 (454 4.7.0 vs 535 5.7.8); RFC 5530 §3 (UNAVAILABLE vs "
        "AUTHENTICATIONFAILED); RFC 3206 §4 (SYS/TEMP)", MUST, "failover"),
     _r("FAIL-DIR-01", "While the user directory is down, a valid recipient gets a 4xx (451 4.3.0), never "
        "550 5.1.1", "RFC 5321 §4.2.5, §3.6.2; RFC 3463 §3.4 (4.3.0 vs 5.1.1)", MUST, "failover"),
