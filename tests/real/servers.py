@@ -14,6 +14,7 @@ address (127.0.0.1) differ, so Dovecot judges a plaintext client as what it is. 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import grp
 import os
@@ -106,6 +107,16 @@ def free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((address, 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(address: str, count: int) -> list[int]:
+    """``count`` distinct ports: each socket stays bound until all are read back. One port at a time, the
+    kernel may hand out a port it has just handed out and taken back (Dovecot: "duplicate listener")."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind((address, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def render(template: Path, values: dict[str, str]) -> str:
@@ -305,7 +316,7 @@ class MailServers:
         os.chown(self.workdir / "mail", mail_user.pw_uid, mail_user.pw_gid)
         postfix_user = pwd.getpwnam("postfix")
         os.chown(self.workdir / "data", postfix_user.pw_uid, 0)  # the queue directory stays root's
-        self.ports = {service: free_port(self.address) for service in SERVICES}
+        self.ports = dict(zip(SERVICES, free_ports(self.address, len(SERVICES)), strict=True))
         self._write_pki()
         self._write_accounts()
         values = self._values(mail_user.pw_uid, mail_user.pw_gid)
