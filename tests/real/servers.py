@@ -102,16 +102,14 @@ def _which(name: str) -> str | None:
 
 
 def free_port(address: str) -> int:
-    """A port the kernel just handed out on ``address`` (port 0, read back). Postfix and Dovecot
-    cannot report a port they chose themselves, so this is as close to port 0 as they allow."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(address, 1)[0]
 
 
 def free_ports(address: str, count: int) -> list[int]:
-    """``count`` distinct ports: each socket stays bound until all are read back. One port at a time, the
-    kernel may hand out a port it has just handed out and taken back (Dovecot: "duplicate listener")."""
+    """``count`` distinct ports the kernel just handed out on ``address`` (port 0, read back). Postfix and
+    Dovecot cannot report a port they chose themselves, so this is as close to port 0 as they allow. Each
+    socket stays bound until all are read back: one port at a time, the kernel may hand out a port it has
+    just handed out and taken back (Dovecot: "duplicate listener")."""
     with contextlib.ExitStack() as held:
         socks = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
         for sock in socks:
